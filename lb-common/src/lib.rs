@@ -1,0 +1,255 @@
+//! The ABI between the XDP programs (`lb-ebpf`) and the agent (`lb-userspace`).
+//!
+//! Every map key and value, every capacity, every map name and every counter lives here,
+//! once, for both sides. Layout is ABI: each type is `#[repr(C)]` with explicit padding and
+//! a compile-time size assertion. Map values hold no `bool`, enum or `Option`: integer codes
+//! with named constants.
+#![no_std]
+
+pub mod hash;
+
+use core::mem::size_of;
+
+/// Names of the maps, as the agent finds them in the loaded object (at most 15 bytes: the
+/// kernel's `BPF_OBJ_NAME_LEN` is 16 with the terminating NUL).
+pub mod map_names {
+    pub const VIPS: &str = "LB_VIPS";
+    pub const RINGS: &str = "LB_RINGS";
+    pub const BACKENDS: &str = "LB_BACKENDS";
+    pub const CONFIG: &str = "LB_CONFIG";
+    pub const STATS: &str = "LB_STATS";
+    pub const VIP_STATS: &str = "LB_VIP_STATS";
+    pub const BACKEND_STATS: &str = "LB_BE_STATS";
+    pub const DEVMAP: &str = "LB_DEVMAP";
+    pub const DECAP_DST: &str = "LB_DECAP_DST";
+}
+
+/// Names of the programs in the object.
+pub mod program_names {
+    pub const LB: &str = "xdp_lb";
+    pub const DECAP: &str = "xdp_decap";
+    pub const PASS: &str = "xdp_pass";
+}
+
+/// How many VIPs one instance serves.
+pub const MAX_VIPS: u32 = 64;
+/// How many backends (over all VIPs) one instance knows.
+pub const MAX_BACKENDS: u32 = 4096;
+/// Largest ring size, and the stride between rings in [`map_names::RINGS`].
+pub const RING_STRIDE: u32 = 65537;
+/// Default Maglev ring size: prime, so that every skip value walks every slot.
+pub const RING_SIZE_DEFAULT: u32 = 65537;
+/// Entries of the rings map: two rings (double buffer) per VIP.
+pub const RINGS_ENTRIES: u32 = MAX_VIPS * 2 * RING_STRIDE;
+/// A ring slot that names no backend (a VIP without live backends).
+pub const NO_BACKEND: u32 = u32::MAX;
+/// Interfaces the program may redirect to.
+pub const MAX_INTERFACES: u32 = 64;
+
+/// Index of ring slot `slot` of ring `which` (0 or 1) of VIP `vip_id`.
+#[inline(always)]
+pub fn ring_index(vip_id: u32, which: u32, slot: u32) -> u32 {
+    (vip_id * 2 + (which & 1)) * RING_STRIDE + slot
+}
+
+/// Address families, as stored in keys and values.
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// IP protocol numbers we balance.
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Forwarding modes ([`VipValue::forwarding`]).
+pub const FORWARD_IPIP: u32 = 1;
+
+/// Key of [`map_names::VIPS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct VipKey {
+    /// Address in network byte order; an IPv4 address fills the first 4 bytes, the rest is 0.
+    pub addr: [u8; 16],
+    /// Port in network byte order; 0 means every port.
+    pub port_be: u16,
+    /// [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+}
+const _: () = assert!(size_of::<VipKey>() == 20);
+
+/// Value of [`map_names::VIPS`]. The agent replaces it whole: flipping `active_ring` is how a
+/// new ring goes live atomically (a hash map update swaps the element under RCU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VipValue {
+    /// Index into the per-VIP counters and into the rings map.
+    pub id: u32,
+    /// Slots of this VIP's ring (prime, at most [`RING_STRIDE`]).
+    pub ring_size: u32,
+    /// Which of the VIP's two rings is live: 0 or 1.
+    pub active_ring: u32,
+    /// [`FORWARD_IPIP`].
+    pub forwarding: u32,
+    /// Reserved for later flags; 0.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<VipValue>() == 20);
+
+/// Key of [`map_names::DECAP_DST`]: an address of the backend host, whose encapsulated
+/// packets `xdp_decap` strips.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AddrKey {
+    /// Network byte order; IPv4 fills the first 4 bytes.
+    pub addr: [u8; 16],
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<AddrKey>() == 20);
+
+/// Value of [`map_names::BACKENDS`], indexed by backend id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Backend {
+    /// Address in network byte order; IPv4 fills the first 4 bytes.
+    pub addr: [u8; 16],
+    /// [`FAMILY_V4`], [`FAMILY_V6`], or 0 for an unused slot.
+    pub family: u8,
+    pub _pad: [u8; 3],
+    /// Reserved; 0.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<Backend>() == 24);
+
+/// The single entry of [`map_names::CONFIG`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Config {
+    /// Outer source of IPv4-in-IPv4 packets, network byte order.
+    pub source_v4: [u8; 4],
+    /// Outer source of IPv6-in-IPv6 packets, network byte order.
+    pub source_v6: [u8; 16],
+    /// Reserved; 0.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<Config>() == 24);
+
+/// Packets and bytes: the value of every counter map (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<Traffic>() == 16);
+
+/// Outcomes, the indices of [`map_names::STATS`]. Every packet the program sees lands in
+/// exactly one of them.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Not for a VIP (other address, port or protocol): passed untouched.
+    PassNotVip = 0,
+    /// Not IPv4/IPv6 (ARP, LLDP, ...): passed untouched.
+    PassNotIp = 1,
+    /// A header was cut short or malformed: passed untouched for the kernel to judge.
+    PassMalformed = 2,
+    /// Encapsulated and sent back out of the interface it came in on (`XDP_TX`).
+    Tx = 3,
+    /// Encapsulated and redirected to another interface.
+    Redirect = 4,
+    /// The VIP has no live backend.
+    DropNoBackend = 5,
+    /// No route to the backend (`bpf_fib_lookup` failed).
+    DropNoRoute = 6,
+    /// The route's next hop has no resolved neighbour entry.
+    DropNoNeigh = 7,
+    /// The egress interface is not in the redirect map (not one the agent manages).
+    DropNoEgress = 8,
+    /// The packet could not be grown for the outer header, or the result exceeds the MTU.
+    DropEncap = 9,
+    /// Internal fault (a map that should hold an entry did not).
+    Aborted = 10,
+    /// Decapsulated by `xdp_decap` and passed up.
+    Decap = 11,
+    /// An IPv4 fragment (ports unknown or incomplete): passed to the kernel.
+    PassFragment = 12,
+}
+
+impl Counter {
+    pub const COUNT: u32 = 13;
+    pub const ALL: [Counter; Self::COUNT as usize] = [
+        Counter::PassNotVip,
+        Counter::PassNotIp,
+        Counter::PassMalformed,
+        Counter::Tx,
+        Counter::Redirect,
+        Counter::DropNoBackend,
+        Counter::DropNoRoute,
+        Counter::DropNoNeigh,
+        Counter::DropNoEgress,
+        Counter::DropEncap,
+        Counter::Aborted,
+        Counter::Decap,
+        Counter::PassFragment,
+    ];
+
+    /// The name used in `lb stats` and its JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::PassNotVip => "pass_not_vip",
+            Counter::PassNotIp => "pass_not_ip",
+            Counter::PassMalformed => "pass_malformed",
+            Counter::Tx => "tx",
+            Counter::Redirect => "redirect",
+            Counter::DropNoBackend => "drop_no_backend",
+            Counter::DropNoRoute => "drop_no_route",
+            Counter::DropNoNeigh => "drop_no_neigh",
+            Counter::DropNoEgress => "drop_no_egress",
+            Counter::DropEncap => "drop_encap",
+            Counter::Aborted => "aborted",
+            Counter::Decap => "decap",
+            Counter::PassFragment => "pass_fragment",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for VipValue {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for Traffic {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_dense_and_named_once() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as u32, i as u32, "{c:?}");
+        }
+        for a in Counter::ALL {
+            for b in Counter::ALL {
+                assert!(a == b || a.name() != b.name(), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rings_do_not_overlap() {
+        assert_eq!(ring_index(0, 1, 0), RING_STRIDE);
+        assert_eq!(ring_index(1, 0, 0), 2 * RING_STRIDE);
+        assert_eq!(
+            ring_index(MAX_VIPS - 1, 1, RING_STRIDE - 1),
+            RINGS_ENTRIES - 1
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! The XDP programs of lb: `xdp_lb` (the balancer), `xdp_decap` (for backends without the
+//! kernel's ipip module), and the trivial `xdp_pass` / `xdp_tx` (a test fabric's ports, and
+//! the benchmark baselines).
+//!
+//! The balancer's way reads like the packet's: `parse` → `lookup` → `pick` → `rewrite` →
+//! `send`, with `stats` counting each packet's outcome exactly once, in `finish`.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod decap;
+#[cfg(target_arch = "bpf")]
+mod lookup;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod mem;
+#[cfg(target_arch = "bpf")]
+mod parse;
+#[cfg(target_arch = "bpf")]
+mod pick;
+#[cfg(target_arch = "bpf")]
+mod programs;
+#[cfg(target_arch = "bpf")]
+mod rewrite;
+#[cfg(target_arch = "bpf")]
+mod send;
+#[cfg(target_arch = "bpf")]
+mod stats;
+
+#[cfg(target_arch = "bpf")]
+pub use programs::{Fault, Verdict};
+
+/// The verifier rejects any program from which this is reachable, so it never runs.
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -1,0 +1,37 @@
+//! Every map of the programs. Sizes and names come from `lb-common`.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+};
+use lb_common::{
+    AddrKey, Backend, Config, Counter, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES,
+    Traffic, VipKey, VipValue,
+};
+
+#[map(name = "LB_VIPS")]
+pub static VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
+
+#[map(name = "LB_RINGS")]
+pub static RINGS: Array<u32> = Array::with_max_entries(RINGS_ENTRIES, 0);
+
+#[map(name = "LB_BACKENDS")]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+
+#[map(name = "LB_CONFIG")]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map(name = "LB_STATS")]
+pub static STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+#[map(name = "LB_VIP_STATS")]
+pub static VIP_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
+
+#[map(name = "LB_BE_STATS")]
+pub static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+#[map(name = "LB_DEVMAP")]
+pub static DEVMAP: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
+
+/// Decap's own addresses: an outer header addressed elsewhere is not ours to strip.
+#[map(name = "LB_DECAP_DST")]
+pub static DECAP_DST: HashMap<AddrKey, u32> = HashMap::with_max_entries(64, 0);

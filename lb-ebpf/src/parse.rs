@@ -1,0 +1,148 @@
+//! Step 1: Ethernet (one 802.1Q/802.1ad tag allowed), IPv4 (any IHL) or IPv6, TCP or UDP ports.
+//! Anything we do not balance comes back as a pass verdict, counted by why.
+use aya_ebpf::programs::XdpContext;
+use lb_common::{Counter, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
+
+use crate::{Verdict, mem::read};
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+
+/// What the later steps need of a packet headed (perhaps) for a VIP.
+pub struct Packet {
+    /// Offset of the IP header: 14, or 18 behind a VLAN tag.
+    pub l3_off: usize,
+    pub family: u8,
+    pub proto: u8,
+    /// Addresses as on the wire; IPv4 in the first 4 bytes.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Ports as on the wire (network byte order).
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    /// Length of the IP packet (header included) as its header says.
+    pub l3_len: u16,
+    /// IPv4 TOS or IPv6 traffic class, copied to the outer header.
+    pub tos: u8,
+    /// IPv4 don't-fragment bit, copied to the outer header (IPv6 never fragments in flight).
+    pub df: bool,
+}
+
+const fn malformed() -> Verdict {
+    Verdict::pass(Counter::PassMalformed)
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
+    let eth: EthHdr = read(ctx, 0).ok_or(malformed())?;
+    let mut ether_type = u16::from_be(eth.ether_type);
+    let mut l3_off = ETH_HLEN;
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+        // The tag's TCI (2 bytes), then the encapsulated type.
+        let inner: [u8; 2] = read(ctx, ETH_HLEN + 2).ok_or(malformed())?;
+        ether_type = u16::from_be_bytes(inner);
+        l3_off += VLAN_HLEN;
+    }
+    match ether_type {
+        ETH_P_IP => ipv4(ctx, l3_off),
+        ETH_P_IPV6 => ipv6(ctx, l3_off),
+        // ARP, LLDP, a second VLAN tag, ...: not ours.
+        _ => Err(Verdict::pass(Counter::PassNotIp)),
+    }
+}
+
+#[inline(always)]
+fn ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Packet, Verdict> {
+    let ip: Ipv4Hdr = read(ctx, l3_off).ok_or(malformed())?;
+    if ip.vihl >> 4 != 4 {
+        return Err(malformed());
+    }
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return Err(malformed());
+    }
+    let frags = u16::from_be_bytes(ip.frags);
+    // More-fragments set, or a non-zero offset: ports are missing or incomplete.
+    if frags & 0x3fff != 0 {
+        return Err(Verdict::pass(Counter::PassFragment));
+    }
+    // The transport header is read (bounds-checked against the packet) before the length
+    // fields are judged: were the length check first, LLVM would prove the bounds check
+    // redundant and drop it, and the verifier (which tracks pointers, not that proof) would
+    // reject the program.
+    let (sport, dport, need) = ports(ctx, ip.proto, l3_off + ihl)?;
+    let l3_len = u16::from_be_bytes(ip.tot_len);
+    if (l3_len as usize) < ihl + need || l3_off + l3_len as usize > ctx.data_end() - ctx.data() {
+        return Err(malformed());
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..4].copy_from_slice(&ip.src_addr);
+    dst[..4].copy_from_slice(&ip.dst_addr);
+    Ok(Packet {
+        l3_off,
+        family: FAMILY_V4,
+        proto: ip.proto,
+        src,
+        dst,
+        sport,
+        dport,
+        l3_len,
+        tos: ip.tos,
+        df: frags & 0x4000 != 0,
+    })
+}
+
+#[inline(always)]
+fn ipv6(ctx: &XdpContext, l3_off: usize) -> Result<Packet, Verdict> {
+    let ip: Ipv6Hdr = read(ctx, l3_off).ok_or(malformed())?;
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(malformed());
+    }
+    let (sport, dport, need) = ports(ctx, ip.next_hdr, l3_off + 40)?;
+    let payload = u16::from_be_bytes(ip.payload_len) as usize;
+    if payload < need
+        || l3_off + 40 + payload > ctx.data_end() - ctx.data()
+        || payload > 0xffff - 40
+    {
+        return Err(malformed());
+    }
+    Ok(Packet {
+        l3_off,
+        family: FAMILY_V6,
+        proto: ip.next_hdr,
+        src: ip.src_addr,
+        dst: ip.dst_addr,
+        sport,
+        dport,
+        l3_len: (payload + 40) as u16,
+        tos: (ip.vcf[0] << 4) | (ip.vcf[1] >> 4),
+        df: false,
+    })
+}
+
+/// The ports of the TCP or UDP header at `off`, which must be whole, and its length.
+#[inline(always)]
+fn ports(ctx: &XdpContext, proto: u8, off: usize) -> Result<([u8; 2], [u8; 2], usize), Verdict> {
+    let (p, need) = match proto {
+        PROTO_TCP => (
+            read::<[u8; 20]>(ctx, off).map(|h| [h[0], h[1], h[2], h[3]]),
+            20,
+        ),
+        PROTO_UDP => (
+            read::<[u8; 8]>(ctx, off).map(|h| [h[0], h[1], h[2], h[3]]),
+            8,
+        ),
+        _ => return Err(Verdict::pass(Counter::PassNotVip)),
+    };
+    let p = p.ok_or(malformed())?;
+    Ok(([p[0], p[1]], [p[2], p[3]], need))
+}

@@ -1,0 +1,109 @@
+//! Step 5: IP-in-IP encapsulation (v4-in-v4, v6-in-v6) for direct server return. The inner
+//! packet is left exactly as the client sent it; a new Ethernet header and an outer IP header
+//! are put in front of it. A VLAN tag on the way in is not carried out: the egress is the
+//! interface the kernel's route names, untagged.
+use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
+use lb_common::{Backend, Config, FAMILY_V4, hash::ipv4_header_checksum};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
+
+use crate::{
+    mem::ptr_at_mut,
+    parse::{ETH_P_IP, ETH_P_IPV6, Packet},
+};
+
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_IPV6: u8 = 41;
+const TTL: u8 = 64;
+
+/// Bytes the outer IP header adds.
+#[inline(always)]
+pub const fn outer_len(family: u8) -> usize {
+    if family == FAMILY_V4 { 20 } else { 40 }
+}
+
+/// Where to send the packet next: the result of the route lookup.
+pub struct NextHop {
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
+/// Puts Ethernet + outer IP in front of the packet's IP header. `None` if the packet could
+/// not be grown (no headroom).
+#[inline(always)]
+pub fn encap(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    cfg: &Config,
+    be: &Backend,
+    hop: &NextHop,
+    hash: u32,
+) -> Option<()> {
+    let outer = outer_len(pkt.family);
+    // The old Ethernet header (and VLAN tag) is reused as room: grow by what is missing.
+    let grow = outer as i32 - (pkt.l3_off as i32 - 14);
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
+        return None;
+    }
+    let ether_type = if pkt.family == FAMILY_V4 {
+        ETH_P_IP
+    } else {
+        ETH_P_IPV6
+    };
+    let eth = EthHdr {
+        dst_addr: hop.dmac,
+        src_addr: hop.smac,
+        ether_type: ether_type.to_be(),
+    };
+    unsafe { ptr_at_mut::<EthHdr>(ctx, 0)?.write_unaligned(eth) };
+    if pkt.family == FAMILY_V4 {
+        let ip = outer_v4(pkt, cfg, be);
+        unsafe { ptr_at_mut::<Ipv4Hdr>(ctx, 14)?.write_unaligned(ip) };
+    } else {
+        let ip = outer_v6(pkt, cfg, be, hash);
+        unsafe { ptr_at_mut::<Ipv6Hdr>(ctx, 14)?.write_unaligned(ip) };
+    }
+    Some(())
+}
+
+#[inline(always)]
+fn outer_v4(pkt: &Packet, cfg: &Config, be: &Backend) -> Ipv4Hdr {
+    let mut ip = Ipv4Hdr {
+        vihl: 0x45,
+        tos: pkt.tos,
+        tot_len: (pkt.l3_len + 20).to_be_bytes(),
+        id: [0, 0],
+        frags: if pkt.df { [0x40, 0] } else { [0, 0] },
+        ttl: TTL,
+        proto: IPPROTO_IPIP,
+        check: [0, 0],
+        src_addr: cfg.source_v4,
+        dst_addr: [be.addr[0], be.addr[1], be.addr[2], be.addr[3]],
+    };
+    // Safety: Ipv4Hdr is 20 bytes of plain integers.
+    let bytes: [u8; 20] = unsafe { core::mem::transmute(ip) };
+    ip.check = ipv4_header_checksum(&bytes).to_be_bytes();
+    ip
+}
+
+#[inline(always)]
+fn outer_v6(pkt: &Packet, cfg: &Config, be: &Backend, hash: u32) -> Ipv6Hdr {
+    // The flow label carries the flow hash, so that ECMP on the way to the backend keeps a
+    // flow on one path (RFC 6438).
+    let fl = hash & 0x000f_ffff;
+    Ipv6Hdr {
+        vcf: [
+            0x60 | (pkt.tos >> 4),
+            (pkt.tos << 4) | (fl >> 16) as u8,
+            (fl >> 8) as u8,
+            fl as u8,
+        ],
+        payload_len: pkt.l3_len.to_be_bytes(),
+        next_hdr: IPPROTO_IPV6,
+        hop_limit: TTL,
+        src_addr: cfg.source_v6,
+        dst_addr: be.addr,
+    }
+}

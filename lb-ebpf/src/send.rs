@@ -1,0 +1,92 @@
+//! Step 6: the kernel's own routes and neighbours say where the encapsulated packet goes
+//! (`bpf_fib_lookup`); same interface: `XDP_TX`, another: redirect through the devmap.
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_fib_lookup as FibParams, xdp_action,
+    },
+    helpers::generated::bpf_fib_lookup,
+    programs::XdpContext,
+};
+use lb_common::{Backend, Counter, FAMILY_V4, hash::flow_hash};
+
+use crate::{
+    Fault, Verdict,
+    maps::{CONFIG, DEVMAP},
+    parse::Packet,
+    rewrite::{self, NextHop, outer_len},
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+#[inline(always)]
+fn words(b: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+    ]
+}
+
+#[inline(always)]
+pub fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdict, Fault> {
+    let cfg = *CONFIG.get(0).ok_or(Fault)?;
+    let tot_len = pkt.l3_len as u32 + outer_len(pkt.family) as u32;
+    if tot_len > 0xffff {
+        return Ok(Verdict::drop(Counter::DropEncap));
+    }
+    let ingress = ctx.ingress_ifindex() as u32;
+    // Safety: an all-zero bpf_fib_lookup is a valid (empty) request.
+    let mut fib: FibParams = unsafe { core::mem::zeroed() };
+    fib.ifindex = ingress;
+    fib.__bindgen_anon_1.tot_len = tot_len as u16;
+    if pkt.family == FAMILY_V4 {
+        fib.family = AF_INET;
+        fib.l4_protocol = 4;
+        fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.source_v4);
+        fib.__bindgen_anon_4.ipv4_dst =
+            u32::from_ne_bytes([be.addr[0], be.addr[1], be.addr[2], be.addr[3]]);
+    } else {
+        fib.family = AF_INET6;
+        fib.l4_protocol = 41;
+        fib.__bindgen_anon_3.ipv6_src = words(&cfg.source_v6);
+        fib.__bindgen_anon_4.ipv6_dst = words(&be.addr);
+    }
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx as *mut _,
+            &mut fib,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    match rc as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => {}
+        BPF_FIB_LKUP_RET_NO_NEIGH => return Ok(Verdict::drop(Counter::DropNoNeigh)),
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => return Ok(Verdict::drop(Counter::DropEncap)),
+        _ => return Ok(Verdict::drop(Counter::DropNoRoute)),
+    }
+    let hop = NextHop {
+        smac: fib.smac,
+        dmac: fib.dmac,
+    };
+    let hash = flow_hash(&pkt.src, &pkt.dst, pkt.sport, pkt.dport, pkt.proto);
+    if rewrite::encap(ctx, pkt, &cfg, be, &hop, hash).is_none() {
+        return Ok(Verdict::drop(Counter::DropEncap));
+    }
+    if fib.ifindex == ingress {
+        return Ok(Verdict {
+            action: xdp_action::XDP_TX,
+            counter: Counter::Tx,
+        });
+    }
+    match DEVMAP.redirect(fib.ifindex, 0) {
+        Ok(action) => Ok(Verdict {
+            action,
+            counter: Counter::Redirect,
+        }),
+        Err(_) => Ok(Verdict::drop(Counter::DropNoEgress)),
+    }
+}

@@ -1,0 +1,31 @@
+//! Per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
+use aya_ebpf::maps::PerCpuArray;
+use lb_common::{Counter, Traffic};
+
+use crate::maps::{BACKEND_STATS, STATS, VIP_STATS};
+
+#[inline(always)]
+fn add(map: &PerCpuArray<Traffic>, index: u32, len: u64) {
+    if let Some(t) = map.get_ptr_mut(index) {
+        // Per-CPU value: this CPU is the only writer.
+        unsafe {
+            (*t).packets += 1;
+            (*t).bytes += len;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn count(c: Counter, len: u64) {
+    add(&STATS, c as u32, len);
+}
+
+#[inline(always)]
+pub fn vip(id: u32, len: u64) {
+    add(&VIP_STATS, id, len);
+}
+
+#[inline(always)]
+pub fn backend(id: u32, len: u64) {
+    add(&BACKEND_STATS, id, len);
+}

@@ -1,0 +1,194 @@
+use super::*;
+
+const GOOD: &str = r#"
+[agent]
+interfaces = ["eth0"]
+source_v4 = "198.18.0.2"
+source_v6 = "fd00::2"
+
+[[vip]]
+name = "web"
+address = "198.19.0.100:80"
+protocol = "tcp"
+
+[vip.health]
+kind = "http"
+path = "/healthz"
+interval = "2s"
+timeout = "300ms"
+
+[[vip.backend]]
+address = "198.18.1.11"
+weight = 50
+
+[[vip.backend]]
+address = "198.18.1.12"
+
+[[vip]]
+name = "dns6"
+address = "[fd00::100]:53"
+protocol = "udp"
+ring_size = 251
+
+[[vip.backend]]
+address = "fd00::11"
+"#;
+
+#[test]
+fn a_full_config_parses() {
+    let c = parse("good.toml", GOOD).unwrap();
+    assert_eq!(c.agent.interfaces, ["eth0"]);
+    assert_eq!(c.agent.xdp_mode, XdpMode::Native);
+    assert_eq!(c.agent.socket, PathBuf::from(DEFAULT_SOCKET));
+    assert_eq!(c.vips.len(), 2);
+    assert_eq!(c.vips[0].ring_size, RING_SIZE_DEFAULT);
+    assert_eq!(c.vips[0].backends[0].weight, 50);
+    assert_eq!(c.vips[0].backends[1].weight, 100);
+    assert_eq!(c.vips[0].health.kind, HealthKind::Http);
+    assert_eq!(c.vips[0].health.interval, Duration::from_secs(2));
+    assert_eq!(c.vips[1].protocol, Protocol::Udp);
+    assert_eq!(c.vips[1].ring_size, 251);
+}
+
+/// Each case: a replacement in GOOD, the line the error must name, the field, and a word of
+/// the reason.
+#[test]
+fn errors_name_file_line_and_field() {
+    let cases: &[(&str, &str, usize, &str, &str)] = &[
+        (
+            "\"198.19.0.100:80\"",
+            "\"198.19.0.300:80\"",
+            9,
+            "vip.address",
+            "not ADDRESS:PORT",
+        ),
+        (
+            "protocol = \"tcp\"",
+            "protocol = \"sctp\"",
+            10,
+            "vip.protocol",
+            "expected tcp or udp",
+        ),
+        (
+            "ring_size = 251",
+            "ring_size = 250",
+            29,
+            "vip.ring_size",
+            "prime",
+        ),
+        (
+            "ring_size = 251",
+            "ring_size = 65539",
+            29,
+            "vip.ring_size",
+            "prime from 7",
+        ),
+        (
+            "weight = 50",
+            "weight = -1",
+            20,
+            "vip.backend.weight",
+            "0 to 10000",
+        ),
+        (
+            "address = \"fd00::11\"",
+            "address = \"198.18.1.13\"",
+            32,
+            "vip.backend.address",
+            "family",
+        ),
+        (
+            "address = \"198.18.1.12\"",
+            "address = \"198.18.1.11\"",
+            23,
+            "vip.backend.address",
+            "duplicate",
+        ),
+        (
+            "interval = \"2s\"",
+            "interval = \"2 fortnights\"",
+            15,
+            "vip.health.interval",
+            "duration",
+        ),
+        (
+            "kind = \"http\"",
+            "kind = \"icmp\"",
+            13,
+            "vip.health.kind",
+            "expected tcp",
+        ),
+        (
+            "name = \"dns6\"",
+            "name = \"web\"",
+            26,
+            "vip.name",
+            "duplicate",
+        ),
+        (
+            "interfaces = [\"eth0\"]",
+            "interfaces = []",
+            3,
+            "agent.interfaces",
+            "at least one",
+        ),
+        (
+            "interfaces = [\"eth0\"]",
+            "interfaces = [\"eth0\"]\nxdp_mode = \"turbo\"",
+            4,
+            "agent.xdp_mode",
+            "native",
+        ),
+        (
+            "interfaces = [\"eth0\"]",
+            "interfaces = [\"eth0\"]\ncolour = \"blue\"",
+            4,
+            "colour",
+            "unknown field",
+        ),
+        (
+            "source_v4 = \"198.18.0.2\"\n",
+            "",
+            8,
+            "agent.source_v4",
+            "needs",
+        ),
+        (
+            "source_v6 = \"fd00::2\"",
+            "source_v6 = \"198.18.0.2\"",
+            5,
+            "agent.source_v6",
+            "IPv6",
+        ),
+        ("weight = 50", "weight = \"heavy\"", 20, "-", "invalid type"),
+    ];
+    for (from, to, line, field, reason) in cases {
+        assert!(GOOD.contains(from), "{from}");
+        let text = GOOD.replacen(from, to, 1);
+        let err = parse("lb.toml", &text).expect_err(to);
+        assert_eq!(err.file, "lb.toml");
+        assert_eq!(
+            (err.line, err.field.as_str()),
+            (*line, *field),
+            "{to}: {err}"
+        );
+        assert!(err.reason.contains(reason), "{to}: {err}");
+        let shown = err.to_string();
+        assert!(shown.starts_with(&format!("lb.toml:{line}: ")), "{shown}");
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("0s"), None);
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration("s"), None);
+}
+
+#[test]
+fn primes() {
+    assert!(is_prime(65537) && is_prime(7) && is_prime(251));
+    assert!(!is_prime(65535) && !is_prime(1) && !is_prime(9));
+}

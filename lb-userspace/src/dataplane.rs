@@ -1,0 +1,419 @@
+//! Owns the loaded BPF object: load, attach, and every map write. Nothing else touches maps.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{Array, DevMapHash, HashMap, MapError, PerCpuArray},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use lb_common::{
+    AddrKey, Backend, Config as BpfConfig, Counter, FAMILY_V4, FAMILY_V6, FORWARD_IPIP,
+    MAX_BACKENDS, MAX_VIPS, RING_STRIDE, Traffic, VipKey, VipValue, map_names, program_names,
+    ring_index,
+};
+
+use crate::config::XdpMode as ConfigMode;
+
+/// The object built from `lb-ebpf`, embedded at build time.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));
+
+/// How many lines of the verifier's log an error shows.
+const VERIFIER_TAIL: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error(
+        "this lb was built without its BPF programs (AYA_BUILD_SKIP=1); rebuild with `cargo xtask build`"
+    )]
+    NoObject,
+    #[error(
+        "permission denied loading BPF objects: run lb as root (it needs CAP_BPF and CAP_NET_ADMIN)"
+    )]
+    Privilege,
+    #[error("loading the BPF object: {0}")]
+    Load(#[source] EbpfError),
+    #[error(
+        "the kernel's verifier rejected {program}: {reason}\n--- verifier log (tail) ---\n{tail}"
+    )]
+    Verifier {
+        program: String,
+        reason: String,
+        tail: String,
+    },
+    #[error("program {program}: {source}")]
+    Program {
+        program: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("no interface named {0:?}")]
+    UnknownInterface(String),
+    #[error("attaching {program} to {interface} ({mode}): {source}")]
+    Attach {
+        program: String,
+        interface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {0} is missing from the BPF object")]
+    MissingMap(&'static str),
+    #[error("{0}")]
+    Limit(String),
+}
+
+type Result<T, E = DataplaneError> = std::result::Result<T, E>;
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+fn is_eperm(e: &EbpfError) -> bool {
+    let text = format!("{e:?}");
+    text.contains("PermissionDenied") || text.contains("Operation not permitted")
+}
+
+/// Puts an address in the 16-byte, family-tagged form the maps use.
+pub fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, FAMILY_V4)
+        }
+        IpAddr::V6(a) => (a.octets(), FAMILY_V6),
+    }
+}
+
+/// The map key of a VIP.
+pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
+    let (addr, family) = addr_bytes(addr);
+    VipKey {
+        addr,
+        port_be: port.to_be(),
+        proto,
+        family,
+    }
+}
+
+/// A loaded BPF object and the interfaces its program is attached to. Dropping it detaches
+/// every link and frees the maps: nothing is left behind.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    program: &'static str,
+    links: Vec<(String, XdpLinkId)>,
+}
+
+/// Totals of a counter over all CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Totals {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Dataplane {
+    /// Loads the object and the program `program` (one of [`program_names`]) into the kernel.
+    pub fn load(program: &'static str) -> Result<Self> {
+        Self::load_from(OBJECT, program)
+    }
+
+    /// Like [`Dataplane::load`], from another object (tests).
+    pub fn load_from(object: &[u8], program: &'static str) -> Result<Self> {
+        if object.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
+        let mut loader = EbpfLoader::new();
+        if program != program_names::LB {
+            // Only the balancer needs its rings: the others keep the map at one entry.
+            loader.map_max_entries(map_names::RINGS, 1);
+        }
+        let mut ebpf = loader.load(object).map_err(|e| {
+            if is_eperm(&e) {
+                DataplaneError::Privilege
+            } else {
+                DataplaneError::Load(e)
+            }
+        })?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(program)
+            .ok_or_else(|| DataplaneError::Program {
+                program: program.into(),
+                source: ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                program: program.into(),
+                source,
+            })?;
+        prog.load().map_err(|e| load_error(program, e))?;
+        Ok(Dataplane {
+            ebpf,
+            program,
+            links: Vec::new(),
+        })
+    }
+
+    fn xdp(&mut self) -> Result<&mut Xdp> {
+        let program = self.program;
+        self.ebpf
+            .program_mut(program)
+            .ok_or_else(|| DataplaneError::Program {
+                program: program.into(),
+                source: ProgramError::NotLoaded,
+            })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                program: program.into(),
+                source,
+            })
+    }
+
+    /// The loaded program, for `BPF_PROG_TEST_RUN`.
+    pub fn program(&mut self) -> Result<&mut Xdp> {
+        self.xdp()
+    }
+
+    /// Attaches to `interface`. Returns the mode it ended up in: `auto` falls back from native
+    /// to generic, and says so.
+    pub fn attach(&mut self, interface: &str, mode: ConfigMode) -> Result<&'static str> {
+        if nix_ifindex(interface).is_none() {
+            return Err(DataplaneError::UnknownInterface(interface.into()));
+        }
+        let program = self.program;
+        let try_mode = |dp: &mut Self, m: XdpMode, name: &'static str| -> Result<XdpLinkId> {
+            dp.xdp()?
+                .attach(interface, m)
+                .map_err(|source| DataplaneError::Attach {
+                    program: program.into(),
+                    interface: interface.into(),
+                    mode: name,
+                    source,
+                })
+        };
+        let (id, used) = match mode {
+            ConfigMode::Native => (try_mode(self, XdpMode::Driver, "native")?, "native"),
+            ConfigMode::Generic => (try_mode(self, XdpMode::Skb, "generic")?, "generic"),
+            ConfigMode::Auto => match try_mode(self, XdpMode::Driver, "native") {
+                Ok(id) => (id, "native"),
+                Err(e) => {
+                    tracing::warn!(interface, error = %e, "native XDP failed; FALLING BACK TO GENERIC XDP (slow: every packet pays for an skb)");
+                    (try_mode(self, XdpMode::Skb, "generic")?, "generic")
+                }
+            },
+        };
+        self.links.push((interface.to_string(), id));
+        Ok(used)
+    }
+
+    /// Interfaces attached so far.
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
+        self.links.iter().map(|(i, _)| i.as_str())
+    }
+
+    /// Sets the outer source addresses of encapsulated packets.
+    pub fn set_sources(&mut self, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Result<()> {
+        let cfg = BpfConfig {
+            source_v4: v4.map(|a| a.octets()).unwrap_or_default(),
+            source_v6: v6.map(|a| a.octets()).unwrap_or_default(),
+            flags: 0,
+        };
+        let mut m: Array<_, BpfConfig> = self.map_array(map_names::CONFIG)?;
+        m.set(0, cfg, 0).map_err(map_err(map_names::CONFIG))
+    }
+
+    /// Lets the program redirect to these interfaces (by index).
+    pub fn allow_egress(&mut self, ifindex: u32) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(map_names::DEVMAP)
+            .ok_or(DataplaneError::MissingMap(map_names::DEVMAP))?;
+        let mut m: DevMapHash<_> = DevMapHash::try_from(map).map_err(map_err(map_names::DEVMAP))?;
+        m.insert(ifindex, ifindex, None, 0)
+            .map_err(|e| DataplaneError::Limit(format!("devmap entry for ifindex {ifindex}: {e}")))
+    }
+
+    /// Writes backend `id`.
+    pub fn set_backend(&mut self, id: u32, addr: IpAddr) -> Result<()> {
+        if id >= MAX_BACKENDS {
+            return Err(DataplaneError::Limit(format!(
+                "backend id {id} over {MAX_BACKENDS}"
+            )));
+        }
+        let (addr, family) = addr_bytes(addr);
+        let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
+        m.set(
+            id,
+            Backend {
+                addr,
+                family,
+                _pad: [0; 3],
+                flags: 0,
+            },
+            0,
+        )
+        .map_err(map_err(map_names::BACKENDS))
+    }
+
+    /// Installs `ring` (backend ids per slot) for VIP `id` and makes it live: the ring goes into
+    /// the VIP's idle half first, then one update of the VIP entry flips to it, so a packet
+    /// sees either the whole old ring or the whole new one.
+    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32]) -> Result<()> {
+        if id >= MAX_VIPS || ring.is_empty() || ring.len() > RING_STRIDE as usize {
+            return Err(DataplaneError::Limit(format!(
+                "VIP id {id} with a ring of {} slots",
+                ring.len()
+            )));
+        }
+        let vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
+        let live = vips
+            .get(&key, 0)
+            .ok()
+            .filter(|v| v.id == id)
+            .map(|v| v.active_ring);
+        let idle = live.map_or(0, |a| a ^ 1);
+        {
+            let mut rings: Array<_, u32> = self.map_array(map_names::RINGS)?;
+            for (slot, backend) in ring.iter().enumerate() {
+                rings
+                    .set(ring_index(id, idle, slot as u32), backend, 0)
+                    .map_err(map_err(map_names::RINGS))?;
+            }
+        }
+        let value = VipValue {
+            id,
+            ring_size: ring.len() as u32,
+            active_ring: idle,
+            forwarding: FORWARD_IPIP,
+            flags: 0,
+        };
+        let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
+        vips.insert(key, value, 0).map_err(map_err(map_names::VIPS))
+    }
+
+    /// Removes a VIP: its packets pass to the kernel again.
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
+        vips.remove(key).map_err(map_err(map_names::VIPS))
+    }
+
+    /// Marks `addr` as this host's, for `xdp_decap`.
+    pub fn add_decap_address(&mut self, ip: IpAddr) -> Result<()> {
+        let (addr, family) = addr_bytes(ip);
+        let mut m: HashMap<_, AddrKey, u32> = self.map_hash(map_names::DECAP_DST)?;
+        m.insert(
+            AddrKey {
+                addr,
+                family,
+                _pad: [0; 3],
+            },
+            1,
+            0,
+        )
+        .map_err(map_err(map_names::DECAP_DST))
+    }
+
+    /// The outcome counters, summed over CPUs.
+    pub fn outcomes(&self) -> Result<Vec<(Counter, Totals)>> {
+        let all = self.sum_all(map_names::STATS, Counter::COUNT)?;
+        Ok(Counter::ALL.iter().copied().zip(all).collect())
+    }
+
+    /// Counters of VIP `id`.
+    pub fn vip_totals(&self, id: u32) -> Result<Totals> {
+        self.sum(map_names::VIP_STATS, id)
+    }
+
+    /// Counters of backend `id`.
+    pub fn backend_totals(&self, id: u32) -> Result<Totals> {
+        self.sum(map_names::BACKEND_STATS, id)
+    }
+
+    fn sum_all(&self, name: &'static str, n: u32) -> Result<Vec<Totals>> {
+        (0..n).map(|i| self.sum(name, i)).collect()
+    }
+
+    fn sum(&self, name: &'static str, index: u32) -> Result<Totals> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        let m: PerCpuArray<_, Traffic> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+        let values = m.get(&index, 0).map_err(map_err(name))?;
+        Ok(values.iter().fold(Totals::default(), |t, v| Totals {
+            packets: t.packets + v.packets,
+            bytes: t.bytes + v.bytes,
+        }))
+    }
+
+    fn map_array<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Array<&mut aya::maps::MapData, V>> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        Array::try_from(map).map_err(map_err(name))
+    }
+
+    fn map_hash<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut aya::maps::MapData, K, V>> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        HashMap::try_from(map).map_err(map_err(name))
+    }
+}
+
+fn load_error(program: &str, e: ProgramError) -> DataplaneError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+            // The verifier's last words before its summary say why: the block of message
+            // lines after the last instruction line (those start with a digit or ';').
+            let summary = |l: &&str| {
+                ["processed ", "verification time", "stack depth"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            };
+            let is_insn = |l: &&str| l.starts_with(|c: char| c.is_ascii_digit() || c == ';');
+            let body: Vec<&str> = lines.iter().copied().filter(|l| !summary(l)).collect();
+            let last_insn = body.iter().rposition(is_insn).map_or(0, |i| i + 1);
+            let reason = match body[last_insn..].join("; ") {
+                r if r.is_empty() => io_error.to_string(),
+                r => r,
+            };
+            let tail = lines[lines.len().saturating_sub(VERIFIER_TAIL)..].join("\n");
+            DataplaneError::Verifier {
+                program: program.into(),
+                reason,
+                tail,
+            }
+        }
+        e if format!("{e:?}").contains("PermissionDenied") => DataplaneError::Privilege,
+        source => DataplaneError::Program {
+            program: program.into(),
+            source,
+        },
+    }
+}
+
+/// The index of a network interface, if it exists.
+pub fn nix_ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}

@@ -1,0 +1,9 @@
+//! The lb agent and CLI, as a library: `main.rs` only parses the command line.
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod dataplane;
+pub mod maglev;
+pub mod neigh;
+pub mod stats;

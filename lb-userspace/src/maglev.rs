@@ -1,0 +1,187 @@
+//! Maglev consistent hashing (Eisenbud et al., NSDI 2016), weighted.
+//!
+//! Each backend walks its own permutation of the `m` slots (an offset and a skip derived from
+//! its address alone) and claims the next free slot on its turn. Weights decide how often a
+//! backend takes a turn: every round each backend earns its weight in credit, and claims one
+//! slot per `max weight` of credit. With equal weights that is one slot each per round, so the
+//! counts differ by at most one. Backends are ordered by address before the walk, so the ring
+//! depends on the set of (address, weight) alone: every balancer with the same config builds
+//! the same ring.
+use std::net::IpAddr;
+
+use lb_common::{NO_BACKEND, hash::hash_bytes};
+
+const OFFSET_SEED: u32 = 0x6d61_676c;
+const SKIP_SEED: u32 = 0x6576_3031;
+
+fn key(addr: &IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => [&[4u8][..], &a.octets()].concat(),
+        IpAddr::V6(a) => [&[6u8][..], &a.octets()].concat(),
+    }
+}
+
+/// Builds a ring of `m` slots (`m` prime). Each slot holds the index into `backends` of the
+/// backend it sends to, or [`NO_BACKEND`] when no backend has a weight above zero.
+pub fn build(backends: &[(IpAddr, u32)], m: u32) -> Vec<u32> {
+    assert!(m >= 2, "ring size {m}");
+    let mut order: Vec<usize> = (0..backends.len()).filter(|&i| backends[i].1 > 0).collect();
+    let mut ring = vec![NO_BACKEND; m as usize];
+    if order.is_empty() {
+        return ring;
+    }
+    order.sort_by_key(|&i| key(&backends[i].0));
+    let max_w = order.iter().map(|&i| backends[i].1).max().unwrap_or(1) as u64;
+    let mut walk: Vec<(u64, u64, u64, u64)> = order
+        .iter()
+        .map(|&i| {
+            let k = key(&backends[i].0);
+            let offset = hash_bytes(OFFSET_SEED, &k) as u64 % m as u64;
+            let skip = hash_bytes(SKIP_SEED, &k) as u64 % (m as u64 - 1) + 1;
+            (offset, skip, 0u64, 0u64) // offset, skip, next step, credit
+        })
+        .collect();
+    let mut filled = 0u64;
+    loop {
+        for (pos, &i) in order.iter().enumerate() {
+            let w = &mut walk[pos];
+            w.3 += backends[i].1 as u64;
+            while w.3 >= max_w {
+                w.3 -= max_w;
+                let slot = loop {
+                    let c = ((w.0 + w.2 * w.1) % m as u64) as usize;
+                    w.2 += 1;
+                    if ring[c] == NO_BACKEND {
+                        break c;
+                    }
+                };
+                ring[slot] = i as u32;
+                filled += 1;
+                if filled == m as u64 {
+                    return ring;
+                }
+            }
+        }
+    }
+}
+
+/// How many slots each of `n` backends holds.
+pub fn slot_counts(ring: &[u32], n: usize) -> Vec<u64> {
+    let mut counts = vec![0u64; n];
+    for &s in ring {
+        if let Some(c) = counts.get_mut(s as usize) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn addrs(n: usize) -> Vec<(IpAddr, u32)> {
+        (0..n)
+            .map(|i| {
+                (
+                    IpAddr::V4(Ipv4Addr::new(
+                        198,
+                        18,
+                        1 + (i / 200) as u8,
+                        (i % 200) as u8 + 10,
+                    )),
+                    100,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equal_weights_differ_by_at_most_one_slot() {
+        for n in [1, 2, 3, 10, 100] {
+            let ring = build(&addrs(n), 65537);
+            let counts = slot_counts(&ring, n);
+            let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+            assert!(hi - lo <= 1, "n={n}: {lo}..{hi}");
+            assert_eq!(counts.iter().sum::<u64>(), 65537);
+        }
+    }
+
+    #[test]
+    fn weights_are_respected_within_one_percent() {
+        let mut b = addrs(4);
+        for (i, w) in [100, 50, 25, 300].into_iter().enumerate() {
+            b[i].1 = w;
+        }
+        let counts = slot_counts(&build(&b, 65537), 4);
+        let total_w: u32 = b.iter().map(|x| x.1).sum();
+        for (i, c) in counts.iter().enumerate() {
+            let want = 65537.0 * b[i].1 as f64 / total_w as f64;
+            assert!(
+                (*c as f64 - want).abs() <= 0.01 * want,
+                "backend {i}: {c} slots, want {want:.0}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_weight_takes_no_slot_and_no_backend_means_empty() {
+        let mut b = addrs(3);
+        b[1].1 = 0;
+        let counts = slot_counts(&build(&b, 251), 3);
+        assert_eq!(counts[1], 0);
+        assert!(counts[0] > 0 && counts[2] > 0);
+        b.iter_mut().for_each(|x| x.1 = 0);
+        assert!(build(&b, 251).iter().all(|&s| s == NO_BACKEND));
+        assert!(build(&[], 7).iter().all(|&s| s == NO_BACKEND));
+    }
+
+    #[test]
+    fn removing_one_of_n_moves_at_most_its_share_plus_one_percent() {
+        for n in [3, 10, 50] {
+            let all = addrs(n);
+            let before = build(&all, 65537);
+            for gone in [0, n / 2, n - 1] {
+                let rest: Vec<_> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != gone)
+                    .map(|(_, b)| *b)
+                    .collect();
+                let after = build(&rest, 65537);
+                let moved = before
+                    .iter()
+                    .zip(&after)
+                    .filter(|(b, a)| all[**b as usize].0 != rest[**a as usize].0)
+                    .count();
+                let share = moved as f64 / 65537.0;
+                assert!(
+                    share <= 1.0 / n as f64 + 0.01,
+                    "n={n} without {gone}: {share:.4} moved"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_ring_depends_on_the_set_not_the_order() {
+        let b = addrs(10);
+        let mut rev = b.clone();
+        rev.reverse();
+        let (r1, r2) = (build(&b, 65537), build(&rev, 65537));
+        // Same backend (by address) in every slot.
+        assert!(
+            r1.iter()
+                .zip(&r2)
+                .all(|(x, y)| b[*x as usize].0 == rev[*y as usize].0)
+        );
+    }
+
+    #[test]
+    fn different_sets_give_different_rings() {
+        let a = build(&addrs(3), 251);
+        let b = build(&addrs(4)[1..], 251);
+        assert_ne!(a, b);
+    }
+}
