@@ -1,0 +1,226 @@
+//! End to end: real TCP and UDP through the balancer, between network namespaces. In the
+//! balancer's namespace nftables drops every forwarded packet, so whatever arrives was moved
+//! by XDP; the tests also check the program's own counters.
+use std::net::SocketAddr;
+
+use lb_tests::{
+    Netns, TempDir,
+    lab::{self, BACKENDS4, BACKENDS6, Lab, OneArm, VIP4, VIP6},
+    traffic,
+};
+
+fn config(interfaces: &str, socket: &std::path::Path, vips: &str) -> String {
+    format!(
+        r#"
+[agent]
+interfaces = [{interfaces}]
+socket = "{}"
+source_v4 = "198.18.0.2"
+source_v6 = "fd00:18::2"
+{vips}
+"#,
+        socket.display()
+    )
+}
+
+fn vip(name: &str, addr: &str, proto: &str, backends: &[&str]) -> String {
+    let mut s =
+        format!("\n[[vip]]\nname = \"{name}\"\naddress = \"{addr}\"\nprotocol = \"{proto}\"\n");
+    for b in backends {
+        s += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
+    }
+    s
+}
+
+/// Every backend got between `lo` and `hi` percent of `n` answers, and none failed.
+fn assert_spread(t: &traffic::Tally, n: u32, lo: f64, hi: f64) {
+    assert!(
+        t.failed.is_empty(),
+        "{} of {n} failed: {:?}",
+        t.failed.len(),
+        &t.failed[..t.failed.len().min(5)]
+    );
+    assert_eq!(t.ok(), n, "{t:?}");
+    assert_eq!(t.by_server.len(), 3, "not every backend answered: {t:?}");
+    for (who, k) in &t.by_server {
+        let pct = 100.0 * *k as f64 / n as f64;
+        assert!(
+            (lo..=hi).contains(&pct),
+            "{who} got {pct:.1}% of {n}: {t:?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn one_arm_tcp_v4_spreads_300_connections() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("onearm");
+    let sock = tmp.path("lb.sock");
+    let cfg = config(
+        r#""eth0""#,
+        &sock,
+        &vip("web", &format!("{VIP4}:80"), "tcp", &BACKENDS4),
+    );
+    let _decaps: Vec<_> = topo
+        .backends
+        .iter()
+        .map(|b| lab::backend_host(b, "eth0", &tmp))
+        .collect();
+    let vip_addr: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _servers: Vec<_> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| traffic::tcp_server(b, vip_addr, &format!("be{i}")))
+        .collect();
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+
+    let t = traffic::tcp_connects(&topo.client, vip_addr, 300);
+    assert_spread(&t, 300, 20.0, 47.0);
+
+    let s = lab::stats(&sock);
+    // Every connection's SYN, ACK(s) and FIN went through XDP_TX: at least 3 packets each.
+    assert!(s.outcome("tx") >= 900, "{s:?}");
+    assert_eq!(s.outcome("aborted"), 0, "{s:?}");
+    let web = &s.vips[0];
+    assert!(web.packets >= 900, "{web:?}");
+    assert_eq!(
+        web.backends.iter().map(|b| b.packets).sum::<u64>(),
+        s.outcome("tx"),
+        "{s:?}"
+    );
+    assert!(web.backends.iter().all(|b| b.packets > 0), "{web:?}");
+    assert_eq!(
+        lab::kernel_forward_drops(&topo.lb),
+        0,
+        "the kernel forwarded (and dropped) VIP traffic"
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn one_arm_tcp_v6() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("v6");
+    let sock = tmp.path("lb.sock");
+    let cfg = config(
+        r#""eth0""#,
+        &sock,
+        &vip("web6", &format!("[{VIP6}]:80"), "tcp", &BACKENDS6),
+    );
+    let _decaps: Vec<_> = topo
+        .backends
+        .iter()
+        .map(|b| lab::backend_host(b, "eth0", &tmp))
+        .collect();
+    let vip_addr: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let _servers: Vec<_> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| traffic::tcp_server(b, vip_addr, &format!("be{i}")))
+        .collect();
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+
+    let t = traffic::tcp_connects(&topo.client, vip_addr, 150);
+    assert_spread(&t, 150, 15.0, 55.0);
+    let s = lab::stats(&sock);
+    assert!(s.outcome("tx") >= 450, "{s:?}");
+    assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn one_arm_udp_request_response() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("udp");
+    let sock = tmp.path("lb.sock");
+    let cfg = config(
+        r#""eth0""#,
+        &sock,
+        &vip("dns", &format!("{VIP4}:53"), "udp", &BACKENDS4),
+    );
+    let _decaps: Vec<_> = topo
+        .backends
+        .iter()
+        .map(|b| lab::backend_host(b, "eth0", &tmp))
+        .collect();
+    let vip_addr: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let _servers: Vec<_> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| traffic::udp_server(b, vip_addr, &format!("be{i}")))
+        .collect();
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+
+    let t = traffic::udp_requests(&topo.client, vip_addr, 150);
+    assert_spread(&t, 150, 15.0, 55.0);
+    let s = lab::stats(&sock);
+    // One datagram per request, each forwarded once.
+    assert_eq!(s.vips[0].packets, 150, "{s:?}");
+    assert_eq!(s.outcome("tx"), 150, "{s:?}");
+    assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
+}
+
+/// Two-arm: clients on one side, backends on the other, the balancer between them with one
+/// interface in each: the encapsulated packet leaves by another interface (devmap redirect).
+/// Backends answer the client directly through a router (direct server return).
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn two_arm_tcp_redirects_between_interfaces() {
+    let mut lab = Lab::new();
+    lab.bridge("front");
+    lab.bridge("back");
+    let client = Netns::new("cl");
+    lab.plug(&client, "eth0", "front", &["198.18.0.1/24"]);
+    client.sh(&format!(
+        "ip route add {VIP4}/32 via 198.18.0.2 && ip route add 198.18.1.0/24 via 198.18.0.254"
+    ));
+    let router = Netns::new("rt");
+    lab.plug(&router, "eth0", "front", &["198.18.0.254/24"]);
+    lab.plug(&router, "eth1", "back", &["198.18.1.254/24"]);
+    router.sh("sysctl -qw net.ipv4.ip_forward=1");
+    let lbns = Netns::new("lb");
+    lab.plug(&lbns, "eth0", "front", &["198.18.0.2/24"]);
+    lab.plug(&lbns, "eth1", "back", &["198.18.1.2/24"]);
+    lab::balancer_host(&lbns);
+    let addrs = ["198.18.1.11", "198.18.1.12", "198.18.1.13"];
+    let backends: Vec<Netns> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let b = Netns::new(&format!("be{i}"));
+            lab.plug(&b, "eth0", "back", &[&format!("{a}/24")]);
+            b.sh("ip route add default via 198.18.1.254");
+            b
+        })
+        .collect();
+
+    let tmp = TempDir::new("twoarm");
+    let sock = tmp.path("lb.sock");
+    let cfg = config(
+        r#""eth0", "eth1""#,
+        &sock,
+        &vip("web", &format!("{VIP4}:80"), "tcp", &addrs),
+    );
+    let _decaps: Vec<_> = backends
+        .iter()
+        .map(|b| lab::backend_host(b, "eth0", &tmp))
+        .collect();
+    let vip_addr: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _servers: Vec<_> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| traffic::tcp_server(b, vip_addr, &format!("be{i}")))
+        .collect();
+    let (_agent, _) = lab::start_agent(&lbns, &cfg, &tmp);
+
+    let t = traffic::tcp_connects(&client, vip_addr, 150);
+    assert_spread(&t, 150, 15.0, 55.0);
+    let s = lab::stats(&sock);
+    assert!(s.outcome("redirect") >= 450, "{s:?}");
+    assert_eq!(s.outcome("tx"), 0, "{s:?}");
+    assert_eq!(lab::kernel_forward_drops(&lbns), 0);
+}
