@@ -29,6 +29,9 @@ pub mod program_names {
     pub const LB: &str = "xdp_lb";
     pub const DECAP: &str = "xdp_decap";
     pub const PASS: &str = "xdp_pass";
+    pub const TX: &str = "xdp_tx";
+    /// A program the verifier refuses, for the tests of how lb reports that.
+    pub const REJECT: &str = "xdp_reject";
 }
 
 /// How many VIPs one instance serves.

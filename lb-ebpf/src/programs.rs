@@ -80,3 +80,10 @@ pub fn xdp_pass(_ctx: XdpContext) -> u32 {
 pub fn xdp_tx(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
+
+/// Never attached by lb: it reads the packet without a bounds check, which the verifier must
+/// refuse. The tests load it to prove how a verifier rejection is reported.
+#[xdp]
+pub fn xdp_reject(ctx: XdpContext) -> u32 {
+    unsafe { core::ptr::read_volatile(ctx.data() as *const u32) }
+}

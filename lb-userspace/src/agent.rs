@@ -150,11 +150,12 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
     rt.block_on(async move {
         let mut dp = Dataplane::load(program_names::LB)?;
         let programmed = program(&mut dp, &cfg)?;
-        let listener = api::bind(&socket)?;
         for i in &cfg.agent.interfaces {
             let mode = dp.attach(i, cfg.agent.xdp_mode)?;
             tracing::info!(interface = %i, mode, "xdp_lb attached");
         }
+        // After the attach: a failure here drops `dp`, which detaches everything.
+        let listener = api::bind(&socket)?;
         let dp = Arc::new(Mutex::new(dp));
         let programmed = Arc::new(programmed);
         let handler: api::Handler = {

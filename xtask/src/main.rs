@@ -1,1 +1,191 @@
-fn main() {}
+//! `cargo xtask setup | build | test | demo`: everything a fresh machine needs, from one
+//! entry point.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing (idempotent): nightly rust-src, bpf-linker, Debian packages.
+    Setup,
+    /// Build the agent with its embedded BPF programs.
+    Build,
+    /// Unit tests, BPF_PROG_TEST_RUN fixtures and namespace tests (needs root).
+    Test {
+        /// Extra arguments for the test binaries (a filter, --nocapture, ...).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// A throwaway topology with real traffic through the balancer (needs root).
+    Demo,
+}
+
+/// Commands the tests and the demo run, and the Debian package that has each.
+const PACKAGES: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("ethtool", "ethtool"),
+    ("setpriv", "util-linux"),
+    ("sysctl", "procps"),
+];
+
+fn main() -> std::process::ExitCode {
+    match xtask(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn xtask(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Setup => setup(),
+        Cmd::Build => {
+            setup()?;
+            build()
+        }
+        Cmd::Test { args } => {
+            setup()?;
+            build()?;
+            test(&args)
+        }
+        Cmd::Demo => {
+            setup()?;
+            build()?;
+            // The demo lives with the test harness (tests/src/bin/demo.rs), whose namespace and
+            // traffic guards it shares.
+            run(Command::new("cargo")
+                .current_dir(root())
+                .args(["run", "--quiet", "--package", "lb-tests", "--bin", "demo"])
+                .env("LB_BIN", root().join("target/debug/lb")))
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn quiet_ok(cmd: &mut Command) -> bool {
+    cmd.output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn setup() -> Result<()> {
+    // rust-src: `-Z build-std=core` for the BPF target.
+    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask: installing rust-src for nightly");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    ensure_bpf_linker()?;
+    ensure_packages()
+}
+
+/// bpf-linker has no prebuilt download here: build it against the nightly's own LLVM, whose
+/// major version we read off the library's file name.
+fn ensure_bpf_linker() -> Result<()> {
+    if quiet_ok(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])) {
+        return Ok(());
+    }
+    let sysroot = PathBuf::from(output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?);
+    let lib = std::fs::read_dir(sysroot.join("lib"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
+        .context("the nightly toolchain has no libLLVM.so.*")?;
+    let name = lib.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let major: String = name.trim_start_matches("libLLVM.so.").chars().take_while(char::is_ascii_digit).collect();
+    if major.is_empty() {
+        bail!("cannot read the LLVM major version from {name}");
+    }
+    // A durable prefix: the linker's runpath points here.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+    let prefix = cargo_home.join(format!("lb-llvm-{major}"));
+    let libdir = prefix.join("lib");
+    std::fs::create_dir_all(&libdir)?;
+    for link in ["libLLVM.so".to_string(), name.clone()] {
+        let l = libdir.join(link);
+        let _ = std::fs::remove_file(&l);
+        std::os::unix::fs::symlink(&lib, &l)?;
+    }
+    eprintln!("xtask: building bpf-linker against the nightly's LLVM {major} (about a minute)");
+    run(Command::new("cargo")
+        .args(["+nightly", "install", "bpf-linker", "--no-default-features", "--features", &format!("llvm-{major}")])
+        .env("LLVM_PREFIX", &prefix))?;
+    if !quiet_ok(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])) {
+        bail!("bpf-linker was installed but does not run (is ~/.cargo/bin on PATH?)");
+    }
+    Ok(())
+}
+
+fn ensure_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(cmd, _)| !quiet_ok(Command::new("sh").args(["-c", &format!("command -v {cmd}")])))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn build() -> Result<()> {
+    run(Command::new("cargo").current_dir(root()).args(["build", "--package", "lb-userspace", "--bin", "lb"]))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    if effective_uid() != 0 {
+        bail!("cargo xtask test needs root: the tests make network namespaces and load BPF programs");
+    }
+    let lb = root().join("target/debug/lb");
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["test", "--workspace", "--", "--include-ignored"])
+        .args(args)
+        .env("LB_BIN", &lb))
+}
+
+fn effective_uid() -> u32 {
+    // Read from /proc to keep this crate free of libc.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)?.parse().ok()))
+        .unwrap_or(u32::MAX)
+}
