@@ -31,7 +31,7 @@ pub enum DataplaneError {
     )]
     Privilege,
     #[error("loading the BPF object: {0}")]
-    Load(#[source] EbpfError),
+    Load(#[source] Box<EbpfError>),
     #[error(
         "the kernel's verifier rejected {program}: {reason}\n--- verifier log (tail) ---\n{tail}"
     )]
@@ -44,7 +44,7 @@ pub enum DataplaneError {
     Program {
         program: String,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("no interface named {0:?}")]
     UnknownInterface(String),
@@ -54,13 +54,13 @@ pub enum DataplaneError {
         interface: String,
         mode: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
     #[error("map {0} is missing from the BPF object")]
     MissingMap(&'static str),
@@ -71,7 +71,10 @@ pub enum DataplaneError {
 type Result<T, E = DataplaneError> = std::result::Result<T, E>;
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
-    move |source| DataplaneError::Map { name, source }
+    move |source| DataplaneError::Map {
+        name,
+        source: Box::new(source),
+    }
 }
 
 fn is_eperm(e: &EbpfError) -> bool {
@@ -137,19 +140,19 @@ impl Dataplane {
             if is_eperm(&e) {
                 DataplaneError::Privilege
             } else {
-                DataplaneError::Load(e)
+                DataplaneError::Load(Box::new(e))
             }
         })?;
         let prog: &mut Xdp = ebpf
             .program_mut(program)
             .ok_or_else(|| DataplaneError::Program {
                 program: program.into(),
-                source: ProgramError::NotLoaded,
+                source: Box::new(ProgramError::NotLoaded),
             })?
             .try_into()
             .map_err(|source| DataplaneError::Program {
                 program: program.into(),
-                source,
+                source: Box::new(source),
             })?;
         prog.load().map_err(|e| load_error(program, e))?;
         Ok(Dataplane {
@@ -165,12 +168,12 @@ impl Dataplane {
             .program_mut(program)
             .ok_or_else(|| DataplaneError::Program {
                 program: program.into(),
-                source: ProgramError::NotLoaded,
+                source: Box::new(ProgramError::NotLoaded),
             })?
             .try_into()
             .map_err(|source| DataplaneError::Program {
                 program: program.into(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -193,7 +196,7 @@ impl Dataplane {
                     program: program.into(),
                     interface: interface.into(),
                     mode: name,
-                    source,
+                    source: Box::new(source),
                 })
         };
         let (id, used) = match mode {
@@ -406,7 +409,7 @@ fn load_error(program: &str, e: ProgramError) -> DataplaneError {
         e if format!("{e:?}").contains("PermissionDenied") => DataplaneError::Privilege,
         source => DataplaneError::Program {
             program: program.into(),
-            source,
+            source: Box::new(source),
         },
     }
 }

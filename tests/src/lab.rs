@@ -24,6 +24,8 @@ pub struct Lab {
     pub switch: Netns,
 }
 
+// Making one creates namespaces: no `Default`, which would suggest a plain value.
+#[allow(clippy::new_without_default)]
 impl Lab {
     pub fn new() -> Self {
         crate::require_root();
@@ -163,6 +165,7 @@ pub struct OneArm {
 pub const BACKENDS4: [&str; 3] = ["198.18.0.11", "198.18.0.12", "198.18.0.13"];
 pub const BACKENDS6: [&str; 3] = ["fd00:18::11", "fd00:18::12", "fd00:18::13"];
 
+#[allow(clippy::new_without_default)]
 impl OneArm {
     pub fn new() -> Self {
         let mut lab = Lab::new();

@@ -52,7 +52,9 @@ fn check_and_run_name_file_line_and_field() {
         assert_eq!(code, 2, "lb {cmd}: {err}");
         assert_eq!(
             error_lines(&err),
-            [format!("lb: {path}:8: vip.address: \"198.19.0.100:http\" is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)")],
+            [format!(
+                "lb: {path}:8: vip.address: \"198.19.0.100:http\" is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)"
+            )],
             "lb {cmd}: {err}"
         );
     }
@@ -63,7 +65,10 @@ fn a_missing_config_file_is_one_line() {
     let (code, _, err) = lb(&["check", "--config", "/nonexistent/lb.toml"]);
     assert_eq!(code, 2);
     assert_eq!(error_lines(&err).len(), 1, "{err}");
-    assert!(err.contains("/nonexistent/lb.toml") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("/nonexistent/lb.toml") && err.contains("cannot read"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -77,7 +82,15 @@ fn an_unknown_interface_is_one_line() {
     ns.sh("sysctl -qw net.ipv4.conf.all.forwarding=1");
     let lbp = lb_bin();
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, lbp.to_str().unwrap(), "run", "--config", f.to_str().unwrap()])
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            lbp.to_str().unwrap(),
+            "run",
+            "--config",
+            f.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -97,7 +110,10 @@ fn without_privilege_run_and_decap_say_so_in_one_line() {
     std::fs::set_permissions(&tmp.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let lbp = lb_bin();
-    for args in [vec!["run", "--config", f.to_str().unwrap()], vec!["decap", "--interface", "lo"]] {
+    for args in [
+        vec!["run", "--config", f.to_str().unwrap()],
+        vec!["decap", "--interface", "lo"],
+    ] {
         let out = Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
             .arg(&lbp)
@@ -120,14 +136,28 @@ fn a_verifier_rejection_gives_the_reason_and_the_log_tail() {
         Ok(_) => panic!("the verifier accepted a program that reads the packet unchecked"),
         Err(e) => e,
     };
-    let DataplaneError::Verifier { program, reason, tail } = &err else { panic!("not a verifier error: {err}") };
+    let DataplaneError::Verifier {
+        program,
+        reason,
+        tail,
+    } = &err
+    else {
+        panic!("not a verifier error: {err}")
+    };
     assert_eq!(program, program_names::REJECT);
     assert!(reason.contains("packet"), "{reason}");
     assert!(!reason.contains('\n'), "{reason}");
-    assert!(tail.lines().count() >= 2 && tail.lines().count() <= 12, "{tail}");
+    assert!(
+        tail.lines().count() >= 2 && tail.lines().count() <= 12,
+        "{tail}"
+    );
     let shown = err.to_string();
     let first = shown.lines().next().unwrap();
-    assert!(first.starts_with("the kernel's verifier rejected xdp_reject: ") && first.contains(reason.as_str()), "{shown}");
+    assert!(
+        first.starts_with("the kernel's verifier rejected xdp_reject: ")
+            && first.contains(reason.as_str()),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -146,18 +176,35 @@ fn a_failed_start_leaves_nothing_attached() {
     let tmp = TempDir::new("fail");
     let f = tmp.path("lb.toml");
     let sock = tmp.path("lb.sock");
-    let cfg = GOOD.replace(r#"interfaces = ["eth0"]"#, &format!("interfaces = [\"eth0\", \"br9\"]\nsocket = \"{}\"", sock.display()));
+    let cfg = GOOD.replace(
+        r#"interfaces = ["eth0"]"#,
+        &format!(
+            "interfaces = [\"eth0\", \"br9\"]\nsocket = \"{}\"",
+            sock.display()
+        ),
+    );
     std::fs::write(&f, cfg).unwrap();
     let lbp = lb_bin();
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, lbp.to_str().unwrap(), "run", "--config", f.to_str().unwrap()])
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            lbp.to_str().unwrap(),
+            "run",
+            "--config",
+            f.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let lines = error_lines(&err);
     assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains("br9") && lines[0].contains("native"), "{err}");
+    assert!(
+        lines[0].contains("br9") && lines[0].contains("native"),
+        "{err}"
+    );
     let links = ns.sh("ip -j link show");
     let v: serde_json::Value = serde_json::from_str(&links).unwrap();
     for l in v.as_array().unwrap() {

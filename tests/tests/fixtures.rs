@@ -6,7 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
-use etherparse::{IpNumber, Ipv4Header, Ipv4Options, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId};
+use etherparse::{
+    IpNumber, Ipv4Header, Ipv4Options, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId,
+};
 use lb::{
     dataplane::{self, Dataplane, nix_ifindex},
     maglev,
@@ -69,12 +71,17 @@ fn env() -> Env {
 }
 
 fn program(dp: &mut Dataplane) -> Vec<Vip> {
-    dp.set_sources(Some(Ipv4Addr::from(SRC4)), Some(Ipv6Addr::from(SRC6))).unwrap();
+    dp.set_sources(Some(Ipv4Addr::from(SRC4)), Some(Ipv6Addr::from(SRC6)))
+        .unwrap();
     dp.allow_egress(nix_ifindex("eth0").unwrap()).unwrap();
     dp.allow_egress(nix_ifindex("eth1").unwrap()).unwrap();
     let mut next_id = 0u32;
     let mut vips = Vec::new();
-    let mut add = |dp: &mut Dataplane, addr: &str, port: u16, proto: u8, backends: &[(&str, [u8; 6], [u8; 6])]| {
+    let mut add = |dp: &mut Dataplane,
+                   addr: &str,
+                   port: u16,
+                   proto: u8,
+                   backends: &[(&str, [u8; 6], [u8; 6])]| {
         let addr: IpAddr = addr.parse().unwrap();
         let mut bs = Vec::new();
         for (b, mac, egress) in backends {
@@ -84,24 +91,59 @@ fn program(dp: &mut Dataplane) -> Vec<Vip> {
             next_id += 1;
         }
         let weights: Vec<(IpAddr, u32)> = bs.iter().map(|b| (b.1, 100)).collect();
-        let ring: Vec<u32> =
-            maglev::build(&weights, RING).into_iter().map(|i| bs.get(i as usize).map_or(NO_BACKEND, |b| b.0)).collect();
+        let ring: Vec<u32> = maglev::build(&weights, RING)
+            .into_iter()
+            .map(|i| bs.get(i as usize).map_or(NO_BACKEND, |b| b.0))
+            .collect();
         let id = vips.len() as u32;
-        dp.set_vip(id, dataplane::vip_key(addr, port, proto), &ring).unwrap();
+        dp.set_vip(id, dataplane::vip_key(addr, port, proto), &ring)
+            .unwrap();
         vips.push(Vip { backends: bs, ring });
     };
-    let three4 = [("198.18.0.11", mac_of(0x11, 0), ETH0_MAC), ("198.18.0.12", mac_of(0x12, 0), ETH0_MAC), ("198.18.0.13", mac_of(0x13, 0), ETH0_MAC)];
-    let three6 = [("fd00:18::11", mac_of(0x11, 0), ETH0_MAC), ("fd00:18::12", mac_of(0x12, 0), ETH0_MAC), ("fd00:18::13", mac_of(0x13, 0), ETH0_MAC)];
+    let three4 = [
+        ("198.18.0.11", mac_of(0x11, 0), ETH0_MAC),
+        ("198.18.0.12", mac_of(0x12, 0), ETH0_MAC),
+        ("198.18.0.13", mac_of(0x13, 0), ETH0_MAC),
+    ];
+    let three6 = [
+        ("fd00:18::11", mac_of(0x11, 0), ETH0_MAC),
+        ("fd00:18::12", mac_of(0x12, 0), ETH0_MAC),
+        ("fd00:18::13", mac_of(0x13, 0), ETH0_MAC),
+    ];
     add(dp, "198.19.0.100", 80, PROTO_TCP, &three4); // 0
     add(dp, "198.19.0.100", 53, PROTO_UDP, &three4); // 1
     add(dp, "fd00:19::100", 80, PROTO_TCP, &three6); // 2
     add(dp, "fd00:19::100", 53, PROTO_UDP, &three6); // 3
     add(dp, "198.19.0.101", 0, PROTO_TCP, &three4); // 4: every port
     add(dp, "198.19.0.102", 80, PROTO_TCP, &[]); // 5: no backend
-    add(dp, "198.19.0.103", 80, PROTO_TCP, &[("198.18.1.21", mac_of(0x21, 1), ETH1_MAC)]); // 6: other interface
-    add(dp, "198.19.0.104", 80, PROTO_TCP, &[("198.18.0.99", [0; 6], ETH0_MAC)]); // 7: no neighbour
-    add(dp, "198.19.0.105", 80, PROTO_TCP, &[("198.18.5.5", [0; 6], ETH0_MAC)]); // 8: no route
-    add(dp, "fd00:19::103", 80, PROTO_TCP, &[("fd00:18:1::21", mac_of(0x21, 1), ETH1_MAC)]); // 9: v6 other interface
+    add(
+        dp,
+        "198.19.0.103",
+        80,
+        PROTO_TCP,
+        &[("198.18.1.21", mac_of(0x21, 1), ETH1_MAC)],
+    ); // 6: other interface
+    add(
+        dp,
+        "198.19.0.104",
+        80,
+        PROTO_TCP,
+        &[("198.18.0.99", [0; 6], ETH0_MAC)],
+    ); // 7: no neighbour
+    add(
+        dp,
+        "198.19.0.105",
+        80,
+        PROTO_TCP,
+        &[("198.18.5.5", [0; 6], ETH0_MAC)],
+    ); // 8: no route
+    add(
+        dp,
+        "fd00:19::103",
+        80,
+        PROTO_TCP,
+        &[("fd00:18:1::21", mac_of(0x21, 1), ETH1_MAC)],
+    ); // 9: v6 other interface
     vips
 }
 
@@ -118,7 +160,14 @@ struct Pkt {
 
 impl Pkt {
     fn new(dst: &str, dport: u16, proto: u8) -> Self {
-        Pkt { dst: dst.parse().unwrap(), sport: 40000, dport, proto, vlan: None, payload: b"hello".to_vec() }
+        Pkt {
+            dst: dst.parse().unwrap(),
+            sport: 40000,
+            dport,
+            proto,
+            vlan: None,
+            payload: b"hello".to_vec(),
+        }
     }
     fn sport(mut self, p: u16) -> Self {
         self.sport = p;
@@ -140,17 +189,30 @@ impl Pkt {
         macro_rules! l4 {
             ($ip:expr) => {
                 if self.proto == PROTO_TCP {
-                    $ip.tcp(self.sport, self.dport, 1000, 65000).syn().write(&mut out, &self.payload).unwrap()
+                    $ip.tcp(self.sport, self.dport, 1000, 65000)
+                        .syn()
+                        .write(&mut out, &self.payload)
+                        .unwrap()
                 } else {
-                    $ip.udp(self.sport, self.dport).write(&mut out, &self.payload).unwrap()
+                    $ip.udp(self.sport, self.dport)
+                        .write(&mut out, &self.payload)
+                        .unwrap()
                 }
             };
         }
         match (self.dst, self.vlan) {
             (IpAddr::V4(d), None) => l4!(eth.ipv4(CLIENT4, d.octets(), 64)),
             (IpAddr::V6(d), None) => l4!(eth.ipv6(CLIENT6, d.octets(), 64)),
-            (IpAddr::V4(d), Some(v)) => l4!(eth.single_vlan(VlanId::try_new(v).unwrap()).ipv4(CLIENT4, d.octets(), 64)),
-            (IpAddr::V6(d), Some(v)) => l4!(eth.single_vlan(VlanId::try_new(v).unwrap()).ipv6(CLIENT6, d.octets(), 64)),
+            (IpAddr::V4(d), Some(v)) => {
+                l4!(eth
+                    .single_vlan(VlanId::try_new(v).unwrap())
+                    .ipv4(CLIENT4, d.octets(), 64))
+            }
+            (IpAddr::V6(d), Some(v)) => {
+                l4!(eth
+                    .single_vlan(VlanId::try_new(v).unwrap())
+                    .ipv6(CLIENT6, d.octets(), 64))
+            }
         }
         out
     }
@@ -165,9 +227,19 @@ fn addr16(ip: IpAddr) -> [u8; 16] {
 
 /// The frame xdp_lb must emit for `frame` (whose IP header starts at `l3_off`) sent to `vip`.
 fn encapsulated(vip: &Vip, frame: &[u8], l3_off: usize, p: &Pkt) -> (u32, Counter, Vec<u8>) {
-    let h = flow_hash(&addr16(p.src()), &addr16(p.dst), p.sport.to_be_bytes(), p.dport.to_be_bytes(), p.proto);
+    let h = flow_hash(
+        &addr16(p.src()),
+        &addr16(p.dst),
+        p.sport.to_be_bytes(),
+        p.dport.to_be_bytes(),
+        p.proto,
+    );
     let id = vip.ring[(h % vip.ring.len() as u32) as usize];
-    let (_, backend, mac, egress) = *vip.backends.iter().find(|b| b.0 == id).expect("ring names a backend");
+    let (_, backend, mac, egress) = *vip
+        .backends
+        .iter()
+        .find(|b| b.0 == id)
+        .expect("ring names a backend");
     let inner = &frame[l3_off..];
     let mut out = Vec::new();
     let (ether_type, action, counter) = match (backend.is_ipv4(), egress == ETH0_MAC) {
@@ -215,18 +287,36 @@ struct Case {
 }
 
 fn pass(name: impl Into<String>, input: Vec<u8>, counter: Counter) -> Case {
-    Case { name: name.into(), output: input.clone(), input, action: XDP_PASS, counter }
+    Case {
+        name: name.into(),
+        output: input.clone(),
+        input,
+        action: XDP_PASS,
+        counter,
+    }
 }
 
 fn drop_case(name: impl Into<String>, input: Vec<u8>, counter: Counter) -> Case {
     // A dropped packet's bytes are not looked at; the program leaves them as they came.
-    Case { name: name.into(), output: input.clone(), input, action: XDP_DROP, counter }
+    Case {
+        name: name.into(),
+        output: input.clone(),
+        input,
+        action: XDP_DROP,
+        counter,
+    }
 }
 
 fn forward(name: impl Into<String>, vip: &Vip, p: &Pkt) -> Case {
     let input = p.build();
     let (action, counter, output) = encapsulated(vip, &input, p.l3_off(), p);
-    Case { name: name.into(), input, action, counter, output }
+    Case {
+        name: name.into(),
+        input,
+        action,
+        counter,
+        output,
+    }
 }
 
 /// Sets the IPv4 header's fields after building (options, lengths, flags), fixing its checksum.
@@ -245,20 +335,56 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     let mut c = Vec::new();
     // Forwarded: v4 and v6, TCP and UDP, several flows (so several backends).
     for sport in [40000, 40001, 40002, 51234, 65535] {
-        c.push(forward(format!("v4 tcp to VIP, sport {sport}"), &vips[0], &Pkt::new("198.19.0.100", 80, PROTO_TCP).sport(sport)));
-        c.push(forward(format!("v6 tcp to VIP, sport {sport}"), &vips[2], &Pkt::new("fd00:19::100", 80, PROTO_TCP).sport(sport)));
+        c.push(forward(
+            format!("v4 tcp to VIP, sport {sport}"),
+            &vips[0],
+            &Pkt::new("198.19.0.100", 80, PROTO_TCP).sport(sport),
+        ));
+        c.push(forward(
+            format!("v6 tcp to VIP, sport {sport}"),
+            &vips[2],
+            &Pkt::new("fd00:19::100", 80, PROTO_TCP).sport(sport),
+        ));
     }
     for sport in [40000, 12345, 999] {
-        c.push(forward(format!("v4 udp to VIP, sport {sport}"), &vips[1], &Pkt::new("198.19.0.100", 53, PROTO_UDP).sport(sport)));
-        c.push(forward(format!("v6 udp to VIP, sport {sport}"), &vips[3], &Pkt::new("fd00:19::100", 53, PROTO_UDP).sport(sport)));
+        c.push(forward(
+            format!("v4 udp to VIP, sport {sport}"),
+            &vips[1],
+            &Pkt::new("198.19.0.100", 53, PROTO_UDP).sport(sport),
+        ));
+        c.push(forward(
+            format!("v6 udp to VIP, sport {sport}"),
+            &vips[3],
+            &Pkt::new("fd00:19::100", 53, PROTO_UDP).sport(sport),
+        ));
     }
-    c.push(forward("v4 tcp, VLAN-tagged (goes out untagged)", &vips[0], &Pkt::new("198.19.0.100", 80, PROTO_TCP).vlan(100)));
-    c.push(forward("v6 udp, VLAN-tagged (goes out untagged)", &vips[3], &Pkt::new("fd00:19::100", 53, PROTO_UDP).vlan(4094)));
+    c.push(forward(
+        "v4 tcp, VLAN-tagged (goes out untagged)",
+        &vips[0],
+        &Pkt::new("198.19.0.100", 80, PROTO_TCP).vlan(100),
+    ));
+    c.push(forward(
+        "v6 udp, VLAN-tagged (goes out untagged)",
+        &vips[3],
+        &Pkt::new("fd00:19::100", 53, PROTO_UDP).vlan(4094),
+    ));
     for port in [1, 443, 8080] {
-        c.push(forward(format!("every-port VIP, port {port}"), &vips[4], &Pkt::new("198.19.0.101", port, PROTO_TCP)));
+        c.push(forward(
+            format!("every-port VIP, port {port}"),
+            &vips[4],
+            &Pkt::new("198.19.0.101", port, PROTO_TCP),
+        ));
     }
-    c.push(forward("v4 backend behind the other interface (redirect)", &vips[6], &Pkt::new("198.19.0.103", 80, PROTO_TCP)));
-    c.push(forward("v6 backend behind the other interface (redirect)", &vips[9], &Pkt::new("fd00:19::103", 80, PROTO_TCP)));
+    c.push(forward(
+        "v4 backend behind the other interface (redirect)",
+        &vips[6],
+        &Pkt::new("198.19.0.103", 80, PROTO_TCP),
+    ));
+    c.push(forward(
+        "v6 backend behind the other interface (redirect)",
+        &vips[9],
+        &Pkt::new("fd00:19::103", 80, PROTO_TCP),
+    ));
     // IPv4 options: the whole inner header, options included, is carried.
     let p = Pkt::new("198.19.0.100", 80, PROTO_TCP);
     let with_opts = rewrite_v4(&p.build(), |ip| {
@@ -266,37 +392,107 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
         ip.total_len += 4;
     });
     let (action, counter, output) = encapsulated(&vips[0], &with_opts, 14, &p);
-    c.push(Case { name: "v4 with IP options (IHL 6)".into(), input: with_opts, action, counter, output });
+    c.push(Case {
+        name: "v4 with IP options (IHL 6)".into(),
+        input: with_opts,
+        action,
+        counter,
+        output,
+    });
     // Don't-fragment is copied to the outer header.
     let df = rewrite_v4(&p.build(), |ip| ip.dont_fragment = true);
     let (action, counter, output) = encapsulated(&vips[0], &df, 14, &p);
-    c.push(Case { name: "v4 with DF".into(), input: df, action, counter, output });
+    c.push(Case {
+        name: "v4 with DF".into(),
+        input: df,
+        action,
+        counter,
+        output,
+    });
     // Ethernet padding after a short packet stays behind the inner packet; lengths come from
     // the IP header.
     let mut padded = Pkt::new("198.19.0.100", 53, PROTO_UDP).build();
     padded.resize(60, 0);
-    let (action, counter, output) = encapsulated(&vips[1], &padded, 14, &Pkt::new("198.19.0.100", 53, PROTO_UDP));
-    c.push(Case { name: "v4 udp with Ethernet padding".into(), input: padded, action, counter, output });
+    let (action, counter, output) = encapsulated(
+        &vips[1],
+        &padded,
+        14,
+        &Pkt::new("198.19.0.100", 53, PROTO_UDP),
+    );
+    c.push(Case {
+        name: "v4 udp with Ethernet padding".into(),
+        input: padded,
+        action,
+        counter,
+        output,
+    });
     // A bad TCP checksum is the backend's business: forwarded as is.
     let mut bad = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
     bad[14 + 20 + 16] ^= 0xff;
-    let (action, counter, output) = encapsulated(&vips[0], &bad, 14, &Pkt::new("198.19.0.100", 80, PROTO_TCP));
-    c.push(Case { name: "v4 tcp with a bad checksum".into(), input: bad, action, counter, output });
+    let (action, counter, output) =
+        encapsulated(&vips[0], &bad, 14, &Pkt::new("198.19.0.100", 80, PROTO_TCP));
+    c.push(Case {
+        name: "v4 tcp with a bad checksum".into(),
+        input: bad,
+        action,
+        counter,
+        output,
+    });
 
     // Dropped and counted.
-    c.push(drop_case("VIP without backends", Pkt::new("198.19.0.102", 80, PROTO_TCP).build(), Counter::DropNoBackend));
-    c.push(drop_case("backend next hop unresolved", Pkt::new("198.19.0.104", 80, PROTO_TCP).build(), Counter::DropNoNeigh));
-    c.push(drop_case("backend without route", Pkt::new("198.19.0.105", 80, PROTO_TCP).build(), Counter::DropNoRoute));
+    c.push(drop_case(
+        "VIP without backends",
+        Pkt::new("198.19.0.102", 80, PROTO_TCP).build(),
+        Counter::DropNoBackend,
+    ));
+    c.push(drop_case(
+        "backend next hop unresolved",
+        Pkt::new("198.19.0.104", 80, PROTO_TCP).build(),
+        Counter::DropNoNeigh,
+    ));
+    c.push(drop_case(
+        "backend without route",
+        Pkt::new("198.19.0.105", 80, PROTO_TCP).build(),
+        Counter::DropNoRoute,
+    ));
 
     // Not for us: passed untouched.
-    c.push(pass("v4 to another address", Pkt::new("198.18.0.2", 80, PROTO_TCP).build(), Counter::PassNotVip));
-    c.push(pass("v6 to another address", Pkt::new("fd00:18::2", 80, PROTO_TCP).build(), Counter::PassNotVip));
-    c.push(pass("v4 wrong port", Pkt::new("198.19.0.100", 81, PROTO_TCP).build(), Counter::PassNotVip));
-    c.push(pass("v6 wrong port", Pkt::new("fd00:19::100", 81, PROTO_TCP).build(), Counter::PassNotVip));
-    c.push(pass("v4 wrong protocol (udp to a tcp-only port)", Pkt::new("198.19.0.100", 80, PROTO_UDP).build(), Counter::PassNotVip));
-    c.push(pass("v6 wrong protocol", Pkt::new("fd00:19::100", 80, PROTO_UDP).build(), Counter::PassNotVip));
+    c.push(pass(
+        "v4 to another address",
+        Pkt::new("198.18.0.2", 80, PROTO_TCP).build(),
+        Counter::PassNotVip,
+    ));
+    c.push(pass(
+        "v6 to another address",
+        Pkt::new("fd00:18::2", 80, PROTO_TCP).build(),
+        Counter::PassNotVip,
+    ));
+    c.push(pass(
+        "v4 wrong port",
+        Pkt::new("198.19.0.100", 81, PROTO_TCP).build(),
+        Counter::PassNotVip,
+    ));
+    c.push(pass(
+        "v6 wrong port",
+        Pkt::new("fd00:19::100", 81, PROTO_TCP).build(),
+        Counter::PassNotVip,
+    ));
+    c.push(pass(
+        "v4 wrong protocol (udp to a tcp-only port)",
+        Pkt::new("198.19.0.100", 80, PROTO_UDP).build(),
+        Counter::PassNotVip,
+    ));
+    c.push(pass(
+        "v6 wrong protocol",
+        Pkt::new("fd00:19::100", 80, PROTO_UDP).build(),
+        Counter::PassNotVip,
+    ));
     let mut icmp = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, ETH0_MAC).ipv4(CLIENT4, v4("198.19.0.100"), 64).icmpv4_echo_request(1, 1).write(&mut icmp, b"ping").unwrap();
+    PacketBuilder::ethernet2(CLIENT_MAC, ETH0_MAC)
+        .ipv4(CLIENT4, v4("198.19.0.100"), 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut icmp, b"ping")
+        .unwrap();
     c.push(pass("ICMP echo to the VIP", icmp, Counter::PassNotVip));
     let mut arp = vec![0xff; 6];
     arp.extend_from_slice(&CLIENT_MAC);
@@ -309,8 +505,14 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     let mut qinq = Pkt::new("198.19.0.100", 80, PROTO_TCP).vlan(5).build();
     qinq.splice(16..16, [0x81, 0x00, 0x00, 0x06]);
     c.push(pass("two VLAN tags", qinq, Counter::PassNotIp));
-    let frag = rewrite_v4(&Pkt::new("198.19.0.100", 53, PROTO_UDP).build(), |ip| ip.more_fragments = true);
-    c.push(pass("v4 first fragment (more fragments)", frag, Counter::PassFragment));
+    let frag = rewrite_v4(&Pkt::new("198.19.0.100", 53, PROTO_UDP).build(), |ip| {
+        ip.more_fragments = true
+    });
+    c.push(pass(
+        "v4 first fragment (more fragments)",
+        frag,
+        Counter::PassFragment,
+    ));
     let frag = rewrite_v4(&Pkt::new("198.19.0.100", 53, PROTO_UDP).build(), |ip| {
         ip.fragment_offset = etherparse::IpFragOffset::try_new(100).unwrap()
     });
@@ -320,14 +522,30 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     let good = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
     let mut bad_ver = good.clone();
     bad_ver[14] = 0x65;
-    c.push(pass("IPv4 ethertype, version 6 in the header", bad_ver, Counter::PassMalformed));
+    c.push(pass(
+        "IPv4 ethertype, version 6 in the header",
+        bad_ver,
+        Counter::PassMalformed,
+    ));
     let mut bad_ihl = good.clone();
     bad_ihl[14] = 0x44;
-    c.push(pass("IHL 4 (shorter than a header)", bad_ihl, Counter::PassMalformed));
+    c.push(pass(
+        "IHL 4 (shorter than a header)",
+        bad_ihl,
+        Counter::PassMalformed,
+    ));
     let lying = rewrite_v4(&good, |ip| ip.total_len += 100);
-    c.push(pass("total length longer than the frame", lying, Counter::PassMalformed));
+    c.push(pass(
+        "total length longer than the frame",
+        lying,
+        Counter::PassMalformed,
+    ));
     let short = rewrite_v4(&good, |ip| ip.total_len = 30);
-    c.push(pass("total length shorter than the TCP header", short, Counter::PassMalformed));
+    c.push(pass(
+        "total length shorter than the TCP header",
+        short,
+        Counter::PassMalformed,
+    ));
     // Truncation at every length, of every kind of VIP packet.
     for p in [
         Pkt::new("198.19.0.100", 80, PROTO_TCP),
@@ -338,7 +556,12 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     ] {
         let full = p.build();
         for len in 14..full.len() {
-            let name = format!("{} {} truncated to {len} of {}", p.dst, if p.proto == PROTO_TCP { "tcp" } else { "udp" }, full.len());
+            let name = format!(
+                "{} {} truncated to {len} of {}",
+                p.dst,
+                if p.proto == PROTO_TCP { "tcp" } else { "udp" },
+                full.len()
+            );
             c.push(pass(name, full[..len].to_vec(), Counter::PassMalformed));
         }
     }
@@ -353,7 +576,12 @@ fn test_run(dp: &mut Dataplane, ifindex: u32, input: &[u8]) -> (u32, Vec<u8>) {
     let r = dp
         .program()
         .unwrap()
-        .test_run(TestRunOptions { data_in: Some(input), data_out: Some(&mut out), ctx_in: Some(&ctx), ..Default::default() })
+        .test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        })
         .expect("BPF_PROG_TEST_RUN");
     out.truncate(r.data_size_out as usize);
     (r.return_value, out)
@@ -381,17 +609,34 @@ fn fixtures_through_bpf_prog_test_run() {
                 .map(|(b, a)| (b.0, a.1.packets - b.1.packets))
                 .collect();
             if action != case.action {
-                failures.push(format!("{}: action {action}, want {}", case.name, case.action));
+                failures.push(format!(
+                    "{}: action {action}, want {}",
+                    case.name, case.action
+                ));
             } else if action != XDP_DROP && output != case.output {
-                failures.push(format!("{}: output\n  got  {:02x?}\n  want {:02x?}", case.name, output, case.output));
+                failures.push(format!(
+                    "{}: output\n  got  {:02x?}\n  want {:02x?}",
+                    case.name, output, case.output
+                ));
             } else if moved != [(case.counter, 1)] {
-                failures.push(format!("{}: counters moved {moved:?}, want [({:?}, 1)]", case.name, case.counter));
+                failures.push(format!(
+                    "{}: counters moved {moved:?}, want [({:?}, 1)]",
+                    case.name, case.counter
+                ));
             }
             assert_ne!(action, XDP_ABORTED, "{}", case.name);
         }
-        assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), table.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} of {} fixtures failed:\n{}",
+            failures.len(),
+            table.len(),
+            failures.join("\n")
+        );
         // The forwarded cases spread over all three backends of the main VIP.
-        let per_backend: Vec<u64> = (0..3).map(|id| dp.backend_totals(id).unwrap().packets).collect();
+        let per_backend: Vec<u64> = (0..3)
+            .map(|id| dp.backend_totals(id).unwrap().packets)
+            .collect();
         assert!(per_backend.iter().all(|&n| n > 0), "{per_backend:?}");
         eprintln!("{} fixtures passed", table.len());
     });

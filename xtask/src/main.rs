@@ -76,7 +76,10 @@ fn xtask(cmd: Cmd) -> Result<()> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -101,10 +104,22 @@ fn output(cmd: &mut Command) -> Result<String> {
 
 fn setup() -> Result<()> {
     // rust-src: `-Z build-std=core` for the BPF target.
-    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("xtask: installing rust-src for nightly");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     ensure_bpf_linker()?;
     ensure_packages()
@@ -116,21 +131,37 @@ fn ensure_bpf_linker() -> Result<()> {
     if quiet_ok(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])) {
         return Ok(());
     }
-    let sysroot = PathBuf::from(output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?);
+    let sysroot = PathBuf::from(output(
+        Command::new("rustc").args(["+nightly", "--print", "sysroot"]),
+    )?);
     let lib = std::fs::read_dir(sysroot.join("lib"))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
         .context("the nightly toolchain has no libLLVM.so.*")?;
-    let name = lib.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-    let major: String = name.trim_start_matches("libLLVM.so.").chars().take_while(char::is_ascii_digit).collect();
+    let name = lib
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let major: String = name
+        .trim_start_matches("libLLVM.so.")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     if major.is_empty() {
         bail!("cannot read the LLVM major version from {name}");
     }
     // A durable prefix: the linker's runpath points here.
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        });
     let prefix = cargo_home.join(format!("lb-llvm-{major}"));
     let libdir = prefix.join("lib");
     std::fs::create_dir_all(&libdir)?;
@@ -141,7 +172,14 @@ fn ensure_bpf_linker() -> Result<()> {
     }
     eprintln!("xtask: building bpf-linker against the nightly's LLVM {major} (about a minute)");
     run(Command::new("cargo")
-        .args(["+nightly", "install", "bpf-linker", "--no-default-features", "--features", &format!("llvm-{major}")])
+        .args([
+            "+nightly",
+            "install",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
         .env("LLVM_PREFIX", &prefix))?;
     if !quiet_ok(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])) {
         bail!("bpf-linker was installed but does not run (is ~/.cargo/bin on PATH?)");
@@ -167,12 +205,20 @@ fn ensure_packages() -> Result<()> {
 }
 
 fn build() -> Result<()> {
-    run(Command::new("cargo").current_dir(root()).args(["build", "--package", "lb-userspace", "--bin", "lb"]))
+    run(Command::new("cargo").current_dir(root()).args([
+        "build",
+        "--package",
+        "lb-userspace",
+        "--bin",
+        "lb",
+    ]))
 }
 
 fn test(args: &[String]) -> Result<()> {
     if effective_uid() != 0 {
-        bail!("cargo xtask test needs root: the tests make network namespaces and load BPF programs");
+        bail!(
+            "cargo xtask test needs root: the tests make network namespaces and load BPF programs"
+        );
     }
     let lb = root().join("target/debug/lb");
     run(Command::new("cargo")
@@ -186,6 +232,10 @@ fn effective_uid() -> u32 {
     // Read from /proc to keep this crate free of libc.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        })
         .unwrap_or(u32::MAX)
 }

@@ -47,15 +47,37 @@ fn main() {
     }));
     step("building a throwaway network: client, balancer and three backends on one switch");
     let topo = OneArm::new();
-    println!("  namespaces: {}, {}, {}, switch {}", topo.client.name, topo.lb.name,
-        topo.backends.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", "), topo.lab.switch.name);
-    println!("  client 198.18.0.1 · balancer 198.18.0.2 · backends {}", BACKENDS4.join(", "));
-    println!("  the balancer's kernel drops everything it would forward (nftables): only XDP moves packets");
+    println!(
+        "  namespaces: {}, {}, {}, switch {}",
+        topo.client.name,
+        topo.lb.name,
+        topo.backends
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        topo.lab.switch.name
+    );
+    println!(
+        "  client 198.18.0.1 · balancer 198.18.0.2 · backends {}",
+        BACKENDS4.join(", ")
+    );
+    println!(
+        "  the balancer's kernel drops everything it would forward (nftables): only XDP moves packets"
+    );
     let tmp = TempDir::new("demo");
-    if stopped() { return; }
+    if stopped() {
+        return;
+    }
 
-    step("backends: VIP on lo, `lb decap` strips IP-in-IP, a small TCP server answers with its name");
-    let _decaps: Vec<_> = topo.backends.iter().map(|b| lab::backend_host(b, "eth0", &tmp)).collect();
+    step(
+        "backends: VIP on lo, `lb decap` strips IP-in-IP, a small TCP server answers with its name",
+    );
+    let _decaps: Vec<_> = topo
+        .backends
+        .iter()
+        .map(|b| lab::backend_host(b, "eth0", &tmp))
+        .collect();
     let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let _servers: Vec<_> = topo
         .backends
@@ -63,19 +85,33 @@ fn main() {
         .zip(BACKENDS4)
         .map(|(b, a)| traffic::tcp_server(b, vip, &format!("backend {a}")))
         .collect();
-    if stopped() { return; }
+    if stopped() {
+        return;
+    }
 
     let sock = tmp.path("lb.sock");
     let config = format!(
         "[agent]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\nprotocol = \"tcp\"\n{}",
         sock.display(),
-        BACKENDS4.iter().map(|b| format!("\n[[vip.backend]]\naddress = \"{b}\"\n")).collect::<String>()
+        BACKENDS4
+            .iter()
+            .map(|b| format!("\n[[vip.backend]]\naddress = \"{b}\"\n"))
+            .collect::<String>()
     );
     step("the balancer: `lb run` with this config (native XDP)");
-    println!("{}", config.lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n"));
+    println!(
+        "{}",
+        config
+            .lines()
+            .map(|l| format!("  | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let (_agent, _) = lab::start_agent(&topo.lb, &config, &tmp);
-    if stopped() { return; }
+    if stopped() {
+        return;
+    }
 
     let n = 300;
     step(&format!("the client opens {n} TCP connections to {vip}"));
@@ -85,12 +121,23 @@ fn main() {
         let pct = 100.0 * *k as f64 / n as f64;
         println!("  {who:<22} {} {pct:5.1}% ({k})", lb::stats::bar(pct, 40));
     }
-    if stopped() { return; }
+    if stopped() {
+        return;
+    }
 
     step("what the balancer counted (`lb stats`)");
     let s = lab::stats(&sock);
-    print!("{}", lb::stats::render(&s).lines().map(|l| format!("  {l}\n")).collect::<String>());
-    println!("  kernel forward-chain drops in the balancer: {}", lab::kernel_forward_drops(&topo.lb));
+    print!(
+        "{}",
+        lb::stats::render(&s)
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    println!(
+        "  kernel forward-chain drops in the balancer: {}",
+        lab::kernel_forward_drops(&topo.lb)
+    );
 
     step("cleaning up: agent and decap stopped (XDP detached), namespaces removed");
     if !t.failed.is_empty() {
