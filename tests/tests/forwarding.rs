@@ -76,6 +76,13 @@ fn one_arm_tcp_v4_spreads_300_connections() {
         .collect();
     let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
+    // The agent resolved every backend's next hop before the first packet, and asked the
+    // kernel to keep it resolved.
+    let neigh = topo.lb.sh("ip neigh show dev eth0");
+    for b in BACKENDS4 {
+        assert!(neigh.lines().any(|l| l.starts_with(&format!("{b} ")) && l.contains("managed")), "{b}: {neigh}");
+    }
+
     let t = traffic::tcp_connects(&topo.client, vip_addr, 300);
     assert_spread(&t, 300, 20.0, 47.0);
 

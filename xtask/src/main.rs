@@ -221,11 +221,43 @@ fn test(args: &[String]) -> Result<()> {
         );
     }
     let lb = root().join("target/debug/lb");
-    run(Command::new("cargo")
+    let mut child = Command::new("cargo")
         .current_dir(root())
         .args(["test", "--workspace", "--", "--include-ignored"])
         .args(args)
-        .env("LB_BIN", &lb))
+        .env("LB_BIN", &lb)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    // Pass the output through and add up the test binaries' results, so the run ends on one
+    // line that says how many tests ran.
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+                let n: u64 = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("{passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed: {status}");
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
 }
 
 fn effective_uid() -> u32 {
