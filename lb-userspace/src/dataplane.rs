@@ -299,6 +299,16 @@ impl Dataplane {
         vips.insert(key, value, 0).map_err(map_err(map_names::VIPS))
     }
 
+    /// The live entry of a VIP, if it has one.
+    pub fn vip(&mut self, key: &VipKey) -> Result<Option<VipValue>> {
+        let vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
+        match vips.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(map_names::VIPS)(e)),
+        }
+    }
+
     /// Removes a VIP: its packets pass to the kernel again.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;

@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod fixture;
 pub mod lab;
 pub mod traffic;
 

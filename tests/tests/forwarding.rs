@@ -80,7 +80,12 @@ fn one_arm_tcp_v4_spreads_300_connections() {
     // kernel to keep it resolved.
     let neigh = topo.lb.sh("ip neigh show dev eth0");
     for b in BACKENDS4 {
-        assert!(neigh.lines().any(|l| l.starts_with(&format!("{b} ")) && l.contains("managed")), "{b}: {neigh}");
+        assert!(
+            neigh
+                .lines()
+                .any(|l| l.starts_with(&format!("{b} ")) && l.contains("managed")),
+            "{b}: {neigh}"
+        );
     }
 
     let t = traffic::tcp_connects(&topo.client, vip_addr, 300);

@@ -1,4 +1,5 @@
 use super::*;
+use lb_common::RING_SIZE_DEFAULT;
 
 const GOOD: &str = r#"
 [agent]

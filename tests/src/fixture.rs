@@ -1,0 +1,240 @@
+//! Building fixture packets and the frames `xdp_lb` must turn them into, and running a frame
+//! through the loaded program with BPF_PROG_TEST_RUN.
+use std::net::{IpAddr, Ipv4Addr};
+
+use aya::programs::{TestRun, TestRunOptions};
+use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId};
+use lb::dataplane::{self, Dataplane};
+use lb_common::{Counter, PROTO_TCP, hash::flow_hash};
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const ETH0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const ETH1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x02];
+pub const CLIENT4: [u8; 4] = [198, 18, 7, 1];
+pub const CLIENT6: [u8; 16] = [0xfd, 0, 0, 0x18, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub const SRC4: [u8; 4] = [198, 18, 0, 2];
+pub const SRC6: [u8; 16] = [0xfd, 0, 0, 0x18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+pub const RING: u32 = 251;
+
+pub fn v4(s: &str) -> [u8; 4] {
+    s.parse::<Ipv4Addr>().unwrap().octets()
+}
+pub fn mac_of(last: u8, net: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, net, last]
+}
+
+/// One VIP as the fixtures program it.
+pub struct Vip {
+    /// (backend id, address, mac of its next hop, egress interface mac)
+    pub backends: Vec<(u32, IpAddr, [u8; 6], [u8; 6])>,
+    pub ring: Vec<u32>,
+}
+
+/// A client packet: Ethernet (optionally VLAN-tagged), IPv4 or IPv6, TCP or UDP.
+#[derive(Clone)]
+pub struct Pkt {
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub vlan: Option<u16>,
+    pub payload: Vec<u8>,
+}
+
+impl Pkt {
+    pub fn new(dst: &str, dport: u16, proto: u8) -> Self {
+        Pkt {
+            dst: dst.parse().unwrap(),
+            sport: 40000,
+            dport,
+            proto,
+            vlan: None,
+            payload: b"hello".to_vec(),
+        }
+    }
+    pub fn sport(mut self, p: u16) -> Self {
+        self.sport = p;
+        self
+    }
+    pub fn vlan(mut self, id: u16) -> Self {
+        self.vlan = Some(id);
+        self
+    }
+    pub fn src(&self) -> IpAddr {
+        match self.dst {
+            IpAddr::V4(_) => IpAddr::from(CLIENT4),
+            IpAddr::V6(_) => IpAddr::from(CLIENT6),
+        }
+    }
+    pub fn build(&self) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2(CLIENT_MAC, ETH0_MAC);
+        let mut out = Vec::new();
+        macro_rules! l4 {
+            ($ip:expr) => {
+                if self.proto == PROTO_TCP {
+                    $ip.tcp(self.sport, self.dport, 1000, 65000)
+                        .syn()
+                        .write(&mut out, &self.payload)
+                        .unwrap()
+                } else {
+                    $ip.udp(self.sport, self.dport)
+                        .write(&mut out, &self.payload)
+                        .unwrap()
+                }
+            };
+        }
+        match (self.dst, self.vlan) {
+            (IpAddr::V4(d), None) => l4!(eth.ipv4(CLIENT4, d.octets(), 64)),
+            (IpAddr::V6(d), None) => l4!(eth.ipv6(CLIENT6, d.octets(), 64)),
+            (IpAddr::V4(d), Some(v)) => {
+                l4!(eth
+                    .single_vlan(VlanId::try_new(v).unwrap())
+                    .ipv4(CLIENT4, d.octets(), 64))
+            }
+            (IpAddr::V6(d), Some(v)) => {
+                l4!(eth
+                    .single_vlan(VlanId::try_new(v).unwrap())
+                    .ipv6(CLIENT6, d.octets(), 64))
+            }
+        }
+        out
+    }
+    pub fn l3_off(&self) -> usize {
+        if self.vlan.is_some() { 18 } else { 14 }
+    }
+}
+
+pub fn addr16(ip: IpAddr) -> [u8; 16] {
+    dataplane::addr_bytes(ip).0
+}
+
+/// The frame xdp_lb must emit for `frame` (whose IP header starts at `l3_off`) sent to `vip`.
+pub fn encapsulated(vip: &Vip, frame: &[u8], l3_off: usize, p: &Pkt) -> (u32, Counter, Vec<u8>) {
+    let h = flow_hash(
+        &addr16(p.src()),
+        &addr16(p.dst),
+        p.sport.to_be_bytes(),
+        p.dport.to_be_bytes(),
+        p.proto,
+    );
+    let id = vip.ring[(h % vip.ring.len() as u32) as usize];
+    let (_, backend, mac, egress) = *vip
+        .backends
+        .iter()
+        .find(|b| b.0 == id)
+        .expect("ring names a backend");
+    let inner = &frame[l3_off..];
+    let mut out = Vec::new();
+    let (ether_type, action, counter) = match (backend.is_ipv4(), egress == ETH0_MAC) {
+        (true, true) => (0x0800u16, XDP_TX, Counter::Tx),
+        (false, true) => (0x86dd, XDP_TX, Counter::Tx),
+        (true, false) => (0x0800, XDP_REDIRECT, Counter::Redirect),
+        (false, false) => (0x86dd, XDP_REDIRECT, Counter::Redirect),
+    };
+    out.extend_from_slice(&mac);
+    out.extend_from_slice(&egress);
+    out.extend_from_slice(&ether_type.to_be_bytes());
+    match backend {
+        IpAddr::V4(b) => {
+            let inner_len = u16::from_be_bytes([inner[2], inner[3]]);
+            let mut ip = Ipv4Header::new(inner_len, 64, IpNumber(4), SRC4, b.octets()).unwrap();
+            ip.dont_fragment = inner[6] & 0x40 != 0;
+            ip.header_checksum = ip.calc_header_checksum();
+            ip.write(&mut out).unwrap();
+            out.extend_from_slice(inner);
+        }
+        IpAddr::V6(b) => {
+            let inner_len = 40 + u16::from_be_bytes([inner[4], inner[5]]);
+            let ip = Ipv6Header {
+                traffic_class: 0,
+                flow_label: Ipv6FlowLabel::try_new(h & 0xfffff).unwrap(),
+                payload_length: inner_len,
+                next_header: IpNumber(41),
+                hop_limit: 64,
+                source: SRC6,
+                destination: b.octets(),
+            };
+            ip.write(&mut out).unwrap();
+            out.extend_from_slice(inner);
+        }
+    }
+    (action, counter, out)
+}
+
+pub struct Case {
+    pub name: String,
+    pub input: Vec<u8>,
+    pub action: u32,
+    pub counter: Counter,
+    pub output: Vec<u8>,
+}
+
+pub fn pass(name: impl Into<String>, input: Vec<u8>, counter: Counter) -> Case {
+    Case {
+        name: name.into(),
+        output: input.clone(),
+        input,
+        action: XDP_PASS,
+        counter,
+    }
+}
+
+pub fn drop_case(name: impl Into<String>, input: Vec<u8>, counter: Counter) -> Case {
+    // A dropped packet's bytes are not looked at; the program leaves them as they came.
+    Case {
+        name: name.into(),
+        output: input.clone(),
+        input,
+        action: XDP_DROP,
+        counter,
+    }
+}
+
+pub fn forward(name: impl Into<String>, vip: &Vip, p: &Pkt) -> Case {
+    let input = p.build();
+    let (action, counter, output) = encapsulated(vip, &input, p.l3_off(), p);
+    Case {
+        name: name.into(),
+        input,
+        action,
+        counter,
+        output,
+    }
+}
+
+/// Sets the IPv4 header's fields after building (options, lengths, flags), fixing its checksum.
+pub fn rewrite_v4(frame: &[u8], f: impl FnOnce(&mut Ipv4Header)) -> Vec<u8> {
+    let (mut ip, rest) = Ipv4Header::from_slice(&frame[14..]).unwrap();
+    let payload = rest.to_vec();
+    f(&mut ip);
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut out = frame[..14].to_vec();
+    ip.write(&mut out).unwrap();
+    out.extend_from_slice(&payload);
+    out
+}
+
+pub fn test_run(dp: &mut Dataplane, ifindex: u32, input: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; input.len() + 256];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+    let md: [u32; 6] = [0, input.len() as u32, 0, ifindex, 0, 0];
+    let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let r = dp
+        .program()
+        .unwrap()
+        .test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
