@@ -165,7 +165,7 @@ fn one_arm_udp_request_response() {
         .enumerate()
         .map(|(i, b)| traffic::udp_server(b, vip_addr, &format!("be{i}")))
         .collect();
-    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let (mut agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
     let t = traffic::udp_requests(&topo.client, vip_addr, 150);
     assert_spread(&t, 150, 15.0, 55.0);
@@ -174,6 +174,18 @@ fn one_arm_udp_request_response() {
     assert_eq!(s.vips[0].packets, 150, "{s:?}");
     assert_eq!(s.outcome("tx"), 150, "{s:?}");
     assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
+
+    // SIGTERM: a clean exit that leaves no program attached and no socket behind.
+    let status = agent.stop().expect("agent exit status");
+    assert!(status.success(), "{status}: {}", agent.log_text());
+    assert!(
+        !topo.lb.sh("ip -j link show dev eth0").contains("\"xdp\""),
+        "xdp_lb left attached"
+    );
+    assert!(!sock.exists(), "control socket left behind");
+    // With the balancer gone, the VIP is unreachable again (the kernel does not forward).
+    let t = traffic::udp_requests(&topo.client, vip_addr, 1);
+    assert_eq!(t.ok(), 0, "{t:?}");
 }
 
 /// Two-arm: clients on one side, backends on the other, the balancer between them with one
