@@ -122,6 +122,40 @@ pub fn backend_host(ns: &Netns, ifname: &str, tmp: &TempDir) -> Proc {
     p
 }
 
+/// Backends serving a VIP: `lb decap` and a server that answers with a name, on each.
+/// Dropped, it stops the servers, then the decaps.
+pub struct Serving {
+    _servers: Vec<crate::traffic::Server>,
+    _decaps: Vec<Proc>,
+}
+
+/// Makes every namespace in `backends` a backend host (see [`backend_host`]) serving `vip`
+/// over TCP or UDP; backend `i` answers with `name(i)`.
+pub fn serve(
+    backends: &[Netns],
+    vip: std::net::SocketAddr,
+    udp: bool,
+    tmp: &TempDir,
+    name: impl Fn(usize) -> String,
+) -> Serving {
+    let _decaps = backends
+        .iter()
+        .map(|b| backend_host(b, "eth0", tmp))
+        .collect();
+    let _servers = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if udp {
+                crate::traffic::udp_server(b, vip, &name(i))
+            } else {
+                crate::traffic::tcp_server(b, vip, &name(i))
+            }
+        })
+        .collect();
+    Serving { _servers, _decaps }
+}
+
 /// Starts `lb run` in `ns` with `config` and waits until it is ready.
 pub fn start_agent(ns: &Netns, config: &str, tmp: &TempDir) -> (Proc, PathBuf) {
     let cfg = tmp.path("lb.toml");

@@ -27,6 +27,20 @@ fn lb(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `lb run --config f` inside `ns`: exit code and stderr.
+fn run_in(ns: &Netns, f: &std::path::Path) -> (i32, String) {
+    let lbp = lb_bin();
+    let (lbp, f) = (lbp.to_str().unwrap(), f.to_str().unwrap());
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, lbp, "run", "--config", f])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn error_lines(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| l.starts_with("lb: ")).collect()
 }
@@ -80,21 +94,8 @@ fn an_unknown_interface_is_one_line() {
     let f = tmp.path("lb.toml");
     std::fs::write(&f, GOOD.replace("eth0", "eth9")).unwrap();
     ns.sh("sysctl -qw net.ipv4.conf.all.forwarding=1");
-    let lbp = lb_bin();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            lbp.to_str().unwrap(),
-            "run",
-            "--config",
-            f.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = run_in(&ns, &f);
+    assert_eq!(code, 1, "{err}");
     let lines = error_lines(&err);
     assert_eq!(lines.len(), 1, "{err}");
     assert!(lines[0].contains("eth9"), "{err}");
@@ -184,21 +185,8 @@ fn a_failed_start_leaves_nothing_attached() {
         ),
     );
     std::fs::write(&f, cfg).unwrap();
-    let lbp = lb_bin();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            lbp.to_str().unwrap(),
-            "run",
-            "--config",
-            f.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = run_in(&ns, &f);
+    assert_eq!(code, 1, "{err}");
     let lines = error_lines(&err);
     assert_eq!(lines.len(), 1, "{err}");
     assert!(

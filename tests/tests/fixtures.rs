@@ -116,6 +116,13 @@ fn program(dp: &mut Dataplane) -> Vec<Vip> {
 }
 
 fn cases(vips: &[Vip]) -> Vec<Case> {
+    let mut c = forwarded(vips);
+    c.extend(dropped_and_passed());
+    c.extend(malformed());
+    c
+}
+
+fn forwarded(vips: &[Vip]) -> Vec<Case> {
     let mut c = Vec::new();
     // Forwarded: v4 and v6, TCP and UDP, several flows (so several backends).
     for sport in [40000, 40001, 40002, 51234, 65535] {
@@ -222,23 +229,28 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
         counter,
         output,
     });
+    c
+}
 
+fn dropped_and_passed() -> Vec<Case> {
     // Dropped and counted.
-    c.push(drop_case(
-        "VIP without backends",
-        Pkt::new("198.19.0.102", 80, PROTO_TCP).build(),
-        Counter::DropNoBackend,
-    ));
-    c.push(drop_case(
-        "backend next hop unresolved",
-        Pkt::new("198.19.0.104", 80, PROTO_TCP).build(),
-        Counter::DropNoNeigh,
-    ));
-    c.push(drop_case(
-        "backend without route",
-        Pkt::new("198.19.0.105", 80, PROTO_TCP).build(),
-        Counter::DropNoRoute,
-    ));
+    let mut c = vec![
+        drop_case(
+            "VIP without backends",
+            Pkt::new("198.19.0.102", 80, PROTO_TCP).build(),
+            Counter::DropNoBackend,
+        ),
+        drop_case(
+            "backend next hop unresolved",
+            Pkt::new("198.19.0.104", 80, PROTO_TCP).build(),
+            Counter::DropNoNeigh,
+        ),
+        drop_case(
+            "backend without route",
+            Pkt::new("198.19.0.105", 80, PROTO_TCP).build(),
+            Counter::DropNoRoute,
+        ),
+    ];
 
     // Not for us: passed untouched.
     c.push(pass(
@@ -301,7 +313,11 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
         ip.fragment_offset = etherparse::IpFragOffset::try_new(100).unwrap()
     });
     c.push(pass("v4 later fragment", frag, Counter::PassFragment));
+    c
+}
 
+fn malformed() -> Vec<Case> {
+    let mut c = Vec::new();
     // Malformed: passed for the kernel to judge, never aborted.
     let good = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
     let mut bad_ver = good.clone();

@@ -62,18 +62,8 @@ fn one_arm_tcp_v4_spreads_300_connections() {
         &sock,
         &vip("web", &format!("{VIP4}:80"), "tcp", &BACKENDS4),
     );
-    let _decaps: Vec<_> = topo
-        .backends
-        .iter()
-        .map(|b| lab::backend_host(b, "eth0", &tmp))
-        .collect();
     let vip_addr: SocketAddr = format!("{VIP4}:80").parse().unwrap();
-    let _servers: Vec<_> = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| traffic::tcp_server(b, vip_addr, &format!("be{i}")))
-        .collect();
+    let _serving = lab::serve(&topo.backends, vip_addr, false, &tmp, |i| format!("be{i}"));
     let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
     // The agent resolved every backend's next hop before the first packet, and asked the
@@ -121,18 +111,8 @@ fn one_arm_tcp_v6() {
         &sock,
         &vip("web6", &format!("[{VIP6}]:80"), "tcp", &BACKENDS6),
     );
-    let _decaps: Vec<_> = topo
-        .backends
-        .iter()
-        .map(|b| lab::backend_host(b, "eth0", &tmp))
-        .collect();
     let vip_addr: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
-    let _servers: Vec<_> = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| traffic::tcp_server(b, vip_addr, &format!("be{i}")))
-        .collect();
+    let _serving = lab::serve(&topo.backends, vip_addr, false, &tmp, |i| format!("be{i}"));
     let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
     let t = traffic::tcp_connects(&topo.client, vip_addr, 150);
@@ -153,18 +133,8 @@ fn one_arm_udp_request_response() {
         &sock,
         &vip("dns", &format!("{VIP4}:53"), "udp", &BACKENDS4),
     );
-    let _decaps: Vec<_> = topo
-        .backends
-        .iter()
-        .map(|b| lab::backend_host(b, "eth0", &tmp))
-        .collect();
     let vip_addr: SocketAddr = format!("{VIP4}:53").parse().unwrap();
-    let _servers: Vec<_> = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| traffic::udp_server(b, vip_addr, &format!("be{i}")))
-        .collect();
+    let _serving = lab::serve(&topo.backends, vip_addr, true, &tmp, |i| format!("be{i}"));
     let (mut agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
     let t = traffic::udp_requests(&topo.client, vip_addr, 150);
@@ -229,16 +199,8 @@ fn two_arm_tcp_redirects_between_interfaces() {
         &sock,
         &vip("web", &format!("{VIP4}:80"), "tcp", &addrs),
     );
-    let _decaps: Vec<_> = backends
-        .iter()
-        .map(|b| lab::backend_host(b, "eth0", &tmp))
-        .collect();
     let vip_addr: SocketAddr = format!("{VIP4}:80").parse().unwrap();
-    let _servers: Vec<_> = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| traffic::tcp_server(b, vip_addr, &format!("be{i}")))
-        .collect();
+    let _serving = lab::serve(&backends, vip_addr, false, &tmp, |i| format!("be{i}"));
     let (_agent, _) = lab::start_agent(&lbns, &cfg, &tmp);
 
     let t = traffic::tcp_connects(&client, vip_addr, 150);

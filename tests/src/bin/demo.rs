@@ -73,18 +73,10 @@ fn main() {
     step(
         "backends: VIP on lo, `lb decap` strips IP-in-IP, a small TCP server answers with its name",
     );
-    let _decaps: Vec<_> = topo
-        .backends
-        .iter()
-        .map(|b| lab::backend_host(b, "eth0", &tmp))
-        .collect();
     let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
-    let _servers: Vec<_> = topo
-        .backends
-        .iter()
-        .zip(BACKENDS4)
-        .map(|(b, a)| traffic::tcp_server(b, vip, &format!("backend {a}")))
-        .collect();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| {
+        format!("backend {}", BACKENDS4[i])
+    });
     if stopped() {
         return;
     }
