@@ -22,6 +22,7 @@ pub mod map_names {
     pub const BACKEND_STATS: &str = "LB_BE_STATS";
     pub const DEVMAP: &str = "LB_DEVMAP";
     pub const DECAP_DST: &str = "LB_DECAP_DST";
+    pub const FLOWS: &str = "LB_FLOWS";
 }
 
 /// Names of the programs in the object.
@@ -46,6 +47,10 @@ pub const RING_SIZE_DEFAULT: u32 = 65537;
 pub const RINGS_ENTRIES: u32 = MAX_VIPS * 2 * RING_STRIDE;
 /// A ring slot that names no backend (a VIP without live backends).
 pub const NO_BACKEND: u32 = u32::MAX;
+/// Default size of the flow table (entries); the agent sets the real size at load.
+pub const FLOWS_DEFAULT: u32 = 1 << 20;
+/// Default idle time after which a UDP flow may move to another backend.
+pub const UDP_IDLE_DEFAULT_S: u32 = 30;
 /// Interfaces the program may redirect to.
 pub const MAX_INTERFACES: u32 = 64;
 
@@ -96,8 +101,10 @@ pub struct VipValue {
     pub forwarding: u32,
     /// Reserved for later flags; 0.
     pub flags: u32,
+    /// Seconds a UDP flow may be idle and still keep its backend.
+    pub udp_idle_s: u32,
 }
-const _: () = assert!(size_of::<VipValue>() == 20);
+const _: () = assert!(size_of::<VipValue>() == 24);
 
 /// Key of [`map_names::DECAP_DST`]: an address of the backend host, whose encapsulated
 /// packets `xdp_decap` strips.
@@ -112,6 +119,11 @@ pub struct AddrKey {
 }
 const _: () = assert!(size_of::<AddrKey>() == 20);
 
+/// [`Backend::state`] bit: the backend is healthy. Flows to a backend without it move.
+pub const BACKEND_UP: u8 = 1;
+/// [`Backend::state`] bit: draining: existing flows stay, the ring gives it no new ones.
+pub const BACKEND_DRAIN: u8 = 2;
+
 /// Value of [`map_names::BACKENDS`], indexed by backend id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -120,11 +132,39 @@ pub struct Backend {
     pub addr: [u8; 16],
     /// [`FAMILY_V4`], [`FAMILY_V6`], or 0 for an unused slot.
     pub family: u8,
-    pub _pad: [u8; 3],
-    /// Reserved; 0.
-    pub flags: u32,
+    /// [`BACKEND_UP`] | [`BACKEND_DRAIN`].
+    pub state: u8,
+    pub _pad: [u8; 2],
+    /// The VIP this backend serves (a flow entry is honoured only for its own VIP).
+    pub vip_id: u32,
 }
 const _: () = assert!(size_of::<Backend>() == 24);
+
+/// Key of [`map_names::FLOWS`]: a flow's 5-tuple as on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Source then destination port, network byte order.
+    pub ports: [u8; 4],
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+/// Value of [`map_names::FLOWS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowValue {
+    /// The backend the flow is pinned to.
+    pub backend: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` of the flow's last packet (kept for UDP only).
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(size_of::<FlowValue>() == 16);
 
 /// The single entry of [`map_names::CONFIG`].
 #[repr(C)]
@@ -199,6 +239,16 @@ impl Counter {
         Counter::PassFragment,
     ];
 
+    /// The counter with index `i` (an unknown index reads as [`Counter::Aborted`]).
+    #[inline(always)]
+    pub const fn from_u32(i: u32) -> Counter {
+        if i < Self::COUNT {
+            Self::ALL[i as usize]
+        } else {
+            Counter::Aborted
+        }
+    }
+
     /// The name used in `lb stats` and its JSON.
     pub const fn name(self) -> &'static str {
         match self {
@@ -228,6 +278,8 @@ mod pod {
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Traffic {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowValue {}
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@ use crate::{maps::VIPS, parse::Packet};
 #[inline(always)]
 pub fn vip(pkt: &Packet) -> Option<VipValue> {
     let mut key = VipKey {
-        addr: pkt.dst,
-        port_be: u16::from_ne_bytes(pkt.dport),
-        proto: pkt.proto,
-        family: pkt.family,
+        addr: pkt.key.dst,
+        port_be: u16::from_ne_bytes(pkt.dport()),
+        proto: pkt.key.proto,
+        family: pkt.key.family,
     };
     // Safety: the value is copied out at once; the kernel keeps it alive under RCU meanwhile.
     if let Some(v) = unsafe { VIPS.get(&key) } {

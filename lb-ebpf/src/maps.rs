@@ -1,11 +1,11 @@
 //! Every map of the programs. Sizes and names come from `lb-common`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    AddrKey, Backend, Config, Counter, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES,
-    Traffic, VipKey, VipValue,
+    AddrKey, Backend, Config, Counter, FLOWS_DEFAULT, FlowKey, FlowValue, MAX_BACKENDS,
+    MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipKey, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -35,3 +35,9 @@ pub static DEVMAP: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
 /// Decap's own addresses: an outer header addressed elsewhere is not ours to strip.
 #[map(name = "LB_DECAP_DST")]
 pub static DECAP_DST: HashMap<AddrKey, u32> = HashMap::with_max_entries(64, 0);
+
+/// Flow table: 5-tuple → backend. One LRU table shared by all CPUs rather than one per CPU:
+/// on hosts where a flow's packets may be processed on different CPUs (veth, no RSS), a
+/// per-CPU table would miss and re-pick, and a ring change in between would move the flow.
+#[map(name = "LB_FLOWS")]
+pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOWS_DEFAULT, 0);

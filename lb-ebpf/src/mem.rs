@@ -2,9 +2,46 @@
 use aya_ebpf::programs::XdpContext;
 use core::mem::size_of;
 
+/// Where the packet starts and ends.
+pub trait Bounds {
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+}
+
+impl Bounds for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+}
+
+/// The packet's bounds as plain values, for a function that is not inlined: handed the
+/// context instead, LLVM would pass the context's 32-bit fields and widen them in the callee,
+/// and the verifier refuses any arithmetic on the packet-end pointer.
+#[derive(Clone, Copy)]
+pub struct Frame {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Bounds for Frame {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        self.start
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        self.end
+    }
+}
+
 /// A pointer to a `T` at `off` bytes into the packet, if the packet holds all of it.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
+pub fn ptr_at<T>(ctx: &impl Bounds, off: usize) -> Option<*const T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + size_of::<T>() > end {
@@ -15,12 +52,12 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
 
 /// Like [`ptr_at`], writable.
 #[inline(always)]
-pub fn ptr_at_mut<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
+pub fn ptr_at_mut<T>(ctx: &impl Bounds, off: usize) -> Option<*mut T> {
     ptr_at::<T>(ctx, off).map(|p| p as *mut T)
 }
 
 /// Reads a `T` at `off` (unaligned: packet data has no alignment guarantee).
 #[inline(always)]
-pub fn read<T: Copy>(ctx: &XdpContext, off: usize) -> Option<T> {
+pub fn read<T: Copy>(ctx: &impl Bounds, off: usize) -> Option<T> {
     ptr_at::<T>(ctx, off).map(|p| unsafe { p.read_unaligned() })
 }

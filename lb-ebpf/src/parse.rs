@@ -1,13 +1,15 @@
 //! Step 1: Ethernet (one 802.1Q/802.1ad tag allowed), IPv4 (any IHL) or IPv6, TCP or UDP ports.
 //! Anything we do not balance comes back as a pass verdict, counted by why.
-use aya_ebpf::programs::XdpContext;
-use lb_common::{Counter, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+use lb_common::{Counter, FAMILY_V4, FAMILY_V6, FlowKey, PROTO_TCP, PROTO_UDP};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
 
-use crate::{Verdict, mem::read};
+use crate::{
+    Verdict,
+    mem::{Bounds, Frame, read},
+};
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -17,31 +19,53 @@ const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 
 /// What the later steps need of a packet headed (perhaps) for a VIP.
+#[derive(Default)]
 pub struct Packet {
     /// Offset of the IP header: 14, or 18 behind a VLAN tag.
     pub l3_off: usize,
-    pub family: u8,
-    pub proto: u8,
-    /// Addresses as on the wire; IPv4 in the first 4 bytes.
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    /// Ports as on the wire (network byte order).
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
+    /// The 5-tuple as on the wire (IPv4 addresses in the first 4 bytes): the flow table's key.
+    pub key: FlowKey,
     /// Length of the IP packet (header included) as its header says.
     pub l3_len: u16,
     /// IPv4 TOS or IPv6 traffic class, copied to the outer header.
     pub tos: u8,
     /// IPv4 don't-fragment bit, copied to the outer header (IPv6 never fragments in flight).
     pub df: bool,
+    /// TCP flags (0 for UDP).
+    pub tcp_flags: u8,
 }
+
+impl Packet {
+    pub fn sport(&self) -> [u8; 2] {
+        [self.key.ports[0], self.key.ports[1]]
+    }
+    pub fn dport(&self) -> [u8; 2] {
+        [self.key.ports[2], self.key.ports[3]]
+    }
+}
+
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
 
 const fn malformed() -> Verdict {
     Verdict::pass(Counter::PassMalformed)
 }
 
+/// Parses into `out`; returns [`crate::programs::GO_ON`] or a packed pass verdict. Not inlined,
+/// and returning an integer: the header reads get a stack frame of their own.
+#[inline(never)]
+pub fn parse_packed(frame: Frame, out: &mut Packet) -> u64 {
+    match parse(&frame) {
+        Ok(p) => {
+            *out = p;
+            crate::programs::GO_ON
+        }
+        Err(v) => v.pack(),
+    }
+}
+
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
+fn parse(ctx: &Frame) -> Result<Packet, Verdict> {
     let eth: EthHdr = read(ctx, 0).ok_or(malformed())?;
     let mut ether_type = u16::from_be(eth.ether_type);
     let mut l3_off = ETH_HLEN;
@@ -60,7 +84,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
 }
 
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Packet, Verdict> {
+fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     let ip: Ipv4Hdr = read(ctx, l3_off).ok_or(malformed())?;
     if ip.vihl >> 4 != 4 {
         return Err(malformed());
@@ -74,13 +98,14 @@ fn ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Packet, Verdict> {
     if frags & 0x3fff != 0 {
         return Err(Verdict::pass(Counter::PassFragment));
     }
-    // The transport header is read (bounds-checked against the packet) before the length
+    // Lengths are compared as packet pointers against the packet's end: the verifier refuses
+    // arithmetic on the end pointer. The transport header is read (bounds-checked against the packet) before the length
     // fields are judged: were the length check first, LLVM would prove the bounds check
     // redundant and drop it, and the verifier (which tracks pointers, not that proof) would
     // reject the program.
-    let (sport, dport, need) = ports(ctx, ip.proto, l3_off + ihl)?;
+    let (sport, dport, need, tcp_flags) = ports(ctx, ip.proto, l3_off + ihl)?;
     let l3_len = u16::from_be_bytes(ip.tot_len);
-    if (l3_len as usize) < ihl + need || l3_off + l3_len as usize > ctx.data_end() - ctx.data() {
+    if (l3_len as usize) < ihl + need || ctx.data() + l3_off + l3_len as usize > ctx.data_end() {
         return Err(malformed());
     }
     let mut src = [0u8; 16];
@@ -89,60 +114,67 @@ fn ipv4(ctx: &XdpContext, l3_off: usize) -> Result<Packet, Verdict> {
     dst[..4].copy_from_slice(&ip.dst_addr);
     Ok(Packet {
         l3_off,
-        family: FAMILY_V4,
-        proto: ip.proto,
-        src,
-        dst,
-        sport,
-        dport,
+        key: FlowKey {
+            src,
+            dst,
+            ports: [sport[0], sport[1], dport[0], dport[1]],
+            proto: ip.proto,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        },
         l3_len,
         tos: ip.tos,
         df: frags & 0x4000 != 0,
+        tcp_flags,
     })
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, l3_off: usize) -> Result<Packet, Verdict> {
+fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     let ip: Ipv6Hdr = read(ctx, l3_off).ok_or(malformed())?;
     if ip.vcf[0] >> 4 != 6 {
         return Err(malformed());
     }
-    let (sport, dport, need) = ports(ctx, ip.next_hdr, l3_off + 40)?;
+    let (sport, dport, need, tcp_flags) = ports(ctx, ip.next_hdr, l3_off + 40)?;
     let payload = u16::from_be_bytes(ip.payload_len) as usize;
     if payload < need
-        || l3_off + 40 + payload > ctx.data_end() - ctx.data()
+        || ctx.data() + l3_off + 40 + payload > ctx.data_end()
         || payload > 0xffff - 40
     {
         return Err(malformed());
     }
     Ok(Packet {
         l3_off,
-        family: FAMILY_V6,
-        proto: ip.next_hdr,
-        src: ip.src_addr,
-        dst: ip.dst_addr,
-        sport,
-        dport,
+        key: FlowKey {
+            src: ip.src_addr,
+            dst: ip.dst_addr,
+            ports: [sport[0], sport[1], dport[0], dport[1]],
+            proto: ip.next_hdr,
+            family: FAMILY_V6,
+            _pad: [0; 2],
+        },
         l3_len: (payload + 40) as u16,
         tos: (ip.vcf[0] << 4) | (ip.vcf[1] >> 4),
         df: false,
+        tcp_flags,
     })
 }
 
-/// The ports of the TCP or UDP header at `off`, which must be whole, and its length.
+/// The ports of the TCP or UDP header at `off`, which must be whole, its length, and the TCP
+/// flags (0 for UDP).
 #[inline(always)]
-fn ports(ctx: &XdpContext, proto: u8, off: usize) -> Result<([u8; 2], [u8; 2], usize), Verdict> {
+fn ports(ctx: &Frame, proto: u8, off: usize) -> Result<([u8; 2], [u8; 2], usize, u8), Verdict> {
     let (p, need) = match proto {
         PROTO_TCP => (
-            read::<[u8; 20]>(ctx, off).map(|h| [h[0], h[1], h[2], h[3]]),
+            read::<[u8; 20]>(ctx, off).map(|h| [h[0], h[1], h[2], h[3], h[13]]),
             20,
         ),
         PROTO_UDP => (
-            read::<[u8; 8]>(ctx, off).map(|h| [h[0], h[1], h[2], h[3]]),
+            read::<[u8; 8]>(ctx, off).map(|h| [h[0], h[1], h[2], h[3], 0]),
             8,
         ),
         _ => return Err(Verdict::pass(Counter::PassNotVip)),
     };
     let p = p.ok_or(malformed())?;
-    Ok(([p[0], p[1]], [p[2], p[3]], need))
+    Ok(([p[0], p[1]], [p[2], p[3]], need, p[4]))
 }

@@ -1,22 +1,58 @@
-//! Step 4: Maglev. The 5-tuple's hash picks a slot of the VIP's live ring; the slot names
-//! the backend.
+//! Steps 3 and 4: the flow table, then Maglev. An established flow keeps its backend while
+//! that backend is up and serves this VIP; a TCP SYN, a miss, a stale UDP entry or a down
+//! backend takes the VIP's live ring: the 5-tuple's hash picks a slot, the slot names the
+//! backend, and the flow table remembers it.
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
-    Backend, MAX_VIPS, NO_BACKEND, RING_STRIDE, VipValue, hash::flow_hash, ring_index,
+    BACKEND_UP, Backend, FlowKey, FlowValue, MAX_VIPS, NO_BACKEND, PROTO_TCP, PROTO_UDP,
+    RING_STRIDE, VipValue, hash::flow_hash, ring_index,
 };
 
 use crate::{
     Fault,
-    maps::{BACKENDS, RINGS},
-    parse::Packet,
+    maps::{BACKENDS, FLOWS, RINGS},
+    parse::{Packet, TCP_ACK, TCP_SYN},
 };
 
 /// The backend for this packet: `Ok(None)` when the VIP has no live backend.
 #[inline(always)]
 pub fn backend(pkt: &Packet, vip: &VipValue) -> Result<Option<(u32, Backend)>, Fault> {
+    let id = match backend_id(pkt, vip) {
+        FAULT => return Err(Fault),
+        NO_BACKEND => return Ok(None),
+        id => id,
+    };
+    let be = *BACKENDS.get(id).ok_or(Fault)?;
+    Ok(Some((id, be)))
+}
+
+/// A backend id, [`NO_BACKEND`], or [`FAULT`].
+const FAULT: u32 = NO_BACKEND - 1;
+
+/// Not inlined, and returning a plain integer: its own stack frame keeps the program's
+/// frames within the verifier's 512 bytes (and a BPF function may not return a pointer into
+/// its stack, which a larger return value would be).
+#[inline(never)]
+fn backend_id(pkt: &Packet, vip: &VipValue) -> u32 {
+    match pick(pkt, vip) {
+        Ok(Some(id)) => id,
+        Ok(None) => NO_BACKEND,
+        Err(Fault) => FAULT,
+    }
+}
+
+#[inline(always)]
+fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
     if vip.ring_size == 0 || vip.ring_size > RING_STRIDE || vip.id >= MAX_VIPS {
         return Err(Fault);
     }
-    let h = flow_hash(&pkt.src, &pkt.dst, pkt.sport, pkt.dport, pkt.proto);
+    let key = &pkt.key;
+    let now = unsafe { bpf_ktime_get_ns() };
+    let syn = pkt.key.proto == PROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    if !syn && let Some(hit) = established(key, pkt, vip, now) {
+        return Ok(Some(hit));
+    }
+    let h = flow_hash(&key.src, &key.dst, pkt.sport(), pkt.dport(), key.proto);
     let slot = h % vip.ring_size;
     let id = *RINGS
         .get(ring_index(vip.id, vip.active_ring, slot))
@@ -24,9 +60,39 @@ pub fn backend(pkt: &Packet, vip: &VipValue) -> Result<Option<(u32, Backend)>, F
     if id == NO_BACKEND {
         return Ok(None);
     }
-    let be = *BACKENDS.get(id).ok_or(Fault)?;
-    if be.family != pkt.family {
+    let be = BACKENDS.get(id).ok_or(Fault)?;
+    if be.family != pkt.key.family {
         return Ok(None);
     }
-    Ok(Some((id, be)))
+    // A full table evicts its least recently used entry; a failed insert only costs a re-pick.
+    let _ = FLOWS.insert(
+        key,
+        &FlowValue {
+            backend: id,
+            _pad: 0,
+            last_seen_ns: now,
+        },
+        0,
+    );
+    Ok(Some(id))
+}
+
+/// The flow's recorded backend, if it may still serve it.
+#[inline(always)]
+fn established(key: &FlowKey, pkt: &Packet, vip: &VipValue, now: u64) -> Option<u32> {
+    let flow = FLOWS.get_ptr_mut(key)?;
+    // Safety: the entry stays valid under RCU for this program run.
+    let (id, seen) = unsafe { ((*flow).backend, (*flow).last_seen_ns) };
+    let be = BACKENDS.get(id)?;
+    if be.family != pkt.key.family || be.vip_id != vip.id || be.state & BACKEND_UP == 0 {
+        return None;
+    }
+    if pkt.key.proto == PROTO_UDP {
+        if now.saturating_sub(seen) > vip.udp_idle_s as u64 * 1_000_000_000 {
+            return None;
+        }
+        // UDP has no handshake to tell a new flow: its entry ages by the clock.
+        unsafe { (*flow).last_seen_ns = now };
+    }
+    Some(id)
 }

@@ -3,7 +3,10 @@
 //! are put in front of it. A VLAN tag on the way in is not carried out: the egress is the
 //! interface the kernel's route names, untagged.
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
-use lb_common::{Backend, Config, FAMILY_V4, hash::ipv4_header_checksum};
+use lb_common::{
+    Backend, Config, FAMILY_V4,
+    hash::{flow_hash, ipv4_header_checksum},
+};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -39,15 +42,14 @@ pub fn encap(
     cfg: &Config,
     be: &Backend,
     hop: &NextHop,
-    hash: u32,
 ) -> Option<()> {
-    let outer = outer_len(pkt.family);
+    let outer = outer_len(pkt.key.family);
     // The old Ethernet header (and VLAN tag) is reused as room: grow by what is missing.
     let grow = outer as i32 - (pkt.l3_off as i32 - 14);
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
         return None;
     }
-    let ether_type = if pkt.family == FAMILY_V4 {
+    let ether_type = if pkt.key.family == FAMILY_V4 {
         ETH_P_IP
     } else {
         ETH_P_IPV6
@@ -58,11 +60,11 @@ pub fn encap(
         ether_type: ether_type.to_be(),
     };
     unsafe { ptr_at_mut::<EthHdr>(ctx, 0)?.write_unaligned(eth) };
-    if pkt.family == FAMILY_V4 {
+    if pkt.key.family == FAMILY_V4 {
         let ip = outer_v4(pkt, cfg, be);
         unsafe { ptr_at_mut::<Ipv4Hdr>(ctx, 14)?.write_unaligned(ip) };
     } else {
-        let ip = outer_v6(pkt, cfg, be, hash);
+        let ip = outer_v6(pkt, cfg, be);
         unsafe { ptr_at_mut::<Ipv6Hdr>(ctx, 14)?.write_unaligned(ip) };
     }
     Some(())
@@ -89,10 +91,11 @@ fn outer_v4(pkt: &Packet, cfg: &Config, be: &Backend) -> Ipv4Hdr {
 }
 
 #[inline(always)]
-fn outer_v6(pkt: &Packet, cfg: &Config, be: &Backend, hash: u32) -> Ipv6Hdr {
+fn outer_v6(pkt: &Packet, cfg: &Config, be: &Backend) -> Ipv6Hdr {
     // The flow label carries the flow hash, so that ECMP on the way to the backend keeps a
     // flow on one path (RFC 6438).
-    let fl = hash & 0x000f_ffff;
+    let k = &pkt.key;
+    let fl = flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto) & 0x000f_ffff;
     Ipv6Hdr {
         vcf: [
             0x60 | (pkt.tos >> 4),

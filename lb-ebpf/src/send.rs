@@ -8,7 +8,7 @@ use aya_ebpf::{
     helpers::generated::bpf_fib_lookup,
     programs::XdpContext,
 };
-use lb_common::{Backend, Counter, FAMILY_V4, hash::flow_hash};
+use lb_common::{Backend, Counter, FAMILY_V4};
 
 use crate::{
     Fault, Verdict,
@@ -30,10 +30,22 @@ fn words(b: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
+/// Encapsulates and sends; returns the verdict. Not inlined, and returning a plain integer
+/// ([`Verdict::pack`], or [`crate::programs::FAULT`]): the route
+/// lookup's parameters and the headers get a stack frame of their own, which keeps the
+/// program within the verifier's 512 bytes.
+#[inline(never)]
+pub fn encap_and_send_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> u64 {
+    match encap_and_send(ctx, pkt, be) {
+        Ok(v) => v.pack(),
+        Err(Fault) => crate::programs::FAULT,
+    }
+}
+
 #[inline(always)]
-pub fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdict, Fault> {
+fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdict, Fault> {
     let cfg = *CONFIG.get(0).ok_or(Fault)?;
-    let tot_len = pkt.l3_len as u32 + outer_len(pkt.family) as u32;
+    let tot_len = pkt.l3_len as u32 + outer_len(pkt.key.family) as u32;
     if tot_len > 0xffff {
         return Ok(Verdict::drop(Counter::DropEncap));
     }
@@ -42,7 +54,7 @@ pub fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Ve
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.ifindex = ingress;
     fib.__bindgen_anon_1.tot_len = tot_len as u16;
-    if pkt.family == FAMILY_V4 {
+    if pkt.key.family == FAMILY_V4 {
         fib.family = AF_INET;
         fib.l4_protocol = 4;
         fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.source_v4);
@@ -72,21 +84,14 @@ pub fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Ve
         smac: fib.smac,
         dmac: fib.dmac,
     };
-    let hash = flow_hash(&pkt.src, &pkt.dst, pkt.sport, pkt.dport, pkt.proto);
-    if rewrite::encap(ctx, pkt, &cfg, be, &hop, hash).is_none() {
+    if rewrite::encap(ctx, pkt, &cfg, be, &hop).is_none() {
         return Ok(Verdict::drop(Counter::DropEncap));
     }
     if fib.ifindex == ingress {
-        return Ok(Verdict {
-            action: xdp_action::XDP_TX,
-            counter: Counter::Tx,
-        });
+        return Ok(Verdict::new(xdp_action::XDP_TX, Counter::Tx));
     }
     match DEVMAP.redirect(fib.ifindex, 0) {
-        Ok(action) => Ok(Verdict {
-            action,
-            counter: Counter::Redirect,
-        }),
+        Ok(action) => Ok(Verdict::new(action, Counter::Redirect)),
         Err(_) => Ok(Verdict::drop(Counter::DropNoEgress)),
     }
 }

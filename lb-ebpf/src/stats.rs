@@ -1,6 +1,6 @@
 //! Per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
 use aya_ebpf::maps::PerCpuArray;
-use lb_common::{Counter, Traffic};
+use lb_common::Traffic;
 
 use crate::maps::{BACKEND_STATS, STATS, VIP_STATS};
 
@@ -16,8 +16,8 @@ fn add(map: &PerCpuArray<Traffic>, index: u32, len: u64) {
 }
 
 #[inline(always)]
-pub fn count(c: Counter, len: u64) {
-    add(&STATS, c as u32, len);
+pub fn count(c: u32, len: u64) {
+    add(&STATS, c, len);
 }
 
 #[inline(always)]

@@ -1,33 +1,34 @@
-//! `lb run`: load, program the maps from the config, attach, serve the API, and detach
-//! cleanly on SIGINT/SIGTERM.
+//! `lb run`: load, program the maps from the config, attach, serve the API, run the health
+//! checks, follow the config file, and detach cleanly on SIGINT/SIGTERM.
 use std::{
     net::IpAddr,
     path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use anyhow::{Context, bail};
 use lb_common::program_names;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 
 use crate::{
     api,
     config::{self, Config},
-    dataplane::{self, Dataplane, nix_ifindex},
-    maglev, neigh,
-    stats::{self, Outcome, Stats, VipStats},
+    dataplane::{Dataplane, nix_ifindex},
+    neigh, state,
 };
 
-/// How long `lb run` waits for a backend's next hop to resolve before it warns.
-const NEIGH_WAIT: Duration = Duration::from_secs(3);
+mod routes;
+mod sync;
+
+use sync::Agent;
+
 /// How often the agent checks that every backend's next hop is still resolved.
 const NEIGH_CHECK: Duration = Duration::from_secs(5);
-
-/// What the agent programmed: VIP and backend ids, for the counters' labels.
-struct Programmed {
-    vips: Vec<(config::Vip, u32, Vec<u32>)>,
-}
+/// How often the agent looks whether the config file changed on disk.
+const FILE_CHECK: Duration = Duration::from_secs(1);
 
 /// Where `bpf_fib_lookup` needs forwarding on, and it is off: the sysctl to set.
 pub fn forwarding_problems(cfg: &Config) -> Vec<String> {
@@ -50,83 +51,11 @@ pub fn forwarding_problems(cfg: &Config) -> Vec<String> {
     out
 }
 
-fn program(dp: &mut Dataplane, cfg: &Config) -> anyhow::Result<Programmed> {
-    dp.set_sources(cfg.agent.source_v4, cfg.agent.source_v6)?;
-    for i in &cfg.agent.interfaces {
-        let idx = nix_ifindex(i).with_context(|| format!("no interface named {i:?}"))?;
-        dp.allow_egress(idx)?;
-    }
-    let mut next_backend = 0u32;
-    let mut vips = Vec::new();
-    for (vip_id, vip) in cfg.vips.iter().enumerate() {
-        let mut ids = Vec::new();
-        for b in &vip.backends {
-            match neigh::ensure(b.address, NEIGH_WAIT) {
-                Ok(h) => {
-                    tracing::info!(backend = %b.address, dev = %h.dev, hop = %h.hop, lladdr = %h.lladdr, "next hop resolved")
-                }
-                Err(e) => {
-                    tracing::warn!(backend = %b.address, error = %e, "next hop not resolved yet; the kernel keeps trying, packets to it are dropped and counted (drop_no_neigh) until it answers")
-                }
-            }
-            dp.set_backend(next_backend, b.address)?;
-            ids.push(next_backend);
-            next_backend += 1;
-        }
-        let weights: Vec<(IpAddr, u32)> =
-            vip.backends.iter().map(|b| (b.address, b.weight)).collect();
-        let ring: Vec<u32> = maglev::build(&weights, vip.ring_size)
-            .into_iter()
-            .map(|i| {
-                ids.get(i as usize)
-                    .copied()
-                    .unwrap_or(lb_common::NO_BACKEND)
-            })
-            .collect();
-        let key = dataplane::vip_key(vip.address.ip(), vip.address.port(), vip.protocol.number());
-        dp.set_vip(vip_id as u32, key, &ring)?;
-        tracing::info!(vip = %vip.name, address = %vip.address, protocol = %vip.protocol, backends = ids.len(), ring = vip.ring_size, "VIP programmed");
-        vips.push((vip.clone(), vip_id as u32, ids));
-    }
-    Ok(Programmed { vips })
-}
-
-fn collect(dp: &Dataplane, p: &Programmed) -> anyhow::Result<Stats> {
-    let outcomes = dp
-        .outcomes()?
-        .into_iter()
-        .map(|(c, t)| Outcome {
-            name: c.name().into(),
-            packets: t.packets,
-            bytes: t.bytes,
-        })
-        .collect();
-    let mut vips = Vec::new();
-    for (vip, id, ids) in &p.vips {
-        let t = dp.vip_totals(*id)?;
-        let mut backends = Vec::new();
-        for (b, bid) in vip.backends.iter().zip(ids) {
-            backends.push((b.address.to_string(), b.weight, dp.backend_totals(*bid)?));
-        }
-        vips.push(VipStats {
-            name: vip.name.clone(),
-            address: vip.address.to_string(),
-            protocol: vip.protocol.to_string(),
-            packets: t.packets,
-            bytes: t.bytes,
-            backends: stats::with_shares(backends),
-        });
-    }
-    Ok(Stats { outcomes, vips })
-}
-
-/// Runs the agent until SIGINT or SIGTERM.
-pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
-    let cfg = config::load(config_path)?;
+fn preflight(cfg: &Config, config_path: &Path) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("lb run needs root (CAP_BPF and CAP_NET_ADMIN to load and attach XDP programs)");
     }
-    let problems = forwarding_problems(&cfg);
+    let problems = forwarding_problems(cfg);
     if !problems.is_empty() {
         bail!(
             "forwarding is off where lb attaches, and bpf_fib_lookup refuses to route there; set: sysctl -w {} (lb never changes this behind your back)",
@@ -141,78 +70,139 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The file's identity for change detection: modification time and length.
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
+    let file = config::load(config_path)?;
+    preflight(&file, config_path)?;
+    let changes = state::load_changes(&file.agent.state_dir)?;
     let socket = socket
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| cfg.agent.socket.clone());
+        .unwrap_or_else(|| file.agent.socket.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut dp = Dataplane::load(program_names::LB)?;
-        let programmed = program(&mut dp, &cfg)?;
-        for i in &cfg.agent.interfaces {
-            let mode = dp.attach(i, cfg.agent.xdp_mode)?;
+        let mut dp = Dataplane::load_sized(
+            crate::dataplane::OBJECT,
+            program_names::LB,
+            file.agent.flow_table_size,
+        )?;
+        for i in &file.agent.interfaces {
+            let idx = nix_ifindex(i).with_context(|| format!("no interface named {i:?}"))?;
+            dp.allow_egress(idx)?;
+        }
+        let (reports_tx, mut reports) = mpsc::unbounded_channel();
+        let mut agent = Agent::new(config_path.to_path_buf(), file, changes, dp, reports_tx);
+        for s in &agent.skipped {
+            tracing::warn!(change = %s, "runtime change no longer applies; skipped");
+        }
+        agent.sync(None)?;
+        let interfaces = agent.effective.agent.interfaces.clone();
+        for i in &interfaces {
+            let mode = agent.dp.attach(i, agent.effective.agent.xdp_mode)?;
             tracing::info!(interface = %i, mode, "xdp_lb attached");
         }
-        // After the attach: a failure here drops `dp`, which detaches everything.
+        // After the attach: a failure here drops the dataplane, which detaches everything.
         let listener = api::bind(&socket)?;
-        let dp = Arc::new(Mutex::new(dp));
-        let programmed = Arc::new(programmed);
-        let handler: api::Handler = {
-            let (dp, programmed) = (dp.clone(), programmed.clone());
-            Arc::new(move |method, path| match (method, path) {
-                ("GET", "/v1/stats") => {
-                    let dp = dp.lock().unwrap_or_else(|e| e.into_inner());
-                    match collect(&dp, &programmed) {
-                        Ok(s) => (200, serde_json::to_string(&s).unwrap_or_default()),
-                        Err(e) => (
-                            500,
-                            serde_json::json!({ "error": e.to_string() }).to_string(),
-                        ),
-                    }
-                }
-                ("GET", _) => (404, r#"{"error":"no such endpoint"}"#.into()),
-                _ => (405, r#"{"error":"method not allowed"}"#.into()),
-            })
-        };
-        let server = tokio::spawn(api::serve(listener, handler));
-        let backends: Vec<IpAddr> = cfg
-            .vips
-            .iter()
-            .flat_map(|v| v.backends.iter().map(|b| b.address))
-            .collect();
-        let watch = tokio::spawn(keep_resolved(backends));
+        let (calls_tx, mut calls) = mpsc::unbounded_channel();
+        let server = tokio::spawn(api::serve(listener, calls_tx));
         println!(
             "lb: ready: {} VIP(s) on {}; control socket {}",
-            cfg.vips.len(),
-            cfg.agent.interfaces.join(","),
+            agent.effective.vips.len(),
+            interfaces.join(","),
             socket.display()
         );
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut file_tick = tokio::time::interval(FILE_CHECK);
+        let mut neigh_tick = tokio::time::interval(NEIGH_CHECK);
+        let mut stamp = file_stamp(config_path);
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload(&mut agent, "SIGHUP"),
+                _ = file_tick.tick() => {
+                    let now = file_stamp(config_path);
+                    if now != stamp {
+                        stamp = now;
+                        reload(&mut agent, "file changed");
+                    }
+                }
+                _ = neigh_tick.tick() => {
+                    let addrs = agent.backend_addresses();
+                    tokio::task::spawn_blocking(move || keep_resolved(&addrs));
+                }
+                Some(r) = reports.recv() => {
+                    if let Err(e) = agent.on_report(r) {
+                        tracing::error!(error = %format!("{e:#}"), "applying a health change");
+                    }
+                }
+                Some(call) = calls.recv() => {
+                    let reply = agent.route(&call.method, &call.path, &call.body);
+                    let _ = call.reply.send(reply);
+                }
+            }
         }
         server.abort();
-        watch.abort();
+        agent.stop_checkers();
         let _ = std::fs::remove_file(&socket);
-        drop(dp);
+        drop(agent);
         tracing::info!("detached; bye");
         Ok(())
     })
 }
 
-/// Re-asks the kernel for any backend next hop that is no longer resolved.
-async fn keep_resolved(backends: Vec<IpAddr>) {
-    loop {
-        tokio::time::sleep(NEIGH_CHECK).await;
-        for &b in &backends {
-            if let Ok(Err(e)) =
-                tokio::task::spawn_blocking(move || neigh::ensure(b, Duration::ZERO)).await
+/// Reloads the config file; an invalid one is refused and the running state stays.
+fn reload(agent: &mut Agent, why: &str) {
+    match config::load(&agent.config_path) {
+        Err(e) => {
+            tracing::error!(reason = why, error = %e, "config reload refused; running state unchanged");
+            agent.reload_error = Some(e.to_string());
+        }
+        Ok(file) => {
+            if file.agent.interfaces != agent.file.agent.interfaces
+                || file.agent.flow_table_size != agent.file.agent.flow_table_size
+                || file.agent.state_dir != agent.file.agent.state_dir
             {
-                tracing::warn!(backend = %b, error = %e, "next hop unresolved");
+                tracing::warn!(
+                    "agent.interfaces, flow_table_size and state_dir take effect at the next start"
+                );
             }
+            let (effective, skipped) = state::effective(&file, &agent.changes);
+            for s in &skipped {
+                tracing::warn!(change = %s, "runtime change no longer applies; skipped");
+            }
+            agent.file = file;
+            agent.effective = effective;
+            agent.skipped = skipped;
+            agent.reload_error = None;
+            agent.reloads += 1;
+            match agent.sync(None) {
+                Ok(()) => tracing::info!(reason = why, "config reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "applying the reloaded config")
+                }
+            }
+        }
+    }
+}
+
+/// Re-asks the kernel for any backend next hop that is no longer resolved.
+fn keep_resolved(backends: &[IpAddr]) {
+    for &b in backends {
+        if let Err(e) = neigh::ensure(b, Duration::ZERO) {
+            tracing::warn!(backend = %b, error = %e, "next hop unresolved");
         }
     }
 }

@@ -1,6 +1,5 @@
 //! The control API: HTTP/1.1 with JSON bodies on a unix socket (mode 0600: root only). The
-//! agent serves it; the CLI is its client. It is small on purpose (one request per
-//! connection, `Connection: close`) until the runtime-change endpoints arrive.
+//! agent serves it; the CLI is its client. One request per connection (`Connection: close`).
 use std::{
     io::{Read, Write},
     os::unix::{fs::PermissionsExt, net::UnixStream},
@@ -12,10 +11,31 @@ use anyhow::{Context, bail};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::UnixListener,
+    sync::{mpsc, oneshot},
 };
 
-/// Answers a request path with (status, JSON body).
-pub type Handler = std::sync::Arc<dyn Fn(&str, &str) -> (u16, String) + Send + Sync>;
+/// A request the agent's control loop answers.
+#[derive(Debug)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub body: String,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Status and JSON body.
+pub type Reply = (u16, String);
+
+/// A JSON error body.
+pub fn error(status: u16, msg: impl std::fmt::Display) -> Reply {
+    (
+        status,
+        serde_json::json!({ "error": msg.to_string() }).to_string(),
+    )
+}
+
+/// Largest request accepted.
+const MAX_REQUEST: usize = 1 << 20;
 
 /// Binds the socket: creates its folder, replaces a stale socket file (one nobody answers
 /// on), refuses to steal one that a running agent serves.
@@ -34,53 +54,111 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(l)
 }
 
-/// Serves requests until the task is dropped.
-pub async fn serve(listener: UnixListener, handler: Handler) {
+/// Accepts connections and hands each request to `calls`, until the task is dropped.
+pub async fn serve(listener: UnixListener, calls: mpsc::UnboundedSender<Call>) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let handler = handler.clone();
+        let calls = calls.clone();
         tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let head = String::from_utf8_lossy(&buf);
-            let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, body) = handler(method, path);
-            let reason = match status {
-                200 => "OK",
-                404 => "Not Found",
-                405 => "Method Not Allowed",
-                _ => "Internal Server Error",
-            };
-            let resp = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
+            let _ = handle(stream, calls).await;
         });
     }
 }
 
-/// Sends `GET path` to the agent on `socket` and returns the JSON body.
-pub fn get(socket: &Path, path: &str) -> anyhow::Result<String> {
+async fn handle(
+    mut stream: tokio::net::UnixStream,
+    calls: mpsc::UnboundedSender<Call>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_REQUEST {
+            return Ok(());
+        }
+        match stream.read(&mut chunk).await? {
+            0 => return Ok(()),
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
+        .min(MAX_REQUEST);
+    while buf.len() < head_end + len {
+        match stream.read(&mut chunk).await? {
+            0 => break,
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body =
+        String::from_utf8_lossy(&buf[head_end..(head_end + len).min(buf.len())]).into_owned();
+    let mut first = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (
+        first.next().unwrap_or("").to_string(),
+        first.next().unwrap_or("").to_string(),
+    );
+    let (tx, rx) = oneshot::channel();
+    let (status, body) = if calls
+        .send(Call {
+            method,
+            path,
+            body,
+            reply: tx,
+        })
+        .is_ok()
+    {
+        rx.await
+            .unwrap_or_else(|_| error(503, "the agent is shutting down"))
+    } else {
+        error(503, "the agent is shutting down")
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    };
+    let resp = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(resp.as_bytes()).await
+}
+
+/// Sends a request to the agent on `socket`; returns the JSON body of a 200 answer, or the
+/// agent's error.
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<String> {
     let mut s = UnixStream::connect(socket).with_context(|| {
         format!(
             "cannot reach the agent at {} (is `lb run` running? are you root?)",
             socket.display()
         )
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.unwrap_or("");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
@@ -89,7 +167,16 @@ pub fn get(socket: &Path, path: &str) -> anyhow::Result<String> {
         .context("malformed response from the agent")?;
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        bail!("agent answered {status}: {body}");
+        let msg = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| body.to_string());
+        bail!("{msg}");
     }
     Ok(body.to_string())
+}
+
+/// `GET path`.
+pub fn get(socket: &Path, path: &str) -> anyhow::Result<String> {
+    request(socket, "GET", path, None)
 }

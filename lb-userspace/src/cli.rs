@@ -3,7 +3,11 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{agent, api, config, stats};
+use crate::{
+    agent, api, config,
+    state::{BackendSpec, VipSpec},
+    stats, status,
+};
 
 /// lb: an XDP layer-4 load balancer (Maglev hashing, IP-in-IP direct server return).
 #[derive(Parser, Debug)]
@@ -29,6 +33,29 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The agent's view: every VIP and backend with its health; says loudly when a VIP has no
+    /// live backend, or when a config reload was refused.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// VIPs: list, add, delete (runtime changes, kept across restarts).
+    Vip {
+        #[command(subcommand)]
+        command: VipCommand,
+        #[arg(long, default_value = config::DEFAULT_SOCKET, global = true)]
+        socket: PathBuf,
+    },
+    /// Backends of a VIP: list, add, delete, drain, undrain (runtime changes, kept across
+    /// restarts).
+    Backend {
+        #[command(subcommand)]
+        command: BackendCommand,
+        #[arg(long, default_value = config::DEFAULT_SOCKET, global = true)]
+        socket: PathBuf,
+    },
     /// Show packet counters per VIP, per backend and per outcome.
     Stats {
         /// Print JSON for scripts.
@@ -49,6 +76,86 @@ pub enum Command {
         /// Further outer addresses to accept, beyond the interface's own.
         #[arg(long)]
         address: Vec<IpAddr>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VipCommand {
+    /// List the VIPs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a VIP.
+    Add {
+        name: String,
+        /// ADDRESS:PORT ([ADDRESS]:PORT for IPv6).
+        #[arg(long)]
+        address: String,
+        /// tcp or udp.
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+        /// Health check kind: tcp, http or none.
+        #[arg(long)]
+        health: Option<String>,
+        #[arg(long)]
+        ring_size: Option<u32>,
+        /// A backend, ADDRESS or ADDRESS=WEIGHT; repeat for more.
+        #[arg(long = "backend")]
+        backends: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a VIP.
+    Del {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackendCommand {
+    /// List a VIP's backends with their health.
+    List {
+        #[arg(long)]
+        vip: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a backend to a VIP (it takes traffic once its health check passes `rise` times).
+    Add {
+        #[arg(long)]
+        vip: String,
+        address: IpAddr,
+        #[arg(long)]
+        weight: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a backend from a VIP.
+    Del {
+        #[arg(long)]
+        vip: String,
+        address: IpAddr,
+        #[arg(long)]
+        json: bool,
+    },
+    /// No new flows to this backend; established flows continue.
+    Drain {
+        #[arg(long)]
+        vip: String,
+        address: IpAddr,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo a drain.
+    Undrain {
+        #[arg(long)]
+        vip: String,
+        address: IpAddr,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -100,6 +207,10 @@ pub fn main(cli: Cli) -> ExitCode {
             }
             Ok(())
         }),
+        Command::Status { json, socket } => api::get(&socket, "/v1/status")
+            .and_then(|body| print_as::<status::Status>(json, &body, status::render)),
+        Command::Vip { command, socket } => vip(command, &socket),
+        Command::Backend { command, socket } => backend(command, &socket),
         Command::Decap {
             interface,
             xdp_mode,
@@ -123,4 +234,141 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// Prints a JSON body as is (`--json`) or through `human`.
+fn print_as<T: serde::de::DeserializeOwned>(
+    json: bool,
+    body: &str,
+    human: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{body}");
+    } else {
+        print!("{}", human(&serde_json::from_str::<T>(body)?));
+    }
+    Ok(())
+}
+
+/// After a change the agent answers with its status: show the VIP concerned.
+fn print_change(json: bool, body: &str, vip: &str) -> anyhow::Result<()> {
+    print_as::<status::Status>(json, body, |s| {
+        s.vips
+            .iter()
+            .filter(|v| v.name == vip)
+            .map(status::render_vip)
+            .collect::<String>()
+    })
+}
+
+fn vip(cmd: VipCommand, socket: &std::path::Path) -> anyhow::Result<()> {
+    match cmd {
+        VipCommand::List { json } => {
+            print_as::<Vec<status::VipStatus>>(json, &api::get(socket, "/v1/vips")?, |vs| {
+                vs.iter().map(status::render_vip).collect()
+            })
+        }
+        VipCommand::Add {
+            name,
+            address,
+            protocol,
+            health,
+            ring_size,
+            backends,
+            json,
+        } => {
+            let backends = backends
+                .iter()
+                .map(|b| {
+                    let (a, w) = b
+                        .split_once('=')
+                        .map_or((b.as_str(), None), |(a, w)| (a, Some(w)));
+                    let address = a.parse().map_err(|_| {
+                        anyhow::anyhow!("--backend {b}: {a:?} is not an IP address")
+                    })?;
+                    let weight = w
+                        .map(|w| {
+                            w.parse().map_err(|_| {
+                                anyhow::anyhow!("--backend {b}: {w:?} is not a weight")
+                            })
+                        })
+                        .transpose()?;
+                    Ok(BackendSpec { address, weight })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let spec = VipSpec {
+                name: name.clone(),
+                address,
+                protocol: Some(protocol),
+                ring_size,
+                health,
+                backends,
+            };
+            let body = api::request(
+                socket,
+                "POST",
+                "/v1/vips",
+                Some(&serde_json::to_string(&spec)?),
+            )?;
+            print_change(json, &body, &name)
+        }
+        VipCommand::Del { name, json } => {
+            let body = api::request(socket, "DELETE", &format!("/v1/vips/{name}"), None)?;
+            print_as::<status::Status>(json, &body, |_| format!("VIP {name} deleted\n"))
+        }
+    }
+}
+
+fn backend(cmd: BackendCommand, socket: &std::path::Path) -> anyhow::Result<()> {
+    let (vip, json, body) = match cmd {
+        BackendCommand::List { vip, json } => {
+            let body = api::get(socket, &format!("/v1/vips/{vip}/backends"))?;
+            return print_as::<Vec<status::BackendStatus>>(json, &body, |bs| {
+                status::render_backends(bs)
+            });
+        }
+        BackendCommand::Add {
+            vip,
+            address,
+            weight,
+            json,
+        } => {
+            let spec = serde_json::to_string(&BackendSpec { address, weight })?;
+            let body = api::request(
+                socket,
+                "POST",
+                &format!("/v1/vips/{vip}/backends"),
+                Some(&spec),
+            )?;
+            (vip, json, body)
+        }
+        BackendCommand::Del { vip, address, json } => {
+            let body = api::request(
+                socket,
+                "DELETE",
+                &format!("/v1/vips/{vip}/backends/{address}"),
+                None,
+            )?;
+            (vip, json, body)
+        }
+        BackendCommand::Drain { vip, address, json } => {
+            let body = api::request(
+                socket,
+                "POST",
+                &format!("/v1/vips/{vip}/backends/{address}/drain"),
+                None,
+            )?;
+            (vip, json, body)
+        }
+        BackendCommand::Undrain { vip, address, json } => {
+            let body = api::request(
+                socket,
+                "POST",
+                &format!("/v1/vips/{vip}/backends/{address}/undrain"),
+                None,
+            )?;
+            (vip, json, body)
+        }
+    };
+    print_change(json, &body, &vip)
 }

@@ -12,6 +12,8 @@ use lb_common::{MAX_BACKENDS, MAX_VIPS};
 
 /// Where the control socket lives unless the config or `--socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
+/// Parent of the state directories (one per instance) unless `agent.state_dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lb";
 
 /// A configuration error: file, line, field and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +79,11 @@ pub enum HealthKind {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Health {
     pub kind: HealthKind,
+    /// Port to check; the VIP's port when not given.
+    pub port: Option<u16>,
     pub path: String,
+    /// HTTP status that counts as healthy.
+    pub expect_status: u16,
     pub interval: Duration,
     pub timeout: Duration,
     pub rise: u32,
@@ -88,7 +94,9 @@ impl Default for Health {
     fn default() -> Self {
         Health {
             kind: HealthKind::Tcp,
+            port: None,
             path: "/".into(),
+            expect_status: 200,
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(500),
             rise: 2,
@@ -101,7 +109,13 @@ impl Default for Health {
 pub struct Agent {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
+    /// Names this balancer's state (state directory).
+    pub instance: String,
     pub socket: PathBuf,
+    /// Where runtime changes (CLI/API) are kept across restarts.
+    pub state_dir: PathBuf,
+    /// Entries of the flow table.
+    pub flow_table_size: u32,
     pub metrics: Option<SocketAddr>,
     pub source_v4: Option<Ipv4Addr>,
     pub source_v6: Option<Ipv6Addr>,
@@ -111,6 +125,8 @@ pub struct Agent {
 pub struct Backend {
     pub address: IpAddr,
     pub weight: u32,
+    /// Draining: established flows stay, no new ones.
+    pub drain: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -120,6 +136,8 @@ pub struct Vip {
     pub protocol: Protocol,
     pub forwarding: Forwarding,
     pub ring_size: u32,
+    /// How long a UDP flow may be idle and keep its backend.
+    pub udp_idle: Duration,
     pub health: Health,
     pub backends: Vec<Backend>,
 }

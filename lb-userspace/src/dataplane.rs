@@ -7,9 +7,9 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lb_common::{
-    AddrKey, Backend, Config as BpfConfig, Counter, FAMILY_V4, FAMILY_V6, FORWARD_IPIP,
-    MAX_BACKENDS, MAX_VIPS, RING_STRIDE, Traffic, VipKey, VipValue, map_names, program_names,
-    ring_index,
+    AddrKey, Backend, Config as BpfConfig, Counter, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT,
+    FORWARD_IPIP, MAX_BACKENDS, MAX_VIPS, RING_STRIDE, Traffic, VipKey, VipValue, map_names,
+    program_names, ring_index,
 };
 
 use crate::config::XdpMode as ConfigMode;
@@ -71,10 +71,21 @@ impl Dataplane {
         if object.is_empty() {
             return Err(DataplaneError::NoObject);
         }
+        Self::load_sized(object, program, FLOWS_DEFAULT)
+    }
+
+    /// Loads with a flow table of `flows` entries.
+    pub fn load_sized(object: &[u8], program: &'static str, flows: u32) -> Result<Self> {
+        if object.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
         let mut loader = EbpfLoader::new();
-        if program != program_names::LB {
-            // Only the balancer needs its rings: the others keep the map at one entry.
+        if program == program_names::LB {
+            loader.map_max_entries(map_names::FLOWS, flows);
+        } else {
+            // Only the balancer needs its rings and flows: the others keep them at one entry.
             loader.map_max_entries(map_names::RINGS, 1);
+            loader.map_max_entries(map_names::FLOWS, 1);
         }
         let mut ebpf = loader.load(object).map_err(|e| {
             if is_eperm(&e) {
@@ -181,32 +192,67 @@ impl Dataplane {
             .map_err(|e| DataplaneError::Limit(format!("devmap entry for ifindex {ifindex}: {e}")))
     }
 
-    /// Writes backend `id`.
-    pub fn set_backend(&mut self, id: u32, addr: IpAddr) -> Result<()> {
+    /// Writes backend `id`: its address, the VIP it serves, and its state bits
+    /// ([`lb_common::BACKEND_UP`], [`lb_common::BACKEND_DRAIN`]).
+    pub fn set_backend(&mut self, id: u32, addr: IpAddr, vip_id: u32, state: u8) -> Result<()> {
         if id >= MAX_BACKENDS {
             return Err(DataplaneError::Limit(format!(
                 "backend id {id} over {MAX_BACKENDS}"
             )));
         }
         let (addr, family) = addr_bytes(addr);
+        let entry = Backend {
+            addr,
+            family,
+            state,
+            _pad: [0; 2],
+            vip_id,
+        };
         let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
-        m.set(
-            id,
-            Backend {
-                addr,
-                family,
-                _pad: [0; 3],
-                flags: 0,
-            },
-            0,
-        )
-        .map_err(map_err(map_names::BACKENDS))
+        m.set(id, entry, 0).map_err(map_err(map_names::BACKENDS))
+    }
+
+    /// Frees backend `id`: flows recorded for it move on their next packet.
+    pub fn clear_backend(&mut self, id: u32) -> Result<()> {
+        let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
+        m.set(id, Backend::default(), 0)
+            .map_err(map_err(map_names::BACKENDS))
+    }
+
+    /// Every used backend slot: (id, entry).
+    pub fn backends(&mut self) -> Result<Vec<(u32, Backend)>> {
+        let m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
+        let mut out = Vec::new();
+        for id in 0..MAX_BACKENDS {
+            let b = m.get(&id, 0).map_err(map_err(map_names::BACKENDS))?;
+            if b.family != 0 {
+                out.push((id, b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every VIP entry: (key, value).
+    pub fn vips(&mut self) -> Result<Vec<(VipKey, VipValue)>> {
+        let m: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
+        m.iter()
+            .map(|r| r.map_err(map_err(map_names::VIPS)))
+            .collect()
     }
 
     /// Installs `ring` (backend ids per slot) for VIP `id` and makes it live: the ring goes into
     /// the VIP's idle half first, then one update of the VIP entry flips to it, so a packet
     /// sees either the whole old ring or the whole new one.
-    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32]) -> Result<()> {
+    /// `idle_before`, when known, is what the idle ring holds now: only the slots that differ
+    /// are written.
+    pub fn set_vip(
+        &mut self,
+        id: u32,
+        key: VipKey,
+        ring: &[u32],
+        udp_idle_s: u32,
+        idle_before: Option<&[u32]>,
+    ) -> Result<()> {
         if id >= MAX_VIPS || ring.is_empty() || ring.len() > RING_STRIDE as usize {
             return Err(DataplaneError::Limit(format!(
                 "VIP id {id} with a ring of {} slots",
@@ -222,7 +268,11 @@ impl Dataplane {
         let idle = live.map_or(0, |a| a ^ 1);
         {
             let mut rings: Array<_, u32> = self.map_array(map_names::RINGS)?;
+            let before = idle_before.filter(|b| b.len() == ring.len());
             for (slot, backend) in ring.iter().enumerate() {
+                if before.is_some_and(|b| b[slot] == *backend) {
+                    continue;
+                }
                 rings
                     .set(ring_index(id, idle, slot as u32), backend, 0)
                     .map_err(map_err(map_names::RINGS))?;
@@ -234,6 +284,7 @@ impl Dataplane {
             active_ring: idle,
             forwarding: FORWARD_IPIP,
             flags: 0,
+            udp_idle_s,
         };
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
         vips.insert(key, value, 0).map_err(map_err(map_names::VIPS))

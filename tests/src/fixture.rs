@@ -45,6 +45,8 @@ pub struct Pkt {
     pub proto: u8,
     pub vlan: Option<u16>,
     pub payload: Vec<u8>,
+    /// A TCP SYN (a new flow); otherwise an ACK of an established one.
+    pub syn: bool,
 }
 
 impl Pkt {
@@ -56,7 +58,13 @@ impl Pkt {
             proto,
             vlan: None,
             payload: b"hello".to_vec(),
+            syn: true,
         }
+    }
+    /// A packet of an established TCP flow (ACK, no SYN).
+    pub fn established(mut self) -> Self {
+        self.syn = false;
+        self
     }
     pub fn sport(mut self, p: u16) -> Self {
         self.sport = p;
@@ -77,9 +85,14 @@ impl Pkt {
         let mut out = Vec::new();
         macro_rules! l4 {
             ($ip:expr) => {
-                if self.proto == PROTO_TCP {
+                if self.proto == PROTO_TCP && self.syn {
                     $ip.tcp(self.sport, self.dport, 1000, 65000)
                         .syn()
+                        .write(&mut out, &self.payload)
+                        .unwrap()
+                } else if self.proto == PROTO_TCP {
+                    $ip.tcp(self.sport, self.dport, 1000, 65000)
+                        .ack(1)
                         .write(&mut out, &self.payload)
                         .unwrap()
                 } else {

@@ -10,7 +10,7 @@ use lb::{
     dataplane::{self, Dataplane, nix_ifindex},
     maglev,
 };
-use lb_common::{Counter, NO_BACKEND, PROTO_TCP, PROTO_UDP, program_names};
+use lb_common::{BACKEND_UP, Counter, NO_BACKEND, PROTO_TCP, PROTO_UDP, program_names};
 use lb_tests::{Netns, fixture::*};
 
 struct Env {
@@ -51,10 +51,11 @@ fn program(dp: &mut Dataplane) -> Vec<Vip> {
                    proto: u8,
                    backends: &[(&str, [u8; 6], [u8; 6])]| {
         let addr: IpAddr = addr.parse().unwrap();
+        let vip_id = vips.len() as u32;
         let mut bs = Vec::new();
         for (b, mac, egress) in backends {
             let ip: IpAddr = b.parse().unwrap();
-            dp.set_backend(next_id, ip).unwrap();
+            dp.set_backend(next_id, ip, vip_id, BACKEND_UP).unwrap();
             bs.push((next_id, ip, *mac, *egress));
             next_id += 1;
         }
@@ -64,7 +65,7 @@ fn program(dp: &mut Dataplane) -> Vec<Vip> {
             .map(|i| bs.get(i as usize).map_or(NO_BACKEND, |b| b.0))
             .collect();
         let id = vips.len() as u32;
-        dp.set_vip(id, dataplane::vip_key(addr, port, proto), &ring)
+        dp.set_vip(id, dataplane::vip_key(addr, port, proto), &ring, 30, None)
             .unwrap();
         vips.push(Vip { backends: bs, ring });
     };
@@ -457,15 +458,107 @@ fn a_ring_update_is_one_flip() {
         );
 
         let only_second = vec![vips[0].backends[1].0; RING as usize];
-        dp.set_vip(0, key, &only_second).unwrap();
+        dp.set_vip(0, key, &only_second, 30, None).unwrap();
         assert_eq!(dp.vip(&key).unwrap().map(|v| v.active_ring), Some(1));
         assert!(
             dmacs(&mut dp).iter().all(|m| *m == vips[0].backends[1].2),
             "not every flow moved to the one backend"
         );
 
-        dp.set_vip(0, key, &vips[0].ring).unwrap();
+        dp.set_vip(0, key, &vips[0].ring, 30, None).unwrap();
         assert_eq!(dp.vip(&key).unwrap().map(|v| v.active_ring), Some(0));
         assert_eq!(dmacs(&mut dp), before);
+    });
+}
+
+/// The flow table: an established flow keeps its backend when the ring changes, a SYN takes
+/// the new ring, a flow to a backend that went down moves, and a UDP flow idle longer than the
+/// VIP's timeout takes the ring again.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn flows_keep_their_backend_until_it_goes() {
+    let env = env();
+    env.ns.run(|| {
+        let mut dp = Dataplane::load(program_names::LB).expect("load xdp_lb");
+        let vips = program(&mut dp);
+        let ifindex = nix_ifindex("eth0").unwrap();
+        let tcp_key = dataplane::vip_key("198.19.0.100".parse().unwrap(), 80, PROTO_TCP);
+        let udp_key = dataplane::vip_key("198.19.0.100".parse().unwrap(), 53, PROTO_UDP);
+        let send = |dp: &mut Dataplane, p: Pkt| -> [u8; 6] {
+            let (action, out) = test_run(dp, ifindex, &p.build());
+            assert_eq!(action, XDP_TX);
+            out[..6].try_into().unwrap()
+        };
+        let flows: Vec<u16> = (0..30).map(|i| 20000 + i).collect();
+        let tcp = |p: u16| Pkt::new("198.19.0.100", 80, PROTO_TCP).sport(p);
+        let udp = |p: u16| Pkt::new("198.19.0.100", 53, PROTO_UDP).sport(p);
+        let first: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, tcp(p))).collect();
+        let first_udp: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, udp(p))).collect();
+
+        // Every new flow now goes to the third backend; established ones stay.
+        let (third_id, third_mac) = (vips[0].backends[2].0, vips[0].backends[2].2);
+        dp.set_vip(0, tcp_key, &vec![third_id; RING as usize], 30, None)
+            .unwrap();
+        dp.set_vip(
+            1,
+            udp_key,
+            &vec![vips[1].backends[2].0; RING as usize],
+            30,
+            None,
+        )
+        .unwrap();
+        let again: Vec<[u8; 6]> = flows
+            .iter()
+            .map(|&p| send(&mut dp, tcp(p).established()))
+            .collect();
+        assert_eq!(again, first, "established TCP flows moved with the ring");
+        let again_udp: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, udp(p))).collect();
+        assert_eq!(
+            again_udp, first_udp,
+            "UDP flows within their idle time moved"
+        );
+        assert!(
+            flows.iter().all(|&p| send(&mut dp, tcp(p)) == third_mac),
+            "a SYN must take the new ring"
+        );
+        let after_syn: Vec<[u8; 6]> = flows
+            .iter()
+            .map(|&p| send(&mut dp, tcp(p).established()))
+            .collect();
+        assert!(
+            after_syn.iter().all(|m| *m == third_mac),
+            "the SYN's pick is the flow's backend from then on"
+        );
+
+        // The first backend goes down: its flows move (to the ring's pick); others stay.
+        let (first_id, first_mac) = (vips[0].backends[0].0, vips[0].backends[0].2);
+        dp.set_backend(first_id, vips[0].backends[0].1, 0, 0)
+            .unwrap();
+        let udp_moved: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, udp(p))).collect();
+        assert!(
+            udp_moved
+                .iter()
+                .zip(&first_udp)
+                .all(|(now, was)| now == was),
+            "UDP VIP's own backends are untouched"
+        );
+        dp.set_backend(first_id, vips[0].backends[0].1, 0, BACKEND_UP)
+            .unwrap();
+        let _ = first_mac;
+
+        // UDP idle time 0: every packet finds its entry stale and takes the ring.
+        dp.set_vip(
+            1,
+            udp_key,
+            &vec![vips[1].backends[2].0; RING as usize],
+            0,
+            None,
+        )
+        .unwrap();
+        let stale: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, udp(p))).collect();
+        assert!(
+            stale.iter().all(|m| *m == vips[1].backends[2].2),
+            "stale UDP flows must take the ring"
+        );
     });
 }

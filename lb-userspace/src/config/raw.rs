@@ -22,7 +22,10 @@ pub(super) struct RawFile {
 pub(super) struct RawAgent {
     interfaces: Spanned<Vec<Spanned<String>>>,
     xdp_mode: Option<Spanned<String>>,
+    instance: Option<Spanned<String>>,
     socket: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
+    flow_table_size: Option<Spanned<i64>>,
     metrics: Option<Spanned<String>>,
     source_v4: Option<Spanned<String>>,
     source_v6: Option<Spanned<String>>,
@@ -36,6 +39,7 @@ pub(super) struct RawVip {
     protocol: Option<Spanned<String>>,
     forwarding: Option<Spanned<String>>,
     ring_size: Option<Spanned<i64>>,
+    udp_idle: Option<Spanned<String>>,
     health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     backend: Vec<Spanned<RawBackend>>,
@@ -45,7 +49,9 @@ pub(super) struct RawVip {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealth {
     kind: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
     path: Option<Spanned<String>>,
+    expect_status: Option<Spanned<i64>>,
     interval: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     rise: Option<Spanned<i64>>,
@@ -57,6 +63,7 @@ pub(super) struct RawHealth {
 pub(super) struct RawBackend {
     address: Spanned<String>,
     weight: Option<Spanned<i64>>,
+    drain: Option<bool>,
 }
 
 /// Turns byte offsets into line numbers and builds errors.
@@ -137,10 +144,43 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
             }
         },
     };
+    let instance = match raw.instance {
+        None => "default".to_string(),
+        Some(i) => {
+            let ok = !i.get_ref().is_empty()
+                && i.get_ref().len() <= 32
+                && i.get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+            if !ok {
+                return Err(cx.err(
+                    i.span(),
+                    "agent.instance",
+                    "use 1-32 letters, digits, '-' or '_'",
+                ));
+            }
+            i.into_inner()
+        }
+    };
     let socket = raw
         .socket
         .map(|s| PathBuf::from(s.into_inner()))
         .unwrap_or_else(|| DEFAULT_SOCKET.into());
+    let state_dir = raw
+        .state_dir
+        .map(|s| PathBuf::from(s.into_inner()))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR).join(&instance));
+    let flow_table_size = match raw.flow_table_size {
+        None => lb_common::FLOWS_DEFAULT,
+        Some(n) if (1024..=1 << 26).contains(n.get_ref()) => *n.get_ref() as u32,
+        Some(n) => {
+            return Err(cx.err(
+                n.span(),
+                "agent.flow_table_size",
+                format!("{}: must be from 1024 to {}", n.get_ref(), 1 << 26),
+            ));
+        }
+    };
     let metrics = match raw.metrics {
         None => None,
         Some(m) => Some(m.get_ref().parse().map_err(|_| {
@@ -174,7 +214,10 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
     Ok(Agent {
         interfaces,
         xdp_mode,
+        instance,
         socket,
+        state_dir,
+        flow_table_size,
         metrics,
         source_v4,
         source_v6,
@@ -250,6 +293,25 @@ pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
         None => Health::default(),
         Some(h) => health(cx, h.into_inner())?,
     };
+    if address.port() == 0 && health.kind != HealthKind::None && health.port.is_none() {
+        return Err(cx.err(
+            raw.address.span(),
+            "vip.health.port",
+            "a VIP on every port (port 0) needs health.port, or kind = \"none\"",
+        ));
+    }
+    let udp_idle = match raw.udp_idle {
+        None => Duration::from_secs(lb_common::UDP_IDLE_DEFAULT_S as u64),
+        Some(d) => parse_duration(d.get_ref())
+            .filter(|d| d.as_secs() >= 1 && d.as_secs() <= 86_400)
+            .ok_or_else(|| {
+                cx.err(
+                    d.span(),
+                    "vip.udp_idle",
+                    format!("{:?}: a duration from 1s to 24h", d.get_ref()),
+                )
+            })?,
+    };
     let mut backends = Vec::new();
     let mut seen = HashSet::new();
     for b in raw.backend {
@@ -292,6 +354,7 @@ pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
         backends.push(Backend {
             address: ip,
             weight,
+            drain: b.drain.unwrap_or(false),
         });
     }
     if backends.len() as u64 >= ring_size as u64 {
@@ -309,6 +372,7 @@ pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
         address,
         protocol,
         forwarding,
+        udp_idle,
         ring_size,
         health,
         backends,
@@ -330,6 +394,26 @@ fn health(cx: &Ctx, raw: RawHealth) -> Result<Health, ConfigError> {
                 ));
             }
         };
+    }
+    if let Some(p) = raw.port {
+        if !(1..=65535).contains(p.get_ref()) {
+            return Err(cx.err(
+                p.span(),
+                "vip.health.port",
+                format!("{}: not a port", p.get_ref()),
+            ));
+        }
+        h.port = Some(*p.get_ref() as u16);
+    }
+    if let Some(st) = raw.expect_status {
+        if !(100..=599).contains(st.get_ref()) {
+            return Err(cx.err(
+                st.span(),
+                "vip.health.expect_status",
+                format!("{}: not an HTTP status", st.get_ref()),
+            ));
+        }
+        h.expect_status = *st.get_ref() as u16;
     }
     if let Some(p) = raw.path {
         if !p.get_ref().starts_with('/') {

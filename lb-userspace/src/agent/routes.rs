@@ -1,0 +1,145 @@
+//! The API's routes, answered on the agent's control loop (so every change is applied in
+//! order, one at a time).
+use std::net::IpAddr;
+
+use crate::{
+    api::{Reply, error},
+    state::{self, BackendSpec, Change, VipSpec},
+    stats::{self, Outcome, Stats, VipStats},
+};
+
+use super::sync::Agent;
+
+fn json<T: serde::Serialize>(v: &T) -> Reply {
+    (200, serde_json::to_string(v).unwrap_or_default())
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, Reply> {
+    serde_json::from_str(body).map_err(|e| error(400, format!("bad request body: {e}")))
+}
+
+fn addr(s: &str) -> Result<IpAddr, Reply> {
+    s.parse()
+        .map_err(|_| error(400, format!("{s:?} is not an IP address")))
+}
+
+impl Agent {
+    pub fn route(&mut self, method: &str, path: &str, body: &str) -> Reply {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let r = match (method, parts.as_slice()) {
+            ("GET", ["v1", "stats"]) => {
+                Ok(self.stats().map_or_else(|e| error(500, e), |s| json(&s)))
+            }
+            ("GET", ["v1", "status"]) => Ok(json(&self.status())),
+            ("GET", ["v1", "vips"]) => Ok(json(&self.status().vips)),
+            ("POST", ["v1", "vips"]) => {
+                parse_body::<VipSpec>(body).map(|spec| self.change(Change::VipAdd(spec)))
+            }
+            ("DELETE", ["v1", "vips", name]) => Ok(self.change(Change::VipDel {
+                name: name.to_string(),
+            })),
+            ("GET", ["v1", "vips", name, "backends"]) => Ok(
+                match self.status().vips.into_iter().find(|v| v.name == *name) {
+                    Some(v) => json(&v.backends),
+                    None => error(404, format!("no VIP named {name:?}")),
+                },
+            ),
+            ("POST", ["v1", "vips", name, "backends"]) => {
+                parse_body::<BackendSpec>(body).map(|b| {
+                    self.change(Change::BackendAdd {
+                        vip: name.to_string(),
+                        address: b.address,
+                        weight: b.weight,
+                    })
+                })
+            }
+            ("DELETE", ["v1", "vips", name, "backends", a]) => addr(a).map(|address| {
+                self.change(Change::BackendDel {
+                    vip: name.to_string(),
+                    address,
+                })
+            }),
+            ("POST", ["v1", "vips", name, "backends", a, "drain"]) => addr(a).map(|address| {
+                self.change(Change::Drain {
+                    vip: name.to_string(),
+                    address,
+                })
+            }),
+            ("POST", ["v1", "vips", name, "backends", a, "undrain"]) => addr(a).map(|address| {
+                self.change(Change::Undrain {
+                    vip: name.to_string(),
+                    address,
+                })
+            }),
+            ("GET", _) | ("POST", _) | ("DELETE", _) => {
+                Ok(error(404, format!("no such endpoint: {method} {path}")))
+            }
+            _ => Ok(error(405, format!("method {method} not allowed"))),
+        };
+        r.unwrap_or_else(|e| e)
+    }
+
+    /// A runtime change: validated like the file, kept in the state directory, then applied.
+    fn change(&mut self, ch: Change) -> Reply {
+        let next = match state::try_apply(&self.effective, &ch) {
+            Ok(n) => n,
+            Err(e) => return error(400, e),
+        };
+        self.changes.push(ch.clone());
+        if let Err(e) = state::save_changes(&self.effective.agent.state_dir, &self.changes) {
+            self.changes.pop();
+            return error(500, format!("{e:#}"));
+        }
+        self.effective = next;
+        let only = match &ch {
+            Change::VipDel { .. } => None,
+            Change::VipAdd(s) => Some(s.name.clone()),
+            Change::BackendAdd { vip, .. }
+            | Change::BackendDel { vip, .. }
+            | Change::Drain { vip, .. }
+            | Change::Undrain { vip, .. } => Some(vip.clone()),
+        };
+        tracing::info!(change = ?ch, "runtime change applied");
+        if let Err(e) = self.sync(only.as_deref()) {
+            return error(500, format!("applying the change: {e:#}"));
+        }
+        json(&self.status())
+    }
+
+    pub fn stats(&self) -> anyhow::Result<Stats> {
+        let outcomes = self
+            .dp
+            .outcomes()?
+            .into_iter()
+            .map(|(c, t)| Outcome {
+                name: c.name().into(),
+                packets: t.packets,
+                bytes: t.bytes,
+            })
+            .collect();
+        let mut vips = Vec::new();
+        for vip in &self.effective.vips {
+            let Some((id, bids)) = self.ids(vip) else {
+                continue;
+            };
+            let t = self.dp.vip_totals(id)?;
+            let mut backends = Vec::new();
+            for (b, bid) in vip.backends.iter().zip(bids) {
+                let totals = match bid {
+                    Some(bid) => self.dp.backend_totals(bid)?,
+                    None => Default::default(),
+                };
+                backends.push((b.address.to_string(), b.weight, totals));
+            }
+            vips.push(VipStats {
+                name: vip.name.clone(),
+                address: vip.address.to_string(),
+                protocol: vip.protocol.to_string(),
+                packets: t.packets,
+                bytes: t.bytes,
+                backends: stats::with_shares(backends),
+            });
+        }
+        Ok(Stats { outcomes, vips })
+    }
+}

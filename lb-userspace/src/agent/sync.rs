@@ -1,0 +1,419 @@
+//! The agent's state and the one function that writes it to the data path: [`Agent::sync`].
+//! Desired state flows one way: file + runtime changes → effective config → health filter →
+//! backend entries and rings.
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, NO_BACKEND, VipKey};
+use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle};
+
+use crate::{
+    config::{Config, Health, HealthKind, Vip},
+    dataplane::{self, Dataplane},
+    health::{self, Report},
+    maglev, neigh,
+    state::Change,
+    status::{BackendStatus, Status, VipStatus},
+};
+
+/// How long the agent waits for a new backend's next hop to resolve before it warns.
+const NEIGH_WAIT: Duration = Duration::from_secs(3);
+
+/// Health of one backend as the checks last saw it.
+#[derive(Debug, Clone)]
+pub struct BackendHealth {
+    pub up: bool,
+    pub last_error: Option<String>,
+}
+
+/// What one VIP's rings hold, so that a change writes only what differs.
+#[derive(Debug, Default)]
+struct Rings {
+    live: u32,
+    halves: [Option<Vec<u32>>; 2],
+    udp_idle_s: u32,
+}
+
+struct Checker {
+    health: Health,
+    target: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+pub struct Agent {
+    pub config_path: PathBuf,
+    pub file: Config,
+    pub changes: Vec<Change>,
+    pub effective: Config,
+    pub skipped: Vec<String>,
+    pub dp: Dataplane,
+    pub reloads: u64,
+    pub reload_error: Option<String>,
+    vip_ids: HashMap<VipKey, u32>,
+    backend_ids: HashMap<(u32, IpAddr), u32>,
+    health: HashMap<(String, IpAddr), BackendHealth>,
+    checkers: HashMap<(String, IpAddr), Checker>,
+    rings: HashMap<u32, Rings>,
+    resolved: HashSet<IpAddr>,
+    reports: UnboundedSender<Report>,
+    /// Until the first sync is done, new backends start up (a starting agent must not drop
+    /// traffic while it waits for `rise` checks); after it, backends added at runtime start
+    /// down and come up after `rise` passes.
+    started: bool,
+}
+
+fn key_of(v: &Vip) -> VipKey {
+    dataplane::vip_key(v.address.ip(), v.address.port(), v.protocol.number())
+}
+
+fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Option<u32> {
+    let used: HashSet<u32> = used.collect();
+    (0..max).find(|i| !used.contains(i))
+}
+
+impl Agent {
+    pub fn new(
+        config_path: PathBuf,
+        file: Config,
+        changes: Vec<Change>,
+        dp: Dataplane,
+        reports: UnboundedSender<Report>,
+    ) -> Self {
+        let (effective, skipped) = crate::state::effective(&file, &changes);
+        Agent {
+            config_path,
+            file,
+            changes,
+            effective,
+            skipped,
+            dp,
+            reloads: 0,
+            reload_error: None,
+            vip_ids: HashMap::new(),
+            backend_ids: HashMap::new(),
+            health: HashMap::new(),
+            checkers: HashMap::new(),
+            rings: HashMap::new(),
+            resolved: HashSet::new(),
+            reports,
+            started: false,
+        }
+    }
+
+    /// Whether the ring may give `addr` of `vip` new flows, and whether flows to it may stay.
+    fn is_up(&self, vip: &Vip, addr: IpAddr) -> bool {
+        vip.health.kind == HealthKind::None
+            || self
+                .health
+                .get(&(vip.name.clone(), addr))
+                .is_none_or(|h| h.up)
+    }
+
+    /// Writes the effective config to the data path: every VIP, or only `only`.
+    pub fn sync(&mut self, only: Option<&str>) -> anyhow::Result<()> {
+        self.dp.set_sources(
+            self.effective.agent.source_v4,
+            self.effective.agent.source_v6,
+        )?;
+        if only.is_none() {
+            self.remove_stale_vips()?;
+        }
+        let vips = self.effective.vips.clone();
+        for vip in vips.iter().filter(|v| only.is_none_or(|n| n == v.name)) {
+            self.sync_vip(vip)?;
+        }
+        self.sync_checkers();
+        self.started = true;
+        Ok(())
+    }
+
+    fn remove_stale_vips(&mut self) -> anyhow::Result<()> {
+        let wanted: HashSet<VipKey> = self.effective.vips.iter().map(key_of).collect();
+        let stale: Vec<(VipKey, u32)> = self
+            .vip_ids
+            .iter()
+            .filter(|(k, _)| !wanted.contains(k))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (key, id) in stale {
+            self.dp.remove_vip(&key)?;
+            let gone: Vec<((u32, IpAddr), u32)> = self
+                .backend_ids
+                .iter()
+                .filter(|((v, _), _)| *v == id)
+                .map(|(k, b)| (*k, *b))
+                .collect();
+            for (k, bid) in gone {
+                self.dp.clear_backend(bid)?;
+                self.backend_ids.remove(&k);
+            }
+            self.rings.remove(&id);
+            self.vip_ids.remove(&key);
+            tracing::info!(vip_id = id, "VIP removed");
+        }
+        Ok(())
+    }
+
+    fn sync_vip(&mut self, vip: &Vip) -> anyhow::Result<()> {
+        let key = key_of(vip);
+        let id = match self.vip_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = lowest_free(self.vip_ids.values().copied(), MAX_VIPS)
+                    .ok_or_else(|| anyhow::anyhow!("out of VIP ids"))?;
+                self.vip_ids.insert(key, id);
+                id
+            }
+        };
+        // Backends: stable ids per (VIP, address), so flows recorded for one stay valid.
+        let mut ids = Vec::new();
+        for b in &vip.backends {
+            let bid = match self.backend_ids.get(&(id, b.address)) {
+                Some(bid) => *bid,
+                None => {
+                    let bid = lowest_free(self.backend_ids.values().copied(), MAX_BACKENDS)
+                        .ok_or_else(|| anyhow::anyhow!("out of backend ids"))?;
+                    self.backend_ids.insert((id, b.address), bid);
+                    bid
+                }
+            };
+            if vip.health.kind != HealthKind::None {
+                let up = !self.started;
+                self.health
+                    .entry((vip.name.clone(), b.address))
+                    .or_insert(BackendHealth {
+                        up,
+                        last_error: None,
+                    });
+            }
+            self.resolve(b.address);
+            let up = self.is_up(vip, b.address);
+            let state = if up { BACKEND_UP } else { 0 } | if b.drain { BACKEND_DRAIN } else { 0 };
+            self.dp.set_backend(bid, b.address, id, state)?;
+            ids.push(bid);
+        }
+        let present: HashSet<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
+        let gone: Vec<((u32, IpAddr), u32)> = self
+            .backend_ids
+            .iter()
+            .filter(|((v, a), _)| *v == id && !present.contains(a))
+            .map(|(k, b)| (*k, *b))
+            .collect();
+        for (k, bid) in gone {
+            self.dp.clear_backend(bid)?;
+            self.backend_ids.remove(&k);
+        }
+        // The ring: up, not draining, weight > 0 (maglev skips weight 0).
+        let eligible: Vec<(IpAddr, u32)> = vip
+            .backends
+            .iter()
+            .map(|b| {
+                (
+                    b.address,
+                    if b.drain || !self.is_up(vip, b.address) {
+                        0
+                    } else {
+                        b.weight
+                    },
+                )
+            })
+            .collect();
+        let ring: Vec<u32> = maglev::build(&eligible, vip.ring_size)
+            .into_iter()
+            .map(|i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
+            .collect();
+        let udp_idle_s = vip.udp_idle.as_secs() as u32;
+        let rings = self.rings.entry(id).or_default();
+        let live_ring = rings.halves[rings.live as usize & 1].as_deref();
+        if live_ring == Some(&ring[..]) && rings.udp_idle_s == udp_idle_s {
+            return Ok(());
+        }
+        let idle_before = if live_ring.is_some() {
+            rings.halves[(rings.live as usize & 1) ^ 1].as_deref()
+        } else {
+            None
+        };
+        self.dp.set_vip(id, key, &ring, udp_idle_s, idle_before)?;
+        let live = self.dp.vip(&key)?.map_or(0, |v| v.active_ring);
+        let rings = self.rings.entry(id).or_default();
+        rings.live = live;
+        rings.halves[live as usize & 1] = Some(ring.clone());
+        rings.udp_idle_s = udp_idle_s;
+        let in_ring = eligible.iter().filter(|e| e.1 > 0).count();
+        tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends = ids.len(), "ring rebuilt");
+        if in_ring == 0 {
+            tracing::error!(vip = %vip.name, "ALL BACKENDS DOWN: packets to this VIP are dropped");
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, addr: IpAddr) {
+        if self.resolved.contains(&addr) {
+            return;
+        }
+        match neigh::ensure(addr, NEIGH_WAIT) {
+            Ok(h) => {
+                tracing::info!(backend = %addr, dev = %h.dev, hop = %h.hop, lladdr = %h.lladdr, "next hop resolved");
+                self.resolved.insert(addr);
+            }
+            Err(e) => {
+                tracing::warn!(backend = %addr, error = %e, "next hop not resolved yet; the kernel keeps trying, packets to it are dropped and counted (drop_no_neigh) until it answers")
+            }
+        }
+    }
+
+    /// Backends whose next hop the agent keeps an eye on.
+    pub fn backend_addresses(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .effective
+            .vips
+            .iter()
+            .flat_map(|v| v.backends.iter().map(|b| b.address))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Starts, restarts and stops health checkers to match the effective config.
+    fn sync_checkers(&mut self) {
+        let mut wanted: HashMap<(String, IpAddr), (Health, SocketAddr)> = HashMap::new();
+        for v in &self.effective.vips {
+            if v.health.kind == HealthKind::None {
+                continue;
+            }
+            let port = v.health.port.unwrap_or(v.address.port());
+            for b in &v.backends {
+                wanted.insert(
+                    (v.name.clone(), b.address),
+                    (v.health.clone(), SocketAddr::new(b.address, port)),
+                );
+            }
+        }
+        self.checkers.retain(|k, c| {
+            let keep = wanted
+                .get(k)
+                .is_some_and(|(h, t)| *h == c.health && *t == c.target);
+            if !keep {
+                c.task.abort();
+            }
+            keep
+        });
+        self.health.retain(|k, _| wanted.contains_key(k));
+        for (k, (h, target)) in wanted {
+            if self.checkers.contains_key(&k) {
+                continue;
+            }
+            let up = self.health.get(&k).map_or(!self.started, |s| s.up);
+            self.health.entry(k.clone()).or_insert(BackendHealth {
+                up,
+                last_error: None,
+            });
+            let task = health::spawn(k.0.clone(), target, h.clone(), up, self.reports.clone());
+            self.checkers.insert(
+                k,
+                Checker {
+                    health: h,
+                    target,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// A health report: record it, and rebuild that VIP's ring.
+    pub fn on_report(&mut self, r: Report) -> anyhow::Result<()> {
+        let k = (r.vip.clone(), r.target.ip());
+        if self.checkers.get(&k).is_none_or(|c| c.target != r.target) {
+            return Ok(()); // from a checker that has since been replaced
+        }
+        if r.up {
+            tracing::info!(vip = %r.vip, backend = %r.target, "backend up");
+        } else {
+            tracing::warn!(vip = %r.vip, backend = %r.target, error = r.error.as_deref().unwrap_or(""), "backend down");
+        }
+        self.health.insert(
+            k,
+            BackendHealth {
+                up: r.up,
+                last_error: r.error,
+            },
+        );
+        self.sync(Some(&r.vip))
+    }
+
+    /// Stops every health checker (shutdown).
+    pub fn stop_checkers(&mut self) {
+        for c in self.checkers.values() {
+            c.task.abort();
+        }
+        self.checkers.clear();
+    }
+
+    /// Ids of a VIP and its backends, for the counters.
+    pub fn ids(&self, vip: &Vip) -> Option<(u32, Vec<Option<u32>>)> {
+        let id = *self.vip_ids.get(&key_of(vip))?;
+        Some((
+            id,
+            vip.backends
+                .iter()
+                .map(|b| self.backend_ids.get(&(id, b.address)).copied())
+                .collect(),
+        ))
+    }
+
+    pub fn vip_status(&self, v: &Vip) -> VipStatus {
+        let backends: Vec<BackendStatus> = v
+            .backends
+            .iter()
+            .map(|b| {
+                let h = self.health.get(&(v.name.clone(), b.address));
+                let up = self.is_up(v, b.address);
+                BackendStatus {
+                    address: b.address.to_string(),
+                    weight: b.weight,
+                    drain: b.drain,
+                    health: match (v.health.kind, up) {
+                        (HealthKind::None, _) => "unchecked",
+                        (_, true) => "up",
+                        (_, false) => "down",
+                    }
+                    .into(),
+                    last_error: h.and_then(|h| h.last_error.clone()),
+                    in_ring: up && !b.drain && b.weight > 0,
+                }
+            })
+            .collect();
+        let live = backends.iter().filter(|b| b.in_ring).count();
+        VipStatus {
+            name: v.name.clone(),
+            address: v.address.to_string(),
+            protocol: v.protocol.to_string(),
+            ring_size: v.ring_size,
+            live,
+            all_down: live == 0,
+            backends,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            instance: self.effective.agent.instance.clone(),
+            config: self.config_path.display().to_string(),
+            interfaces: self.effective.agent.interfaces.clone(),
+            reloads: self.reloads,
+            reload_error: self.reload_error.clone(),
+            skipped_changes: self.skipped.clone(),
+            vips: self
+                .effective
+                .vips
+                .iter()
+                .map(|v| self.vip_status(v))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Desired state: the config file plus the runtime changes made through the API, kept in the
+//! state directory so that a restart restores them. A change is applied to a copy and the
+//! result validated exactly as a file is (it is rendered back to TOML and parsed), so the API
+//! accepts nothing the file would refuse.
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, Config, HealthKind, Vip};
+
+/// A runtime change, as the API takes it and the state file keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Change {
+    VipAdd(VipSpec),
+    VipDel {
+        name: String,
+    },
+    BackendAdd {
+        vip: String,
+        address: IpAddr,
+        weight: Option<u32>,
+    },
+    BackendDel {
+        vip: String,
+        address: IpAddr,
+    },
+    Drain {
+        vip: String,
+        address: IpAddr,
+    },
+    Undrain {
+        vip: String,
+        address: IpAddr,
+    },
+}
+
+/// A VIP added at runtime: the fields of a `[[vip]]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VipSpec {
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub ring_size: Option<u32>,
+    /// Health check kind: tcp (default), http or none.
+    #[serde(default)]
+    pub health: Option<String>,
+    #[serde(default)]
+    pub backends: Vec<BackendSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendSpec {
+    pub address: IpAddr,
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+fn find_vip<'a>(c: &'a mut Config, name: &str) -> Result<&'a mut Vip, String> {
+    c.vips
+        .iter_mut()
+        .find(|v| v.name == name)
+        .ok_or_else(|| format!("no VIP named {name:?}"))
+}
+
+fn find_backend(v: &mut Vip, addr: IpAddr) -> Result<&mut config::Backend, String> {
+    let name = v.name.clone();
+    v.backends
+        .iter_mut()
+        .find(|b| b.address == addr)
+        .ok_or_else(|| format!("VIP {name:?} has no backend {addr}"))
+}
+
+/// Applies one change to `c` (unvalidated: see [`validate`]).
+fn apply_one(c: &mut Config, ch: &Change) -> Result<(), String> {
+    match ch {
+        Change::VipAdd(spec) => {
+            if c.vips.iter().any(|v| v.name == spec.name) {
+                return Err(format!("a VIP named {:?} exists", spec.name));
+            }
+            // Parse the spec as a one-VIP file: the same checks, the same defaults.
+            let text = spec_toml(c, spec);
+            let parsed = config::parse("vip add", &text).map_err(|e| e.to_string())?;
+            c.vips.extend(parsed.vips);
+        }
+        Change::VipDel { name } => {
+            let before = c.vips.len();
+            c.vips.retain(|v| &v.name != name);
+            if c.vips.len() == before {
+                return Err(format!("no VIP named {name:?}"));
+            }
+        }
+        Change::BackendAdd {
+            vip,
+            address,
+            weight,
+        } => {
+            let v = find_vip(c, vip)?;
+            if v.backends.iter().any(|b| b.address == *address) {
+                return Err(format!("VIP {vip:?} has backend {address} already"));
+            }
+            v.backends.push(config::Backend {
+                address: *address,
+                weight: weight.unwrap_or(100),
+                drain: false,
+            });
+        }
+        Change::BackendDel { vip, address } => {
+            let v = find_vip(c, vip)?;
+            find_backend(v, *address)?;
+            v.backends.retain(|b| b.address != *address);
+        }
+        Change::Drain { vip, address } => find_backend(find_vip(c, vip)?, *address)?.drain = true,
+        Change::Undrain { vip, address } => {
+            find_backend(find_vip(c, vip)?, *address)?.drain = false
+        }
+    }
+    Ok(())
+}
+
+fn spec_toml(c: &Config, spec: &VipSpec) -> String {
+    let mut agent = render_agent(c);
+    let mut vip = toml::Table::new();
+    vip.insert("name".into(), spec.name.clone().into());
+    vip.insert("address".into(), spec.address.clone().into());
+    if let Some(p) = &spec.protocol {
+        vip.insert("protocol".into(), p.clone().into());
+    }
+    if let Some(r) = spec.ring_size {
+        vip.insert("ring_size".into(), (r as i64).into());
+    }
+    if let Some(h) = &spec.health {
+        let mut t = toml::Table::new();
+        t.insert("kind".into(), h.clone().into());
+        vip.insert("health".into(), t.into());
+    }
+    let backends: Vec<toml::Value> = spec
+        .backends
+        .iter()
+        .map(|b| {
+            let mut t = toml::Table::new();
+            t.insert("address".into(), b.address.to_string().into());
+            t.insert("weight".into(), (b.weight.unwrap_or(100) as i64).into());
+            t.into()
+        })
+        .collect();
+    vip.insert("backend".into(), backends.into());
+    agent.insert("vip".into(), vec![toml::Value::from(vip)].into());
+    toml::to_string(&agent).unwrap_or_default()
+}
+
+/// `file` with `changes` applied in order. A change that no longer applies (the file changed
+/// under it) is skipped and reported.
+pub fn effective(file: &Config, changes: &[Change]) -> (Config, Vec<String>) {
+    let mut c = file.clone();
+    let mut skipped = Vec::new();
+    for ch in changes {
+        let mut next = c.clone();
+        match apply_one(&mut next, ch).and_then(|()| validate(&next)) {
+            Ok(v) => c = v,
+            Err(e) => skipped.push(format!("{ch:?}: {e}")),
+        }
+    }
+    (c, skipped)
+}
+
+/// `current` with `ch` applied, validated like a file; the error says why not.
+pub fn try_apply(current: &Config, ch: &Change) -> Result<Config, String> {
+    let mut next = current.clone();
+    apply_one(&mut next, ch)?;
+    validate(&next)
+}
+
+/// Renders `c` to TOML and parses it again: every check of the file applies.
+pub fn validate(c: &Config) -> Result<Config, String> {
+    config::parse("runtime state", &render(c)).map_err(|e| e.to_string())
+}
+
+fn ms(d: std::time::Duration) -> toml::Value {
+    format!("{}ms", d.as_millis()).into()
+}
+
+fn render_agent(c: &Config) -> toml::Table {
+    let a = &c.agent;
+    let mut t = toml::Table::new();
+    t.insert("interfaces".into(), a.interfaces.clone().into());
+    t.insert(
+        "xdp_mode".into(),
+        format!("{:?}", a.xdp_mode).to_lowercase().into(),
+    );
+    t.insert("instance".into(), a.instance.clone().into());
+    t.insert("socket".into(), a.socket.display().to_string().into());
+    t.insert("state_dir".into(), a.state_dir.display().to_string().into());
+    t.insert("flow_table_size".into(), (a.flow_table_size as i64).into());
+    if let Some(m) = a.metrics {
+        t.insert("metrics".into(), m.to_string().into());
+    }
+    if let Some(s) = a.source_v4 {
+        t.insert("source_v4".into(), s.to_string().into());
+    }
+    if let Some(s) = a.source_v6 {
+        t.insert("source_v6".into(), s.to_string().into());
+    }
+    let mut root = toml::Table::new();
+    root.insert("agent".into(), t.into());
+    root
+}
+
+/// The configuration as a TOML file that parses back to it.
+pub fn render(c: &Config) -> String {
+    let mut root = render_agent(c);
+    let vips: Vec<toml::Value> = c.vips.iter().map(|v| render_vip(v).into()).collect();
+    root.insert("vip".into(), vips.into());
+    toml::to_string(&root).unwrap_or_default()
+}
+
+fn render_vip(v: &Vip) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("name".into(), v.name.clone().into());
+    t.insert("address".into(), v.address.to_string().into());
+    t.insert("protocol".into(), v.protocol.to_string().into());
+    t.insert("forwarding".into(), "ipip".into());
+    t.insert("ring_size".into(), (v.ring_size as i64).into());
+    t.insert("udp_idle".into(), ms(v.udp_idle));
+    let h = &v.health;
+    let mut ht = toml::Table::new();
+    let kind = match h.kind {
+        HealthKind::Tcp => "tcp",
+        HealthKind::Http => "http",
+        HealthKind::None => "none",
+    };
+    ht.insert("kind".into(), kind.into());
+    if let Some(p) = h.port {
+        ht.insert("port".into(), (p as i64).into());
+    }
+    ht.insert("path".into(), h.path.clone().into());
+    ht.insert("expect_status".into(), (h.expect_status as i64).into());
+    ht.insert("interval".into(), ms(h.interval));
+    ht.insert("timeout".into(), ms(h.timeout));
+    ht.insert("rise".into(), (h.rise as i64).into());
+    ht.insert("fall".into(), (h.fall as i64).into());
+    t.insert("health".into(), ht.into());
+    let backends: Vec<toml::Value> = v
+        .backends
+        .iter()
+        .map(|b| {
+            let mut bt = toml::Table::new();
+            bt.insert("address".into(), b.address.to_string().into());
+            bt.insert("weight".into(), (b.weight as i64).into());
+            bt.insert("drain".into(), b.drain.into());
+            bt.into()
+        })
+        .collect();
+    t.insert("backend".into(), backends.into());
+    t
+}
+
+/// The runtime changes kept in `dir`.
+pub fn load_changes(dir: &Path) -> anyhow::Result<Vec<Change>> {
+    let f = changes_file(dir);
+    match std::fs::read_to_string(&f) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("reading {}", f.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", f.display())),
+    }
+}
+
+/// Keeps `changes` in `dir`, atomically (write a temporary file, then rename it).
+pub fn save_changes(dir: &Path, changes: &[Change]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let f = changes_file(dir);
+    let tmp = f.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(changes)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &f).with_context(|| format!("renaming to {}", f.display()))
+}
+
+fn changes_file(dir: &Path) -> PathBuf {
+    dir.join("runtime-changes.json")
+}
+
+#[cfg(test)]
+mod tests;

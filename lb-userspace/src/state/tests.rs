@@ -1,0 +1,133 @@
+use super::*;
+
+const FILE: &str = r#"
+[agent]
+interfaces = ["eth0"]
+source_v4 = "198.18.0.2"
+state_dir = "/tmp/x"
+
+[[vip]]
+name = "web"
+address = "198.19.0.100:80"
+udp_idle = "45s"
+
+[vip.health]
+kind = "http"
+path = "/ok"
+
+[[vip.backend]]
+address = "198.18.0.11"
+weight = 50
+"#;
+
+fn file() -> Config {
+    config::parse("lb.toml", FILE).unwrap()
+}
+
+#[test]
+fn render_parses_back_to_the_same_config() {
+    let c = file();
+    assert_eq!(config::parse("again", &render(&c)).unwrap(), c);
+}
+
+#[test]
+fn changes_apply_in_order_and_are_validated_like_the_file() {
+    let b: IpAddr = "198.18.0.12".parse().unwrap();
+    let changes = vec![
+        Change::BackendAdd {
+            vip: "web".into(),
+            address: b,
+            weight: Some(10),
+        },
+        Change::Drain {
+            vip: "web".into(),
+            address: b,
+        },
+        Change::VipAdd(VipSpec {
+            name: "dns".into(),
+            address: "198.19.0.100:53".into(),
+            protocol: Some("udp".into()),
+            ring_size: Some(251),
+            health: Some("none".into()),
+            backends: vec![BackendSpec {
+                address: b,
+                weight: None,
+            }],
+        }),
+    ];
+    let (c, skipped) = effective(&file(), &changes);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(c.vips.len(), 2);
+    let web = &c.vips[0];
+    assert_eq!((web.backends[1].weight, web.backends[1].drain), (10, true));
+    assert_eq!(c.vips[1].ring_size, 251);
+    assert_eq!(c.vips[1].health.kind, HealthKind::None);
+
+    // Refused with the file's own reasons.
+    let family = Change::BackendAdd {
+        vip: "web".into(),
+        address: "fd00::1".parse().unwrap(),
+        weight: None,
+    };
+    assert!(
+        try_apply(&c, &family)
+            .unwrap_err()
+            .contains("address family")
+    );
+    let weight = Change::BackendAdd {
+        vip: "web".into(),
+        address: "198.18.0.13".parse().unwrap(),
+        weight: Some(20000),
+    };
+    assert!(try_apply(&c, &weight).unwrap_err().contains("0 to 10000"));
+    let dup = Change::VipAdd(VipSpec {
+        name: "web".into(),
+        address: "198.19.0.1:80".into(),
+        protocol: None,
+        ring_size: None,
+        health: None,
+        backends: vec![],
+    });
+    assert!(try_apply(&c, &dup).unwrap_err().contains("exists"));
+    let bad_ring = Change::VipAdd(VipSpec {
+        name: "x".into(),
+        ring_size: Some(100),
+        ..match dup {
+            Change::VipAdd(s) => s,
+            _ => unreachable!(),
+        }
+    });
+    assert!(try_apply(&c, &bad_ring).unwrap_err().contains("prime"));
+    assert!(
+        try_apply(
+            &c,
+            &Change::VipDel {
+                name: "nope".into()
+            }
+        )
+        .unwrap_err()
+        .contains("no VIP")
+    );
+}
+
+#[test]
+fn a_change_the_file_made_moot_is_skipped() {
+    let changes = vec![Change::BackendAdd {
+        vip: "web".into(),
+        address: "198.18.0.11".parse().unwrap(),
+        weight: None,
+    }];
+    let (c, skipped) = effective(&file(), &changes);
+    assert_eq!(c, file());
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+}
+
+#[test]
+fn changes_survive_a_save_and_load() {
+    let dir = std::env::temp_dir().join(format!("lb-state-test-{}", std::process::id()));
+    let changes = vec![Change::VipDel { name: "web".into() }];
+    save_changes(&dir, &changes).unwrap();
+    assert_eq!(load_changes(&dir).unwrap(), changes);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(load_changes(&dir).unwrap().is_empty());
+}

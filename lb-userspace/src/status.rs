@@ -1,0 +1,95 @@
+//! What `lb status`, `lb vip list` and `lb backend list` show: the agent's view of every VIP
+//! and backend, health included.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BackendStatus {
+    pub address: String,
+    pub weight: u32,
+    pub drain: bool,
+    /// `up`, `down`, or `unchecked` (health kind none: always taken as up).
+    pub health: String,
+    pub last_error: Option<String>,
+    /// Whether the ring sends new flows to it (up, not draining, weight above 0).
+    pub in_ring: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VipStatus {
+    pub name: String,
+    pub address: String,
+    pub protocol: String,
+    pub ring_size: u32,
+    /// Backends in the ring.
+    pub live: usize,
+    /// No backend can take new flows: packets to this VIP are dropped (and counted).
+    pub all_down: bool,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub instance: String,
+    pub config: String,
+    pub interfaces: Vec<String>,
+    pub reloads: u64,
+    /// Why the last reload of the config file was refused, if it was.
+    pub reload_error: Option<String>,
+    /// Runtime changes that no longer apply on top of the file.
+    pub skipped_changes: Vec<String>,
+    pub vips: Vec<VipStatus>,
+}
+
+/// The human view of `lb status`.
+pub fn render(s: &Status) -> String {
+    let mut out = format!(
+        "lb instance {} on {} (config {}, {} reload(s))\n",
+        s.instance,
+        s.interfaces.join(","),
+        s.config,
+        s.reloads
+    );
+    if let Some(e) = &s.reload_error {
+        out += &format!("CONFIG RELOAD REFUSED (running on the previous config): {e}\n");
+    }
+    for c in &s.skipped_changes {
+        out += &format!("runtime change skipped: {c}\n");
+    }
+    for v in &s.vips {
+        out += &render_vip(v);
+    }
+    out
+}
+
+pub fn render_vip(v: &VipStatus) -> String {
+    let mut out = format!(
+        "VIP {} {} {}: {}/{} backends live",
+        v.name,
+        v.protocol,
+        v.address,
+        v.live,
+        v.backends.len()
+    );
+    if v.all_down {
+        out += "  !!! ALL BACKENDS DOWN: packets to this VIP are dropped";
+    }
+    out += "\n";
+    out += &render_backends(&v.backends);
+    out
+}
+
+pub fn render_backends(bs: &[BackendStatus]) -> String {
+    let mut out = String::new();
+    for b in bs {
+        let mut state = b.health.clone();
+        if b.drain {
+            state += ",draining";
+        }
+        out += &format!("  {:<28} w={:<5} {:<16}", b.address, b.weight, state);
+        if let Some(e) = &b.last_error {
+            out += &format!(" last error: {e}");
+        }
+        out += "\n";
+    }
+    out
+}
