@@ -202,6 +202,11 @@ pub const BACKENDS6: [&str; 3] = ["fd00:18::11", "fd00:18::12", "fd00:18::13"];
 #[allow(clippy::new_without_default)]
 impl OneArm {
     pub fn new() -> Self {
+        Self::with_backends(3)
+    }
+
+    /// `n` backends: 198.18.0.11, .12, ... and fd00:18::11, ::12, ...
+    pub fn with_backends(n: usize) -> Self {
         let mut lab = Lab::new();
         lab.bridge("br0");
         let client = Netns::new("cl");
@@ -213,8 +218,9 @@ impl OneArm {
         lab.plug(&lb, "eth0", "br0", &["198.18.0.2/24", "fd00:18::2/64"]);
         balancer_host(&lb);
         let mut backends = Vec::new();
-        for (i, (a4, a6)) in BACKENDS4.iter().zip(BACKENDS6).enumerate() {
+        for i in 0..n {
             let b = Netns::new(&format!("be{i}"));
+            let (a4, a6) = (backend4(i), format!("fd00:18::{}", 11 + i));
             lab.plug(
                 &b,
                 "eth0",
@@ -229,5 +235,49 @@ impl OneArm {
             client,
             lab,
         }
+    }
+}
+
+/// The IPv4 address of backend `i` in [`OneArm`].
+pub fn backend4(i: usize) -> String {
+    format!("198.18.0.{}", 11 + i)
+}
+
+/// Runs the `lb` CLI: exit code, stdout, stderr.
+pub fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(lb_bin())
+        .args(args)
+        .output()
+        .expect("run lb");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the `lb` CLI against `socket` and panics unless it succeeds.
+pub fn cli_ok(socket: &std::path::Path, args: &[&str]) -> String {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--socket", socket.to_str().unwrap()]);
+    let (code, out, err) = cli(&all);
+    assert_eq!(code, 0, "lb {args:?}: {err}");
+    out
+}
+
+/// `lb status --json`, parsed.
+pub fn status(socket: &std::path::Path) -> lb::status::Status {
+    serde_json::from_str(&cli_ok(socket, &["status", "--json"])).expect("lb status --json parses")
+}
+
+/// Polls `cond` every 50 ms until it holds or `within` passes; returns how long it took.
+pub fn wait_for(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

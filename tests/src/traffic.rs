@@ -53,23 +53,120 @@ fn spawn_in(
     }
 }
 
-/// A TCP server on `addr` in `ns` that writes `reply` to every connection and closes it.
-pub fn tcp_server(ns: &Netns, addr: SocketAddr, reply: &str) -> Server {
-    let reply = reply.to_string();
+/// A TCP server in `ns` on every address at `addr`'s port (so that health checks to the
+/// backend's own address reach it, as well as clients' connections to the VIP). It greets
+/// every connection with `name` and a newline, then answers every line it receives with
+/// `name` again, until the client closes or the server stops.
+pub fn tcp_server(ns: &Netns, addr: SocketAddr, name: &str) -> Server {
+    let name = format!("{name}\n");
+    let any: SocketAddr = if addr.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], addr.port()))
+    } else {
+        SocketAddr::from(([0u16; 8], addr.port()))
+    };
     spawn_in(ns, move |stop, ready| {
-        let l = TcpListener::bind(addr).expect("bind tcp");
+        let l = TcpListener::bind(any).expect("bind tcp");
         l.set_nonblocking(true).expect("nonblocking");
         ready.send(()).expect("ready");
         while !stop.load(Ordering::Relaxed) {
             match l.accept() {
-                Ok((mut s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.write_all(reply.as_bytes());
+                Ok((s, _)) => {
+                    let (name, stop) = (name.clone(), stop.clone());
+                    std::thread::spawn(move || serve_lines(s, &name, &stop));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         }
     })
+}
+
+fn serve_lines(mut s: TcpStream, name: &str, stop: &AtomicBool) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    if s.write_all(name.as_bytes()).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 256];
+    while !stop.load(Ordering::Relaxed) {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+                    if s.write_all(name.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads one line (the server's name).
+fn read_line(s: &mut TcpStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match s.read(&mut b)? {
+            0 => break,
+            _ if b[0] == b'\n' => break,
+            _ => line.push(b[0]),
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// Long-lived TCP connections from a client namespace, each knowing which server greeted it.
+pub struct LongLived {
+    pub conns: Vec<(String, TcpStream)>,
+}
+
+impl LongLived {
+    /// Opens `n` connections to `addr` from `ns`; panics if any fails.
+    pub fn open(ns: &Netns, addr: SocketAddr, n: u32) -> Self {
+        let conns = ns.run(|| {
+            (0..n)
+                .map(|i| {
+                    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                        .unwrap_or_else(|e| panic!("long-lived connection #{i}: {e}"));
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    let name = read_line(&mut s).unwrap_or_else(|e| panic!("greeting #{i}: {e}"));
+                    assert!(!name.is_empty(), "connection #{i} got no greeting");
+                    (name, s)
+                })
+                .collect()
+        });
+        LongLived { conns }
+    }
+
+    /// Sends a line on every connection and reads the answer: the connections that failed
+    /// (reset, timed out) or are answered by another server than the one that greeted them.
+    pub fn exchange(&mut self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for (i, (name, s)) in self.conns.iter_mut().enumerate() {
+            let r = s.write_all(b"ping\n").and_then(|()| read_line(s));
+            match r {
+                Ok(n) if n == *name => {}
+                Ok(n) => bad.push(format!("#{i}: greeted by {name:?}, now answered by {n:?}")),
+                Err(e) => bad.push(format!("#{i} ({name}): {e}")),
+            }
+        }
+        bad
+    }
+
+    /// How many connections each server holds.
+    pub fn by_server(&self) -> BTreeMap<String, u32> {
+        let mut m = BTreeMap::new();
+        for (n, _) in &self.conns {
+            *m.entry(n.clone()).or_default() += 1;
+        }
+        m
+    }
 }
 
 /// A UDP server on `addr` in `ns` that answers every datagram with `reply`.
@@ -109,9 +206,7 @@ pub fn tcp_connects(ns: &Netns, addr: SocketAddr, n: u32) -> Tally {
         for i in 0..n {
             let r = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).and_then(|mut s| {
                 s.set_read_timeout(Some(Duration::from_secs(3)))?;
-                let mut name = String::new();
-                s.read_to_string(&mut name)?;
-                Ok(name)
+                read_line(&mut s)
             });
             match r {
                 Ok(name) if !name.is_empty() => *t.by_server.entry(name).or_default() += 1,
