@@ -91,11 +91,9 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut dp = Dataplane::load_sized(
-            crate::dataplane::OBJECT,
-            program_names::LB,
-            file.agent.flow_table_size,
-        )?;
+        let pin_dir = file.agent.pin_dir.clone();
+        ensure_bpffs(&pin_dir)?;
+        let mut dp = Dataplane::load_pinned(file.agent.flow_table_size, &pin_dir)?;
         for i in &file.agent.interfaces {
             let idx = nix_ifindex(i).with_context(|| format!("no interface named {i:?}"))?;
             dp.allow_egress(idx)?;
@@ -105,14 +103,20 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
         for s in &agent.skipped {
             tracing::warn!(change = %s, "runtime change no longer applies; skipped");
         }
+        let adopted = agent.adopt()?;
+        if adopted > 0 {
+            tracing::info!(vips = adopted, pin_dir = %pin_dir.display(), "adopted the pinned data path");
+        }
         agent.sync(None)?;
         let interfaces = agent.effective.agent.interfaces.clone();
         for i in &interfaces {
-            let mode = agent.dp.attach(i, agent.effective.agent.xdp_mode)?;
+            let mode = agent.dp.attach_pinned(i, agent.effective.agent.xdp_mode, &pin_dir)?;
             tracing::info!(interface = %i, mode, "xdp_lb attached");
         }
-        // After the attach: a failure here drops the dataplane, which detaches everything.
         let listener = api::bind(&socket)?;
+        // Last: until here a failure drops the dataplane, which detaches what this run
+        // attached. From here the links outlive the agent.
+        agent.dp.pin_links(&pin_dir)?;
         let (calls_tx, mut calls) = mpsc::unbounded_channel();
         let server = tokio::spawn(api::serve(listener, calls_tx));
         println!(
@@ -158,9 +162,71 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
         agent.stop_checkers();
         let _ = std::fs::remove_file(&socket);
         drop(agent);
-        tracing::info!("detached; bye");
+        tracing::info!(pin_dir = %pin_dir.display(), "agent stopped; the data path keeps forwarding (`lb detach` removes it)");
         Ok(())
     })
+}
+
+/// `BPF_FS_MAGIC`: the pin directory must be on a bpf filesystem.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+}
+
+/// Makes `pin_dir` (mounting the bpf filesystem at /sys/fs/bpf where nobody has, as systemd
+/// usually does at boot).
+pub fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
+    let sys = Path::new("/sys/fs/bpf");
+    if pin_dir.starts_with(sys) && !is_bpffs(sys) {
+        let (src, dst, fs) = (c"bpf", c"/sys/fs/bpf", c"bpf");
+        let rc =
+            unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            bail!(
+                "mounting the bpf filesystem at /sys/fs/bpf: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        tracing::info!("mounted the bpf filesystem at /sys/fs/bpf");
+    }
+    std::fs::create_dir_all(pin_dir.join("maps"))
+        .with_context(|| format!("creating {}", pin_dir.display()))?;
+    if !is_bpffs(pin_dir) {
+        bail!(
+            "{} is not on a bpf filesystem (mount one: mount -t bpf bpf DIR)",
+            pin_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `lb detach`: removes the pinned data path of the instance `cfg` names: the links (the
+/// program leaves the interfaces) and the maps. Refuses while an agent serves its socket.
+pub fn detach(cfg: &Config, socket: Option<&Path>) -> anyhow::Result<usize> {
+    let socket = socket.unwrap_or(&cfg.agent.socket);
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        bail!("an agent is running on {}: stop it first", socket.display());
+    }
+    let dir = &cfg.agent.pin_dir;
+    let mut removed = 0;
+    for sub in ["links", "maps"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+            removed += 1;
+        }
+        let _ = std::fs::remove_dir(dir.join(sub));
+    }
+    let _ = std::fs::remove_dir(dir);
+    Ok(removed)
 }
 
 /// Reloads the config file; an invalid one is refused and the running state stays.

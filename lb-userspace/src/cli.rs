@@ -28,6 +28,14 @@ pub enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Remove the data path that `lb run` leaves behind when it stops: unpin the links (the
+    /// program leaves the interfaces) and the maps. The agent must be stopped first.
+    Detach {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
     /// Validate a configuration file and exit: 0 if valid, 2 with file:line: field: reason if not.
     Check {
         #[arg(long, short)]
@@ -198,6 +206,10 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         },
         Command::Run { config, socket } => agent::run(&config, socket.as_deref()),
+        Command::Detach { config, socket } => config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| agent::detach(&c, socket.as_deref()))
+            .map(|n| println!("detached: removed {n} pinned object(s)")),
         Command::Stats { json, socket } => api::get(&socket, "/v1/stats").and_then(|body| {
             if json {
                 println!("{body}");

@@ -14,6 +14,8 @@ use lb_common::{MAX_BACKENDS, MAX_VIPS};
 pub const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
 /// Parent of the state directories (one per instance) unless `agent.state_dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/lb";
+/// Parent of the pin directories (one per instance) unless `agent.pin_dir` says otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lb";
 
 /// A configuration error: file, line, field and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,9 @@ pub struct Agent {
     pub socket: PathBuf,
     /// Where runtime changes (CLI/API) are kept across restarts.
     pub state_dir: PathBuf,
+    /// Where the maps and links are pinned (on a bpf filesystem), so the data path outlives
+    /// the agent.
+    pub pin_dir: PathBuf,
     /// Entries of the flow table.
     pub flow_table_size: u32,
     pub metrics: Option<SocketAddr>,

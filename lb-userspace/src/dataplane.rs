@@ -1,10 +1,17 @@
 //! Owns the loaded BPF object: load, attach, and every map write. Nothing else touches maps.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use lb_common::{
     AddrKey, Backend, Config as BpfConfig, Counter, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT,
@@ -45,12 +52,28 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     }
 }
 
+/// Every map of the object, for pinning.
+const ALL_MAPS: [&str; 10] = [
+    map_names::VIPS,
+    map_names::RINGS,
+    map_names::BACKENDS,
+    map_names::CONFIG,
+    map_names::STATS,
+    map_names::VIP_STATS,
+    map_names::BACKEND_STATS,
+    map_names::DEVMAP,
+    map_names::DECAP_DST,
+    map_names::FLOWS,
+];
+
 /// A loaded BPF object and the interfaces its program is attached to. Dropping it detaches
 /// every link and frees the maps: nothing is left behind.
 pub struct Dataplane {
     ebpf: Ebpf,
     program: &'static str,
     links: Vec<(String, XdpLinkId)>,
+    /// Interfaces whose link is pinned (it outlives this process).
+    pinned: Vec<String>,
 }
 
 /// Totals of a counter over all CPUs.
@@ -76,10 +99,35 @@ impl Dataplane {
 
     /// Loads with a flow table of `flows` entries.
     pub fn load_sized(object: &[u8], program: &'static str, flows: u32) -> Result<Self> {
+        Self::load_with(object, program, flows, None)
+    }
+
+    /// Loads `xdp_lb` with its maps pinned under `pin_dir/maps/`: maps pinned there by an
+    /// earlier run are reused (rings, backends, counters and the flow table carry over).
+    pub fn load_pinned(flows: u32, pin_dir: &Path) -> Result<Self> {
+        Self::load_with(OBJECT, program_names::LB, flows, Some(pin_dir))
+    }
+
+    fn load_with(
+        object: &[u8],
+        program: &'static str,
+        flows: u32,
+        pin_dir: Option<&Path>,
+    ) -> Result<Self> {
         if object.is_empty() {
             return Err(DataplaneError::NoObject);
         }
         let mut loader = EbpfLoader::new();
+        let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
+            Some(dir) => ALL_MAPS
+                .iter()
+                .map(|m| (*m, dir.join("maps").join(m)))
+                .collect(),
+            None => Vec::new(),
+        };
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
         if program == program_names::LB {
             loader.map_max_entries(map_names::FLOWS, flows);
         } else {
@@ -110,6 +158,7 @@ impl Dataplane {
             ebpf,
             program,
             links: Vec::new(),
+            pinned: Vec::new(),
         })
     }
 
@@ -165,9 +214,77 @@ impl Dataplane {
         Ok(used)
     }
 
+    /// Attaches to `interface`, keeping the attachment across agent restarts: if an earlier
+    /// run left its link pinned under `pin_dir/links/`, the link is kept and only its program
+    /// is replaced, atomically (`bpf_link_update`): traffic never sees an interface without
+    /// the balancer, and an upgraded program takes over the same maps. Returns the mode, or
+    /// "adopted".
+    pub fn attach_pinned(
+        &mut self,
+        interface: &str,
+        mode: ConfigMode,
+        pin_dir: &Path,
+    ) -> Result<&'static str> {
+        let path = pin_dir.join("links").join(interface);
+        if !path.exists() {
+            return self.attach(interface, mode);
+        }
+        let program = self.program;
+        let link_err = |e: String| {
+            DataplaneError::Limit(format!("adopting the pinned link {}: {e}", path.display()))
+        };
+        let pinned = PinnedLink::from_pin(&path).map_err(|e| link_err(e.to_string()))?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| link_err(e.to_string()))?;
+        let id = self
+            .xdp()?
+            .attach_to_link(link)
+            .map_err(|source| DataplaneError::Attach {
+                program: program.into(),
+                interface: interface.into(),
+                mode: "pinned link",
+                source: Box::new(source),
+            })?;
+        self.links.push((interface.to_string(), id));
+        self.pinned.push(interface.to_string());
+        Ok("adopted")
+    }
+
+    /// Pins every link this run made (call once the start has succeeded: a start that fails
+    /// earlier leaves nothing attached).
+    pub fn pin_links(&mut self, pin_dir: &Path) -> Result<()> {
+        let dir = pin_dir.join("links");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DataplaneError::Limit(format!("creating {}: {e}", dir.display())))?;
+        let fresh: Vec<(String, XdpLinkId)> = std::mem::take(&mut self.links)
+            .into_iter()
+            .filter(|(i, _)| !self.pinned.contains(i))
+            .collect();
+        for (interface, id) in fresh {
+            let link = self
+                .xdp()?
+                .take_link(id)
+                .map_err(|e| DataplaneError::Limit(format!("{interface}: {e}")))?;
+            match FdLink::try_from(link) {
+                Ok(fd) => {
+                    fd.pin(dir.join(&interface)).map_err(|e| {
+                        DataplaneError::Limit(format!("pinning the link of {interface}: {e}"))
+                    })?;
+                    self.pinned.push(interface);
+                }
+                Err(e) => {
+                    tracing::warn!(interface, error = %e, "this attachment (netlink, not a BPF link) cannot be pinned: stopping the agent will detach it");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Interfaces attached so far.
     pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.links.iter().map(|(i, _)| i.as_str())
+        self.links
+            .iter()
+            .map(|(i, _)| i.as_str())
+            .chain(self.pinned.iter().map(String::as_str))
     }
 
     /// Sets the outer source addresses of encapsulated packets.

@@ -197,6 +197,7 @@ fn render_agent(c: &Config) -> toml::Table {
     t.insert("instance".into(), a.instance.clone().into());
     t.insert("socket".into(), a.socket.display().to_string().into());
     t.insert("state_dir".into(), a.state_dir.display().to_string().into());
+    t.insert("pin_dir".into(), a.pin_dir.display().to_string().into());
     t.insert("flow_table_size".into(), (a.flow_table_size as i64).into());
     if let Some(m) = a.metrics {
         t.insert("metrics".into(), m.to_string().into());

@@ -159,6 +159,16 @@ pub fn serve(
 /// Starts `lb run` in `ns` with `config` and waits until it is ready.
 pub fn start_agent(ns: &Netns, config: &str, tmp: &TempDir) -> (Proc, PathBuf) {
     let cfg = tmp.path("lb.toml");
+    // Pins go to the tests' bpf filesystem, under this test's own folder.
+    let config = if config.contains("pin_dir") {
+        config.to_string()
+    } else {
+        config.replacen(
+            "[agent]\n",
+            &format!("[agent]\npin_dir = \"{}\"\n", tmp.pin_dir().display()),
+            1,
+        )
+    };
     std::fs::write(&cfg, config).expect("write config");
     let lb = lb_bin();
     let mut p = ns.spawn(

@@ -59,11 +59,41 @@ impl TempDir {
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+
+    /// A folder on the tests' bpf filesystem for this scratch folder's pins (removed with
+    /// it). The agent runs under `ip netns exec`, which gives it its own /sys: pins there
+    /// would vanish with the process. This bpffs is mounted in the root mount namespace,
+    /// which `ip netns exec` shares.
+    pub fn pin_dir(&self) -> PathBuf {
+        test_bpffs().join(self.0.file_name().expect("temp dir name"))
+    }
+}
+
+/// Where the tests' bpf filesystem is mounted (once per machine).
+const TEST_BPFFS: &str = "/run/lbt-bpffs";
+
+fn test_bpffs() -> PathBuf {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        if !mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(TEST_BPFFS))
+        {
+            sh(&format!(
+                "mkdir -p {TEST_BPFFS} && mount -t bpf bpf {TEST_BPFFS}"
+            ));
+        }
+    });
+    PathBuf::from(TEST_BPFFS)
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // Unpinning the links and maps detaches and frees what an agent left behind.
+        let pins = test_bpffs().join(self.0.file_name().expect("temp dir name"));
+        let _ = std::fs::remove_dir_all(pins);
     }
 }
 

@@ -145,15 +145,20 @@ fn one_arm_udp_request_response() {
     assert_eq!(s.outcome("tx"), 150, "{s:?}");
     assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
 
-    // SIGTERM: a clean exit that leaves no program attached and no socket behind.
+    // SIGTERM: a clean exit; the socket goes, the pinned data path stays and forwards.
     let status = agent.stop().expect("agent exit status");
     assert!(status.success(), "{status}: {}", agent.log_text());
-    assert!(
-        !topo.lb.sh("ip -j link show dev eth0").contains("\"xdp\""),
-        "xdp_lb left attached"
-    );
     assert!(!sock.exists(), "control socket left behind");
-    // With the balancer gone, the VIP is unreachable again (the kernel does not forward).
+    let xdp_attached = || topo.lb.sh("ip -j link show dev eth0").contains("\"xdp\"");
+    assert!(xdp_attached(), "stopping the agent detached the data path");
+    let t = traffic::udp_requests(&topo.client, vip_addr, 30);
+    assert_eq!(t.ok(), 30, "no forwarding without the agent: {t:?}");
+    // `lb detach` removes it; then the VIP is unreachable (the kernel does not forward).
+    let cfg_path = tmp.path("lb.toml");
+    let (code, out, err) = lab::cli(&["detach", "--config", cfg_path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("detached"), "{out}");
+    assert!(!xdp_attached(), "lb detach left xdp_lb attached");
     let t = traffic::udp_requests(&topo.client, vip_addr, 1);
     assert_eq!(t.ok(), 0, "{t:?}");
 }

@@ -104,6 +104,52 @@ impl Agent {
         }
     }
 
+    /// Takes over what an earlier run left in pinned maps: VIP and backend ids (the flow
+    /// table refers to them) and each backend's health as the data path last had it, so a
+    /// restart changes nothing that was working.
+    pub fn adopt(&mut self) -> anyhow::Result<usize> {
+        let vips = self.dp.vips()?;
+        let names: HashMap<VipKey, String> = self
+            .effective
+            .vips
+            .iter()
+            .map(|v| (key_of(v), v.name.clone()))
+            .collect();
+        let mut by_id: HashMap<u32, String> = HashMap::new();
+        for (key, v) in &vips {
+            self.vip_ids.insert(*key, v.id);
+            self.rings.insert(
+                v.id,
+                Rings {
+                    live: v.active_ring,
+                    halves: [None, None],
+                    udp_idle_s: v.udp_idle_s,
+                },
+            );
+            if let Some(n) = names.get(key) {
+                by_id.insert(v.id, n.clone());
+            }
+        }
+        let backends = self.dp.backends()?;
+        for (id, b) in &backends {
+            let addr = match b.family {
+                lb_common::FAMILY_V4 => IpAddr::from([b.addr[0], b.addr[1], b.addr[2], b.addr[3]]),
+                _ => IpAddr::from(b.addr),
+            };
+            self.backend_ids.insert((b.vip_id, addr), *id);
+            if let Some(name) = by_id.get(&b.vip_id) {
+                self.health.insert(
+                    (name.clone(), addr),
+                    BackendHealth {
+                        up: b.state & BACKEND_UP != 0,
+                        last_error: None,
+                    },
+                );
+            }
+        }
+        Ok(vips.len())
+    }
+
     /// Whether the ring may give `addr` of `vip` new flows, and whether flows to it may stay.
     fn is_up(&self, vip: &Vip, addr: IpAddr) -> bool {
         vip.health.kind == HealthKind::None

@@ -25,6 +25,7 @@ pub(super) struct RawAgent {
     instance: Option<Spanned<String>>,
     socket: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
+    pin_dir: Option<Spanned<String>>,
     flow_table_size: Option<Spanned<i64>>,
     metrics: Option<Spanned<String>>,
     source_v4: Option<Spanned<String>>,
@@ -170,6 +171,10 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         .state_dir
         .map(|s| PathBuf::from(s.into_inner()))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR).join(&instance));
+    let pin_dir = raw
+        .pin_dir
+        .map(|s| PathBuf::from(s.into_inner()))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR).join(&instance));
     let flow_table_size = match raw.flow_table_size {
         None => lb_common::FLOWS_DEFAULT,
         Some(n) if (1024..=1 << 26).contains(n.get_ref()) => *n.get_ref() as u32,
@@ -217,6 +222,7 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         instance,
         socket,
         state_dir,
+        pin_dir,
         flow_table_size,
         metrics,
         source_v4,
