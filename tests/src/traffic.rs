@@ -245,3 +245,35 @@ pub fn udp_requests(ns: &Netns, addr: SocketAddr, n: u32) -> Tally {
         t
     })
 }
+
+/// Connects to `addr` from `ns` again and again on a background thread until `stop` is set
+/// (or 120 s pass); join it for the tally.
+pub fn background_connects(
+    ns: &Netns,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Tally> {
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("open netns");
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns");
+        let mut t = Tally::default();
+        let end = std::time::Instant::now() + Duration::from_secs(120);
+        let mut i = 0u32;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+            let r = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(3)))?;
+                read_line(&mut s)
+            });
+            match r {
+                Ok(name) if !name.is_empty() => *t.by_server.entry(name).or_default() += 1,
+                Ok(_) => t.failed.push(format!("#{i}: empty answer")),
+                Err(e) => t.failed.push(format!("#{i}: {e}")),
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        t
+    })
+}

@@ -1,6 +1,14 @@
 //! Flow state, drain, health checks, runtime changes and reloads, with real sockets through
 //! the balancer.
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use lb_tests::{
     Proc, TempDir,
@@ -382,4 +390,67 @@ fn the_control_socket_refuses_other_users() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("Permission denied"), "{err}");
+}
+
+/// The id of the XDP program attached to `ns`'s eth0, if any.
+fn xdp_prog_id(ns: &lb_tests::Netns) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(&ns.sh("ip -j link show dev eth0")).unwrap();
+    v[0]["xdp"]["prog"]["id"].as_u64()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn three_restarts_drop_no_connection() {
+    let mut s = Setup::new(3, 3);
+    let mut long = LongLived::open(&s.topo.client, vip_addr(), 6);
+    let stop = Arc::new(AtomicBool::new(false));
+    let background = traffic::background_connects(&s.topo.client, vip_addr(), stop.clone());
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let mut progs = vec![xdp_prog_id(&s.topo.lb).expect("xdp_lb attached")];
+    for round in 0..3 {
+        let st = s.agent.stop().expect("agent exit");
+        assert!(st.success(), "round {round}: {}", s.agent.log_text());
+        // The agent is gone; the pinned data path goes on.
+        assert_eq!(
+            xdp_prog_id(&s.topo.lb),
+            progs.last().copied(),
+            "round {round}: detached"
+        );
+        assert_eq!(
+            long.exchange(),
+            Vec::<String>::new(),
+            "round {round}, agent down"
+        );
+        (s.agent, _) = lab::start_agent(&s.topo.lb, &cfg, &s.tmp);
+        assert!(
+            s.agent.log_text().contains("adopted the pinned data path"),
+            "{}",
+            s.agent.log_text()
+        );
+        progs.push(xdp_prog_id(&s.topo.lb).expect("attached after restart"));
+        assert_eq!(
+            long.exchange(),
+            Vec::<String>::new(),
+            "round {round}, agent back"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let t = background.join().unwrap();
+    assert!(
+        t.failed.is_empty(),
+        "{} of {} connections failed: {:?}",
+        t.failed.len(),
+        t.ok() + t.failed.len() as u32,
+        t.failed
+    );
+    assert!(t.ok() >= 20, "too few connections to prove anything: {t:?}");
+    assert_eq!(t.by_server.len(), 3, "{t:?}");
+    // Each start loaded its program and swapped it into the same link: four programs, one
+    // after the other, never a gap.
+    progs.dedup();
+    assert_eq!(progs.len(), 4, "{progs:?}");
+    // The state survived: health and counters carry over.
+    let st = status(&s.socket);
+    assert_eq!(st.vips[0].live, 3, "{st:?}");
+    assert!(lab::stats(&s.socket).outcome("tx") > 0);
 }

@@ -74,9 +74,15 @@ fn main() {
         "backends: VIP on lo, `lb decap` strips IP-in-IP, a small TCP server answers with its name",
     );
     let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
-    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| {
-        format!("backend {}", BACKENDS4[i])
-    });
+    let _decaps: Vec<_> = topo
+        .backends
+        .iter()
+        .map(|b| lab::backend_host(b, "eth0", &tmp))
+        .collect();
+    let name = |i: usize| format!("backend {}", BACKENDS4[i]);
+    let mut servers: Vec<Option<traffic::Server>> = (0..3)
+        .map(|i| Some(traffic::tcp_server(&topo.backends[i], vip, &name(i))))
+        .collect();
     if stopped() {
         return;
     }
@@ -84,7 +90,8 @@ fn main() {
     let sock = tmp.path("lb.sock");
     let config = format!(
         "[agent]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
-         [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\nprotocol = \"tcp\"\n{}",
+         [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\nprotocol = \"tcp\"\n\n\
+         [vip.health]\nkind = \"tcp\"\ninterval = \"300ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n{}",
         sock.display(),
         BACKENDS4
             .iter()
@@ -107,12 +114,25 @@ fn main() {
 
     let n = 300;
     step(&format!("the client opens {n} TCP connections to {vip}"));
-    let t = traffic::tcp_connects(&topo.client, vip, n);
-    println!("  {} answered, {} failed", t.ok(), t.failed.len());
-    for (who, k) in &t.by_server {
-        let pct = 100.0 * *k as f64 / n as f64;
-        println!("  {who:<22} {} {pct:5.1}% ({k})", lb::stats::bar(pct, 40));
+    let mut failed = spread(&topo, vip, n);
+    if stopped() {
+        return;
     }
+
+    step("backend 198.18.0.12 fails: its server stops; the health check notices");
+    servers[1] = None;
+    let took = wait_health(&sock, "198.18.0.12", "down");
+    println!("  down after {took:.1?} (interval 300ms × fall 2, plus the probe's timeout)");
+    failed += spread(&topo, vip, 150);
+    if stopped() {
+        return;
+    }
+
+    step("it comes back: the server starts again; after rise passes it takes traffic again");
+    servers[1] = Some(traffic::tcp_server(&topo.backends[1], vip, &name(1)));
+    let took = wait_health(&sock, "198.18.0.12", "up");
+    println!("  up after {took:.1?}");
+    failed += spread(&topo, vip, 150);
     if stopped() {
         return;
     }
@@ -131,8 +151,34 @@ fn main() {
         lab::kernel_forward_drops(&topo.lb)
     );
 
-    step("cleaning up: agent and decap stopped (XDP detached), namespaces removed");
-    if !t.failed.is_empty() {
+    step("cleaning up: agent and decap stopped, the pinned data path removed, namespaces deleted");
+    drop(servers);
+    if failed > 0 {
         std::process::exit(1);
     }
+}
+
+/// `n` connections from the client, shown as a bar chart; returns how many failed.
+fn spread(topo: &OneArm, vip: SocketAddr, n: u32) -> usize {
+    let t = traffic::tcp_connects(&topo.client, vip, n);
+    println!("  {} answered, {} failed", t.ok(), t.failed.len());
+    for (who, k) in &t.by_server {
+        let pct = 100.0 * *k as f64 / n as f64;
+        println!("  {who:<22} {} {pct:5.1}% ({k})", lb::stats::bar(pct, 40));
+    }
+    t.failed.len()
+}
+
+/// Waits (at most 10 s) until `lb status` shows `addr` in `health`; returns how long it took.
+fn wait_health(sock: &std::path::Path, addr: &str, health: &str) -> std::time::Duration {
+    lab::wait_for(
+        std::time::Duration::from_secs(10),
+        &format!("{addr} {health}"),
+        || {
+            lab::status(sock).vips[0]
+                .backends
+                .iter()
+                .any(|b| b.address == addr && b.health == health)
+        },
+    )
 }
