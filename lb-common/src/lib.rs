@@ -23,6 +23,7 @@ pub mod map_names {
     pub const DEVMAP: &str = "LB_DEVMAP";
     pub const DECAP_DST: &str = "LB_DECAP_DST";
     pub const FLOWS: &str = "LB_FLOWS";
+    pub const FLOW_STATS: &str = "LB_FLOW_STATS";
 }
 
 /// Names of the programs in the object.
@@ -49,6 +50,13 @@ pub const RINGS_ENTRIES: u32 = MAX_VIPS * 2 * RING_STRIDE;
 pub const NO_BACKEND: u32 = u32::MAX;
 /// Default size of the flow table (entries); the agent sets the real size at load.
 pub const FLOWS_DEFAULT: u32 = 1 << 20;
+/// Index in [`map_names::FLOW_STATS`]: entries added to the flow table (a flow it did not
+/// hold). Added minus present is what the LRU evicted.
+pub const FLOW_INSERTS: u32 = 0;
+/// Index in [`map_names::FLOW_STATS`]: packets of established flows that kept their backend.
+pub const FLOW_HITS: u32 = 1;
+pub const FLOW_STATS_COUNT: u32 = 2;
+
 /// Default idle time after which a UDP flow may move to another backend.
 pub const UDP_IDLE_DEFAULT_S: u32 = 30;
 /// Interfaces the program may redirect to.

@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    AddrKey, Backend, Config, Counter, FLOWS_DEFAULT, FlowKey, FlowValue, MAX_BACKENDS,
-    MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipKey, VipValue,
+    AddrKey, Backend, Config, Counter, FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowKey, FlowValue,
+    MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipKey, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -41,3 +41,7 @@ pub static DECAP_DST: HashMap<AddrKey, u32> = HashMap::with_max_entries(64, 0);
 /// per-CPU table would miss and re-pick, and a ring change in between would move the flow.
 #[map(name = "LB_FLOWS")]
 pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOWS_DEFAULT, 0);
+
+/// Flow table counters: [`lb_common::FLOW_INSERTS`], [`lb_common::FLOW_HITS`] (per CPU).
+#[map(name = "LB_FLOW_STATS")]
+pub static FLOW_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FLOW_STATS_COUNT, 0);

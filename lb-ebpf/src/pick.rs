@@ -4,14 +4,15 @@
 //! backend, and the flow table remembers it.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
-    BACKEND_UP, Backend, FlowKey, FlowValue, MAX_VIPS, NO_BACKEND, PROTO_TCP, PROTO_UDP,
-    RING_STRIDE, VipValue, hash::flow_hash, ring_index,
+    BACKEND_UP, Backend, FLOW_HITS, FLOW_INSERTS, FlowKey, FlowValue, MAX_VIPS, NO_BACKEND,
+    PROTO_TCP, PROTO_UDP, RING_STRIDE, VipValue, hash::flow_hash, ring_index,
 };
 
 use crate::{
     Fault,
     maps::{BACKENDS, FLOWS, RINGS},
     parse::{Packet, TCP_ACK, TCP_SYN},
+    stats,
 };
 
 /// The backend for this packet: `Ok(None)` when the VIP has no live backend.
@@ -49,7 +50,13 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
     let key = &pkt.key;
     let now = unsafe { bpf_ktime_get_ns() };
     let syn = pkt.key.proto == PROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    if !syn && let Some(hit) = established(key, pkt, vip, now) {
+    // Whether the table holds this 5-tuple at all (valid or not): only a new key grows it.
+    let known = FLOWS.get_ptr(key).is_some();
+    if !syn
+        && known
+        && let Some(hit) = established(key, pkt, vip, now)
+    {
+        stats::flow(FLOW_HITS);
         return Ok(Some(hit));
     }
     let h = flow_hash(&key.src, &key.dst, pkt.sport(), pkt.dport(), key.proto);
@@ -65,15 +72,14 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
         return Ok(None);
     }
     // A full table evicts its least recently used entry; a failed insert only costs a re-pick.
-    let _ = FLOWS.insert(
-        key,
-        &FlowValue {
-            backend: id,
-            _pad: 0,
-            last_seen_ns: now,
-        },
-        0,
-    );
+    let value = FlowValue {
+        backend: id,
+        _pad: 0,
+        last_seen_ns: now,
+    };
+    if FLOWS.insert(key, &value, 0).is_ok() && !known {
+        stats::flow(FLOW_INSERTS);
+    }
     Ok(Some(id))
 }
 

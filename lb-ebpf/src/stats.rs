@@ -2,7 +2,7 @@
 use aya_ebpf::maps::PerCpuArray;
 use lb_common::Traffic;
 
-use crate::maps::{BACKEND_STATS, STATS, VIP_STATS};
+use crate::maps::{BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS};
 
 #[inline(always)]
 fn add(map: &PerCpuArray<Traffic>, index: u32, len: u64) {
@@ -28,4 +28,11 @@ pub fn vip(id: u32, len: u64) {
 #[inline(always)]
 pub fn backend(id: u32, len: u64) {
     add(&BACKEND_STATS, id, len);
+}
+
+#[inline(always)]
+pub fn flow(index: u32) {
+    if let Some(n) = FLOW_STATS.get_ptr_mut(index) {
+        unsafe { *n += 1 };
+    }
 }

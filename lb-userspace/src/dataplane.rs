@@ -6,7 +6,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, MapError, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, IterableMap, MapError, PerCpuArray},
     programs::{
         ProgramError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -14,9 +14,9 @@ use aya::{
     },
 };
 use lb_common::{
-    AddrKey, Backend, Config as BpfConfig, Counter, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT,
-    FORWARD_IPIP, MAX_BACKENDS, MAX_VIPS, RING_STRIDE, Traffic, VipKey, VipValue, map_names,
-    program_names, ring_index,
+    AddrKey, Backend, Config as BpfConfig, Counter, FAMILY_V4, FAMILY_V6, FLOW_HITS, FLOW_INSERTS,
+    FLOWS_DEFAULT, FORWARD_IPIP, FlowKey, FlowValue, MAX_BACKENDS, MAX_VIPS, RING_STRIDE, Traffic,
+    VipKey, VipValue, map_names, program_names, ring_index,
 };
 
 use crate::config::XdpMode as ConfigMode;
@@ -53,7 +53,7 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
 }
 
 /// Every map of the object, for pinning.
-const ALL_MAPS: [&str; 10] = [
+const ALL_MAPS: [&str; 11] = [
     map_names::VIPS,
     map_names::RINGS,
     map_names::BACKENDS,
@@ -64,6 +64,7 @@ const ALL_MAPS: [&str; 10] = [
     map_names::DEVMAP,
     map_names::DECAP_DST,
     map_names::FLOWS,
+    map_names::FLOW_STATS,
 ];
 
 /// A loaded BPF object and the interfaces its program is attached to. Dropping it detaches
@@ -74,6 +75,20 @@ pub struct Dataplane {
     links: Vec<(String, XdpLinkId)>,
     /// Interfaces whose link is pinned (it outlives this process).
     pinned: Vec<String>,
+}
+
+/// The flow table's size, contents and counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FlowTable {
+    pub capacity: u32,
+    /// Entries present now (counted by walking the table).
+    pub entries: u64,
+    /// Flows added since the maps were created.
+    pub inserted: u64,
+    /// Flows the LRU pushed out to make room: added minus present.
+    pub evicted: u64,
+    /// Packets of established flows that kept their backend.
+    pub hits: u64,
 }
 
 /// Totals of a counter over all CPUs.
@@ -443,6 +458,35 @@ impl Dataplane {
     pub fn outcomes(&self) -> Result<Vec<(Counter, Totals)>> {
         let all = self.sum_all(map_names::STATS, Counter::COUNT)?;
         Ok(Counter::ALL.iter().copied().zip(all).collect())
+    }
+
+    /// The flow table's numbers. Walks the table: the cost grows with its contents.
+    pub fn flow_table(&self) -> Result<FlowTable> {
+        let name = map_names::FLOWS;
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        let flows: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(map).map_err(map_err(name))?;
+        let capacity = flows.map().info().map_err(map_err(name))?.max_entries();
+        let entries = flows.keys().filter(|k| k.is_ok()).count() as u64;
+        let sname = map_names::FLOW_STATS;
+        let map = self
+            .ebpf
+            .map(sname)
+            .ok_or(DataplaneError::MissingMap(sname))?;
+        let st: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(sname))?;
+        let sum =
+            |i: u32| -> Result<u64> { Ok(st.get(&i, 0).map_err(map_err(sname))?.iter().sum()) };
+        let inserted = sum(FLOW_INSERTS)?;
+        Ok(FlowTable {
+            capacity,
+            entries,
+            inserted,
+            evicted: inserted.saturating_sub(entries),
+            hits: sum(FLOW_HITS)?,
+        })
     }
 
     /// Counters of VIP `id`.

@@ -1,7 +1,7 @@
 //! The counters as the API serves them and the CLI shows them.
 use serde::{Deserialize, Serialize};
 
-use crate::dataplane::Totals;
+use crate::dataplane::{FlowTable, Totals};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Outcome {
@@ -34,6 +34,7 @@ pub struct VipStats {
 pub struct Stats {
     pub outcomes: Vec<Outcome>,
     pub vips: Vec<VipStats>,
+    pub flows: FlowTable,
 }
 
 impl Stats {
@@ -93,6 +94,11 @@ pub fn render(s: &Stats) -> String {
             );
         }
     }
+    let f = &s.flows;
+    out += &format!(
+        "flow table: {} of {} entries, {} added, {} evicted, {} hits\n",
+        f.entries, f.capacity, f.inserted, f.evicted, f.hits
+    );
     out += "outcomes:\n";
     for o in s.outcomes.iter().filter(|o| o.packets > 0) {
         out += &format!(

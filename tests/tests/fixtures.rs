@@ -562,3 +562,41 @@ fn flows_keep_their_backend_until_it_goes() {
         );
     });
 }
+
+/// A full flow table evicts its least recently used flows, and says how many.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_full_flow_table_evicts_and_counts() {
+    let env = env();
+    env.ns.run(|| {
+        let mut dp =
+            Dataplane::load_sized(dataplane::OBJECT, program_names::LB, 1024).expect("load xdp_lb");
+        program(&mut dp);
+        let ifindex = nix_ifindex("eth0").unwrap();
+        for i in 0..1500u16 {
+            let (action, _) = test_run(
+                &mut dp,
+                ifindex,
+                &Pkt::new("198.19.0.100", 80, PROTO_TCP)
+                    .sport(10000 + i)
+                    .build(),
+            );
+            assert_eq!(action, XDP_TX);
+        }
+        let f = dp.flow_table().unwrap();
+        assert_eq!((f.capacity, f.inserted, f.hits), (1024, 1500, 0), "{f:?}");
+        assert!(
+            f.entries <= 1024 && f.evicted >= 476 && f.entries + f.evicted == 1500,
+            "{f:?}"
+        );
+        // The newest flows are still there: their next packets hit.
+        for i in 1490..1500u16 {
+            let p = Pkt::new("198.19.0.100", 80, PROTO_TCP)
+                .sport(10000 + i)
+                .established();
+            assert_eq!(test_run(&mut dp, ifindex, &p.build()).0, XDP_TX);
+        }
+        let f2 = dp.flow_table().unwrap();
+        assert_eq!((f2.hits, f2.inserted), (10, 1500), "{f2:?}");
+    });
+}

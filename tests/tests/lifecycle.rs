@@ -407,6 +407,8 @@ fn three_restarts_drop_no_connection() {
     let background = traffic::background_connects(&s.topo.client, vip_addr(), stop.clone());
     let cfg = std::fs::read_to_string(&s.config).unwrap();
     let mut progs = vec![xdp_prog_id(&s.topo.lb).expect("xdp_lb attached")];
+    let flows_before = lab::stats(&s.socket).flows;
+    assert!(flows_before.entries >= 6, "{flows_before:?}");
     for round in 0..3 {
         let st = s.agent.stop().expect("agent exit");
         assert!(st.success(), "round {round}: {}", s.agent.log_text());
@@ -449,8 +451,19 @@ fn three_restarts_drop_no_connection() {
     // after the other, never a gap.
     progs.dedup();
     assert_eq!(progs.len(), 4, "{progs:?}");
-    // The state survived: health and counters carry over.
+    // The state survived: health, counters and the flow table carry over.
     let st = status(&s.socket);
     assert_eq!(st.vips[0].live, 3, "{st:?}");
-    assert!(lab::stats(&s.socket).outcome("tx") > 0);
+    let stats = lab::stats(&s.socket);
+    assert!(stats.outcome("tx") > 0);
+    assert!(
+        stats.flows.entries >= flows_before.entries,
+        "flow table lost: {flows_before:?} -> {:?}",
+        stats.flows
+    );
+    assert!(
+        stats.flows.inserted > flows_before.inserted,
+        "{:?}",
+        stats.flows
+    );
 }

@@ -140,6 +140,10 @@ impl Agent {
                 backends: stats::with_shares(backends),
             });
         }
-        Ok(Stats { outcomes, vips })
+        Ok(Stats {
+            outcomes,
+            vips,
+            flows: self.dp.flow_table()?,
+        })
     }
 }
