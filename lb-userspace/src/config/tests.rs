@@ -193,3 +193,14 @@ fn primes() {
     assert!(is_prime(65537) && is_prime(7) && is_prime(251));
     assert!(!is_prime(65535) && !is_prime(1) && !is_prime(9));
 }
+
+/// The README's configuration reference is a valid file.
+#[test]
+fn the_readme_example_parses() {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```toml\n").expect("a toml block in the README") + 8;
+    let len = readme[start..].find("```").unwrap();
+    let c = parse("README.md", &readme[start..start + len]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.vips[0].health.port, Some(8080));
+    assert_eq!(c.agent.flow_table_size, 1 << 20);
+}
