@@ -198,7 +198,10 @@ fn primes() {
 #[test]
 fn the_readme_example_parses() {
     let readme = include_str!("../../../README.md");
-    let start = readme.find("```toml\n").expect("a toml block in the README") + 8;
+    let start = readme
+        .find("```toml\n")
+        .expect("a toml block in the README")
+        + 8;
     let len = readme[start..].find("```").unwrap();
     let c = parse("README.md", &readme[start..start + len]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.vips[0].health.port, Some(8080));
