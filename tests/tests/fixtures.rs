@@ -517,6 +517,23 @@ fn flows_keep_their_backend_until_it_goes() {
             again_udp, first_udp,
             "UDP flows within their idle time moved"
         );
+        // The first backend goes down: the established flows it held move (to the ring's pick,
+        // the third); the others stay where they were.
+        let (first_id, first_addr, first_mac, _) = vips[0].backends[0];
+        assert!(
+            first.contains(&first_mac),
+            "no flow on the first backend: {first:?}"
+        );
+        dp.set_backend(first_id, first_addr, 0, 0).unwrap();
+        let moved: Vec<[u8; 6]> = flows
+            .iter()
+            .map(|&p| send(&mut dp, tcp(p).established()))
+            .collect();
+        for (now, was) in moved.iter().zip(&first) {
+            let want = if *was == first_mac { third_mac } else { *was };
+            assert_eq!(*now, want, "after the first backend went down");
+        }
+        dp.set_backend(first_id, first_addr, 0, BACKEND_UP).unwrap();
         assert!(
             flows.iter().all(|&p| send(&mut dp, tcp(p)) == third_mac),
             "a SYN must take the new ring"
@@ -529,22 +546,6 @@ fn flows_keep_their_backend_until_it_goes() {
             after_syn.iter().all(|m| *m == third_mac),
             "the SYN's pick is the flow's backend from then on"
         );
-
-        // The first backend goes down: its flows move (to the ring's pick); others stay.
-        let (first_id, first_mac) = (vips[0].backends[0].0, vips[0].backends[0].2);
-        dp.set_backend(first_id, vips[0].backends[0].1, 0, 0)
-            .unwrap();
-        let udp_moved: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, udp(p))).collect();
-        assert!(
-            udp_moved
-                .iter()
-                .zip(&first_udp)
-                .all(|(now, was)| now == was),
-            "UDP VIP's own backends are untouched"
-        );
-        dp.set_backend(first_id, vips[0].backends[0].1, 0, BACKEND_UP)
-            .unwrap();
-        let _ = first_mac;
 
         // UDP idle time 0: every packet finds its entry stale and takes the ring.
         dp.set_vip(
