@@ -20,6 +20,7 @@ use crate::{
     neigh, state,
 };
 
+mod report;
 mod routes;
 mod sync;
 

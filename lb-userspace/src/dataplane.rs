@@ -6,22 +6,19 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, IterableMap, MapError, PerCpuArray},
-    programs::{
-        ProgramError, Xdp, XdpMode,
-        links::{FdLink, PinnedLink},
-        xdp::{XdpLink, XdpLinkId},
-    },
+    maps::{Array, DevMapHash, HashMap, MapError},
+    programs::{ProgramError, Xdp, xdp::XdpLinkId},
 };
 use lb_common::{
-    AddrKey, Backend, Config as BpfConfig, Counter, FAMILY_V4, FAMILY_V6, FLOW_HITS, FLOW_INSERTS,
-    FLOWS_DEFAULT, FORWARD_IPIP, FlowKey, FlowValue, MAX_BACKENDS, MAX_VIPS, RING_STRIDE, Traffic,
-    VipKey, VipValue, map_names, program_names, ring_index,
+    AddrKey, Backend, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT, FORWARD_IPIP,
+    MAX_BACKENDS, MAX_VIPS, RING_STRIDE, VipKey, VipValue, map_names, program_names, ring_index,
 };
 
-use crate::config::XdpMode as ConfigMode;
-
+mod attach;
+mod counters;
 mod error;
+
+pub use counters::{FlowTable, Totals};
 
 pub use error::{DataplaneError, Result};
 use error::{is_eperm, load_error, map_err};
@@ -75,27 +72,6 @@ pub struct Dataplane {
     links: Vec<(String, XdpLinkId)>,
     /// Interfaces whose link is pinned (it outlives this process).
     pinned: Vec<String>,
-}
-
-/// The flow table's size, contents and counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FlowTable {
-    pub capacity: u32,
-    /// Entries present now (counted by walking the table).
-    pub entries: u64,
-    /// Flows added since the maps were created.
-    pub inserted: u64,
-    /// Flows the LRU pushed out to make room: added minus present.
-    pub evicted: u64,
-    /// Packets of established flows that kept their backend.
-    pub hits: u64,
-}
-
-/// Totals of a counter over all CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Totals {
-    pub packets: u64,
-    pub bytes: u64,
 }
 
 impl Dataplane {
@@ -195,111 +171,6 @@ impl Dataplane {
     /// The loaded program, for `BPF_PROG_TEST_RUN`.
     pub fn program(&mut self) -> Result<&mut Xdp> {
         self.xdp()
-    }
-
-    /// Attaches to `interface`. Returns the mode it ended up in: `auto` falls back from native
-    /// to generic, and says so.
-    pub fn attach(&mut self, interface: &str, mode: ConfigMode) -> Result<&'static str> {
-        if nix_ifindex(interface).is_none() {
-            return Err(DataplaneError::UnknownInterface(interface.into()));
-        }
-        let program = self.program;
-        let try_mode = |dp: &mut Self, m: XdpMode, name: &'static str| -> Result<XdpLinkId> {
-            dp.xdp()?
-                .attach(interface, m)
-                .map_err(|source| DataplaneError::Attach {
-                    program: program.into(),
-                    interface: interface.into(),
-                    mode: name,
-                    source: Box::new(source),
-                })
-        };
-        let (id, used) = match mode {
-            ConfigMode::Native => (try_mode(self, XdpMode::Driver, "native")?, "native"),
-            ConfigMode::Generic => (try_mode(self, XdpMode::Skb, "generic")?, "generic"),
-            ConfigMode::Auto => match try_mode(self, XdpMode::Driver, "native") {
-                Ok(id) => (id, "native"),
-                Err(e) => {
-                    tracing::warn!(interface, error = %e, "native XDP failed; FALLING BACK TO GENERIC XDP (slow: every packet pays for an skb)");
-                    (try_mode(self, XdpMode::Skb, "generic")?, "generic")
-                }
-            },
-        };
-        self.links.push((interface.to_string(), id));
-        Ok(used)
-    }
-
-    /// Attaches to `interface`, keeping the attachment across agent restarts: if an earlier
-    /// run left its link pinned under `pin_dir/links/`, the link is kept and only its program
-    /// is replaced, atomically (`bpf_link_update`): traffic never sees an interface without
-    /// the balancer, and an upgraded program takes over the same maps. Returns the mode, or
-    /// "adopted".
-    pub fn attach_pinned(
-        &mut self,
-        interface: &str,
-        mode: ConfigMode,
-        pin_dir: &Path,
-    ) -> Result<&'static str> {
-        let path = pin_dir.join("links").join(interface);
-        if !path.exists() {
-            return self.attach(interface, mode);
-        }
-        let program = self.program;
-        let link_err = |e: String| {
-            DataplaneError::Limit(format!("adopting the pinned link {}: {e}", path.display()))
-        };
-        let pinned = PinnedLink::from_pin(&path).map_err(|e| link_err(e.to_string()))?;
-        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| link_err(e.to_string()))?;
-        let id = self
-            .xdp()?
-            .attach_to_link(link)
-            .map_err(|source| DataplaneError::Attach {
-                program: program.into(),
-                interface: interface.into(),
-                mode: "pinned link",
-                source: Box::new(source),
-            })?;
-        self.links.push((interface.to_string(), id));
-        self.pinned.push(interface.to_string());
-        Ok("adopted")
-    }
-
-    /// Pins every link this run made (call once the start has succeeded: a start that fails
-    /// earlier leaves nothing attached).
-    pub fn pin_links(&mut self, pin_dir: &Path) -> Result<()> {
-        let dir = pin_dir.join("links");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| DataplaneError::Limit(format!("creating {}: {e}", dir.display())))?;
-        let fresh: Vec<(String, XdpLinkId)> = std::mem::take(&mut self.links)
-            .into_iter()
-            .filter(|(i, _)| !self.pinned.contains(i))
-            .collect();
-        for (interface, id) in fresh {
-            let link = self
-                .xdp()?
-                .take_link(id)
-                .map_err(|e| DataplaneError::Limit(format!("{interface}: {e}")))?;
-            match FdLink::try_from(link) {
-                Ok(fd) => {
-                    fd.pin(dir.join(&interface)).map_err(|e| {
-                        DataplaneError::Limit(format!("pinning the link of {interface}: {e}"))
-                    })?;
-                    self.pinned.push(interface);
-                }
-                Err(e) => {
-                    tracing::warn!(interface, error = %e, "this attachment (netlink, not a BPF link) cannot be pinned: stopping the agent will detach it");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Interfaces attached so far.
-    pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.links
-            .iter()
-            .map(|(i, _)| i.as_str())
-            .chain(self.pinned.iter().map(String::as_str))
     }
 
     /// Sets the outer source addresses of encapsulated packets.
@@ -452,68 +323,6 @@ impl Dataplane {
             0,
         )
         .map_err(map_err(map_names::DECAP_DST))
-    }
-
-    /// The outcome counters, summed over CPUs.
-    pub fn outcomes(&self) -> Result<Vec<(Counter, Totals)>> {
-        let all = self.sum_all(map_names::STATS, Counter::COUNT)?;
-        Ok(Counter::ALL.iter().copied().zip(all).collect())
-    }
-
-    /// The flow table's numbers. Walks the table: the cost grows with its contents.
-    pub fn flow_table(&self) -> Result<FlowTable> {
-        let name = map_names::FLOWS;
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or(DataplaneError::MissingMap(name))?;
-        let flows: HashMap<_, FlowKey, FlowValue> =
-            HashMap::try_from(map).map_err(map_err(name))?;
-        let capacity = flows.map().info().map_err(map_err(name))?.max_entries();
-        let entries = flows.keys().filter(|k| k.is_ok()).count() as u64;
-        let sname = map_names::FLOW_STATS;
-        let map = self
-            .ebpf
-            .map(sname)
-            .ok_or(DataplaneError::MissingMap(sname))?;
-        let st: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(sname))?;
-        let sum =
-            |i: u32| -> Result<u64> { Ok(st.get(&i, 0).map_err(map_err(sname))?.iter().sum()) };
-        let inserted = sum(FLOW_INSERTS)?;
-        Ok(FlowTable {
-            capacity,
-            entries,
-            inserted,
-            evicted: inserted.saturating_sub(entries),
-            hits: sum(FLOW_HITS)?,
-        })
-    }
-
-    /// Counters of VIP `id`.
-    pub fn vip_totals(&self, id: u32) -> Result<Totals> {
-        self.sum(map_names::VIP_STATS, id)
-    }
-
-    /// Counters of backend `id`.
-    pub fn backend_totals(&self, id: u32) -> Result<Totals> {
-        self.sum(map_names::BACKEND_STATS, id)
-    }
-
-    fn sum_all(&self, name: &'static str, n: u32) -> Result<Vec<Totals>> {
-        (0..n).map(|i| self.sum(name, i)).collect()
-    }
-
-    fn sum(&self, name: &'static str, index: u32) -> Result<Totals> {
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or(DataplaneError::MissingMap(name))?;
-        let m: PerCpuArray<_, Traffic> = PerCpuArray::try_from(map).map_err(map_err(name))?;
-        let values = m.get(&index, 0).map_err(map_err(name))?;
-        Ok(values.iter().fold(Totals::default(), |t, v| Totals {
-            packets: t.packets + v.packets,
-            bytes: t.bytes + v.bytes,
-        }))
     }
 
     fn map_array<V: aya::Pod>(

@@ -197,6 +197,22 @@ impl Tally {
     pub fn ok(&self) -> u32 {
         self.by_server.values().sum()
     }
+
+    /// Counts attempt `i`: who answered, or why it failed.
+    pub fn record(&mut self, i: u32, r: std::io::Result<String>) {
+        match r {
+            Ok(name) if !name.is_empty() => *self.by_server.entry(name).or_default() += 1,
+            Ok(_) => self.failed.push(format!("#{i}: empty answer")),
+            Err(e) => self.failed.push(format!("#{i}: {e}")),
+        }
+    }
+}
+
+/// One TCP connection to `addr`: the server's greeting (its name).
+fn connect_once(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    read_line(&mut s)
 }
 
 /// `n` TCP connections from `ns` to `addr`, each reading the server's name.
@@ -204,15 +220,7 @@ pub fn tcp_connects(ns: &Netns, addr: SocketAddr, n: u32) -> Tally {
     ns.run(|| {
         let mut t = Tally::default();
         for i in 0..n {
-            let r = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(3)))?;
-                read_line(&mut s)
-            });
-            match r {
-                Ok(name) if !name.is_empty() => *t.by_server.entry(name).or_default() += 1,
-                Ok(_) => t.failed.push(format!("#{i}: empty answer")),
-                Err(e) => t.failed.push(format!("#{i}: {e}")),
-            }
+            t.record(i, connect_once(addr));
         }
         t
     })
@@ -262,15 +270,7 @@ pub fn background_connects(
         let end = std::time::Instant::now() + Duration::from_secs(120);
         let mut i = 0u32;
         while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end {
-            let r = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(3)))?;
-                read_line(&mut s)
-            });
-            match r {
-                Ok(name) if !name.is_empty() => *t.by_server.entry(name).or_default() += 1,
-                Ok(_) => t.failed.push(format!("#{i}: empty answer")),
-                Err(e) => t.failed.push(format!("#{i}: {e}")),
-            }
+            t.record(i, connect_once(addr));
             i += 1;
             std::thread::sleep(Duration::from_millis(5));
         }

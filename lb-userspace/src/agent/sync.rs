@@ -17,7 +17,6 @@ use crate::{
     health::{self, Report},
     maglev, neigh,
     state::Change,
-    status::{BackendStatus, Status, VipStatus},
 };
 
 /// How long the agent waits for a new backend's next hop to resolve before it warns.
@@ -55,7 +54,7 @@ pub struct Agent {
     pub reload_error: Option<String>,
     vip_ids: HashMap<VipKey, u32>,
     backend_ids: HashMap<(u32, IpAddr), u32>,
-    health: HashMap<(String, IpAddr), BackendHealth>,
+    pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
     checkers: HashMap<(String, IpAddr), Checker>,
     rings: HashMap<u32, Rings>,
     resolved: HashSet<IpAddr>,
@@ -151,7 +150,7 @@ impl Agent {
     }
 
     /// Whether the ring may give `addr` of `vip` new flows, and whether flows to it may stay.
-    fn is_up(&self, vip: &Vip, addr: IpAddr) -> bool {
+    pub(super) fn is_up(&self, vip: &Vip, addr: IpAddr) -> bool {
         vip.health.kind == HealthKind::None
             || self
                 .health
@@ -410,56 +409,5 @@ impl Agent {
                 .map(|b| self.backend_ids.get(&(id, b.address)).copied())
                 .collect(),
         ))
-    }
-
-    pub fn vip_status(&self, v: &Vip) -> VipStatus {
-        let backends: Vec<BackendStatus> = v
-            .backends
-            .iter()
-            .map(|b| {
-                let h = self.health.get(&(v.name.clone(), b.address));
-                let up = self.is_up(v, b.address);
-                BackendStatus {
-                    address: b.address.to_string(),
-                    weight: b.weight,
-                    drain: b.drain,
-                    health: match (v.health.kind, up) {
-                        (HealthKind::None, _) => "unchecked",
-                        (_, true) => "up",
-                        (_, false) => "down",
-                    }
-                    .into(),
-                    last_error: h.and_then(|h| h.last_error.clone()),
-                    in_ring: up && !b.drain && b.weight > 0,
-                }
-            })
-            .collect();
-        let live = backends.iter().filter(|b| b.in_ring).count();
-        VipStatus {
-            name: v.name.clone(),
-            address: v.address.to_string(),
-            protocol: v.protocol.to_string(),
-            ring_size: v.ring_size,
-            live,
-            all_down: live == 0,
-            backends,
-        }
-    }
-
-    pub fn status(&self) -> Status {
-        Status {
-            instance: self.effective.agent.instance.clone(),
-            config: self.config_path.display().to_string(),
-            interfaces: self.effective.agent.interfaces.clone(),
-            reloads: self.reloads,
-            reload_error: self.reload_error.clone(),
-            skipped_changes: self.skipped.clone(),
-            vips: self
-                .effective
-                .vips
-                .iter()
-                .map(|v| self.vip_status(v))
-                .collect(),
-        }
     }
 }

@@ -1,0 +1,60 @@
+//! The agent's account of itself for `lb status`, `lb vip list` and `lb backend list`.
+use crate::{
+    config::{HealthKind, Vip},
+    status::{BackendStatus, Status, VipStatus},
+};
+
+use super::sync::Agent;
+
+impl Agent {
+    pub fn vip_status(&self, v: &Vip) -> VipStatus {
+        let backends: Vec<BackendStatus> = v
+            .backends
+            .iter()
+            .map(|b| {
+                let h = self.health.get(&(v.name.clone(), b.address));
+                let up = self.is_up(v, b.address);
+                BackendStatus {
+                    address: b.address.to_string(),
+                    weight: b.weight,
+                    drain: b.drain,
+                    health: match (v.health.kind, up) {
+                        (HealthKind::None, _) => "unchecked",
+                        (_, true) => "up",
+                        (_, false) => "down",
+                    }
+                    .into(),
+                    last_error: h.and_then(|h| h.last_error.clone()),
+                    in_ring: up && !b.drain && b.weight > 0,
+                }
+            })
+            .collect();
+        let live = backends.iter().filter(|b| b.in_ring).count();
+        VipStatus {
+            name: v.name.clone(),
+            address: v.address.to_string(),
+            protocol: v.protocol.to_string(),
+            ring_size: v.ring_size,
+            live,
+            all_down: live == 0,
+            backends,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            instance: self.effective.agent.instance.clone(),
+            config: self.config_path.display().to_string(),
+            interfaces: self.effective.agent.interfaces.clone(),
+            reloads: self.reloads,
+            reload_error: self.reload_error.clone(),
+            skipped_changes: self.skipped.clone(),
+            vips: self
+                .effective
+                .vips
+                .iter()
+                .map(|v| self.vip_status(v))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Attaching `xdp_lb` to interfaces, and keeping the attachment across agent restarts.
+use std::path::Path;
+
+use aya::programs::{
+    XdpMode,
+    links::{FdLink, PinnedLink},
+    xdp::{XdpLink, XdpLinkId},
+};
+
+use super::{Dataplane, DataplaneError, Result, nix_ifindex};
+use crate::config::XdpMode as ConfigMode;
+
+impl Dataplane {
+    /// Attaches to `interface`. Returns the mode it ended up in: `auto` falls back from native
+    /// to generic, and says so.
+    pub fn attach(&mut self, interface: &str, mode: ConfigMode) -> Result<&'static str> {
+        if nix_ifindex(interface).is_none() {
+            return Err(DataplaneError::UnknownInterface(interface.into()));
+        }
+        let program = self.program;
+        let try_mode = |dp: &mut Self, m: XdpMode, name: &'static str| -> Result<XdpLinkId> {
+            dp.xdp()?
+                .attach(interface, m)
+                .map_err(|source| DataplaneError::Attach {
+                    program: program.into(),
+                    interface: interface.into(),
+                    mode: name,
+                    source: Box::new(source),
+                })
+        };
+        let (id, used) = match mode {
+            ConfigMode::Native => (try_mode(self, XdpMode::Driver, "native")?, "native"),
+            ConfigMode::Generic => (try_mode(self, XdpMode::Skb, "generic")?, "generic"),
+            ConfigMode::Auto => match try_mode(self, XdpMode::Driver, "native") {
+                Ok(id) => (id, "native"),
+                Err(e) => {
+                    tracing::warn!(interface, error = %e, "native XDP failed; FALLING BACK TO GENERIC XDP (slow: every packet pays for an skb)");
+                    (try_mode(self, XdpMode::Skb, "generic")?, "generic")
+                }
+            },
+        };
+        self.links.push((interface.to_string(), id));
+        Ok(used)
+    }
+
+    /// Attaches to `interface`, keeping the attachment across agent restarts: if an earlier
+    /// run left its link pinned under `pin_dir/links/`, the link is kept and only its program
+    /// is replaced, atomically (`bpf_link_update`): traffic never sees an interface without
+    /// the balancer, and an upgraded program takes over the same maps. Returns the mode, or
+    /// "adopted".
+    pub fn attach_pinned(
+        &mut self,
+        interface: &str,
+        mode: ConfigMode,
+        pin_dir: &Path,
+    ) -> Result<&'static str> {
+        let path = pin_dir.join("links").join(interface);
+        if !path.exists() {
+            return self.attach(interface, mode);
+        }
+        let program = self.program;
+        let link_err = |e: String| {
+            DataplaneError::Limit(format!("adopting the pinned link {}: {e}", path.display()))
+        };
+        let pinned = PinnedLink::from_pin(&path).map_err(|e| link_err(e.to_string()))?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| link_err(e.to_string()))?;
+        let id = self
+            .xdp()?
+            .attach_to_link(link)
+            .map_err(|source| DataplaneError::Attach {
+                program: program.into(),
+                interface: interface.into(),
+                mode: "pinned link",
+                source: Box::new(source),
+            })?;
+        self.links.push((interface.to_string(), id));
+        self.pinned.push(interface.to_string());
+        Ok("adopted")
+    }
+
+    /// Pins every link this run made (call once the start has succeeded: a start that fails
+    /// earlier leaves nothing attached).
+    pub fn pin_links(&mut self, pin_dir: &Path) -> Result<()> {
+        let dir = pin_dir.join("links");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DataplaneError::Limit(format!("creating {}: {e}", dir.display())))?;
+        let fresh: Vec<(String, XdpLinkId)> = std::mem::take(&mut self.links)
+            .into_iter()
+            .filter(|(i, _)| !self.pinned.contains(i))
+            .collect();
+        for (interface, id) in fresh {
+            let link = self
+                .xdp()?
+                .take_link(id)
+                .map_err(|e| DataplaneError::Limit(format!("{interface}: {e}")))?;
+            match FdLink::try_from(link) {
+                Ok(fd) => {
+                    fd.pin(dir.join(&interface)).map_err(|e| {
+                        DataplaneError::Limit(format!("pinning the link of {interface}: {e}"))
+                    })?;
+                    self.pinned.push(interface);
+                }
+                Err(e) => {
+                    tracing::warn!(interface, error = %e, "this attachment (netlink, not a BPF link) cannot be pinned: stopping the agent will detach it");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Interfaces attached so far.
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
+        self.links
+            .iter()
+            .map(|(i, _)| i.as_str())
+            .chain(self.pinned.iter().map(String::as_str))
+    }
+}

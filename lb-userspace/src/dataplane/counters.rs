@@ -1,0 +1,90 @@
+//! Reading the counters and the flow table's numbers.
+use aya::maps::{HashMap, IterableMap, PerCpuArray};
+use lb_common::{Counter, FLOW_HITS, FLOW_INSERTS, FlowKey, FlowValue, Traffic, map_names};
+
+use super::{Dataplane, DataplaneError, Result, error::map_err};
+
+/// The flow table's size, contents and counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FlowTable {
+    pub capacity: u32,
+    /// Entries present now (counted by walking the table).
+    pub entries: u64,
+    /// Flows added since the maps were created.
+    pub inserted: u64,
+    /// Flows the LRU pushed out to make room: added minus present.
+    pub evicted: u64,
+    /// Packets of established flows that kept their backend.
+    pub hits: u64,
+}
+
+/// Totals of a counter over all CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Totals {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Dataplane {
+    /// The outcome counters, summed over CPUs.
+    pub fn outcomes(&self) -> Result<Vec<(Counter, Totals)>> {
+        let all = self.sum_all(map_names::STATS, Counter::COUNT)?;
+        Ok(Counter::ALL.iter().copied().zip(all).collect())
+    }
+
+    /// The flow table's numbers. Walks the table: the cost grows with its contents.
+    pub fn flow_table(&self) -> Result<FlowTable> {
+        let name = map_names::FLOWS;
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        let flows: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(map).map_err(map_err(name))?;
+        let capacity = flows.map().info().map_err(map_err(name))?.max_entries();
+        let entries = flows.keys().filter(|k| k.is_ok()).count() as u64;
+        let sname = map_names::FLOW_STATS;
+        let map = self
+            .ebpf
+            .map(sname)
+            .ok_or(DataplaneError::MissingMap(sname))?;
+        let st: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(sname))?;
+        let sum =
+            |i: u32| -> Result<u64> { Ok(st.get(&i, 0).map_err(map_err(sname))?.iter().sum()) };
+        let inserted = sum(FLOW_INSERTS)?;
+        Ok(FlowTable {
+            capacity,
+            entries,
+            inserted,
+            evicted: inserted.saturating_sub(entries),
+            hits: sum(FLOW_HITS)?,
+        })
+    }
+
+    /// Counters of VIP `id`.
+    pub fn vip_totals(&self, id: u32) -> Result<Totals> {
+        self.sum(map_names::VIP_STATS, id)
+    }
+
+    /// Counters of backend `id`.
+    pub fn backend_totals(&self, id: u32) -> Result<Totals> {
+        self.sum(map_names::BACKEND_STATS, id)
+    }
+
+    fn sum_all(&self, name: &'static str, n: u32) -> Result<Vec<Totals>> {
+        (0..n).map(|i| self.sum(name, i)).collect()
+    }
+
+    fn sum(&self, name: &'static str, index: u32) -> Result<Totals> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        let m: PerCpuArray<_, Traffic> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+        let values = m.get(&index, 0).map_err(map_err(name))?;
+        Ok(values.iter().fold(Totals::default(), |t, v| Totals {
+            packets: t.packets + v.packets,
+            bytes: t.bytes + v.bytes,
+        }))
+    }
+}
