@@ -32,6 +32,9 @@ pub mod program_names {
     pub const DECAP: &str = "xdp_decap";
     pub const PASS: &str = "xdp_pass";
     pub const TX: &str = "xdp_tx";
+    /// Benchmarks: `xdp_lb` that restores the frame after each run, and that restoring alone.
+    pub const LB_BENCH: &str = "xdp_lb_bench";
+    pub const BENCH_FLOOR: &str = "xdp_bench_floor";
     /// A program the verifier refuses, for the tests of how lb reports that.
     pub const REJECT: &str = "xdp_reject";
 }

@@ -1,11 +1,16 @@
 //! Building fixture packets and the frames `xdp_lb` must turn them into, and running a frame
 //! through the loaded program with BPF_PROG_TEST_RUN.
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
 use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId};
-use lb::dataplane::{self, Dataplane};
-use lb_common::{Counter, PROTO_TCP, hash::flow_hash};
+use lb::{
+    dataplane::{self, Dataplane, nix_ifindex},
+    maglev,
+};
+use lb_common::{BACKEND_UP, Counter, NO_BACKEND, PROTO_TCP, PROTO_UDP, hash::flow_hash};
+
+use crate::Netns;
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -250,4 +255,107 @@ pub fn test_run(dp: &mut Dataplane, ifindex: u32, input: &[u8]) -> (u32, Vec<u8>
         .expect("BPF_PROG_TEST_RUN");
     out.truncate(r.data_size_out as usize);
     (r.return_value, out)
+}
+
+pub struct Env {
+    pub ns: Netns,
+}
+
+/// A namespace with two interfaces (eth0 facing clients and most backends, eth1 facing one
+/// more backend), permanent neighbours with known MACs, forwarding on.
+pub fn env() -> Env {
+    crate::require_root();
+    let ns = Netns::new("fx");
+    ns.sh(
+        "ip link add eth0 address 02:00:00:00:00:02 type veth peer name peer0 \
+         && ip link add eth1 address 02:00:00:00:01:02 type veth peer name peer1 \
+         && for i in eth0 eth1 peer0 peer1; do ip link set $i up; done \
+         && ip addr add 198.18.0.2/24 dev eth0 && ip addr add fd00:18::2/64 dev eth0 nodad \
+         && ip addr add 198.18.1.2/24 dev eth1 && ip addr add fd00:18:1::2/64 dev eth1 nodad \
+         && sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1 \
+         && for n in 11 12 13; do \
+              ip neigh add 198.18.0.$n lladdr 02:00:00:00:00:$n dev eth0 nud permanent; \
+              ip neigh add fd00:18::$n lladdr 02:00:00:00:00:$n dev eth0 nud permanent; done \
+         && ip neigh add 198.18.1.21 lladdr 02:00:00:00:01:21 dev eth1 nud permanent \
+         && ip neigh add fd00:18:1::21 lladdr 02:00:00:00:01:21 dev eth1 nud permanent",
+    );
+    Env { ns }
+}
+
+pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
+    dp.set_sources(Some(Ipv4Addr::from(SRC4)), Some(Ipv6Addr::from(SRC6)))
+        .unwrap();
+    dp.allow_egress(nix_ifindex("eth0").unwrap()).unwrap();
+    dp.allow_egress(nix_ifindex("eth1").unwrap()).unwrap();
+    let mut next_id = 0u32;
+    let mut vips = Vec::new();
+    let mut add = |dp: &mut Dataplane,
+                   addr: &str,
+                   port: u16,
+                   proto: u8,
+                   backends: &[(&str, [u8; 6], [u8; 6])]| {
+        let addr: IpAddr = addr.parse().unwrap();
+        let vip_id = vips.len() as u32;
+        let mut bs = Vec::new();
+        for (b, mac, egress) in backends {
+            let ip: IpAddr = b.parse().unwrap();
+            dp.set_backend(next_id, ip, vip_id, BACKEND_UP).unwrap();
+            bs.push((next_id, ip, *mac, *egress));
+            next_id += 1;
+        }
+        let weights: Vec<(IpAddr, u32)> = bs.iter().map(|b| (b.1, 100)).collect();
+        let ring: Vec<u32> = maglev::build(&weights, RING)
+            .into_iter()
+            .map(|i| bs.get(i as usize).map_or(NO_BACKEND, |b| b.0))
+            .collect();
+        let id = vips.len() as u32;
+        dp.set_vip(id, dataplane::vip_key(addr, port, proto), &ring, 30, None)
+            .unwrap();
+        vips.push(Vip { backends: bs, ring });
+    };
+    let three4 = [
+        ("198.18.0.11", mac_of(0x11, 0), ETH0_MAC),
+        ("198.18.0.12", mac_of(0x12, 0), ETH0_MAC),
+        ("198.18.0.13", mac_of(0x13, 0), ETH0_MAC),
+    ];
+    let three6 = [
+        ("fd00:18::11", mac_of(0x11, 0), ETH0_MAC),
+        ("fd00:18::12", mac_of(0x12, 0), ETH0_MAC),
+        ("fd00:18::13", mac_of(0x13, 0), ETH0_MAC),
+    ];
+    add(dp, "198.19.0.100", 80, PROTO_TCP, &three4); // 0
+    add(dp, "198.19.0.100", 53, PROTO_UDP, &three4); // 1
+    add(dp, "fd00:19::100", 80, PROTO_TCP, &three6); // 2
+    add(dp, "fd00:19::100", 53, PROTO_UDP, &three6); // 3
+    add(dp, "198.19.0.101", 0, PROTO_TCP, &three4); // 4: every port
+    add(dp, "198.19.0.102", 80, PROTO_TCP, &[]); // 5: no backend
+    add(
+        dp,
+        "198.19.0.103",
+        80,
+        PROTO_TCP,
+        &[("198.18.1.21", mac_of(0x21, 1), ETH1_MAC)],
+    ); // 6: other interface
+    add(
+        dp,
+        "198.19.0.104",
+        80,
+        PROTO_TCP,
+        &[("198.18.0.99", [0; 6], ETH0_MAC)],
+    ); // 7: no neighbour
+    add(
+        dp,
+        "198.19.0.105",
+        80,
+        PROTO_TCP,
+        &[("198.18.5.5", [0; 6], ETH0_MAC)],
+    ); // 8: no route
+    add(
+        dp,
+        "fd00:19::103",
+        80,
+        PROTO_TCP,
+        &[("fd00:18:1::21", mac_of(0x21, 1), ETH1_MAC)],
+    ); // 9: v6 other interface
+    vips
 }

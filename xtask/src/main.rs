@@ -29,6 +29,12 @@ enum Cmd {
     },
     /// A throwaway topology with real traffic through the balancer (needs root).
     Demo,
+    /// Measure, next to baselines from the same run, and write BENCHMARKS.md (needs root).
+    Bench {
+        /// Fewer repetitions, report to target/bench-quick.md (CI: proves the harness works).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// Commands the tests and the demo run, and the Debian package that has each.
@@ -61,6 +67,23 @@ fn xtask(cmd: Cmd) -> Result<()> {
             setup()?;
             build()?;
             test(&args)
+        }
+        Cmd::Bench { quick } => {
+            setup()?;
+            build()?;
+            // Numbers come from an optimised build; --quick only proves the harness works, so it
+            // spares CI a second (release) build.
+            let mut cmd = Command::new("cargo");
+            cmd.current_dir(root()).arg("run");
+            if !quick {
+                cmd.arg("--release");
+            }
+            cmd.args(["--quiet", "--package", "lb-tests", "--bin", "bench", "--"])
+                .env("LB_BIN", root().join("target/debug/lb"));
+            if quick {
+                cmd.arg("--quick");
+            }
+            run(&mut cmd)
         }
         Cmd::Demo => {
             setup()?;

@@ -1,0 +1,108 @@
+//! The control loop, timed on a live topology: how long from a backend's server dying to its
+//! removal from the ring, and from a CLI change to the data path having it.
+use std::time::{Duration, Instant};
+
+use lb_tests::{
+    TempDir,
+    lab::{self, OneArm, VIP4, backend4},
+    traffic,
+};
+
+const INTERVAL_MS: u64 = 200;
+const FALL: u64 = 2;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Returns the report's section.
+pub fn measure(quick: bool) -> String {
+    let topo = OneArm::with_backends(3);
+    let tmp = TempDir::new("bench-ctl");
+    let vip: std::net::SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _decaps: Vec<_> = topo
+        .backends
+        .iter()
+        .map(|b| lab::backend_host(b, "eth0", &tmp))
+        .collect();
+    let mut servers: Vec<Option<traffic::Server>> = (0..3)
+        .map(|i| {
+            Some(traffic::tcp_server(
+                &topo.backends[i],
+                vip,
+                &format!("be{i}"),
+            ))
+        })
+        .collect();
+    let sock = tmp.path("lb.sock");
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"198.18.0.2\"\nflow_table_size = 65536\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\n\n[vip.health]\nkind = \"tcp\"\ninterval = \"{INTERVAL_MS}ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = {FALL}\n",
+        sock.display(),
+        tmp.path("state").display()
+    );
+    for i in 0..3 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{}\"\n", backend4(i));
+    }
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let rounds = if quick { 1 } else { 5 };
+
+    // Failure to removal: kill a server, watch the agent's view every 5 ms.
+    let mut removal = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        servers[1] = None;
+        lab::wait_for(Duration::from_secs(5), "be1 out of the ring", || {
+            std::thread::sleep(Duration::from_millis(5));
+            !lab::status(&sock).vips[0].backends[1].in_ring
+        });
+        removal.push(t.elapsed().as_secs_f64() * 1000.0);
+        servers[1] = Some(traffic::tcp_server(&topo.backends[1], vip, "be1"));
+        lab::wait_for(Duration::from_secs(5), "be1 back", || {
+            lab::status(&sock).vips[0].backends[1].in_ring
+        });
+    }
+
+    // A CLI change: `lb backend drain` returns once the agent has written the data path.
+    let mut cli = Vec::new();
+    for i in 0..rounds * 2 {
+        let verb = if i % 2 == 0 { "drain" } else { "undrain" };
+        let t = Instant::now();
+        lab::cli_ok(&sock, &["backend", verb, "--vip", "web", &backend4(0)]);
+        cli.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    // And the change is in the data path: new connections avoid the drained backend.
+    lab::cli_ok(&sock, &["backend", "drain", "--vip", "web", &backend4(0)]);
+    let t = traffic::tcp_connects(&topo.client, vip, 30);
+    assert!(
+        t.failed.is_empty() && !t.by_server.contains_key("be0"),
+        "drain not applied: {t:?}"
+    );
+
+    let bound = (INTERVAL_MS * FALL) as f64;
+    let removal_m = median(removal.clone());
+    let cli_m = median(cli.clone());
+    format!(
+        "Health checks every {INTERVAL_MS} ms, fall {FALL}: a dead backend can take up to interval × fall = {bound:.0} ms to detect (connecting to a closed port fails at once, so no timeout adds to it).\n\n\
+         | what | median | all runs | target |\n|---|---|---|---|\n\
+         | server killed → out of the ring (seen by `lb status`, polled every 5 ms) | {removal_m:.0} ms | {} | ≤ {:.0} ms {} |\n\
+         | `lb backend drain/undrain` → applied in the data path (CLI wall time, process start included) | {cli_m:.1} ms | {} | ≤ 10 ms {} |\n",
+        removal
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        bound + 50.0,
+        if removal_m <= bound + 50.0 {
+            "✓"
+        } else {
+            "✗ missed"
+        },
+        cli.iter()
+            .map(|v| format!("{v:.1}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if cli_m <= 10.0 { "✓" } else { "✗ missed" },
+    )
+}

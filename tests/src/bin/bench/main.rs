@@ -1,0 +1,398 @@
+//! `cargo xtask bench [--quick]`: the numbers, each next to a baseline measured in the same
+//! run, written to BENCHMARKS.md (`--quick`: fewer repetitions, written to
+//! target/bench-quick.md, for CI: it fails on a broken harness, never on a slow machine).
+use std::{fmt::Write as _, net::IpAddr, time::Instant};
+
+use aya::programs::{TestRun, TestRunOptions};
+use lb::{
+    dataplane::{Dataplane, nix_ifindex},
+    maglev,
+};
+use lb_common::{Counter, PROTO_TCP, PROTO_UDP, program_names};
+use lb_tests::fixture::{self, Pkt};
+
+mod control;
+
+struct Opts {
+    quick: bool,
+    /// Repetitions per BPF_PROG_TEST_RUN call.
+    repeat: u32,
+    /// Calls per case (the report gives min/median/max).
+    runs: usize,
+}
+
+/// One BPF_PROG_TEST_RUN call of `repeat` runs: ns per run, and the action.
+fn timed(dp: &mut Dataplane, ifindex: u32, frame: &[u8], repeat: u32) -> (f64, u32) {
+    let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+    let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = dp
+        .program()
+        .expect("program")
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat,
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    (r.duration.as_nanos() as f64, r.return_value)
+}
+
+#[derive(Clone, Copy)]
+struct Spread {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+fn spread(mut v: Vec<f64>) -> Spread {
+    v.sort_by(|a, b| a.total_cmp(b));
+    Spread {
+        min: v[0],
+        median: v[v.len() / 2],
+        max: v[v.len() - 1],
+    }
+}
+
+/// Runs `frame` `opts.runs` times; checks that every run of every call ended in `action` and
+/// in counter `counter` (when the program counts).
+fn measure(
+    dp: &mut Dataplane,
+    ifindex: u32,
+    frame: &[u8],
+    o: &Opts,
+    action: u32,
+    counter: Option<Counter>,
+) -> Spread {
+    let before = counter.map(|c| count(dp, c));
+    let mut v = Vec::new();
+    for _ in 0..o.runs {
+        let (ns, a) = timed(dp, ifindex, frame, o.repeat);
+        assert_eq!(
+            a, action,
+            "unexpected verdict: the harness measures the wrong path"
+        );
+        v.push(ns);
+    }
+    if let (Some(c), Some(b)) = (counter, before) {
+        let moved = count(dp, c) - b;
+        let want = o.repeat as u64 * o.runs as u64;
+        assert_eq!(
+            moved, want,
+            "{c:?} moved by {moved}, want {want}: some runs took another path"
+        );
+    }
+    spread(v)
+}
+
+fn count(dp: &Dataplane, c: Counter) -> u64 {
+    dp.outcomes()
+        .expect("counters")
+        .iter()
+        .find(|(k, _)| *k == c)
+        .map_or(0, |(_, t)| t.packets)
+}
+
+struct Row {
+    name: &'static str,
+    ns: Spread,
+    baseline: &'static str,
+    base_ns: f64,
+    target: Option<f64>,
+}
+
+fn per_packet(o: &Opts) -> Vec<Row> {
+    let env = fixture::env();
+    env.ns.run(|| {
+        let ifindex = nix_ifindex("eth0").expect("eth0");
+        let mut tx = Dataplane::load(program_names::TX).expect("load xdp_tx");
+        let mut pass = Dataplane::load(program_names::PASS).expect("load xdp_pass");
+        let mut floor = Dataplane::load(program_names::BENCH_FLOOR).expect("load xdp_bench_floor");
+        let mut lb = Dataplane::load(program_names::LB).expect("load xdp_lb");
+        fixture::program(&mut lb);
+        let mut bench = Dataplane::load(program_names::LB_BENCH).expect("load xdp_lb_bench");
+        fixture::program(&mut bench);
+
+        let any = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
+        let t_tx = measure(&mut tx, ifindex, &any, o, fixture::XDP_TX, None).median;
+        let t_pass = measure(&mut pass, ifindex, &any, o, fixture::XDP_PASS, None).median;
+        let t_floor = measure(&mut floor, ifindex, &any, o, fixture::XDP_TX, None).median;
+        // What the restoring wrapper adds on top of a trivial XDP_TX.
+        let wrapper = (t_floor - t_tx).max(0.0);
+        let lb_case = |dp: &mut Dataplane, frame: &[u8]| {
+            let s = measure(dp, ifindex, frame, o, fixture::XDP_TX, Some(Counter::Tx));
+            Spread {
+                min: s.min - wrapper,
+                median: s.median - wrapper,
+                max: s.max - wrapper,
+            }
+        };
+        let non_vip = measure(
+            &mut lb,
+            ifindex,
+            &Pkt::new("198.18.0.2", 80, PROTO_TCP).build(),
+            o,
+            fixture::XDP_PASS,
+            Some(Counter::PassNotVip),
+        );
+        let new_flow = lb_case(&mut bench, &Pkt::new("198.19.0.100", 80, PROTO_TCP).build());
+        let hit4 = lb_case(
+            &mut bench,
+            &Pkt::new("198.19.0.100", 80, PROTO_TCP)
+                .sport(41000)
+                .established()
+                .build(),
+        );
+        let hit6 = lb_case(
+            &mut bench,
+            &Pkt::new("fd00:19::100", 80, PROTO_TCP)
+                .sport(41000)
+                .established()
+                .build(),
+        );
+        let udp = lb_case(
+            &mut bench,
+            &Pkt::new("198.19.0.100", 53, PROTO_UDP).sport(41000).build(),
+        );
+        let f = bench.flow_table().expect("flow table");
+        assert!(
+            f.hits >= 3 * (o.repeat as u64 * o.runs as u64 - 1),
+            "flow-table hits not taken: {f:?}"
+        );
+        vec![
+            Row {
+                name: "non-VIP packet (pass)",
+                ns: non_vip,
+                baseline: "XDP_PASS",
+                base_ns: t_pass,
+                target: Some(1.5),
+            },
+            Row {
+                name: "VIP, new flow (SYN: ring pick, flow insert, encap)",
+                ns: new_flow,
+                baseline: "XDP_TX",
+                base_ns: t_tx,
+                target: Some(22.0),
+            },
+            Row {
+                name: "VIP, flow-table hit, IPv4 TCP",
+                ns: hit4,
+                baseline: "XDP_TX",
+                base_ns: t_tx,
+                target: Some(3.0),
+            },
+            Row {
+                name: "VIP, flow-table hit, IPv6 TCP",
+                ns: hit6,
+                baseline: "XDP_TX",
+                base_ns: t_tx,
+                target: None,
+            },
+            Row {
+                name: "VIP, flow-table hit, IPv4 UDP",
+                ns: udp,
+                baseline: "XDP_TX",
+                base_ns: t_tx,
+                target: None,
+            },
+            Row {
+                name: "(trivial XDP_TX)",
+                ns: Spread {
+                    min: t_tx,
+                    median: t_tx,
+                    max: t_tx,
+                },
+                baseline: "XDP_TX",
+                base_ns: t_tx,
+                target: None,
+            },
+            Row {
+                name: "(trivial XDP_PASS)",
+                ns: Spread {
+                    min: t_pass,
+                    median: t_pass,
+                    max: t_pass,
+                },
+                baseline: "XDP_PASS",
+                base_ns: t_pass,
+                target: None,
+            },
+            Row {
+                name: "(restoring wrapper, subtracted above)",
+                ns: Spread {
+                    min: wrapper,
+                    median: wrapper,
+                    max: wrapper,
+                },
+                baseline: "XDP_TX",
+                base_ns: t_tx,
+                target: None,
+            },
+        ]
+    })
+}
+
+struct MaglevRow {
+    n: usize,
+    m: u32,
+    build_ms: f64,
+    imbalance: f64,
+    disruption: f64,
+}
+
+fn maglev_rows(o: &Opts) -> Vec<MaglevRow> {
+    let mut rows = Vec::new();
+    for m in [65537u32, 655373] {
+        for n in [10usize, 100, 1000] {
+            let backends: Vec<(IpAddr, u32)> = (0..n)
+                .map(|i| {
+                    (
+                        IpAddr::from([198, 18, (i / 250) as u8 + 1, (i % 250) as u8 + 1]),
+                        100,
+                    )
+                })
+                .collect();
+            let mut times = Vec::new();
+            let mut ring = Vec::new();
+            for _ in 0..if o.quick { 1 } else { 5 } {
+                let t = Instant::now();
+                ring = maglev::build(&backends, m);
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            let counts = maglev::slot_counts(&ring, n);
+            let mean = m as f64 / n as f64;
+            let imbalance = *counts.iter().max().unwrap() as f64 / mean;
+            let rest: Vec<(IpAddr, u32)> = backends[1..].to_vec();
+            let after = maglev::build(&rest, m);
+            let moved = ring
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| backends[**b as usize].0 != rest[**a as usize].0)
+                .count();
+            rows.push(MaglevRow {
+                n,
+                m,
+                build_ms: spread(times).median,
+                imbalance,
+                disruption: moved as f64 / m as f64,
+            });
+        }
+    }
+    assert!(
+        rows.iter().all(|r| r.imbalance >= 1.0),
+        "imbalance below 1 is impossible"
+    );
+    rows
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let o = Opts {
+        quick,
+        repeat: if quick { 100_000 } else { 1_000_000 },
+        runs: if quick { 1 } else { 5 },
+    };
+    let started = Instant::now();
+    eprintln!(
+        "bench: per-packet cost (BPF_PROG_TEST_RUN, repeat {} x {})",
+        o.repeat, o.runs
+    );
+    let pp = per_packet(&o);
+    eprintln!("bench: Maglev");
+    let mg = maglev_rows(&o);
+    eprintln!("bench: control loop");
+    let cl = control::measure(quick);
+
+    let mut md = String::new();
+    let cmd = if quick {
+        "cargo xtask bench --quick"
+    } else {
+        "cargo xtask bench"
+    };
+    let _ = writeln!(
+        md,
+        "# Benchmarks\n\nProduced by `{cmd}` on {} ({} CPUs, kernel {}), in {:.0} s. Every number sits next to a baseline measured in the same run; ratios are what to compare across machines.\n",
+        date(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        kernel(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "## Per-packet cost (BPF_PROG_TEST_RUN on the loaded programs)\n"
+    );
+    let _ = writeln!(
+        md,
+        "{} runs per call, {} calls per case; ns per packet (min / median / max over calls). Every run's verdict is checked through the program's own counters. Rewriting paths run in `xdp_lb_bench`, which restores the frame after each run (the kernel reuses one buffer across repeats); the restoring's own cost, measured alone in `xdp_bench_floor`, is subtracted.\n",
+        o.repeat, o.runs
+    );
+    let _ = writeln!(
+        md,
+        "| path | ns/packet (min / median / max) | baseline | ratio (median) | target |\n|---|---|---|---|---|"
+    );
+    for r in &pp {
+        let ratio = r.ns.median / r.base_ns;
+        let target = r.target.map_or("".to_string(), |t| {
+            format!("≤ {t}× {}", if ratio <= t { "✓" } else { "✗ missed" })
+        });
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} / {:.1} / {:.1} | {} {:.1} ns | {:.2}× | {} |",
+            r.name, r.ns.min, r.ns.median, r.ns.max, r.baseline, r.base_ns, ratio, target
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Maglev ring builds\n\nImbalance: the busiest backend's slots over the mean. Disruption: share of slots that change backend when one of N leaves (the minimum possible is 1/N).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| N | M | build (ms, median) | imbalance | disruption | 1/N |\n|---|---|---|---|---|---|"
+    );
+    for r in &mg {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {:.4} | {:.4} | {:.4} |",
+            r.n,
+            r.m,
+            r.build_ms,
+            r.imbalance,
+            r.disruption,
+            1.0 / r.n as f64
+        );
+    }
+    let _ = writeln!(md, "\n## Control loop\n\n{}", cl);
+    let _ = writeln!(
+        md,
+        "\n## Not measured yet\n\nEnd-to-end packet rate over veth with a live-frames generator (against the bare XDP_TX/redirect ceiling and nftables DNAT), and connection rate against HAProxy and a direct connection: see the open benchmark issue."
+    );
+    let path = if quick {
+        "target/bench-quick.md"
+    } else {
+        "BENCHMARKS.md"
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::write(root.join(path), &md).expect("write the report");
+    print!("{md}");
+    eprintln!("bench: wrote {path}");
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map_or_else(
+            |_| "?".into(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        )
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
