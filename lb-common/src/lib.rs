@@ -177,6 +177,10 @@ pub struct FlowValue {
 }
 const _: () = assert!(size_of::<FlowValue>() == 16);
 
+/// [`Config::flags`] bit: some VIP takes every port (port 0), so a miss on the exact port
+/// must try port 0 too. Without it, traffic that is not for us costs one lookup, not two.
+pub const CONFIG_ANY_PORT_VIP: u32 = 1;
+
 /// The single entry of [`map_names::CONFIG`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -185,7 +189,7 @@ pub struct Config {
     pub source_v4: [u8; 4],
     /// Outer source of IPv6-in-IPv6 packets, network byte order.
     pub source_v6: [u8; 16],
-    /// Reserved; 0.
+    /// [`CONFIG_ANY_PORT_VIP`].
     pub flags: u32,
 }
 const _: () = assert!(size_of::<Config>() == 24);

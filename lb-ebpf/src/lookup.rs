@@ -1,7 +1,10 @@
 //! Step 2: is the packet for a VIP? Exact port first, then the VIP's every-port entry.
-use lb_common::{VipKey, VipValue};
+use lb_common::{CONFIG_ANY_PORT_VIP, VipKey, VipValue};
 
-use crate::{maps::VIPS, parse::Packet};
+use crate::{
+    maps::{CONFIG, VIPS},
+    parse::Packet,
+};
 
 #[inline(always)]
 pub fn vip(pkt: &Packet) -> Option<VipValue> {
@@ -14,6 +17,12 @@ pub fn vip(pkt: &Packet) -> Option<VipValue> {
     // Safety: the value is copied out at once; the kernel keeps it alive under RCU meanwhile.
     if let Some(v) = unsafe { VIPS.get(&key) } {
         return Some(*v);
+    }
+    let any_port = CONFIG
+        .get(0)
+        .is_some_and(|c| c.flags & CONFIG_ANY_PORT_VIP != 0);
+    if !any_port {
+        return None;
     }
     key.port_be = 0;
     unsafe { VIPS.get(&key) }.copied()

@@ -51,10 +51,13 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
     let now = unsafe { bpf_ktime_get_ns() };
     let syn = pkt.key.proto == PROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     // Whether the table holds this 5-tuple at all (valid or not): only a new key grows it.
-    let known = FLOWS.get_ptr(key).is_some();
+    // One lookup serves both questions: is the flow known (only a new key grows the table),
+    // and may it keep its backend.
+    let entry = FLOWS.get_ptr_mut(key);
+    let known = entry.is_some();
     if !syn
-        && known
-        && let Some(hit) = established(key, pkt, vip, now)
+        && let Some(flow) = entry
+        && let Some(hit) = established(flow, pkt, vip, now)
     {
         stats::flow(FLOW_HITS);
         return Ok(Some(hit));
@@ -85,8 +88,7 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
 
 /// The flow's recorded backend, if it may still serve it.
 #[inline(always)]
-fn established(key: &FlowKey, pkt: &Packet, vip: &VipValue, now: u64) -> Option<u32> {
-    let flow = FLOWS.get_ptr_mut(key)?;
+fn established(flow: *mut FlowValue, pkt: &Packet, vip: &VipValue, now: u64) -> Option<u32> {
     // Safety: the entry stays valid under RCU for this program run.
     let (id, seen) = unsafe { ((*flow).backend, (*flow).last_seen_ns) };
     let be = BACKENDS.get(id)?;

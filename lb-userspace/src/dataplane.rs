@@ -10,8 +10,9 @@ use aya::{
     programs::{ProgramError, Xdp, xdp::XdpLinkId},
 };
 use lb_common::{
-    AddrKey, Backend, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT, FORWARD_IPIP,
-    MAX_BACKENDS, MAX_VIPS, RING_STRIDE, VipKey, VipValue, map_names, program_names, ring_index,
+    AddrKey, Backend, CONFIG_ANY_PORT_VIP, Config as BpfConfig, FAMILY_V4, FAMILY_V6,
+    FLOWS_DEFAULT, FORWARD_IPIP, MAX_BACKENDS, MAX_VIPS, RING_STRIDE, VipKey, VipValue, map_names,
+    program_names, ring_index,
 };
 
 mod attach;
@@ -175,12 +176,16 @@ impl Dataplane {
 
     /// Sets the outer source addresses of encapsulated packets.
     pub fn set_sources(&mut self, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Result<()> {
-        let cfg = BpfConfig {
-            source_v4: v4.map(|a| a.octets()).unwrap_or_default(),
-            source_v6: v6.map(|a| a.octets()).unwrap_or_default(),
-            flags: 0,
-        };
+        self.update_config(|c| {
+            c.source_v4 = v4.map(|a| a.octets()).unwrap_or_default();
+            c.source_v6 = v6.map(|a| a.octets()).unwrap_or_default();
+        })
+    }
+
+    fn update_config(&mut self, f: impl FnOnce(&mut BpfConfig)) -> Result<()> {
         let mut m: Array<_, BpfConfig> = self.map_array(map_names::CONFIG)?;
+        let mut cfg = m.get(&0, 0).map_err(map_err(map_names::CONFIG))?;
+        f(&mut cfg);
         m.set(0, cfg, 0).map_err(map_err(map_names::CONFIG))
     }
 
@@ -289,6 +294,10 @@ impl Dataplane {
             flags: 0,
             udp_idle_s,
         };
+        if key.port_be == 0 {
+            // Before the VIP goes live: packets to it must find the every-port lookup on.
+            self.update_config(|c| c.flags |= CONFIG_ANY_PORT_VIP)?;
+        }
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
         vips.insert(key, value, 0).map_err(map_err(map_names::VIPS))
     }

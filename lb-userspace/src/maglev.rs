@@ -32,32 +32,38 @@ pub fn build(backends: &[(IpAddr, u32)], m: u32) -> Vec<u32> {
     }
     order.sort_by_key(|&i| key(&backends[i].0));
     let max_w = order.iter().map(|&i| backends[i].1).max().unwrap_or(1) as u64;
-    let mut walk: Vec<(u64, u64, u64, u64)> = order
+    // Per backend: the next slot of its permutation, its skip, and its credit. The
+    // permutation offset + j × skip (mod m) is walked by adding skip, never multiplying.
+    let m64 = m as u64;
+    let mut walk: Vec<(u64, u64, u64)> = order
         .iter()
         .map(|&i| {
             let k = key(&backends[i].0);
-            let offset = hash_bytes(OFFSET_SEED, &k) as u64 % m as u64;
-            let skip = hash_bytes(SKIP_SEED, &k) as u64 % (m as u64 - 1) + 1;
-            (offset, skip, 0u64, 0u64) // offset, skip, next step, credit
+            let offset = hash_bytes(OFFSET_SEED, &k) as u64 % m64;
+            let skip = hash_bytes(SKIP_SEED, &k) as u64 % (m64 - 1) + 1;
+            (offset, skip, 0u64)
         })
         .collect();
     let mut filled = 0u64;
     loop {
         for (pos, &i) in order.iter().enumerate() {
             let w = &mut walk[pos];
-            w.3 += backends[i].1 as u64;
-            while w.3 >= max_w {
-                w.3 -= max_w;
+            w.2 += backends[i].1 as u64;
+            while w.2 >= max_w {
+                w.2 -= max_w;
                 let slot = loop {
-                    let c = ((w.0 + w.2 * w.1) % m as u64) as usize;
-                    w.2 += 1;
+                    let c = w.0 as usize;
+                    w.0 += w.1;
+                    if w.0 >= m64 {
+                        w.0 -= m64;
+                    }
                     if ring[c] == NO_BACKEND {
                         break c;
                     }
                 };
                 ring[slot] = i as u32;
                 filled += 1;
-                if filled == m as u64 {
+                if filled == m64 {
                     return ring;
                 }
             }
