@@ -24,6 +24,8 @@ pub mod map_names {
     pub const DECAP_DST: &str = "LB_DECAP_DST";
     pub const FLOWS: &str = "LB_FLOWS";
     pub const FLOW_STATS: &str = "LB_FLOW_STATS";
+    pub const GEN_CONFIG: &str = "LB_GEN_CONFIG";
+    pub const SINK_COUNT: &str = "LB_SINK_COUNT";
 }
 
 /// Names of the programs in the object.
@@ -35,6 +37,9 @@ pub mod program_names {
     /// Benchmarks: `xdp_lb` that restores the frame after each run, and that restoring alone.
     pub const LB_BENCH: &str = "xdp_lb_bench";
     pub const BENCH_FLOOR: &str = "xdp_bench_floor";
+    /// Benchmarks: a traffic generator (run with live frames) and a counting sink.
+    pub const GEN: &str = "xdp_gen";
+    pub const SINK: &str = "xdp_sink";
     /// A program the verifier refuses, for the tests of how lb reports that.
     pub const REJECT: &str = "xdp_reject";
 }
@@ -194,6 +199,22 @@ pub struct Config {
 }
 const _: () = assert!(size_of::<Config>() == 24);
 
+/// The single entry of [`map_names::GEN_CONFIG`]: what the benchmark generator writes into
+/// every frame (64-byte IPv4/UDP), varying the source address and port over 4096 flows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GenConfig {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// Network byte order; the last byte and the source port vary.
+    pub src_ip: [u8; 4],
+    pub dst_ip: [u8; 4],
+    /// Network byte order.
+    pub dst_port: [u8; 2],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<GenConfig>() == 24);
+
 /// Packets and bytes: the value of every counter map (per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -294,6 +315,7 @@ mod pod {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for GenConfig {}
     unsafe impl aya::Pod for FlowValue {}
 }
 

@@ -5,7 +5,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     AddrKey, Backend, Config, Counter, FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowKey, FlowValue,
-    MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipKey, VipValue,
+    GenConfig, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipKey, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -45,3 +45,11 @@ pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(
 /// Flow table counters: [`lb_common::FLOW_INSERTS`], [`lb_common::FLOW_HITS`] (per CPU).
 #[map(name = "LB_FLOW_STATS")]
 pub static FLOW_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FLOW_STATS_COUNT, 0);
+
+/// Benchmarks: what the generator writes into every frame.
+#[map(name = "LB_GEN_CONFIG")]
+pub static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
+
+/// Benchmarks: the generator's sequence number and the sink's count (per CPU).
+#[map(name = "LB_SINK_COUNT")]
+pub static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);

@@ -4,8 +4,8 @@
 //! backend, and the flow table remembers it.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
-    BACKEND_UP, Backend, FLOW_HITS, FLOW_INSERTS, FlowKey, FlowValue, MAX_VIPS, NO_BACKEND,
-    PROTO_TCP, PROTO_UDP, RING_STRIDE, VipValue, hash::flow_hash, ring_index,
+    BACKEND_UP, Backend, FLOW_HITS, FLOW_INSERTS, FlowValue, MAX_VIPS, NO_BACKEND, PROTO_TCP,
+    PROTO_UDP, RING_STRIDE, VipValue, hash::flow_hash, ring_index,
 };
 
 use crate::{

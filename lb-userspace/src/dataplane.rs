@@ -11,8 +11,8 @@ use aya::{
 };
 use lb_common::{
     AddrKey, Backend, CONFIG_ANY_PORT_VIP, Config as BpfConfig, FAMILY_V4, FAMILY_V6,
-    FLOWS_DEFAULT, FORWARD_IPIP, MAX_BACKENDS, MAX_VIPS, RING_STRIDE, VipKey, VipValue, map_names,
-    program_names, ring_index,
+    FLOWS_DEFAULT, FORWARD_IPIP, GenConfig, MAX_BACKENDS, MAX_VIPS, RING_STRIDE, VipKey, VipValue,
+    map_names, program_names, ring_index,
 };
 
 mod attach;
@@ -316,6 +316,24 @@ impl Dataplane {
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
         vips.remove(key).map_err(map_err(map_names::VIPS))
+    }
+
+    /// Benchmarks: what `xdp_gen` writes into every frame.
+    pub fn set_gen_config(&mut self, cfg: GenConfig) -> Result<()> {
+        let mut m: Array<_, GenConfig> = self.map_array(map_names::GEN_CONFIG)?;
+        m.set(0, cfg, 0).map_err(map_err(map_names::GEN_CONFIG))
+    }
+
+    /// Benchmarks: frames `xdp_sink` has counted (over all CPUs).
+    pub fn sink_count(&self) -> Result<u64> {
+        let name = map_names::SINK_COUNT;
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        let m: aya::maps::PerCpuArray<_, u64> =
+            aya::maps::PerCpuArray::try_from(map).map_err(map_err(name))?;
+        Ok(m.get(&0, 0).map_err(map_err(name))?.iter().sum())
     }
 
     /// Marks `addr` as this host's, for `xdp_decap`.

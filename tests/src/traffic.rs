@@ -74,10 +74,20 @@ pub fn tcp_server(ns: &Netns, addr: SocketAddr, name: &str) -> Server {
                     let (name, stop) = (name.clone(), stop.clone());
                     std::thread::spawn(move || serve_lines(s, &name, &stop));
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                Err(_) => wait_readable(&l, 50),
             }
         }
     })
+}
+
+/// Waits until `l` has a connection to accept, or `ms` pass (so the stop flag is seen).
+fn wait_readable(l: &TcpListener, ms: i32) {
+    let mut p = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(l),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    unsafe { libc::poll(&mut p, 1, ms) };
 }
 
 fn serve_lines(mut s: TcpStream, name: &str, stop: &AtomicBool) {

@@ -37,13 +37,16 @@ enum Cmd {
     },
 }
 
-/// Commands the tests and the demo run, and the Debian package that has each.
+/// Commands the tests, the demo and the benchmarks run, and the Debian package of each.
 const PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("nft", "nftables"),
     ("ethtool", "ethtool"),
     ("setpriv", "util-linux"),
     ("sysctl", "procps"),
+    ("haproxy", "haproxy"),
+    ("taskset", "util-linux"),
+    ("pgrep", "procps"),
 ];
 
 fn main() -> std::process::ExitCode {

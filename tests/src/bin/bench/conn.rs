@@ -1,0 +1,112 @@
+//! Connection rate: short TCP connections (connect, read the server's greeting, close) from a
+//! client namespace, straight to one backend, through lb, and through HAProxy in TCP mode on
+//! the balancer host, in the same topology and the same run.
+use std::{
+    io::Read,
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    TempDir,
+    lab::{self, OneArm, VIP4, backend4},
+    traffic,
+};
+
+/// Client threads, each opening connections one after the other.
+const THREADS: usize = 2;
+
+/// Connections per second over `per_thread` × THREADS connections; panics if any fails.
+fn rate(topo: &OneArm, addr: SocketAddr, per_thread: u32) -> f64 {
+    let path = format!("/run/netns/{}", topo.client.name);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let f = std::fs::File::open(&path).expect("netns");
+                assert_eq!(
+                    unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) },
+                    0
+                );
+                for i in 0..per_thread {
+                    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                        .unwrap_or_else(|e| panic!("connection {i} to {addr}: {e}"));
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b)
+                        .unwrap_or_else(|e| panic!("greeting {i} from {addr}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+    (per_thread as usize * THREADS) as f64 / start.elapsed().as_secs_f64()
+}
+
+pub fn measure(quick: bool) -> String {
+    let (per_thread, runs) = if quick { (200, 1) } else { (3000, 3) };
+    let topo = OneArm::with_backends(3);
+    let tmp = TempDir::new("bench-conn");
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| format!("be{i}"));
+    let sock = tmp.path("lb.sock");
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"198.18.0.2\"\nflow_table_size = 262144\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\n\n[vip.health]\nkind = \"none\"\n",
+        sock.display(),
+        tmp.path("state").display()
+    );
+    let mut haproxy = "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 3s\n  timeout client 10s\n  timeout server 10s\n\
+                       frontend f\n  bind 198.18.0.2:8080\n  default_backend b\nbackend b\n  balance roundrobin\n"
+        .to_string();
+    for i in 0..3 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{}\"\n", backend4(i));
+        haproxy += &format!("  server s{i} {}:80\n", backend4(i));
+    }
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let hcfg = tmp.path("haproxy.cfg");
+    std::fs::write(&hcfg, haproxy).unwrap();
+    let _haproxy = topo.lb.spawn(
+        &["haproxy", "-db", "-f", hcfg.to_str().unwrap()],
+        tmp.path("haproxy.log"),
+    );
+    let via_haproxy: SocketAddr = "198.18.0.2:8080".parse().unwrap();
+    lab::wait_for(Duration::from_secs(10), "haproxy listening", || {
+        traffic::tcp_connects(&topo.client, via_haproxy, 1).ok() == 1
+    });
+
+    let direct: SocketAddr = format!("{}:80", backend4(0)).parse().unwrap();
+    let mut rows = Vec::new();
+    for (name, addr) in [
+        ("direct to one backend (no balancer)", direct),
+        ("through lb", vip),
+        (
+            "through HAProxy (TCP mode, on the balancer host)",
+            via_haproxy,
+        ),
+    ] {
+        let mut v: Vec<f64> = (0..runs).map(|_| rate(&topo, addr, per_thread)).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        rows.push((name, v[0], v[v.len() / 2], v[v.len() - 1]));
+    }
+    let base = rows[0].2;
+    let mut out = format!(
+        "{THREADS} client threads × {per_thread} connections each (connect, read the server's first byte, close), {runs} run(s); connections per second (min / median / max).\n\n\
+         | path | conn/s | × direct |\n|---|---|---|\n"
+    );
+    for (name, min, med, max) in &rows {
+        out += &format!(
+            "| {name} | {min:.0} / {med:.0} / {max:.0} | {:.2}× |\n",
+            med / base
+        );
+    }
+    let ratio = rows[1].2 / base;
+    out += &format!(
+        "\nTarget: through lb ≥ 0.9× direct {}.\n",
+        if ratio >= 0.9 { "✓" } else { "✗ missed" }
+    );
+    out
+}
