@@ -153,8 +153,27 @@ pub struct Backend {
     pub _pad: [u8; 2],
     /// The VIP this backend serves (a flow entry is honoured only for its own VIP).
     pub vip_id: u32,
+    /// The next hop, as the agent resolved it ([`NextHop::ifindex`] 0: not known, the
+    /// program asks `bpf_fib_lookup`).
+    pub hop: NextHop,
 }
-const _: () = assert!(size_of::<Backend>() == 24);
+const _: () = assert!(size_of::<Backend>() == 44);
+
+/// Where packets to a backend leave: kept in the backend's entry by the agent so that the
+/// program need not look the route and neighbour up for every packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NextHop {
+    /// Egress interface; 0 when unknown.
+    pub ifindex: u32,
+    /// Its MTU: a larger encapsulated packet is dropped and counted.
+    pub mtu: u32,
+    /// The next hop's MAC (destination).
+    pub dmac: [u8; 6],
+    /// The egress interface's MAC (source).
+    pub smac: [u8; 6],
+}
+const _: () = assert!(size_of::<NextHop>() == 20);
 
 /// Key of [`map_names::FLOWS`]: a flow's 5-tuple as on the wire.
 #[repr(C)]
@@ -312,6 +331,7 @@ mod pod {
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for VipValue {}
     unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for FlowKey {}

@@ -50,6 +50,47 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
         return Ok(Verdict::drop(Counter::DropEncap));
     }
     let ingress = ctx.ingress_ifindex() as u32;
+    // The agent keeps each backend's next hop in its entry; the kernel's route lookup is the
+    // fallback for a backend it could not resolve.
+    let (hop, egress) = if be.hop.ifindex != 0 {
+        if tot_len > be.hop.mtu {
+            return Ok(Verdict::drop(Counter::DropEncap));
+        }
+        (
+            NextHop {
+                smac: be.hop.smac,
+                dmac: be.hop.dmac,
+            },
+            be.hop.ifindex,
+        )
+    } else {
+        match route(ctx, pkt, &cfg, be, tot_len, ingress) {
+            Ok(r) => r,
+            Err(v) => return Ok(v),
+        }
+    };
+    if rewrite::encap(ctx, pkt, &cfg, be, &hop).is_none() {
+        return Ok(Verdict::drop(Counter::DropEncap));
+    }
+    if egress == ingress {
+        return Ok(Verdict::new(xdp_action::XDP_TX, Counter::Tx));
+    }
+    match DEVMAP.redirect(egress, 0) {
+        Ok(action) => Ok(Verdict::new(action, Counter::Redirect)),
+        Err(_) => Ok(Verdict::drop(Counter::DropNoEgress)),
+    }
+}
+
+/// `bpf_fib_lookup`: the next hop and egress interface of `be`, or why there is none.
+#[inline(always)]
+fn route(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    cfg: &lb_common::Config,
+    be: &Backend,
+    tot_len: u32,
+    ingress: u32,
+) -> Result<(NextHop, u32), Verdict> {
     // Safety: an all-zero bpf_fib_lookup is a valid (empty) request.
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.ifindex = ingress;
@@ -75,23 +116,15 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
         )
     };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => {}
-        BPF_FIB_LKUP_RET_NO_NEIGH => return Ok(Verdict::drop(Counter::DropNoNeigh)),
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => return Ok(Verdict::drop(Counter::DropEncap)),
-        _ => return Ok(Verdict::drop(Counter::DropNoRoute)),
-    }
-    let hop = NextHop {
-        smac: fib.smac,
-        dmac: fib.dmac,
-    };
-    if rewrite::encap(ctx, pkt, &cfg, be, &hop).is_none() {
-        return Ok(Verdict::drop(Counter::DropEncap));
-    }
-    if fib.ifindex == ingress {
-        return Ok(Verdict::new(xdp_action::XDP_TX, Counter::Tx));
-    }
-    match DEVMAP.redirect(fib.ifindex, 0) {
-        Ok(action) => Ok(Verdict::new(action, Counter::Redirect)),
-        Err(_) => Ok(Verdict::drop(Counter::DropNoEgress)),
+        BPF_FIB_LKUP_RET_SUCCESS => Ok((
+            NextHop {
+                smac: fib.smac,
+                dmac: fib.dmac,
+            },
+            fib.ifindex,
+        )),
+        BPF_FIB_LKUP_RET_NO_NEIGH => Err(Verdict::drop(Counter::DropNoNeigh)),
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Verdict::drop(Counter::DropEncap)),
+        _ => Err(Verdict::drop(Counter::DropNoRoute)),
     }
 }

@@ -132,6 +132,7 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
         let mut file_tick = tokio::time::interval(FILE_CHECK);
         let mut neigh_tick = tokio::time::interval(NEIGH_CHECK);
         let mut stamp = file_stamp(config_path);
+        let (hops_tx, mut hops) = mpsc::unbounded_channel();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -146,7 +147,13 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
                 }
                 _ = neigh_tick.tick() => {
                     let addrs = agent.backend_addresses();
-                    tokio::task::spawn_blocking(move || keep_resolved(&addrs));
+                    let tx = hops_tx.clone();
+                    tokio::task::spawn_blocking(move || { let _ = tx.send(keep_resolved(&addrs)); });
+                }
+                Some(fresh) = hops.recv() => {
+                    if let Err(e) = agent.update_hops(fresh) {
+                        tracing::error!(error = %format!("{e:#}"), "applying next-hop changes");
+                    }
                 }
                 Some(r) = reports.recv() => {
                     if let Err(e) = agent.on_report(r) {
@@ -265,13 +272,19 @@ fn reload(agent: &mut Agent, why: &str) {
     }
 }
 
-/// Re-asks the kernel for any backend next hop that is no longer resolved.
-fn keep_resolved(backends: &[IpAddr]) {
-    for &b in backends {
-        if let Err(e) = neigh::ensure(b, Duration::ZERO) {
-            tracing::warn!(backend = %b, error = %e, "next hop unresolved");
-        }
-    }
+/// Asks the kernel again for every backend's next hop (re-triggering resolution where it was
+/// lost); the agent rewrites the entries whose hop changed.
+fn keep_resolved(backends: &[IpAddr]) -> Vec<(IpAddr, Option<neigh::NextHop>)> {
+    backends
+        .iter()
+        .map(|&b| match neigh::ensure(b, Duration::ZERO) {
+            Ok(h) => (b, Some(h)),
+            Err(e) => {
+                tracing::warn!(backend = %b, error = %e, "next hop unresolved");
+                (b, None)
+            }
+        })
+        .collect()
 }
 
 /// `lb decap`: strip IP-in-IP on this backend host's `interface` until SIGINT/SIGTERM.

@@ -11,8 +11,8 @@ use aya::{
 };
 use lb_common::{
     AddrKey, Backend, CONFIG_ANY_PORT_VIP, Config as BpfConfig, FAMILY_V4, FAMILY_V6,
-    FLOWS_DEFAULT, FORWARD_IPIP, GenConfig, MAX_BACKENDS, MAX_VIPS, RING_STRIDE, VipKey, VipValue,
-    map_names, program_names, ring_index,
+    FLOWS_DEFAULT, FORWARD_IPIP, GenConfig, MAX_BACKENDS, MAX_VIPS, NextHop, RING_STRIDE, VipKey,
+    VipValue, map_names, program_names, ring_index,
 };
 
 mod attach;
@@ -200,9 +200,17 @@ impl Dataplane {
             .map_err(|e| DataplaneError::Limit(format!("devmap entry for ifindex {ifindex}: {e}")))
     }
 
-    /// Writes backend `id`: its address, the VIP it serves, and its state bits
-    /// ([`lb_common::BACKEND_UP`], [`lb_common::BACKEND_DRAIN`]).
-    pub fn set_backend(&mut self, id: u32, addr: IpAddr, vip_id: u32, state: u8) -> Result<()> {
+    /// Writes backend `id`: its address, the VIP it serves, its state bits
+    /// ([`lb_common::BACKEND_UP`], [`lb_common::BACKEND_DRAIN`]) and its next hop (all zero:
+    /// the program asks the kernel's route lookup).
+    pub fn set_backend(
+        &mut self,
+        id: u32,
+        addr: IpAddr,
+        vip_id: u32,
+        state: u8,
+        hop: NextHop,
+    ) -> Result<()> {
         if id >= MAX_BACKENDS {
             return Err(DataplaneError::Limit(format!(
                 "backend id {id} over {MAX_BACKENDS}"
@@ -215,6 +223,7 @@ impl Dataplane {
             state,
             _pad: [0; 2],
             vip_id,
+            hop,
         };
         let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
         m.set(id, entry, 0).map_err(map_err(map_names::BACKENDS))

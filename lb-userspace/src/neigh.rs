@@ -124,3 +124,40 @@ pub fn ensure(backend: IpAddr, wait: Duration) -> Result<NextHop, NeighError> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The next hop as `xdp_lb` keeps it in a backend's entry: egress ifindex, MTU and MACs, read
+/// from the kernel (sysfs is the current network namespace's).
+pub fn cached_hop(h: &NextHop) -> Option<lb_common::NextHop> {
+    let ifindex = crate::dataplane::nix_ifindex(&h.dev)?;
+    let sys = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{}/{f}", h.dev)).ok();
+    let mtu: u32 = sys("mtu")?.trim().parse().ok()?;
+    Some(lb_common::NextHop {
+        ifindex,
+        mtu,
+        dmac: parse_mac(&h.lladdr)?,
+        smac: parse_mac(sys("address")?.trim())?,
+    })
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(parse_mac("02:00:0a:ff:10:01"), Some([2, 0, 10, 255, 16, 1]));
+        assert_eq!(parse_mac("02:00:0a:ff:10"), None);
+        assert_eq!(parse_mac("02:00:0a:ff:10:01:05"), None);
+        assert_eq!(parse_mac("zz:00:0a:ff:10:01"), None);
+    }
+}

@@ -299,7 +299,8 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
         let mut bs = Vec::new();
         for (b, mac, egress) in backends {
             let ip: IpAddr = b.parse().unwrap();
-            dp.set_backend(next_id, ip, vip_id, BACKEND_UP).unwrap();
+            dp.set_backend(next_id, ip, vip_id, BACKEND_UP, Default::default())
+                .unwrap();
             bs.push((next_id, ip, *mac, *egress));
             next_id += 1;
         }
@@ -358,4 +359,26 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
         &[("fd00:18:1::21", mac_of(0x21, 1), ETH1_MAC)],
     ); // 9: v6 other interface
     vips
+}
+
+/// Gives every backend of `vips` its next hop in its entry, as the agent does (out of the
+/// interface whose MAC is the backend's egress MAC, to the backend's own MAC), so that the
+/// program skips the kernel's route lookup.
+pub fn cache_next_hops(dp: &mut Dataplane, vips: &[Vip]) {
+    for (vip_id, v) in vips.iter().enumerate() {
+        for (id, addr, mac, egress) in &v.backends {
+            if *mac == [0; 6] {
+                continue; // the fixtures' unresolved and unroutable backends
+            }
+            let dev = if *egress == ETH0_MAC { "eth0" } else { "eth1" };
+            let hop = lb_common::NextHop {
+                ifindex: nix_ifindex(dev).unwrap(),
+                mtu: 1500,
+                dmac: *mac,
+                smac: *egress,
+            };
+            dp.set_backend(*id, *addr, vip_id as u32, BACKEND_UP, hop)
+                .unwrap();
+        }
+    }
 }

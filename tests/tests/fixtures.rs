@@ -417,7 +417,8 @@ fn flows_keep_their_backend_until_it_goes() {
             first.contains(&first_mac),
             "no flow on the first backend: {first:?}"
         );
-        dp.set_backend(first_id, first_addr, 0, 0).unwrap();
+        dp.set_backend(first_id, first_addr, 0, 0, Default::default())
+            .unwrap();
         let moved: Vec<[u8; 6]> = flows
             .iter()
             .map(|&p| send(&mut dp, tcp(p).established()))
@@ -426,7 +427,8 @@ fn flows_keep_their_backend_until_it_goes() {
             let want = if *was == first_mac { third_mac } else { *was };
             assert_eq!(*now, want, "after the first backend went down");
         }
-        dp.set_backend(first_id, first_addr, 0, BACKEND_UP).unwrap();
+        dp.set_backend(first_id, first_addr, 0, BACKEND_UP, Default::default())
+            .unwrap();
         assert!(
             flows.iter().all(|&p| send(&mut dp, tcp(p)) == third_mac),
             "a SYN must take the new ring"
@@ -492,5 +494,53 @@ fn a_full_flow_table_evicts_and_counts() {
         }
         let f2 = dp.flow_table().unwrap();
         assert_eq!((f2.hits, f2.inserted), (10, 1500), "{f2:?}");
+    });
+}
+
+/// The agent keeps each backend's next hop in its entry: the program then uses it instead of
+/// the kernel's route lookup (here it points out of eth1 with its own MACs, where the route
+/// says eth0), and drops and counts a packet too big for its MTU.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_cached_next_hop_replaces_the_route_lookup() {
+    let env = env();
+    env.ns.run(|| {
+        let mut dp = Dataplane::load(program_names::LB).expect("load xdp_lb");
+        let vips = program(&mut dp);
+        let ifindex = nix_ifindex("eth0").unwrap();
+        let dmac = [0x02, 0, 0, 0, 9, 9];
+        let mut hop = lb_common::NextHop {
+            ifindex: nix_ifindex("eth1").unwrap(),
+            mtu: 1500,
+            dmac,
+            smac: ETH1_MAC,
+        };
+        let set = |dp: &mut Dataplane, hop| {
+            for (id, addr, _, _) in &vips[0].backends {
+                dp.set_backend(*id, *addr, 0, BACKEND_UP, hop).unwrap();
+            }
+        };
+        set(&mut dp, hop);
+        let p = Pkt::new("198.19.0.100", 80, PROTO_TCP);
+        let frame = p.build();
+        let (action, out) = test_run(&mut dp, ifindex, &frame);
+        assert_eq!(action, XDP_REDIRECT);
+        let (_, _, mut want) = encapsulated(&vips[0], &frame, 14, &p);
+        want[..6].copy_from_slice(&dmac);
+        want[6..12].copy_from_slice(&ETH1_MAC);
+        assert_eq!(out, want);
+
+        hop.mtu = 60;
+        set(&mut dp, hop);
+        let before = dp.outcomes().unwrap()[Counter::DropEncap as usize]
+            .1
+            .packets;
+        assert_eq!(test_run(&mut dp, ifindex, &frame).0, XDP_DROP);
+        assert_eq!(
+            dp.outcomes().unwrap()[Counter::DropEncap as usize]
+                .1
+                .packets,
+            before + 1
+        );
     });
 }

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, NO_BACKEND, VipKey};
+use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, NO_BACKEND, NextHop, VipKey};
 use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle};
 
 use crate::{
@@ -57,7 +57,8 @@ pub struct Agent {
     pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
     checkers: HashMap<(String, IpAddr), Checker>,
     rings: HashMap<u32, Rings>,
-    resolved: HashSet<IpAddr>,
+    /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
+    hops: HashMap<IpAddr, Option<NextHop>>,
     reports: UnboundedSender<Report>,
     /// Until the first sync is done, new backends start up (a starting agent must not drop
     /// traffic while it waits for `rise` checks); after it, backends added at runtime start
@@ -97,7 +98,7 @@ impl Agent {
             health: HashMap::new(),
             checkers: HashMap::new(),
             rings: HashMap::new(),
-            resolved: HashSet::new(),
+            hops: HashMap::new(),
             reports,
             started: false,
         }
@@ -235,10 +236,10 @@ impl Agent {
                         last_error: None,
                     });
             }
-            self.resolve(b.address);
+            let hop = self.resolve(b.address);
             let up = self.is_up(vip, b.address);
             let state = if up { BACKEND_UP } else { 0 } | if b.drain { BACKEND_DRAIN } else { 0 };
-            self.dp.set_backend(bid, b.address, id, state)?;
+            self.dp.set_backend(bid, b.address, id, state, hop)?;
             ids.push(bid);
         }
         let present: HashSet<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
@@ -296,19 +297,50 @@ impl Agent {
         Ok(())
     }
 
-    fn resolve(&mut self, addr: IpAddr) {
-        if self.resolved.contains(&addr) {
-            return;
+    /// The backend's next hop for its map entry: resolved once here (waiting up to
+    /// NEIGH_WAIT), then kept current by [`Agent::update_hops`].
+    fn resolve(&mut self, addr: IpAddr) -> NextHop {
+        if let Some(h) = self.hops.get(&addr) {
+            return h.unwrap_or_default();
         }
-        match neigh::ensure(addr, NEIGH_WAIT) {
+        let hop = match neigh::ensure(addr, NEIGH_WAIT) {
             Ok(h) => {
                 tracing::info!(backend = %addr, dev = %h.dev, hop = %h.hop, lladdr = %h.lladdr, "next hop resolved");
-                self.resolved.insert(addr);
+                self.usable_hop(&h)
             }
             Err(e) => {
-                tracing::warn!(backend = %addr, error = %e, "next hop not resolved yet; the kernel keeps trying, packets to it are dropped and counted (drop_no_neigh) until it answers")
+                tracing::warn!(backend = %addr, error = %e, "next hop not resolved yet; the kernel keeps trying, packets to it are dropped and counted (drop_no_neigh) until it answers");
+                None
+            }
+        };
+        self.hops.insert(addr, hop);
+        hop.unwrap_or_default()
+    }
+
+    /// A next hop the program may use without asking the kernel: out of an interface lb is
+    /// attached to (else the route lookup stays the program's way).
+    fn usable_hop(&self, h: &neigh::NextHop) -> Option<NextHop> {
+        if !self.effective.agent.interfaces.contains(&h.dev) {
+            return None;
+        }
+        neigh::cached_hop(h)
+    }
+
+    /// Fresh next hops from the periodic check: entries whose hop changed are rewritten.
+    pub fn update_hops(
+        &mut self,
+        fresh: Vec<(IpAddr, Option<neigh::NextHop>)>,
+    ) -> anyhow::Result<()> {
+        let mut changed = false;
+        for (addr, h) in fresh {
+            let hop = h.as_ref().and_then(|h| self.usable_hop(h));
+            if self.hops.get(&addr) != Some(&hop) {
+                tracing::info!(backend = %addr, ?hop, "next hop changed");
+                self.hops.insert(addr, hop);
+                changed = true;
             }
         }
+        if changed { self.sync(None) } else { Ok(()) }
     }
 
     /// Backends whose next hop the agent keeps an eye on.

@@ -115,7 +115,9 @@ fn per_packet(o: &Opts) -> Vec<Row> {
         let mut lb = Dataplane::load(program_names::LB).expect("load xdp_lb");
         fixture::program(&mut lb);
         let mut bench = Dataplane::load(program_names::LB_BENCH).expect("load xdp_lb_bench");
-        fixture::program(&mut bench);
+        let vips = fixture::program(&mut bench);
+        // As the agent runs it: next hops in the backends' entries.
+        fixture::cache_next_hops(&mut bench, &vips);
 
         let any = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
         let t_tx = measure(&mut tx, ifindex, &any, o, fixture::XDP_TX, None).median;
