@@ -353,6 +353,10 @@ fn main() {
     }
     let _ = writeln!(
         md,
+        "\n**Where the fast path stands.** It misses most of its per-packet targets. The rewriting paths run as the agent runs them, with each backend's next hop kept in its entry (no per-packet `bpf_fib_lookup`; that alone took a flow-table hit from about 550 to 360 ns here). What a packet to a VIP still pays for, in order: a parse in its own BPF function, one or two VIP hash lookups (two here, because the fixtures include a VIP on every port), one flow-table (LRU hash) lookup, the backend and config array lookups, a clock read, the head adjustment and header writes, and four per-CPU counter updates. On this virtual machine a hash-map lookup alone costs several times a bare XDP_TX run, which bounds every path that needs one, non-VIP traffic included. Levers not yet pulled: a VIP lookup keyed so that traffic not for us costs one lookup even with every-port VIPs, a per-CPU flow table where the NIC spreads flows by RSS, and fewer counter updates. End to end, lb moves several times what nftables DNAT does but stays well below the bare XDP_TX ceiling of the same veth pair, further below than its per-packet cost alone explains; where the rest goes (veth's handling of frames whose headroom grew, the threaded NAPI's placement) is not yet profiled."
+    );
+    let _ = writeln!(
+        md,
         "\n## End-to-end packet rate (veth, live-frames generator)\n\n{e2e}"
     );
     let _ = writeln!(md, "\n## Connection rate\n\n{conn}");
