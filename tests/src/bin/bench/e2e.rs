@@ -17,6 +17,8 @@ struct Rates {
     min: f64,
     median: f64,
     max: f64,
+    /// The balancer program's own mean run time per packet (ns), from the kernel's stats.
+    prog_ns: Option<f64>,
 }
 
 /// Moves the threaded NAPI poller of `dev` in `ns` onto `cpu`: the balancer's packet work gets
@@ -79,17 +81,35 @@ fn burst(gen_ns: &Netns, generator: &mut Dataplane, sink: &Dataplane, n: u32) ->
     (last - before) as f64 / elapsed.as_secs_f64() / 1e6
 }
 
+/// The kernel's own account of the XDP program on `ns`'s `dev` (kernel.bpf_stats_enabled):
+/// total run time in ns and runs.
+fn prog_stats(ns: &Netns, dev: &str) -> Option<(u64, u64)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ns.sh(&format!("ip -j link show dev {dev}"))).ok()?;
+    let id = v[0]["xdp"]["prog"]["id"].as_u64()?;
+    let out = lb_tests::sh(&format!("bpftool -j prog show id {id}"));
+    let p: serde_json::Value = serde_json::from_str(&out).ok()?;
+    Some((
+        p["run_time_ns"].as_u64().unwrap_or(0),
+        p["run_cnt"].as_u64().unwrap_or(0),
+    ))
+}
+
 fn rates(v: &mut [f64]) -> Rates {
     v.sort_by(|a, b| a.total_cmp(b));
     Rates {
         min: v[0],
         median: v[v.len() / 2],
         max: v[v.len() - 1],
+        prog_ns: None,
     }
 }
 
 pub fn measure(quick: bool) -> String {
     let (n, runs) = if quick { (100_000, 1) } else { (2_000_000, 3) };
+    // The kernel times every program run while this is on (a little overhead, same for all).
+    let stats_was = lb_tests::sh("sysctl -n kernel.bpf_stats_enabled");
+    lb_tests::sh("sysctl -qw kernel.bpf_stats_enabled=1");
     let gen_ns = Netns::new("gen");
     let lb_ns = Netns::new("lbe");
     lb_tests::sh(&format!(
@@ -122,6 +142,7 @@ pub fn measure(quick: bool) -> String {
         .expect("generator config");
 
     let mut run_mode = |what: &str| -> Rates {
+        let before = prog_stats(&lb_ns, "l0");
         let mut v: Vec<f64> = (0..runs)
             .map(|_| burst(&gen_ns, &mut generator, &sink, n))
             .collect();
@@ -129,7 +150,13 @@ pub fn measure(quick: bool) -> String {
             v.iter().all(|r| *r > 0.0),
             "{what}: nothing came back: the harness is broken"
         );
-        rates(&mut v)
+        let mut r = rates(&mut v);
+        if let (Some((t0, c0)), Some((t1, c1))) = (before, prog_stats(&lb_ns, "l0")) {
+            if c1 > c0 {
+                r.prog_ns = Some((t1 - t0) as f64 / (c1 - c0) as f64);
+            }
+        }
+        r
     };
 
     // The bare ceiling: the balancer's veth bounces every frame.
@@ -176,19 +203,25 @@ pub fn measure(quick: bool) -> String {
     assert!(stats.outcome("tx") > 0, "lb forwarded nothing: {stats:?}");
     drop(agent);
 
+    lb_tests::sh(&format!(
+        "sysctl -qw kernel.bpf_stats_enabled={}",
+        stats_was.trim()
+    ));
     let row = |name: &str, r: &Rates| {
         format!(
-            "| {name} | {:.2} / {:.2} / {:.2} | {:.2}× | {:.2}× |\n",
+            "| {name} | {:.2} / {:.2} / {:.2} | {:.2}× | {:.2}× | {} |\n",
             r.min,
             r.median,
             r.max,
             r.median / ceiling.median,
-            r.median / nft.median
+            r.median / nft.median,
+            r.prog_ns.map_or("".into(), |n| format!("{n:.0}"))
         )
     };
     let mut out = format!(
         "Bounded bursts of {n} 64-byte UDP packets over 4096 flows (256 sources × 16 ports, cycled), {runs} burst(s) per mode; Mpps that came back to the generator's sink (min / median / max). The balancer's NAPI runs threaded on CPU 1, the generator on CPU 0. The nftables case runs `xdp_pass` on the balancer's veth (a veth drops frames sent to it by XDP unless it runs a program), which costs it a little.\n\n\
-         | mode | Mpps | × XDP_TX ceiling | × nftables |\n|---|---|---|---|\n"
+         The last column is the balancer's XDP program's own mean run time per packet, as the kernel counts it (`kernel.bpf_stats_enabled`).\n\n\
+         | mode | Mpps | × XDP_TX ceiling | × nftables | program ns/packet |\n|---|---|---|---|---|\n"
     );
     out += &row("bare XDP_TX (ceiling)", &ceiling);
     out += &row("nftables DNAT, jhash over 3 backends", &nft);
