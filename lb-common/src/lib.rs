@@ -196,7 +196,7 @@ pub struct FlowValue {
     /// The backend the flow is pinned to.
     pub backend: u32,
     pub _pad: u32,
-    /// `bpf_ktime_get_ns` of the flow's last packet (kept for UDP only).
+    /// `bpf_ktime_get_coarse_ns` of the flow's last packet (kept for UDP only).
     pub last_seen_ns: u64,
 }
 const _: () = assert!(size_of::<FlowValue>() == 16);

@@ -2,7 +2,15 @@
 //! that backend is up and serves this VIP; a TCP SYN, a miss, a stale UDP entry or a down
 //! backend takes the VIP's live ring: the 5-tuple's hash picks a slot, the slot names the
 //! backend, and the flow table remembers it.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
+
+/// The clock UDP flows age by: the coarse one (jiffies resolution, a few ms) is plenty for idle
+/// times of seconds, and costs a fraction of the precise one (which, in a virtual machine, can
+/// cost more than the rest of a flow-table hit).
+#[inline(always)]
+fn now() -> u64 {
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
 use lb_common::{
     BACKEND_UP, Backend, FLOW_HITS, FLOW_INSERTS, FlowValue, MAX_VIPS, NO_BACKEND, PROTO_TCP,
     PROTO_UDP, RING_STRIDE, VipValue, hash::flow_hash, ring_index,
@@ -48,7 +56,6 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
         return Err(Fault);
     }
     let key = &pkt.key;
-    let now = unsafe { bpf_ktime_get_ns() };
     let syn = pkt.key.proto == PROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     // Whether the table holds this 5-tuple at all (valid or not): only a new key grows it.
     // One lookup serves both questions: is the flow known (only a new key grows the table),
@@ -57,7 +64,7 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
     let known = entry.is_some();
     if !syn
         && let Some(flow) = entry
-        && let Some(hit) = established(flow, pkt, vip, now)
+        && let Some(hit) = established(flow, pkt, vip)
     {
         stats::flow(FLOW_HITS);
         return Ok(Some(hit));
@@ -78,7 +85,8 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
     let value = FlowValue {
         backend: id,
         _pad: 0,
-        last_seen_ns: now,
+        // The clock is read only where it matters: UDP ages by it, TCP does not.
+        last_seen_ns: if pkt.key.proto == PROTO_UDP { now() } else { 0 },
     };
     if FLOWS.insert(key, &value, 0).is_ok() && !known {
         stats::flow(FLOW_INSERTS);
@@ -88,7 +96,7 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
 
 /// The flow's recorded backend, if it may still serve it.
 #[inline(always)]
-fn established(flow: *mut FlowValue, pkt: &Packet, vip: &VipValue, now: u64) -> Option<u32> {
+fn established(flow: *mut FlowValue, pkt: &Packet, vip: &VipValue) -> Option<u32> {
     // Safety: the entry stays valid under RCU for this program run.
     let (id, seen) = unsafe { ((*flow).backend, (*flow).last_seen_ns) };
     let be = BACKENDS.get(id)?;
@@ -96,7 +104,8 @@ fn established(flow: *mut FlowValue, pkt: &Packet, vip: &VipValue, now: u64) -> 
         return None;
     }
     if pkt.key.proto == PROTO_UDP {
-        if now.saturating_sub(seen) > vip.udp_idle_s as u64 * 1_000_000_000 {
+        let now = now();
+        if now.saturating_sub(seen) >= vip.udp_idle_s as u64 * 1_000_000_000 {
             return None;
         }
         // UDP has no handshake to tell a new flow: its entry ages by the clock.
