@@ -26,6 +26,7 @@ pub mod map_names {
     pub const FLOW_STATS: &str = "LB_FLOW_STATS";
     pub const GEN_CONFIG: &str = "LB_GEN_CONFIG";
     pub const SINK_COUNT: &str = "LB_SINK_COUNT";
+    pub const REDIRECT_TO: &str = "LB_REDIRECT_TO";
 }
 
 /// Names of the programs in the object.
@@ -40,6 +41,7 @@ pub mod program_names {
     /// Benchmarks: a traffic generator (run with live frames) and a counting sink.
     pub const GEN: &str = "xdp_gen";
     pub const SINK: &str = "xdp_sink";
+    pub const REDIRECT_ALL: &str = "xdp_redirect_all";
     /// A program the verifier refuses, for the tests of how lb reports that.
     pub const REJECT: &str = "xdp_reject";
 }

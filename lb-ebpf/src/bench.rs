@@ -5,7 +5,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::hash::ipv4_header_checksum;
 
 use crate::{
-    maps::{GEN_CONFIG, SINK_COUNT},
+    maps::{DEVMAP, GEN_CONFIG, REDIRECT_TO, SINK_COUNT},
     mem::ptr_at_mut,
 };
 
@@ -61,4 +61,13 @@ pub fn xdp_sink(_ctx: XdpContext) -> u32 {
         unsafe { *n += 1 };
     }
     xdp_action::XDP_DROP
+}
+
+/// The redirect ceiling: every frame to the interface in `LB_REDIRECT_TO`, through the devmap.
+#[xdp]
+pub fn xdp_redirect_all(_ctx: XdpContext) -> u32 {
+    let Some(ifindex) = REDIRECT_TO.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    DEVMAP.redirect(*ifindex, 0).unwrap_or(xdp_action::XDP_DROP)
 }

@@ -53,3 +53,7 @@ pub static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
 /// Benchmarks: the generator's sequence number and the sink's count (per CPU).
 #[map(name = "LB_SINK_COUNT")]
 pub static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// Benchmarks: where `xdp_redirect_all` sends everything.
+#[map(name = "LB_REDIRECT_TO")]
+pub static REDIRECT_TO: Array<u32> = Array::with_max_entries(1, 0);

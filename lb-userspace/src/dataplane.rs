@@ -333,6 +333,14 @@ impl Dataplane {
         m.set(0, cfg, 0).map_err(map_err(map_names::GEN_CONFIG))
     }
 
+    /// Benchmarks: where `xdp_redirect_all` sends every frame.
+    pub fn set_redirect_to(&mut self, ifindex: u32) -> Result<()> {
+        self.allow_egress(ifindex)?;
+        let mut m: Array<_, u32> = self.map_array(map_names::REDIRECT_TO)?;
+        m.set(0, ifindex, 0)
+            .map_err(map_err(map_names::REDIRECT_TO))
+    }
+
     /// Benchmarks: frames `xdp_sink` has counted (over all CPUs).
     pub fn sink_count(&self) -> Result<u64> {
         let name = map_names::SINK_COUNT;

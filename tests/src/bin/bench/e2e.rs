@@ -238,3 +238,106 @@ pub fn measure(quick: bool) -> String {
     );
     out
 }
+
+/// Two-arm: the generator on one side of the balancer, the sink (standing for the backends) on
+/// the other, so every frame leaves by another interface (devmap redirect). Rows: the bare
+/// redirect ceiling and lb.
+pub fn measure_two_arm(quick: bool) -> String {
+    let (n, runs) = if quick { (100_000, 1) } else { (2_000_000, 3) };
+    let gen_ns = Netns::new("gen2");
+    let lb_ns = Netns::new("lb2");
+    let sink_ns = Netns::new("sink2");
+    lb_tests::sh(&format!(
+        "ip link add g0 netns {} type veth peer name l0 netns {}",
+        gen_ns.name, lb_ns.name
+    ));
+    lb_tests::sh(&format!(
+        "ip link add l1 netns {} type veth peer name s0 netns {}",
+        lb_ns.name, sink_ns.name
+    ));
+    gen_ns.sh("ip link set g0 address 02:00:00:00:00:01 && ip link set g0 up && ip addr add 198.18.0.1/24 dev g0");
+    sink_ns.sh("ip link set s0 address 02:00:00:00:01:03 && ip link set s0 up && ip addr add 198.18.1.3/24 dev s0");
+    lb_ns.sh(
+        "ip link set l0 address 02:00:00:00:00:02 && ip link set l0 up && ip addr add 198.18.0.2/24 dev l0 \
+         && ip link set l1 up && ip addr add 198.18.1.2/24 dev l1 \
+         && sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
+            net.ipv4.conf.l0.rp_filter=0 \
+         && for b in 11 12 13; do ip neigh replace 198.18.1.$b lladdr 02:00:00:00:01:03 dev l1 nud permanent; done",
+    );
+    let mut sink = Dataplane::load(program_names::SINK).expect("load xdp_sink");
+    let sink = sink_ns.run(move || {
+        sink.attach("s0", lb::config::XdpMode::Native)
+            .expect("attach the sink");
+        sink
+    });
+    let mut generator = Dataplane::load(program_names::GEN).expect("load xdp_gen");
+    generator
+        .set_gen_config(GenConfig {
+            dst_mac: LB_MAC,
+            src_mac: GEN_MAC,
+            src_ip: [198, 18, 2, 0],
+            dst_ip: [198, 19, 0, 100],
+            dst_port: 53u16.to_be_bytes(),
+            _pad: [0; 2],
+        })
+        .expect("generator config");
+    let mut run_mode = |what: &str| -> Rates {
+        let mut v: Vec<f64> = (0..runs)
+            .map(|_| burst(&gen_ns, &mut generator, &sink, n))
+            .collect();
+        assert!(
+            v.iter().all(|r| *r > 0.0),
+            "{what}: nothing reached the sink: the harness is broken"
+        );
+        rates(&mut v)
+    };
+
+    let mut redirect = Dataplane::load(program_names::REDIRECT_ALL).expect("load xdp_redirect_all");
+    let redirect = lb_ns.run(move || {
+        redirect
+            .set_redirect_to(nix_ifindex("l1").expect("l1"))
+            .expect("redirect target");
+        redirect
+            .attach("l0", lb::config::XdpMode::Native)
+            .expect("attach xdp_redirect_all");
+        redirect
+    });
+    pin_napi(&lb_ns, "l0", 1);
+    let ceiling = run_mode("redirect ceiling");
+    drop(redirect);
+
+    let tmp = TempDir::new("bench-e2e2");
+    let cfg = format!(
+        "[agent]\ninterfaces = [\"l0\", \"l1\"]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"198.18.1.2\"\nflow_table_size = 1048576\n\n\
+         [[vip]]\nname = \"dns\"\naddress = \"198.19.0.100:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n\n\
+         [[vip.backend]]\naddress = \"198.18.1.11\"\n\n[[vip.backend]]\naddress = \"198.18.1.12\"\n\n[[vip.backend]]\naddress = \"198.18.1.13\"\n",
+        tmp.path("lb.sock").display(),
+        tmp.path("state").display()
+    );
+    let (agent, _) = lab::start_agent(&lb_ns, &cfg, &tmp);
+    pin_napi(&lb_ns, "l0", 1);
+    let lb_rate = run_mode("lb two-arm");
+    let stats = lab::stats(&tmp.path("lb.sock"));
+    assert!(
+        stats.outcome("redirect") > 0,
+        "lb redirected nothing: {stats:?}"
+    );
+    drop(agent);
+
+    let row = |name: &str, r: &Rates| {
+        format!(
+            "| {name} | {:.2} / {:.2} / {:.2} | {:.2}× |\n",
+            r.min,
+            r.median,
+            r.max,
+            r.median / ceiling.median
+        )
+    };
+    let mut out = format!(
+        "Two-arm: the same bursts, the generator on one side of the balancer and the sink on the other, so every frame is redirected to the other interface.\n\n\
+         | mode | Mpps | × redirect ceiling |\n|---|---|---|\n"
+    );
+    out += &row("bare devmap redirect (ceiling)", &ceiling);
+    out += &row("lb (xdp_lb, redirect)", &lb_rate);
+    out
+}

@@ -307,7 +307,7 @@ fn main() {
     eprintln!("bench: Maglev");
     let mg = maglev_rows(&o);
     eprintln!("bench: end-to-end packet rate");
-    let e2e = e2e::measure(quick);
+    let e2e = format!("{}\n{}", e2e::measure(quick), e2e::measure_two_arm(quick));
     eprintln!("bench: connection rate");
     let conn = conn::measure(quick);
     eprintln!("bench: control loop");
@@ -383,7 +383,7 @@ fn main() {
     let _ = writeln!(md, "\n## Control loop\n\n{}", cl);
     let _ = writeln!(
         md,
-        "\n## Not measured yet\n\nThe redirect ceiling of a two-arm topology (the end-to-end numbers above are one-arm, XDP_TX)."
+        "\n## Not measured yet\n\nnftables DNAT in the two-arm topology (it is measured one-arm above)."
     );
     let path = if quick {
         "target/bench-quick.md"
