@@ -333,10 +333,9 @@ pub fn measure_two_arm(quick: bool) -> String {
             r.median / ceiling.median
         )
     };
-    let mut out = format!(
-        "Two-arm: the same bursts, the generator on one side of the balancer and the sink on the other, so every frame is redirected to the other interface.\n\n\
+    let mut out = "Two-arm: the same bursts, the generator on one side of the balancer and the sink on the other, so every frame is redirected to the other interface.\n\n\
          | mode | Mpps | × redirect ceiling |\n|---|---|---|\n"
-    );
+        .to_string();
     out += &row("bare devmap redirect (ceiling)", &ceiling);
     out += &row("lb (xdp_lb, redirect)", &lb_rate);
     out
