@@ -20,6 +20,7 @@ use crate::{
     neigh, state,
 };
 
+mod checkers;
 mod report;
 mod routes;
 mod sync;

@@ -154,6 +154,7 @@ pub struct Config {
     pub vips: Vec<Vip>,
 }
 
+mod check;
 mod raw;
 
 use raw::{Ctx, RawFile};
@@ -182,10 +183,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             .unwrap_or("invalid TOML")
             .trim()
             .to_string();
-        let field = raw::field_of(e.message());
+        let field = check::field_of(e.message());
         cx.err(span, field, reason)
     })?;
-    let agent = raw::agent(&cx, raw.agent)?;
+    let agent = check::agent(&cx, raw.agent)?;
     if raw.vip.len() > MAX_VIPS as usize {
         return Err(cx.err(
             raw.vip[MAX_VIPS as usize].span(),
@@ -200,7 +201,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     for v in raw.vip {
         let v = v.into_inner();
         let (name_span, addr_span) = (v.name.span(), v.address.span());
-        let vip = raw::vip(&cx, v)?;
+        let vip = check::vip(&cx, v)?;
         if !names.insert(vip.name.clone()) {
             return Err(cx.err(
                 name_span,

@@ -15,6 +15,7 @@ use std::{
 
 pub mod fixture;
 pub mod lab;
+pub mod life;
 pub mod traffic;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -3,18 +3,18 @@
 //! backend entries and rings.
 use std::{
     collections::{HashMap, HashSet},
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     path::PathBuf,
     time::Duration,
 };
 
 use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, NO_BACKEND, NextHop, VipKey};
-use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    config::{Config, Health, HealthKind, Vip},
+    config::{Config, HealthKind, Vip},
     dataplane::{self, Dataplane},
-    health::{self, Report},
+    health::Report,
     maglev, neigh,
     state::Change,
 };
@@ -37,12 +37,6 @@ struct Rings {
     udp_idle_s: u32,
 }
 
-struct Checker {
-    health: Health,
-    target: SocketAddr,
-    task: JoinHandle<()>,
-}
-
 pub struct Agent {
     pub config_path: PathBuf,
     pub file: Config,
@@ -55,15 +49,15 @@ pub struct Agent {
     vip_ids: HashMap<VipKey, u32>,
     backend_ids: HashMap<(u32, IpAddr), u32>,
     pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
-    checkers: HashMap<(String, IpAddr), Checker>,
+    pub(super) checkers: HashMap<(String, IpAddr), super::checkers::Checker>,
     rings: HashMap<u32, Rings>,
     /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
     hops: HashMap<IpAddr, Option<NextHop>>,
-    reports: UnboundedSender<Report>,
+    pub(super) reports: UnboundedSender<Report>,
     /// Until the first sync is done, new backends start up (a starting agent must not drop
     /// traffic while it waits for `rise` checks); after it, backends added at runtime start
     /// down and come up after `rise` passes.
-    started: bool,
+    pub(super) started: bool,
 }
 
 fn key_of(v: &Vip) -> VipKey {
@@ -354,81 +348,6 @@ impl Agent {
         v.sort();
         v.dedup();
         v
-    }
-
-    /// Starts, restarts and stops health checkers to match the effective config.
-    fn sync_checkers(&mut self) {
-        let mut wanted: HashMap<(String, IpAddr), (Health, SocketAddr)> = HashMap::new();
-        for v in &self.effective.vips {
-            if v.health.kind == HealthKind::None {
-                continue;
-            }
-            let port = v.health.port.unwrap_or(v.address.port());
-            for b in &v.backends {
-                wanted.insert(
-                    (v.name.clone(), b.address),
-                    (v.health.clone(), SocketAddr::new(b.address, port)),
-                );
-            }
-        }
-        self.checkers.retain(|k, c| {
-            let keep = wanted
-                .get(k)
-                .is_some_and(|(h, t)| *h == c.health && *t == c.target);
-            if !keep {
-                c.task.abort();
-            }
-            keep
-        });
-        self.health.retain(|k, _| wanted.contains_key(k));
-        for (k, (h, target)) in wanted {
-            if self.checkers.contains_key(&k) {
-                continue;
-            }
-            let up = self.health.get(&k).map_or(!self.started, |s| s.up);
-            self.health.entry(k.clone()).or_insert(BackendHealth {
-                up,
-                last_error: None,
-            });
-            let task = health::spawn(k.0.clone(), target, h.clone(), up, self.reports.clone());
-            self.checkers.insert(
-                k,
-                Checker {
-                    health: h,
-                    target,
-                    task,
-                },
-            );
-        }
-    }
-
-    /// A health report: record it, and rebuild that VIP's ring.
-    pub fn on_report(&mut self, r: Report) -> anyhow::Result<()> {
-        let k = (r.vip.clone(), r.target.ip());
-        if self.checkers.get(&k).is_none_or(|c| c.target != r.target) {
-            return Ok(()); // from a checker that has since been replaced
-        }
-        if r.up {
-            tracing::info!(vip = %r.vip, backend = %r.target, "backend up");
-        } else {
-            tracing::warn!(vip = %r.vip, backend = %r.target, error = r.error.as_deref().unwrap_or(""), "backend down");
-        }
-        self.health.insert(
-            k,
-            BackendHealth {
-                up: r.up,
-                last_error: r.error,
-            },
-        );
-        self.sync(Some(&r.vip))
-    }
-
-    /// Stops every health checker (shutdown).
-    pub fn stop_checkers(&mut self) {
-        for c in self.checkers.values() {
-            c.task.abort();
-        }
-        self.checkers.clear();
     }
 
     /// Ids of a VIP and its backends, for the counters.
