@@ -61,3 +61,13 @@ pub fn ptr_at_mut<T>(ctx: &impl Bounds, off: usize) -> Option<*mut T> {
 pub fn read<T: Copy>(ctx: &impl Bounds, off: usize) -> Option<T> {
     ptr_at::<T>(ctx, off).map(|p| unsafe { p.read_unaligned() })
 }
+
+/// An IPv4 address in the 16-byte form the maps use (zeros after it), built from two words:
+/// a zeroed byte array would become a call to BPF's byte-at-a-time memset.
+#[inline(always)]
+pub fn v4_in_16(a: [u8; 4]) -> [u8; 16] {
+    let w: [u64; 2] = [u32::from_ne_bytes(a) as u64, 0];
+    // Safety: two u64 are sixteen bytes; on this little-endian target the address's bytes come
+    // first, in order.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(w) }
+}

@@ -1,14 +1,13 @@
 //! Step 1: Ethernet (one 802.1Q/802.1ad tag allowed), IPv4 (any IHL) or IPv6, TCP or UDP ports.
 //! Anything we do not balance comes back as a pass verdict, counted by why.
+use core::mem::MaybeUninit;
+
 use lb_common::{Counter, FAMILY_V4, FAMILY_V6, FlowKey, PROTO_TCP, PROTO_UDP};
-use network_types::{
-    eth::EthHdr,
-    ip::{Ipv4Hdr, Ipv6Hdr},
-};
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     Verdict,
-    mem::{Bounds, Frame, read},
+    mem::{Bounds, Frame, ptr_at, read},
 };
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -19,7 +18,6 @@ const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 
 /// What the later steps need of a packet headed (perhaps) for a VIP.
-#[derive(Default)]
 pub struct Packet {
     /// Offset of the IP header: 14, or 18 behind a VLAN tag.
     pub l3_off: usize,
@@ -54,10 +52,10 @@ const fn malformed() -> Verdict {
 /// Parses into `out`; returns [`crate::programs::GO_ON`] or a packed pass verdict. Not inlined,
 /// and returning an integer: the header reads get a stack frame of their own.
 #[inline(never)]
-pub fn parse_packed(frame: Frame, out: &mut Packet) -> u64 {
+pub fn parse_packed(frame: Frame, out: &mut MaybeUninit<Packet>) -> u64 {
     match parse(&frame) {
         Ok(p) => {
-            *out = p;
+            out.write(p);
             crate::programs::GO_ON
         }
         Err(v) => v.pack(),
@@ -66,8 +64,8 @@ pub fn parse_packed(frame: Frame, out: &mut Packet) -> u64 {
 
 #[inline(always)]
 fn parse(ctx: &Frame) -> Result<Packet, Verdict> {
-    let eth: EthHdr = read(ctx, 0).ok_or(malformed())?;
-    let mut ether_type = u16::from_be(eth.ether_type);
+    let eth_type: [u8; 2] = read(ctx, 12).ok_or(malformed())?;
+    let mut ether_type = u16::from_be_bytes(eth_type);
     let mut l3_off = ETH_HLEN;
     if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
         // The tag's TCI (2 bytes), then the encapsulated type.
@@ -83,47 +81,56 @@ fn parse(ctx: &Frame) -> Result<Packet, Verdict> {
     }
 }
 
+// Headers are read field by field through a checked pointer, not copied whole: every copy
+// takes BPF stack, and the verifier allows 512 bytes for the deepest chain of calls.
+
 #[inline(always)]
 fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
-    let ip: Ipv4Hdr = read(ctx, l3_off).ok_or(malformed())?;
-    if ip.vihl >> 4 != 4 {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(malformed())?;
+    // Safety: ptr_at checked that the whole header is inside the packet.
+    let (vihl, frags, proto) =
+        unsafe { ((*ip).vihl, u16::from_be_bytes((*ip).frags), (*ip).proto) };
+    if vihl >> 4 != 4 {
         return Err(malformed());
     }
-    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    let ihl = ((vihl & 0x0f) as usize) * 4;
     if ihl < 20 {
         return Err(malformed());
     }
-    let frags = u16::from_be_bytes(ip.frags);
     // More-fragments set, or a non-zero offset: ports are missing or incomplete.
     if frags & 0x3fff != 0 {
         return Err(Verdict::pass(Counter::PassFragment));
     }
     // Lengths are compared as packet pointers against the packet's end: the verifier refuses
-    // arithmetic on the end pointer. The transport header is read (bounds-checked against the packet) before the length
-    // fields are judged: were the length check first, LLVM would prove the bounds check
-    // redundant and drop it, and the verifier (which tracks pointers, not that proof) would
-    // reject the program.
-    let (sport, dport, need, tcp_flags) = ports(ctx, ip.proto, l3_off + ihl)?;
-    let l3_len = u16::from_be_bytes(ip.tot_len);
+    // arithmetic on the end pointer. The transport header is read (bounds-checked against the
+    // packet) before the length fields are judged: were the length check first, LLVM would
+    // prove the bounds check redundant and drop it, and the verifier (which tracks pointers,
+    // not that proof) would reject the program.
+    let (ports, need, tcp_flags) = ports(ctx, proto, l3_off + ihl)?;
+    let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(malformed())?;
+    let (l3_len, tos, src, dst) = unsafe {
+        (
+            u16::from_be_bytes((*ip).tot_len),
+            (*ip).tos,
+            (*ip).src_addr,
+            (*ip).dst_addr,
+        )
+    };
     if (l3_len as usize) < ihl + need || ctx.data() + l3_off + l3_len as usize > ctx.data_end() {
         return Err(malformed());
     }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src[..4].copy_from_slice(&ip.src_addr);
-    dst[..4].copy_from_slice(&ip.dst_addr);
     Ok(Packet {
         l3_off,
         key: FlowKey {
-            src,
-            dst,
-            ports: [sport[0], sport[1], dport[0], dport[1]],
-            proto: ip.proto,
+            src: crate::mem::v4_in_16(src),
+            dst: crate::mem::v4_in_16(dst),
+            ports,
+            proto,
             family: FAMILY_V4,
             _pad: [0; 2],
         },
         l3_len,
-        tos: ip.tos,
+        tos,
         df: frags & 0x4000 != 0,
         tcp_flags,
     })
@@ -131,12 +138,15 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
 
 #[inline(always)]
 fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
-    let ip: Ipv6Hdr = read(ctx, l3_off).ok_or(malformed())?;
-    if ip.vcf[0] >> 4 != 6 {
+    let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(malformed())?;
+    // Safety: ptr_at checked that the whole header is inside the packet.
+    let (v0, next) = unsafe { ((*ip).vcf[0], (*ip).next_hdr) };
+    if v0 >> 4 != 6 {
         return Err(malformed());
     }
-    let (sport, dport, need, tcp_flags) = ports(ctx, ip.next_hdr, l3_off + 40)?;
-    let payload = u16::from_be_bytes(ip.payload_len) as usize;
+    let (ports, need, tcp_flags) = ports(ctx, next, l3_off + 40)?;
+    let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(malformed())?;
+    let (v1, payload) = unsafe { ((*ip).vcf[1], u16::from_be_bytes((*ip).payload_len) as usize) };
     if payload < need
         || ctx.data() + l3_off + 40 + payload > ctx.data_end()
         || payload > 0xffff - 40
@@ -146,35 +156,37 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     Ok(Packet {
         l3_off,
         key: FlowKey {
-            src: ip.src_addr,
-            dst: ip.dst_addr,
-            ports: [sport[0], sport[1], dport[0], dport[1]],
-            proto: ip.next_hdr,
+            src: unsafe { (*ip).src_addr },
+            dst: unsafe { (*ip).dst_addr },
+            ports,
+            proto: next,
             family: FAMILY_V6,
             _pad: [0; 2],
         },
         l3_len: (payload + 40) as u16,
-        tos: (ip.vcf[0] << 4) | (ip.vcf[1] >> 4),
+        tos: (v0 << 4) | (v1 >> 4),
         df: false,
         tcp_flags,
     })
 }
 
-/// The ports of the TCP or UDP header at `off`, which must be whole, its length, and the TCP
-/// flags (0 for UDP).
+/// The ports (source then destination, as on the wire) of the TCP or UDP header at `off`,
+/// which must be whole, its length, and the TCP flags (0 for UDP).
 #[inline(always)]
-fn ports(ctx: &Frame, proto: u8, off: usize) -> Result<([u8; 2], [u8; 2], usize, u8), Verdict> {
-    let (p, need) = match proto {
-        PROTO_TCP => (
-            read::<[u8; 20]>(ctx, off).map(|h| [h[0], h[1], h[2], h[3], h[13]]),
-            20,
-        ),
-        PROTO_UDP => (
-            read::<[u8; 8]>(ctx, off).map(|h| [h[0], h[1], h[2], h[3], 0]),
-            8,
-        ),
+fn ports(ctx: &Frame, proto: u8, off: usize) -> Result<([u8; 4], usize, u8), Verdict> {
+    let need = match proto {
+        PROTO_TCP => 20,
+        PROTO_UDP => 8,
         _ => return Err(Verdict::pass(Counter::PassNotVip)),
     };
-    let p = p.ok_or(malformed())?;
-    Ok(([p[0], p[1]], [p[2], p[3]], need, p[4]))
+    // Read through the pointer that was checked: a second, separately checked read would
+    // let LLVM merge the checks into one the verifier cannot follow.
+    let (ports, flags) = if proto == PROTO_TCP {
+        let h = ptr_at::<[u8; 20]>(ctx, off).ok_or(malformed())?;
+        unsafe { ([(*h)[0], (*h)[1], (*h)[2], (*h)[3]], (*h)[13]) }
+    } else {
+        let h = ptr_at::<[u8; 8]>(ctx, off).ok_or(malformed())?;
+        unsafe { ([(*h)[0], (*h)[1], (*h)[2], (*h)[3]], 0) }
+    };
+    Ok((ports, need, flags))
 }
