@@ -95,6 +95,30 @@ pub fn ipv4_header_checksum(hdr: &[u8; 20]) -> u16 {
     !csum_fold(sum)
 }
 
+/// The checksum of an option-less IPv4 header with identification 0, from its fields alone
+/// (no header bytes needed: the XDP program writes the header straight into the packet).
+/// `frags` holds the flags and fragment offset, `src` and `dst` are as on the wire.
+#[inline(always)]
+pub fn ipv4_checksum_of(
+    tos: u8,
+    tot_len: u16,
+    frags: u16,
+    ttl: u8,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+) -> u16 {
+    let sum = (0x4500 | tos as u32)
+        + tot_len as u32
+        + frags as u32
+        + ((ttl as u32) << 8 | proto as u32)
+        + u16::from_be_bytes([src[0], src[1]]) as u32
+        + u16::from_be_bytes([src[2], src[3]]) as u32
+        + u16::from_be_bytes([dst[0], dst[1]]) as u32
+        + u16::from_be_bytes([dst[2], dst[3]]) as u32;
+    !csum_fold(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +139,29 @@ mod tests {
             sum += u16::from_be_bytes([w[0], w[1]]) as u32;
         }
         assert_eq!(csum_fold(sum), 0xffff);
+    }
+
+    #[test]
+    fn checksum_from_fields_matches_the_bytes() {
+        for (tos, len, frags, src, dst) in [
+            (0u8, 60u16, 0x4000u16, [198, 18, 0, 2], [198, 18, 0, 11]),
+            (0xb8, 1500, 0, [255, 255, 255, 255], [0, 0, 0, 1]),
+            (3, 20, 0x4000, [10, 0, 0, 1], [192, 168, 200, 199]),
+        ] {
+            let mut h = [0u8; 20];
+            h[0] = 0x45;
+            h[1] = tos;
+            h[2..4].copy_from_slice(&len.to_be_bytes());
+            h[6..8].copy_from_slice(&frags.to_be_bytes());
+            h[8] = 64;
+            h[9] = 4;
+            h[12..16].copy_from_slice(&src);
+            h[16..20].copy_from_slice(&dst);
+            assert_eq!(
+                ipv4_checksum_of(tos, len, frags, 64, 4, src, dst),
+                ipv4_header_checksum(&h)
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{
     Backend, Config, FAMILY_V4,
-    hash::{flow_hash, ipv4_header_checksum},
+    hash::{flow_hash, ipv4_checksum_of},
 };
 use network_types::{
     eth::EthHdr,
@@ -49,64 +49,77 @@ pub fn encap(
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
         return None;
     }
+    // Headers are written field by field straight into the packet: building them on the
+    // stack first and copying would cost stack and a copy per packet.
+    let eth = ptr_at_mut::<EthHdr>(ctx, 0)?;
     let ether_type = if pkt.key.family == FAMILY_V4 {
         ETH_P_IP
     } else {
         ETH_P_IPV6
     };
-    let eth = EthHdr {
-        dst_addr: hop.dmac,
-        src_addr: hop.smac,
-        ether_type: ether_type.to_be(),
-    };
-    unsafe { ptr_at_mut::<EthHdr>(ctx, 0)?.write_unaligned(eth) };
+    unsafe {
+        (*eth).dst_addr = hop.dmac;
+        (*eth).src_addr = hop.smac;
+        (*eth).ether_type = ether_type.to_be();
+    }
     if pkt.key.family == FAMILY_V4 {
-        let ip = outer_v4(pkt, cfg, be);
-        unsafe { ptr_at_mut::<Ipv4Hdr>(ctx, 14)?.write_unaligned(ip) };
+        write_v4(ctx, pkt, cfg, be)
     } else {
-        let ip = outer_v6(pkt, cfg, be);
-        unsafe { ptr_at_mut::<Ipv6Hdr>(ctx, 14)?.write_unaligned(ip) };
+        write_v6(ctx, pkt, cfg, be)
+    }
+}
+
+#[inline(always)]
+fn write_v4(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend) -> Option<()> {
+    let ip = ptr_at_mut::<Ipv4Hdr>(ctx, 14)?;
+    let tot_len = pkt.l3_len + 20;
+    let frags: u16 = if pkt.df { 0x4000 } else { 0 };
+    let dst = [be.addr[0], be.addr[1], be.addr[2], be.addr[3]];
+    let check = ipv4_checksum_of(
+        pkt.tos,
+        tot_len,
+        frags,
+        TTL,
+        IPPROTO_IPIP,
+        cfg.source_v4,
+        dst,
+    );
+    // Safety: ptr_at_mut checked that the header is inside the packet.
+    unsafe {
+        (*ip).vihl = 0x45;
+        (*ip).tos = pkt.tos;
+        (*ip).tot_len = tot_len.to_be_bytes();
+        (*ip).id = [0, 0];
+        (*ip).frags = frags.to_be_bytes();
+        (*ip).ttl = TTL;
+        (*ip).proto = IPPROTO_IPIP;
+        (*ip).check = check.to_be_bytes();
+        (*ip).src_addr = cfg.source_v4;
+        (*ip).dst_addr = dst;
     }
     Some(())
 }
 
 #[inline(always)]
-fn outer_v4(pkt: &Packet, cfg: &Config, be: &Backend) -> Ipv4Hdr {
-    let mut ip = Ipv4Hdr {
-        vihl: 0x45,
-        tos: pkt.tos,
-        tot_len: (pkt.l3_len + 20).to_be_bytes(),
-        id: [0, 0],
-        frags: if pkt.df { [0x40, 0] } else { [0, 0] },
-        ttl: TTL,
-        proto: IPPROTO_IPIP,
-        check: [0, 0],
-        src_addr: cfg.source_v4,
-        dst_addr: [be.addr[0], be.addr[1], be.addr[2], be.addr[3]],
-    };
-    // Safety: Ipv4Hdr is 20 bytes of plain integers.
-    let bytes: [u8; 20] = unsafe { core::mem::transmute(ip) };
-    ip.check = ipv4_header_checksum(&bytes).to_be_bytes();
-    ip
-}
-
-#[inline(always)]
-fn outer_v6(pkt: &Packet, cfg: &Config, be: &Backend) -> Ipv6Hdr {
+fn write_v6(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend) -> Option<()> {
+    let ip = ptr_at_mut::<Ipv6Hdr>(ctx, 14)?;
     // The flow label carries the flow hash, so that ECMP on the way to the backend keeps a
     // flow on one path (RFC 6438).
     let k = &pkt.key;
     let fl = flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto) & 0x000f_ffff;
-    Ipv6Hdr {
-        vcf: [
+    // Safety: ptr_at_mut checked that the header is inside the packet.
+    unsafe {
+        (*ip).vcf = [
             0x60 | (pkt.tos >> 4),
             (pkt.tos << 4) | (fl >> 16) as u8,
             (fl >> 8) as u8,
             fl as u8,
-        ],
-        payload_len: pkt.l3_len.to_be_bytes(),
-        next_hdr: IPPROTO_IPV6,
-        hop_limit: TTL,
-        src_addr: cfg.source_v6,
-        dst_addr: be.addr,
+        ];
+        (*ip).payload_len = pkt.l3_len.to_be_bytes();
+        (*ip).next_hdr = IPPROTO_IPV6;
+        (*ip).hop_limit = TTL;
+        (*ip).src_addr = cfg.source_v6;
+        (*ip).dst_addr = be.addr;
     }
+    Some(())
 }
