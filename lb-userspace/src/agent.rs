@@ -121,15 +121,17 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
         agent.dp.pin_links(&pin_dir)?;
         let (calls_tx, mut calls) = mpsc::unbounded_channel();
         let server = tokio::spawn(api::serve(listener, calls_tx));
+        // Handlers first, "ready" after: a signal sent on seeing "ready" must find them (the
+        // default action of SIGHUP would end the agent).
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         println!(
             "lb: ready: {} VIP(s) on {}; control socket {}",
             agent.effective.vips.len(),
             interfaces.join(","),
             socket.display()
         );
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         let mut file_tick = tokio::time::interval(FILE_CHECK);
         let mut neigh_tick = tokio::time::interval(NEIGH_CHECK);
         let mut stamp = file_stamp(config_path);
@@ -309,17 +311,18 @@ pub fn decap(interface: &str, mode: config::XdpMode, extra: &[IpAddr]) -> anyhow
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    println!(
-        "lb: ready: decapsulating on {interface} ({used}) for {}",
-        addrs
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     rt.block_on(async {
+        // Handlers first, "ready" after (see `run`).
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        println!(
+            "lb: ready: decapsulating on {interface} ({used}) for {}",
+            addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
