@@ -16,8 +16,9 @@ use lb_tests::{
 /// Client threads, each opening connections one after the other.
 const THREADS: usize = 2;
 
-/// Connections per second over `per_thread` × THREADS connections; panics if any fails.
-fn rate(topo: &OneArm, addr: SocketAddr, per_thread: u32) -> f64 {
+/// Connections per second over `per_thread` × THREADS attempts, and how many failed (a
+/// benchmark reports failures; it does not stop on one).
+fn rate(topo: &OneArm, addr: SocketAddr, per_thread: u32) -> (f64, u32) {
     let path = format!("/run/netns/{}", topo.client.name);
     let start = Instant::now();
     let handles: Vec<_> = (0..THREADS)
@@ -29,21 +30,27 @@ fn rate(topo: &OneArm, addr: SocketAddr, per_thread: u32) -> f64 {
                     unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) },
                     0
                 );
-                for i in 0..per_thread {
-                    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-                        .unwrap_or_else(|e| panic!("connection {i} to {addr}: {e}"));
-                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                    let mut b = [0u8; 1];
-                    s.read_exact(&mut b)
-                        .unwrap_or_else(|e| panic!("greeting {i} from {addr}: {e}"));
+                let mut failed = 0u32;
+                for _ in 0..per_thread {
+                    let ok = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).and_then(
+                        |mut s| {
+                            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+                            let mut b = [0u8; 1];
+                            s.read_exact(&mut b)
+                        },
+                    );
+                    failed += ok.is_err() as u32;
                 }
+                failed
             })
         })
         .collect();
-    for h in handles {
-        h.join().expect("client thread");
-    }
-    (per_thread as usize * THREADS) as f64 / start.elapsed().as_secs_f64()
+    let failed: u32 = handles
+        .into_iter()
+        .map(|h| h.join().expect("client thread"))
+        .sum();
+    let done = per_thread * THREADS as u32 - failed;
+    (done as f64 / start.elapsed().as_secs_f64(), failed)
 }
 
 pub fn measure(quick: bool) -> String {
@@ -88,18 +95,24 @@ pub fn measure(quick: bool) -> String {
             via_haproxy,
         ),
     ] {
-        let mut v: Vec<f64> = (0..runs).map(|_| rate(&topo, addr, per_thread)).collect();
+        let results: Vec<(f64, u32)> = (0..runs).map(|_| rate(&topo, addr, per_thread)).collect();
+        let failed: u32 = results.iter().map(|r| r.1).sum();
+        let mut v: Vec<f64> = results.iter().map(|r| r.0).collect();
+        assert!(
+            v.iter().all(|r| *r > 0.0),
+            "{name}: no connection succeeded: the harness is broken"
+        );
         v.sort_by(|a, b| a.total_cmp(b));
-        rows.push((name, v[0], v[v.len() / 2], v[v.len() - 1]));
+        rows.push((name, v[0], v[v.len() / 2], v[v.len() - 1], failed));
     }
     let base = rows[0].2;
     let mut out = format!(
         "{THREADS} client threads × {per_thread} connections each (connect, read the server's first byte, close), {runs} run(s); connections per second (min / median / max).\n\n\
-         | path | conn/s | × direct |\n|---|---|---|\n"
+         | path | conn/s | × direct | failed |\n|---|---|---|---|\n"
     );
-    for (name, min, med, max) in &rows {
+    for (name, min, med, max, failed) in &rows {
         out += &format!(
-            "| {name} | {min:.0} / {med:.0} / {max:.0} | {:.2}× |\n",
+            "| {name} | {min:.0} / {med:.0} / {max:.0} | {:.2}× | {failed} |\n",
             med / base
         );
     }
