@@ -95,6 +95,38 @@ fn prog_stats(ns: &Netns, dev: &str) -> Option<(u64, u64)> {
     ))
 }
 
+/// Loads `program` and attaches it natively to `dev` in `ns` (after `setup`, run there too);
+/// the attachment lasts as long as the returned value.
+fn attached(
+    ns: &Netns,
+    program: &'static str,
+    dev: &str,
+    setup: impl FnOnce(&mut Dataplane) + Send,
+) -> Dataplane {
+    let mut dp = Dataplane::load(program).unwrap_or_else(|e| panic!("load {program}: {e}"));
+    ns.run(move || {
+        setup(&mut dp);
+        dp.attach(dev, lb::config::XdpMode::Native)
+            .unwrap_or_else(|e| panic!("attach {program} to {dev}: {e}"));
+        dp
+    })
+}
+
+/// The generator, sending from source addresses `src_net`.x to the VIP's port 53.
+fn generator(src_net: [u8; 3]) -> Dataplane {
+    let mut g = Dataplane::load(program_names::GEN).expect("load xdp_gen");
+    g.set_gen_config(GenConfig {
+        dst_mac: LB_MAC,
+        src_mac: GEN_MAC,
+        src_ip: [src_net[0], src_net[1], src_net[2], 0],
+        dst_ip: [198, 19, 0, 100],
+        dst_port: 53u16.to_be_bytes(),
+        _pad: [0; 2],
+    })
+    .expect("generator config");
+    g
+}
+
 fn rates(v: &mut [f64]) -> Rates {
     v.sort_by(|a, b| a.total_cmp(b));
     Rates {
@@ -121,23 +153,8 @@ pub fn measure(quick: bool) -> String {
             net.ipv4.conf.l0.rp_filter=0 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.l0.send_redirects=0 \
          && for b in 11 12 13; do ip neigh replace 198.18.0.$b lladdr 02:00:00:00:00:01 dev l0 nud permanent; done",
     );
-    let mut sink = Dataplane::load(program_names::SINK).expect("load xdp_sink");
-    let sink = gen_ns.run(move || {
-        sink.attach("g0", lb::config::XdpMode::Native)
-            .expect("attach the sink");
-        sink
-    });
-    let mut generator = Dataplane::load(program_names::GEN).expect("load xdp_gen");
-    generator
-        .set_gen_config(GenConfig {
-            dst_mac: LB_MAC,
-            src_mac: GEN_MAC,
-            src_ip: [198, 18, 1, 0],
-            dst_ip: [198, 19, 0, 100],
-            dst_port: 53u16.to_be_bytes(),
-            _pad: [0; 2],
-        })
-        .expect("generator config");
+    let sink = attached(&gen_ns, program_names::SINK, "g0", |_| {});
+    let mut generator = generator([198, 18, 1]);
 
     let stats_was = stats_was.trim().to_string();
     let mut run_mode = |what: &str| -> Rates {
@@ -164,23 +181,13 @@ pub fn measure(quick: bool) -> String {
     };
 
     // The bare ceiling: the balancer's veth bounces every frame.
-    let mut tx = Dataplane::load(program_names::TX).expect("load xdp_tx");
-    let tx = lb_ns.run(move || {
-        tx.attach("l0", lb::config::XdpMode::Native)
-            .expect("attach xdp_tx");
-        tx
-    });
+    let tx = attached(&lb_ns, program_names::TX, "l0", |_| {});
     pin_napi(&lb_ns, "l0", 1);
     let ceiling = run_mode("XDP_TX ceiling");
     drop(tx);
 
     // nftables DNAT, jhash over the three backends (xdp_pass on the veth: see the report).
-    let mut pass = Dataplane::load(program_names::PASS).expect("load xdp_pass");
-    let pass = lb_ns.run(move || {
-        pass.attach("l0", lb::config::XdpMode::Native)
-            .expect("attach xdp_pass");
-        pass
-    });
+    let pass = attached(&lb_ns, program_names::PASS, "l0", |_| {});
     pin_napi(&lb_ns, "l0", 1);
     lb_ns.sh(
         "nft add table ip lbnat \
@@ -264,23 +271,8 @@ pub fn measure_two_arm(quick: bool) -> String {
             net.ipv4.conf.l0.rp_filter=0 \
          && for b in 11 12 13; do ip neigh replace 198.18.1.$b lladdr 02:00:00:00:01:03 dev l1 nud permanent; done",
     );
-    let mut sink = Dataplane::load(program_names::SINK).expect("load xdp_sink");
-    let sink = sink_ns.run(move || {
-        sink.attach("s0", lb::config::XdpMode::Native)
-            .expect("attach the sink");
-        sink
-    });
-    let mut generator = Dataplane::load(program_names::GEN).expect("load xdp_gen");
-    generator
-        .set_gen_config(GenConfig {
-            dst_mac: LB_MAC,
-            src_mac: GEN_MAC,
-            src_ip: [198, 18, 2, 0],
-            dst_ip: [198, 19, 0, 100],
-            dst_port: 53u16.to_be_bytes(),
-            _pad: [0; 2],
-        })
-        .expect("generator config");
+    let sink = attached(&sink_ns, program_names::SINK, "s0", |_| {});
+    let mut generator = generator([198, 18, 2]);
     let mut run_mode = |what: &str| -> Rates {
         let mut v: Vec<f64> = (0..runs)
             .map(|_| burst(&gen_ns, &mut generator, &sink, n))
@@ -292,15 +284,9 @@ pub fn measure_two_arm(quick: bool) -> String {
         rates(&mut v)
     };
 
-    let mut redirect = Dataplane::load(program_names::REDIRECT_ALL).expect("load xdp_redirect_all");
-    let redirect = lb_ns.run(move || {
-        redirect
-            .set_redirect_to(nix_ifindex("l1").expect("l1"))
-            .expect("redirect target");
-        redirect
-            .attach("l0", lb::config::XdpMode::Native)
-            .expect("attach xdp_redirect_all");
-        redirect
+    let redirect = attached(&lb_ns, program_names::REDIRECT_ALL, "l0", |dp| {
+        dp.set_redirect_to(nix_ifindex("l1").expect("l1"))
+            .expect("redirect target")
     });
     pin_napi(&lb_ns, "l0", 1);
     let ceiling = run_mode("redirect ceiling");
