@@ -25,13 +25,14 @@ use crate::{
 
 /// The backend for this packet: `Ok(None)` when the VIP has no live backend.
 #[inline(always)]
-pub fn backend(pkt: &Packet, vip: &VipValue) -> Result<Option<(u32, Backend)>, Fault> {
+pub fn backend(pkt: &Packet, vip: &VipValue) -> Result<Option<(u32, &'static Backend)>, Fault> {
     let id = match backend_id(pkt, vip) {
         FAULT => return Err(Fault),
         NO_BACKEND => return Ok(None),
         id => id,
     };
-    let be = *BACKENDS.get(id).ok_or(Fault)?;
+    // A reference into the map, not a copy: nothing of it need go on the stack.
+    let be = BACKENDS.get(id).ok_or(Fault)?;
     Ok(Some((id, be)))
 }
 

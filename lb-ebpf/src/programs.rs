@@ -132,7 +132,7 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
     let Some((backend_id, backend)) = pick::backend(&pkt, &vip)? else {
         return Ok(Verdict::drop(Counter::DropNoBackend));
     };
-    let verdict = match send::encap_and_send_packed(ctx, &pkt, &backend) {
+    let verdict = match send::encap_and_send_packed(ctx, &pkt, backend) {
         FAULT => return Err(Fault),
         v => Verdict::unpack(v),
     };

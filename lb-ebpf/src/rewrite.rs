@@ -27,12 +27,6 @@ pub const fn outer_len(family: u8) -> usize {
     if family == FAMILY_V4 { 20 } else { 40 }
 }
 
-/// Where to send the packet next: the result of the route lookup.
-pub struct NextHop {
-    pub smac: [u8; 6],
-    pub dmac: [u8; 6],
-}
-
 /// Puts Ethernet + outer IP in front of the packet's IP header. `None` if the packet could
 /// not be grown (no headroom).
 #[inline(always)]
@@ -41,7 +35,8 @@ pub fn encap(
     pkt: &Packet,
     cfg: &Config,
     be: &Backend,
-    hop: &NextHop,
+    dmac: &[u8; 6],
+    smac: &[u8; 6],
 ) -> Option<()> {
     let outer = outer_len(pkt.key.family);
     // The old Ethernet header (and VLAN tag) is reused as room: grow by what is missing.
@@ -58,14 +53,31 @@ pub fn encap(
         ETH_P_IPV6
     };
     unsafe {
-        (*eth).dst_addr = hop.dmac;
-        (*eth).src_addr = hop.smac;
+        copy_mac(&mut (*eth).dst_addr, dmac);
+        copy_mac(&mut (*eth).src_addr, smac);
         (*eth).ether_type = ether_type.to_be();
     }
     if pkt.key.family == FAMILY_V4 {
         write_v4(ctx, pkt, cfg, be)
     } else {
         write_v6(ctx, pkt, cfg, be)
+    }
+}
+
+/// Copies a MAC address as three 16-bit words. `src` may be on the stack (the route lookup's
+/// answer), where the verifier wants every access aligned to its size; volatile reads keep
+/// LLVM from merging them into a wider load the address may not be aligned for.
+#[inline(always)]
+fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
+    let s = src.as_ptr() as *const u16;
+    let d = dst.as_mut_ptr() as *mut u16;
+    // Safety: both are six bytes; a MAC inside a C struct is 2-byte aligned (after an even
+    // number of bytes in bpf_fib_lookup and in lb_common::NextHop), and the packet's side
+    // has no alignment rule.
+    unsafe {
+        for i in 0..3 {
+            d.add(i).write_unaligned(core::ptr::read_volatile(s.add(i)));
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::{
     Fault, Verdict,
     maps::{CONFIG, DEVMAP},
     parse::Packet,
-    rewrite::{self, NextHop, outer_len},
+    rewrite::{self, outer_len},
 };
 
 const AF_INET: u8 = 2;
@@ -44,7 +44,7 @@ pub fn encap_and_send_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> u6
 
 #[inline(always)]
 fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdict, Fault> {
-    let cfg = *CONFIG.get(0).ok_or(Fault)?;
+    let cfg = CONFIG.get(0).ok_or(Fault)?;
     let tot_len = pkt.l3_len as u32 + outer_len(pkt.key.family) as u32;
     if tot_len > 0xffff {
         return Ok(Verdict::drop(Counter::DropEncap));
@@ -52,26 +52,20 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
     let ingress = ctx.ingress_ifindex() as u32;
     // The agent keeps each backend's next hop in its entry; the kernel's route lookup is the
     // fallback for a backend it could not resolve.
-    let (hop, egress) = if be.hop.ifindex != 0 {
+    let egress = if be.hop.ifindex != 0 {
         if tot_len > be.hop.mtu {
             return Ok(Verdict::drop(Counter::DropEncap));
         }
-        (
-            NextHop {
-                smac: be.hop.smac,
-                dmac: be.hop.dmac,
-            },
-            be.hop.ifindex,
-        )
+        if rewrite::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac).is_none() {
+            return Ok(Verdict::drop(Counter::DropEncap));
+        }
+        be.hop.ifindex
     } else {
-        match route(ctx, pkt, &cfg, be, tot_len, ingress) {
-            Ok(r) => r,
+        match route(ctx, pkt, cfg, be, tot_len, ingress) {
+            Ok(egress) => egress,
             Err(v) => return Ok(v),
         }
     };
-    if rewrite::encap(ctx, pkt, &cfg, be, &hop).is_none() {
-        return Ok(Verdict::drop(Counter::DropEncap));
-    }
     if egress == ingress {
         return Ok(Verdict::new(xdp_action::XDP_TX, Counter::Tx));
     }
@@ -90,7 +84,7 @@ fn route(
     be: &Backend,
     tot_len: u32,
     ingress: u32,
-) -> Result<(NextHop, u32), Verdict> {
+) -> Result<u32, Verdict> {
     // Safety: an all-zero bpf_fib_lookup is a valid (empty) request.
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.ifindex = ingress;
@@ -116,13 +110,12 @@ fn route(
         )
     };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Ok((
-            NextHop {
-                smac: fib.smac,
-                dmac: fib.dmac,
-            },
-            fib.ifindex,
-        )),
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            if rewrite::encap(ctx, pkt, cfg, be, &fib.dmac, &fib.smac).is_none() {
+                return Err(Verdict::drop(Counter::DropEncap));
+            }
+            Ok(fib.ifindex)
+        }
         BPF_FIB_LKUP_RET_NO_NEIGH => Err(Verdict::drop(Counter::DropNoNeigh)),
         BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Verdict::drop(Counter::DropEncap)),
         _ => Err(Verdict::drop(Counter::DropNoRoute)),

@@ -34,6 +34,9 @@ enum Cmd {
         /// Fewer repetitions, report to target/bench-quick.md (CI: proves the harness works).
         #[arg(long)]
         quick: bool,
+        /// One section only (per-packet, maglev, e2e, conn, control), printed, not written.
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -71,7 +74,7 @@ fn xtask(cmd: Cmd) -> Result<()> {
             build()?;
             test(&args)
         }
-        Cmd::Bench { quick } => {
+        Cmd::Bench { quick, only } => {
             setup()?;
             build()?;
             // Numbers come from an optimised build; --quick only proves the harness works, so it
@@ -85,6 +88,9 @@ fn xtask(cmd: Cmd) -> Result<()> {
                 .env("LB_BIN", root().join("target/debug/lb"));
             if quick {
                 cmd.arg("--quick");
+            }
+            if let Some(section) = only {
+                cmd.args(["--only", &section]);
             }
             run(&mut cmd)
         }

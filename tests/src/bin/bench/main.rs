@@ -22,27 +22,32 @@ pub struct Opts {
 
 /// One BPF_PROG_TEST_RUN call of `repeat` runs: ns per run, and the action.
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args.get(i + 1).cloned().expect("--only SECTION"));
     let o = Opts {
         quick,
         repeat: if quick { 100_000 } else { 1_000_000 },
         runs: if quick { 1 } else { 5 },
     };
+    if let Some(section) = only {
+        // One section, printed: for working on one number, not for the report.
+        let Some((_, run)) = SECTIONS.iter().find(|(name, _)| *name == section) else {
+            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+            panic!("no section {section:?}; sections: {}", names.join(", "));
+        };
+        print!("{}", run(&o));
+        return;
+    }
     let started = Instant::now();
-    eprintln!(
-        "bench: per-packet cost (BPF_PROG_TEST_RUN, repeat {} x {})",
-        o.repeat, o.runs
-    );
-    let pp = per_packet(&o);
-    eprintln!("bench: Maglev");
-    let mg = maglev_rows(&o);
-    eprintln!("bench: end-to-end packet rate");
-    let e2e = format!("{}\n{}", e2e::measure(quick), e2e::measure_two_arm(quick));
-    eprintln!("bench: connection rate");
-    let conn = conn::measure(quick);
-    eprintln!("bench: control loop");
-    let cl = control::measure(quick);
-
+    let mut body = String::new();
+    for (name, run) in SECTIONS {
+        eprintln!("bench: {name}");
+        body.push_str(&run(&o));
+    }
     let mut md = String::new();
     let cmd = if quick {
         "cargo xtask bench --quick"
@@ -57,6 +62,46 @@ fn main() {
         kernel(),
         started.elapsed().as_secs_f64()
     );
+    md.push_str(&body);
+    let _ = writeln!(
+        md,
+        "\n## Not measured yet\n\nnftables DNAT in the two-arm topology (it is measured one-arm above)."
+    );
+    let path = if quick {
+        "target/bench-quick.md"
+    } else {
+        "BENCHMARKS.md"
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::write(root.join(path), &md).expect("write the report");
+    print!("{md}");
+    eprintln!("bench: wrote {path}");
+}
+
+type Section = fn(&Opts) -> String;
+
+/// The report's sections, in order: each measures and returns its markdown.
+const SECTIONS: &[(&str, Section)] = &[
+    ("per-packet", per_packet_section),
+    ("e2e", |o| {
+        format!(
+            "\n## End-to-end packet rate (veth, live-frames generator)\n\n{}\n{}",
+            e2e::measure(o.quick),
+            e2e::measure_two_arm(o.quick)
+        )
+    }),
+    ("conn", |o| {
+        format!("\n## Connection rate\n\n{}", conn::measure(o.quick))
+    }),
+    ("maglev", maglev_section),
+    ("control", |o| {
+        format!("\n## Control loop\n\n{}", control::measure(o.quick))
+    }),
+];
+
+fn per_packet_section(o: &Opts) -> String {
+    let pp = per_packet(o);
+    let mut md = String::new();
     let _ = writeln!(
         md,
         "## Per-packet cost (BPF_PROG_TEST_RUN on the loaded programs)\n"
@@ -81,15 +126,13 @@ fn main() {
             r.name, r.ns.min, r.ns.median, r.ns.max, r.baseline, r.base_ns, ratio, target
         );
     }
-    let _ = writeln!(
-        md,
-        "\n**Where the fast path stands.** It meets the new-flow target and misses the others. What moved it so far: each backend's next hop kept in its entry (no per-packet `bpf_fib_lookup`: a flow-table hit went from about 550 to 360 ns here), no calls to BPF's byte-at-a-time `memset` (the compiler's fallback for zeroing the parsed packet and 16-byte address arrays), headers read field by field instead of copied and written in place (the outer IPv4 checksum computed from the fields), and the clock read only for UDP. What a packet to a VIP still pays for, in order: a parse in its own BPF function, one or two VIP hash lookups (two when some VIP takes every port), one flow-table (LRU hash) lookup, the backend and config array lookups, the head adjustment and header writes, and four per-CPU counter updates. On this virtual machine a hash-map lookup alone costs a few times a bare XDP_TX run, which bounds every path that needs one, non-VIP traffic included. Levers not yet pulled: a VIP lookup keyed so that traffic not for us costs one lookup even with every-port VIPs, a per-CPU flow table where the NIC spreads flows by RSS, and fewer counter updates. End to end, lb moves several times what nftables DNAT does but stays well below the bare XDP_TX ceiling of the same veth pair. The kernel's own account (last column there) shows why: live, the program costs about twice its BPF_PROG_TEST_RUN figure (there one packet and its map entries stay hot in cache; here each frame was written by the generator on the other core, and 4096 flows' entries rotate), and on top of that every frame pays veth's own per-frame cost, which is what the ceiling measures."
-    );
-    let _ = writeln!(
-        md,
-        "\n## End-to-end packet rate (veth, live-frames generator)\n\n{e2e}"
-    );
-    let _ = writeln!(md, "\n## Connection rate\n\n{conn}");
+    let _ = writeln!(md, "\n{}", per_packet::ANALYSIS);
+    md
+}
+
+fn maglev_section(o: &Opts) -> String {
+    let mg = maglev_rows(o);
+    let mut md = String::new();
     let _ = writeln!(
         md,
         "\n## Maglev ring builds\n\nImbalance: the busiest backend's slots over the mean. Disruption: share of slots that change backend when one of N leaves (the minimum possible is 1/N).\n"
@@ -110,20 +153,7 @@ fn main() {
             1.0 / r.n as f64
         );
     }
-    let _ = writeln!(md, "\n## Control loop\n\n{}", cl);
-    let _ = writeln!(
-        md,
-        "\n## Not measured yet\n\nnftables DNAT in the two-arm topology (it is measured one-arm above)."
-    );
-    let path = if quick {
-        "target/bench-quick.md"
-    } else {
-        "BENCHMARKS.md"
-    };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::write(root.join(path), &md).expect("write the report");
-    print!("{md}");
-    eprintln!("bench: wrote {path}");
+    md
 }
 
 fn date() -> String {
