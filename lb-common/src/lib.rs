@@ -27,6 +27,7 @@ pub mod map_names {
     pub const GEN_CONFIG: &str = "LB_GEN_CONFIG";
     pub const SINK_COUNT: &str = "LB_SINK_COUNT";
     pub const REDIRECT_TO: &str = "LB_REDIRECT_TO";
+    pub const VIP_FILTER: &str = "LB_VIP_FILTER";
 }
 
 /// Names of the programs in the object.
@@ -69,6 +70,13 @@ pub const FLOW_STATS_COUNT: u32 = 2;
 
 /// Default idle time after which a UDP flow may move to another backend.
 pub const UDP_IDLE_DEFAULT_S: u32 = 30;
+/// Words of [`map_names::VIP_FILTER`]'s one entry: a bitmap of [`VIP_FILTER_BITS`] bits, one
+/// set for every VIP address ([`hash::vip_filter_bit`]). A clear bit proves a packet is not for
+/// a VIP, without a hash-map lookup; a set bit may be a collision, and the VIP lookup decides.
+pub const VIP_FILTER_WORDS: usize = 1024;
+pub const VIP_FILTER_BITS: u32 = VIP_FILTER_WORDS as u32 * 64;
+pub type VipFilter = [u64; VIP_FILTER_WORDS];
+
 /// Interfaces the program may redirect to.
 pub const MAX_INTERFACES: u32 = 64;
 
@@ -158,8 +166,12 @@ pub struct Backend {
     /// The next hop, as the agent resolved it ([`NextHop::ifindex`] 0: not known, the
     /// program asks `bpf_fib_lookup`).
     pub hop: NextHop,
+    /// The VIP's key (port 0: every port), and its UDP idle time: a flow-table hit is checked
+    /// against the backend's entry alone, so an established flow costs no VIP lookup.
+    pub vip: VipKey,
+    pub udp_idle_s: u32,
 }
-const _: () = assert!(size_of::<Backend>() == 44);
+const _: () = assert!(size_of::<Backend>() == 68);
 
 /// Where packets to a backend leave: kept in the backend's entry by the agent so that the
 /// program need not look the route and neighbour up for every packet.

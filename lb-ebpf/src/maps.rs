@@ -5,11 +5,17 @@ use aya_ebpf::{
 };
 use lb_common::{
     AddrKey, Backend, Config, Counter, FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowKey, FlowValue,
-    GenConfig, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipKey, VipValue,
+    GenConfig, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipFilter, VipKey,
+    VipValue,
 };
 
 #[map(name = "LB_VIPS")]
 pub static VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
+
+/// One bit per VIP address (see [`lb_common::VipFilter`]): traffic for other addresses is
+/// told apart with an array read, never a hash lookup.
+#[map(name = "LB_VIP_FILTER")]
+pub static VIP_FILTER: Array<VipFilter> = Array::with_max_entries(1, 0);
 
 #[map(name = "LB_RINGS")]
 pub static RINGS: Array<u32> = Array::with_max_entries(RINGS_ENTRIES, 0);

@@ -49,6 +49,15 @@ const fn malformed() -> Verdict {
     Verdict::pass(Counter::PassMalformed)
 }
 
+/// Whether `dst` may be a VIP's address: a clear filter bit says certainly not, so traffic
+/// for the host itself or routed past it costs no hash lookup.
+#[inline(always)]
+fn maybe_vip(dst: &[u8; 16]) -> bool {
+    crate::maps::VIP_FILTER
+        .get(0)
+        .is_none_or(|f| lb_common::hash::vip_filter_has(f, dst))
+}
+
 /// Parses into `out`; returns [`crate::programs::GO_ON`] or a packed pass verdict. Not inlined,
 /// and returning an integer: the header reads get a stack frame of their own.
 #[inline(never)]
@@ -88,10 +97,19 @@ fn parse(ctx: &Frame) -> Result<Packet, Verdict> {
 fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(malformed())?;
     // Safety: ptr_at checked that the whole header is inside the packet.
-    let (vihl, frags, proto) =
-        unsafe { ((*ip).vihl, u16::from_be_bytes((*ip).frags), (*ip).proto) };
+    let (vihl, frags, proto, dst) = unsafe {
+        (
+            (*ip).vihl,
+            u16::from_be_bytes((*ip).frags),
+            (*ip).proto,
+            crate::mem::v4_in_16((*ip).dst_addr),
+        )
+    };
     if vihl >> 4 != 4 {
         return Err(malformed());
+    }
+    if !maybe_vip(&dst) {
+        return Err(Verdict::pass(Counter::PassNotVip));
     }
     let ihl = ((vihl & 0x0f) as usize) * 4;
     if ihl < 20 {
@@ -108,12 +126,11 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     // not that proof) would reject the program.
     let (ports, need, tcp_flags) = ports(ctx, proto, l3_off + ihl)?;
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(malformed())?;
-    let (l3_len, tos, src, dst) = unsafe {
+    let (l3_len, tos, src) = unsafe {
         (
             u16::from_be_bytes((*ip).tot_len),
             (*ip).tos,
             (*ip).src_addr,
-            (*ip).dst_addr,
         )
     };
     if (l3_len as usize) < ihl + need || ctx.data() + l3_off + l3_len as usize > ctx.data_end() {
@@ -123,7 +140,7 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         l3_off,
         key: FlowKey {
             src: crate::mem::v4_in_16(src),
-            dst: crate::mem::v4_in_16(dst),
+            dst,
             ports,
             proto,
             family: FAMILY_V4,
@@ -140,9 +157,12 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
 fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(malformed())?;
     // Safety: ptr_at checked that the whole header is inside the packet.
-    let (v0, next) = unsafe { ((*ip).vcf[0], (*ip).next_hdr) };
+    let (v0, next, dst) = unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).dst_addr) };
     if v0 >> 4 != 6 {
         return Err(malformed());
+    }
+    if !maybe_vip(&dst) {
+        return Err(Verdict::pass(Counter::PassNotVip));
     }
     let (ports, need, tcp_flags) = ports(ctx, next, l3_off + 40)?;
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(malformed())?;
@@ -157,7 +177,7 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         l3_off,
         key: FlowKey {
             src: unsafe { (*ip).src_addr },
-            dst: unsafe { (*ip).dst_addr },
+            dst,
             ports,
             proto: next,
             family: FAMILY_V6,

@@ -1,8 +1,19 @@
 //! Steps 3 and 4: the flow table, then Maglev. An established flow keeps its backend while
-//! that backend is up and serves this VIP; a TCP SYN, a miss, a stale UDP entry or a down
-//! backend takes the VIP's live ring: the 5-tuple's hash picks a slot, the slot names the
+//! that backend is up and serves the packet's VIP; a TCP SYN, a miss, a stale UDP entry or a
+//! down backend takes the VIP's live ring: the 5-tuple's hash picks a slot, the slot names the
 //! backend, and the flow table remembers it.
-use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns};
+use lb_common::{
+    BACKEND_UP, Backend, FLOW_INSERTS, FlowValue, MAX_VIPS, NO_BACKEND, PROTO_TCP, PROTO_UDP,
+    RING_STRIDE, VipValue, hash::flow_hash, ring_index,
+};
+
+use crate::{
+    Fault,
+    maps::{BACKENDS, FLOWS, RINGS},
+    parse::Packet,
+    stats,
+};
 
 /// The clock UDP flows age by: the coarse one (jiffies resolution, a few ms) is plenty for idle
 /// times of seconds, and costs a fraction of the precise one (which, in a virtual machine, can
@@ -11,28 +22,111 @@ use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 fn now() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
-use lb_common::{
-    BACKEND_UP, Backend, FLOW_HITS, FLOW_INSERTS, FlowValue, MAX_VIPS, NO_BACKEND, PROTO_TCP,
-    PROTO_UDP, RING_STRIDE, VipValue, hash::flow_hash, ring_index,
-};
 
-use crate::{
-    Fault,
-    maps::{BACKENDS, FLOWS, RINGS},
-    parse::{Packet, TCP_ACK, TCP_SYN},
-    stats,
-};
+/// What the flow table says of a packet.
+pub enum Flow {
+    /// An established flow that keeps its backend.
+    Hit(u32, &'static Backend),
+    /// The table holds the 5-tuple but the packet takes the ring (a SYN, a backend down or
+    /// gone, an idle UDP flow): the entry to overwrite with the ring's pick.
+    Stale(*mut FlowValue),
+    /// A 5-tuple the table does not hold.
+    Miss,
+}
 
-/// The backend for this packet: `Ok(None)` when the VIP has no live backend.
+/// One flow-table lookup; for a hit, the backend's own entry says whether the flow may keep it
+/// (up, and serving the VIP the packet is addressed to), so no VIP lookup is needed.
 #[inline(always)]
-pub fn backend(pkt: &Packet, vip: &VipValue) -> Result<Option<(u32, &'static Backend)>, Fault> {
-    let id = match backend_id(pkt, vip) {
+pub fn flow(pkt: &Packet) -> Flow {
+    let Some(entry) = FLOWS.get_ptr_mut(&pkt.key) else {
+        return Flow::Miss;
+    };
+    if is_syn(pkt) {
+        return Flow::Stale(entry);
+    }
+    match established(entry, pkt) {
+        Some((id, be)) => Flow::Hit(id, be),
+        None => Flow::Stale(entry),
+    }
+}
+
+#[inline(always)]
+fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<(u32, &'static Backend)> {
+    // Safety: the entry stays valid under RCU for this program run.
+    let (id, seen) = unsafe { ((*flow).backend, (*flow).last_seen_ns) };
+    let be = BACKENDS.get(id)?;
+    let k = &pkt.key;
+    let port = u16::from_ne_bytes(pkt.dport());
+    if be.state & BACKEND_UP == 0
+        || be.vip.family != k.family
+        || be.vip.proto != k.proto
+        || (be.vip.port_be != 0 && be.vip.port_be != port)
+        || !eq16(&be.vip.addr, &k.dst)
+    {
+        return None;
+    }
+    if k.proto == PROTO_UDP {
+        let now = now();
+        if now.saturating_sub(seen) >= be.udp_idle_s as u64 * 1_000_000_000 {
+            return None;
+        }
+        // UDP has no handshake to tell a new flow: its entry ages by the clock.
+        unsafe { (*flow).last_seen_ns = now };
+    }
+    Some((id, be))
+}
+
+/// Two addresses equal, as two 64-bit compares (an array compare may become a `memcmp` call).
+#[inline(always)]
+fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let (a, b) = (a.as_ptr() as *const u64, b.as_ptr() as *const u64);
+    // Safety: both are 16 bytes; unaligned reads.
+    unsafe {
+        a.read_unaligned() == b.read_unaligned()
+            && a.add(1).read_unaligned() == b.add(1).read_unaligned()
+    }
+}
+
+/// The ring's backend for this packet, recorded in the flow table (in `entry` when the table
+/// holds the 5-tuple already): `Ok(None)` when the VIP has no live backend.
+#[inline(always)]
+pub fn from_ring(
+    pkt: &Packet,
+    vip: &VipValue,
+    entry: Option<*mut FlowValue>,
+) -> Result<Option<(u32, &'static Backend)>, Fault> {
+    let id = match ring_id(pkt, vip) {
         FAULT => return Err(Fault),
         NO_BACKEND => return Ok(None),
         id => id,
     };
     // A reference into the map, not a copy: nothing of it need go on the stack.
     let be = BACKENDS.get(id).ok_or(Fault)?;
+    if be.family != pkt.key.family {
+        return Ok(None);
+    }
+    // The clock is read only where it matters: UDP ages by it, TCP does not.
+    let seen = if pkt.key.proto == PROTO_UDP { now() } else { 0 };
+    match entry {
+        // Overwritten in place: no update call, and the entry keeps its place in the LRU.
+        // Safety: the entry stays valid under RCU for this program run.
+        Some(e) => unsafe {
+            (*e).backend = id;
+            (*e).last_seen_ns = seen;
+        },
+        None => {
+            let value = FlowValue {
+                backend: id,
+                _pad: 0,
+                last_seen_ns: seen,
+            };
+            // A full table evicts its least recently used entry; a failed insert (another CPU
+            // added the key meanwhile) only costs a re-pick on the next packet.
+            if FLOWS.insert(&pkt.key, &value, BPF_NOEXIST as u64).is_ok() {
+                stats::flow(FLOW_INSERTS);
+            }
+        }
+    }
     Ok(Some((id, be)))
 }
 
@@ -43,7 +137,7 @@ const FAULT: u32 = NO_BACKEND - 1;
 /// frames within the verifier's 512 bytes (and a BPF function may not return a pointer into
 /// its stack, which a larger return value would be).
 #[inline(never)]
-fn backend_id(pkt: &Packet, vip: &VipValue) -> u32 {
+fn ring_id(pkt: &Packet, vip: &VipValue) -> u32 {
     match pick(pkt, vip) {
         Ok(Some(id)) => id,
         Ok(None) => NO_BACKEND,
@@ -57,19 +151,6 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
         return Err(Fault);
     }
     let key = &pkt.key;
-    let syn = pkt.key.proto == PROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    // Whether the table holds this 5-tuple at all (valid or not): only a new key grows it.
-    // One lookup serves both questions: is the flow known (only a new key grows the table),
-    // and may it keep its backend.
-    let entry = FLOWS.get_ptr_mut(key);
-    let known = entry.is_some();
-    if !syn
-        && let Some(flow) = entry
-        && let Some(hit) = established(flow, pkt, vip)
-    {
-        stats::flow(FLOW_HITS);
-        return Ok(Some(hit));
-    }
     let h = flow_hash(&key.src, &key.dst, pkt.sport(), pkt.dport(), key.proto);
     let slot = h % vip.ring_size;
     let id = *RINGS
@@ -78,39 +159,13 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
     if id == NO_BACKEND {
         return Ok(None);
     }
-    let be = BACKENDS.get(id).ok_or(Fault)?;
-    if be.family != pkt.key.family {
-        return Ok(None);
-    }
-    // A full table evicts its least recently used entry; a failed insert only costs a re-pick.
-    let value = FlowValue {
-        backend: id,
-        _pad: 0,
-        // The clock is read only where it matters: UDP ages by it, TCP does not.
-        last_seen_ns: if pkt.key.proto == PROTO_UDP { now() } else { 0 },
-    };
-    if FLOWS.insert(key, &value, 0).is_ok() && !known {
-        stats::flow(FLOW_INSERTS);
-    }
     Ok(Some(id))
 }
 
-/// The flow's recorded backend, if it may still serve it.
+/// Whether the packet opens a TCP connection (SYN without ACK): it takes the ring even when
+/// the table holds its 5-tuple, so a reused port meets today's ring.
 #[inline(always)]
-fn established(flow: *mut FlowValue, pkt: &Packet, vip: &VipValue) -> Option<u32> {
-    // Safety: the entry stays valid under RCU for this program run.
-    let (id, seen) = unsafe { ((*flow).backend, (*flow).last_seen_ns) };
-    let be = BACKENDS.get(id)?;
-    if be.family != pkt.key.family || be.vip_id != vip.id || be.state & BACKEND_UP == 0 {
-        return None;
-    }
-    if pkt.key.proto == PROTO_UDP {
-        let now = now();
-        if now.saturating_sub(seen) >= vip.udp_idle_s as u64 * 1_000_000_000 {
-            return None;
-        }
-        // UDP has no handshake to tell a new flow: its entry ages by the clock.
-        unsafe { (*flow).last_seen_ns = now };
-    }
-    Some(id)
+pub fn is_syn(pkt: &Packet) -> bool {
+    pkt.key.proto == PROTO_TCP
+        && pkt.tcp_flags & (crate::parse::TCP_SYN | crate::parse::TCP_ACK) == crate::parse::TCP_SYN
 }

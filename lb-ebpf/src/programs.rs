@@ -1,6 +1,6 @@
 //! The entry points: thin wrappers that run one core function and count its verdict once.
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::Counter;
+use lb_common::{Counter, FLOW_HITS};
 
 use aya_ebpf::helpers::generated::bpf_xdp_adjust_head;
 
@@ -125,14 +125,36 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
     }
     // Safety: parse_packed wrote the whole packet when it said GO_ON.
     let pkt = unsafe { pkt.assume_init() };
+    // An established flow: one flow-table lookup and the backend's entry, no VIP lookup.
+    let entry = match pick::flow(&pkt) {
+        pick::Flow::Hit(id, be) => {
+            stats::flow(FLOW_HITS);
+            return send(ctx, &pkt, id, be, len);
+        }
+        pick::Flow::Stale(e) => Some(e),
+        pick::Flow::Miss => None,
+    };
     let Some(vip) = lookup::vip(&pkt) else {
         return Ok(Verdict::pass(Counter::PassNotVip));
     };
-    stats::vip(vip.id, len);
-    let Some((backend_id, backend)) = pick::backend(&pkt, &vip)? else {
+    let Some((id, be)) = pick::from_ring(&pkt, &vip, entry)? else {
+        stats::vip(vip.id, len);
         return Ok(Verdict::drop(Counter::DropNoBackend));
     };
-    let verdict = match send::encap_and_send_packed(ctx, &pkt, backend) {
+    send(ctx, &pkt, id, be, len)
+}
+
+/// Encapsulates toward `backend` and sends; counts the packet for its VIP and backend.
+#[inline(always)]
+fn send(
+    ctx: &XdpContext,
+    pkt: &parse::Packet,
+    backend_id: u32,
+    backend: &lb_common::Backend,
+    len: u64,
+) -> Result<Verdict, Fault> {
+    stats::vip(backend.vip_id, len);
+    let verdict = match send::encap_and_send_packed(ctx, pkt, backend) {
         FAULT => return Err(Fault),
         v => Verdict::unpack(v),
     };

@@ -11,8 +11,8 @@ use aya::{
 };
 use lb_common::{
     AddrKey, Backend, CONFIG_ANY_PORT_VIP, Config as BpfConfig, FAMILY_V4, FAMILY_V6,
-    FLOWS_DEFAULT, FORWARD_IPIP, GenConfig, MAX_BACKENDS, MAX_VIPS, NextHop, RING_STRIDE, VipKey,
-    VipValue, map_names, program_names, ring_index,
+    FLOWS_DEFAULT, FORWARD_IPIP, GenConfig, MAX_BACKENDS, MAX_VIPS, NextHop, RING_STRIDE,
+    VIP_FILTER_WORDS, VipFilter, VipKey, VipValue, hash, map_names, program_names, ring_index,
 };
 
 mod attach;
@@ -51,8 +51,9 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
 }
 
 /// Every map of the object, for pinning.
-const ALL_MAPS: [&str; 11] = [
+const ALL_MAPS: [&str; 12] = [
     map_names::VIPS,
+    map_names::VIP_FILTER,
     map_names::RINGS,
     map_names::BACKENDS,
     map_names::CONFIG,
@@ -64,6 +65,16 @@ const ALL_MAPS: [&str; 11] = [
     map_names::FLOWS,
     map_names::FLOW_STATS,
 ];
+
+/// The VIP a backend serves, as the backend's entry records it: the program checks an
+/// established flow against the entry alone.
+#[derive(Clone, Copy, Debug)]
+pub struct ServedVip {
+    pub id: u32,
+    pub key: VipKey,
+    /// Seconds a UDP flow may be idle and keep this backend.
+    pub udp_idle_s: u32,
+}
 
 /// A loaded BPF object and the interfaces its program is attached to. Dropping it detaches
 /// every link and frees the maps: nothing is left behind.
@@ -146,12 +157,15 @@ impl Dataplane {
                 source: Box::new(source),
             })?;
         prog.load().map_err(|e| load_error(program, e))?;
-        Ok(Dataplane {
+        let mut dp = Dataplane {
             ebpf,
             program,
             links: Vec::new(),
             pinned: Vec::new(),
-        })
+        };
+        // Pinned VIPs from an earlier run (perhaps one that predates the filter) must pass it.
+        dp.rebuild_vip_filter()?;
+        Ok(dp)
     }
 
     fn xdp(&mut self) -> Result<&mut Xdp> {
@@ -207,7 +221,7 @@ impl Dataplane {
         &mut self,
         id: u32,
         addr: IpAddr,
-        vip_id: u32,
+        vip: ServedVip,
         state: u8,
         hop: NextHop,
     ) -> Result<()> {
@@ -222,8 +236,10 @@ impl Dataplane {
             family,
             state,
             _pad: [0; 2],
-            vip_id,
+            vip_id: vip.id,
             hop,
+            vip: vip.key,
+            udp_idle_s: vip.udp_idle_s,
         };
         let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
         m.set(id, entry, 0).map_err(map_err(map_names::BACKENDS))
@@ -307,6 +323,8 @@ impl Dataplane {
             // Before the VIP goes live: packets to it must find the every-port lookup on.
             self.update_config(|c| c.flags |= CONFIG_ANY_PORT_VIP)?;
         }
+        // Before the VIP goes live, too: its address must pass the filter.
+        self.update_vip_filter(|f| hash::vip_filter_set(f, &key.addr))?;
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
         vips.insert(key, value, 0).map_err(map_err(map_names::VIPS))
     }
@@ -324,7 +342,30 @@ impl Dataplane {
     /// Removes a VIP: its packets pass to the kernel again.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
-        vips.remove(key).map_err(map_err(map_names::VIPS))
+        vips.remove(key).map_err(map_err(map_names::VIPS))?;
+        self.rebuild_vip_filter()
+    }
+
+    /// Writes the VIP filter anew from the VIPs in the map. The remaining VIPs' bits are set in
+    /// the old value and the new alike, so a packet that reads the entry while it is copied
+    /// never misses one of them.
+    fn rebuild_vip_filter(&mut self) -> Result<()> {
+        let Ok(vips) = self.vips() else {
+            // Programs without the VIP map (the benchmarks' trivial ones) have no filter.
+            return Ok(());
+        };
+        let mut filter: VipFilter = [0; VIP_FILTER_WORDS];
+        for (key, _) in &vips {
+            hash::vip_filter_set(&mut filter, &key.addr);
+        }
+        self.update_vip_filter(|f| *f = filter)
+    }
+
+    fn update_vip_filter(&mut self, f: impl FnOnce(&mut VipFilter)) -> Result<()> {
+        let mut m: Array<_, VipFilter> = self.map_array(map_names::VIP_FILTER)?;
+        let mut filter = m.get(&0, 0).map_err(map_err(map_names::VIP_FILTER))?;
+        f(&mut filter);
+        m.set(0, filter, 0).map_err(map_err(map_names::VIP_FILTER))
     }
 
     /// Benchmarks: what `xdp_gen` writes into every frame.

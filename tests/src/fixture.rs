@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use aya::programs::{TestRun, TestRunOptions};
 use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId};
 use lb::{
-    dataplane::{self, Dataplane, nix_ifindex},
+    dataplane::{self, Dataplane, ServedVip, nix_ifindex},
     maglev,
 };
 use lb_common::{BACKEND_UP, Counter, NO_BACKEND, PROTO_TCP, PROTO_UDP, hash::flow_hash};
@@ -39,6 +39,8 @@ pub struct Vip {
     /// (backend id, address, mac of its next hop, egress interface mac)
     pub backends: Vec<(u32, IpAddr, [u8; 6], [u8; 6])>,
     pub ring: Vec<u32>,
+    /// What its backends' entries record of it.
+    pub served: ServedVip,
 }
 
 /// A client packet: Ethernet (optionally VLAN-tagged), IPv4 or IPv6, TCP or UDP.
@@ -295,11 +297,15 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
                    proto: u8,
                    backends: &[(&str, [u8; 6], [u8; 6])]| {
         let addr: IpAddr = addr.parse().unwrap();
-        let vip_id = vips.len() as u32;
+        let served = ServedVip {
+            id: vips.len() as u32,
+            key: dataplane::vip_key(addr, port, proto),
+            udp_idle_s: 30,
+        };
         let mut bs = Vec::new();
         for (b, mac, egress) in backends {
             let ip: IpAddr = b.parse().unwrap();
-            dp.set_backend(next_id, ip, vip_id, BACKEND_UP, Default::default())
+            dp.set_backend(next_id, ip, served, BACKEND_UP, Default::default())
                 .unwrap();
             bs.push((next_id, ip, *mac, *egress));
             next_id += 1;
@@ -309,10 +315,13 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
             .into_iter()
             .map(|i| bs.get(i as usize).map_or(NO_BACKEND, |b| b.0))
             .collect();
-        let id = vips.len() as u32;
-        dp.set_vip(id, dataplane::vip_key(addr, port, proto), &ring, 30, None)
+        dp.set_vip(served.id, served.key, &ring, served.udp_idle_s, None)
             .unwrap();
-        vips.push(Vip { backends: bs, ring });
+        vips.push(Vip {
+            backends: bs,
+            ring,
+            served,
+        });
     };
     let three4 = [
         ("198.18.0.11", mac_of(0x11, 0), ETH0_MAC),
@@ -365,7 +374,7 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
 /// interface whose MAC is the backend's egress MAC, to the backend's own MAC), so that the
 /// program skips the kernel's route lookup.
 pub fn cache_next_hops(dp: &mut Dataplane, vips: &[Vip]) {
-    for (vip_id, v) in vips.iter().enumerate() {
+    for v in vips {
         for (id, addr, mac, egress) in &v.backends {
             if *mac == [0; 6] {
                 continue; // the fixtures' unresolved and unroutable backends
@@ -377,7 +386,7 @@ pub fn cache_next_hops(dp: &mut Dataplane, vips: &[Vip]) {
                 dmac: *mac,
                 smac: *egress,
             };
-            dp.set_backend(*id, *addr, vip_id as u32, BACKEND_UP, hop)
+            dp.set_backend(*id, *addr, v.served, BACKEND_UP, hop)
                 .unwrap();
         }
     }

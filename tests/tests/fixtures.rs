@@ -417,7 +417,7 @@ fn flows_keep_their_backend_until_it_goes() {
             first.contains(&first_mac),
             "no flow on the first backend: {first:?}"
         );
-        dp.set_backend(first_id, first_addr, 0, 0, Default::default())
+        dp.set_backend(first_id, first_addr, vips[0].served, 0, Default::default())
             .unwrap();
         let moved: Vec<[u8; 6]> = flows
             .iter()
@@ -427,7 +427,7 @@ fn flows_keep_their_backend_until_it_goes() {
             let want = if *was == first_mac { third_mac } else { *was };
             assert_eq!(*now, want, "after the first backend went down");
         }
-        dp.set_backend(first_id, first_addr, 0, BACKEND_UP, Default::default())
+        dp.set_backend(first_id, first_addr, vips[0].served, BACKEND_UP, Default::default())
             .unwrap();
         assert!(
             flows.iter().all(|&p| send(&mut dp, tcp(p)) == third_mac),
@@ -442,7 +442,16 @@ fn flows_keep_their_backend_until_it_goes() {
             "the SYN's pick is the flow's backend from then on"
         );
 
-        // UDP idle time 0: every packet finds its entry stale and takes the ring.
+        // UDP idle time 0 (kept in the backends' entries, which is where a flow-table hit
+        // reads it): every packet finds its entry stale and takes the ring.
+        let served = lb::dataplane::ServedVip {
+            udp_idle_s: 0,
+            ..vips[1].served
+        };
+        for (id, addr, _, _) in &vips[1].backends {
+            dp.set_backend(*id, *addr, served, BACKEND_UP, Default::default())
+                .unwrap();
+        }
         dp.set_vip(
             1,
             udp_key,
@@ -517,7 +526,7 @@ fn a_cached_next_hop_replaces_the_route_lookup() {
         };
         let set = |dp: &mut Dataplane, hop| {
             for (id, addr, _, _) in &vips[0].backends {
-                dp.set_backend(*id, *addr, 0, BACKEND_UP, hop).unwrap();
+                dp.set_backend(*id, *addr, vips[0].served, BACKEND_UP, hop).unwrap();
             }
         };
         set(&mut dp, hop);

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     config::{Config, HealthKind, Vip},
-    dataplane::{self, Dataplane},
+    dataplane::{self, Dataplane, ServedVip},
     health::Report,
     maglev, neigh,
     state::Change,
@@ -209,6 +209,12 @@ impl Agent {
                 id
             }
         };
+        let udp_idle_s = vip.udp_idle.as_secs() as u32;
+        let served = ServedVip {
+            id,
+            key,
+            udp_idle_s,
+        };
         // Backends: stable ids per (VIP, address), so flows recorded for one stay valid.
         let mut ids = Vec::new();
         for b in &vip.backends {
@@ -233,7 +239,7 @@ impl Agent {
             let hop = self.resolve(b.address);
             let up = self.is_up(vip, b.address);
             let state = if up { BACKEND_UP } else { 0 } | if b.drain { BACKEND_DRAIN } else { 0 };
-            self.dp.set_backend(bid, b.address, id, state, hop)?;
+            self.dp.set_backend(bid, b.address, served, state, hop)?;
             ids.push(bid);
         }
         let present: HashSet<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
@@ -266,7 +272,6 @@ impl Agent {
             .into_iter()
             .map(|i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
             .collect();
-        let udp_idle_s = vip.udp_idle.as_secs() as u32;
         let rings = self.rings.entry(id).or_default();
         let live_ring = rings.halves[rings.live as usize & 1].as_deref();
         if live_ring == Some(&ring[..]) && rings.udp_idle_s == udp_idle_s {
