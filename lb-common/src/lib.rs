@@ -38,6 +38,8 @@ pub mod program_names {
     pub const TX: &str = "xdp_tx";
     /// Benchmarks: `xdp_lb` that restores the frame after each run, and that restoring alone.
     pub const LB_BENCH: &str = "xdp_lb_bench";
+    /// Benchmarks: `xdp_lb_bench` on a new 5-tuple every run.
+    pub const LB_BENCH_NEW: &str = "xdp_lb_bench_new";
     pub const BENCH_FLOOR: &str = "xdp_bench_floor";
     /// Benchmarks: a traffic generator (run with live frames) and a counting sink.
     pub const GEN: &str = "xdp_gen";

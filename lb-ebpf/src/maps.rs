@@ -60,6 +60,10 @@ pub static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
 #[map(name = "LB_SINK_COUNT")]
 pub static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
+/// Benchmarks: `xdp_lb_bench_new`'s sequence (per CPU).
+#[map(name = "LB_BENCH_SEQ")]
+pub static BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// Benchmarks: where `xdp_redirect_all` sends everything.
 #[map(name = "LB_REDIRECT_TO")]
 pub static REDIRECT_TO: Array<u32> = Array::with_max_entries(1, 0);

@@ -126,13 +126,8 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     // not that proof) would reject the program.
     let (ports, need, tcp_flags) = ports(ctx, proto, l3_off + ihl)?;
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(malformed())?;
-    let (l3_len, tos, src) = unsafe {
-        (
-            u16::from_be_bytes((*ip).tot_len),
-            (*ip).tos,
-            (*ip).src_addr,
-        )
-    };
+    let (l3_len, tos, src) =
+        unsafe { (u16::from_be_bytes((*ip).tot_len), (*ip).tos, (*ip).src_addr) };
     if (l3_len as usize) < ihl + need || ctx.data() + l3_off + l3_len as usize > ctx.data_end() {
         return Err(malformed());
     }

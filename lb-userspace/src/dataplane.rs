@@ -131,7 +131,13 @@ impl Dataplane {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
-        if program == program_names::LB || program == program_names::LB_BENCH {
+        if [
+            program_names::LB,
+            program_names::LB_BENCH,
+            program_names::LB_BENCH_NEW,
+        ]
+        .contains(&program)
+        {
             loader.map_max_entries(map_names::FLOWS, flows);
         } else {
             // Only the balancer needs its rings and flows: the others keep them at one entry.

@@ -427,8 +427,14 @@ fn flows_keep_their_backend_until_it_goes() {
             let want = if *was == first_mac { third_mac } else { *was };
             assert_eq!(*now, want, "after the first backend went down");
         }
-        dp.set_backend(first_id, first_addr, vips[0].served, BACKEND_UP, Default::default())
-            .unwrap();
+        dp.set_backend(
+            first_id,
+            first_addr,
+            vips[0].served,
+            BACKEND_UP,
+            Default::default(),
+        )
+        .unwrap();
         assert!(
             flows.iter().all(|&p| send(&mut dp, tcp(p)) == third_mac),
             "a SYN must take the new ring"
@@ -526,7 +532,8 @@ fn a_cached_next_hop_replaces_the_route_lookup() {
         };
         let set = |dp: &mut Dataplane, hop| {
             for (id, addr, _, _) in &vips[0].backends {
-                dp.set_backend(*id, *addr, vips[0].served, BACKEND_UP, hop).unwrap();
+                dp.set_backend(*id, *addr, vips[0].served, BACKEND_UP, hop)
+                    .unwrap();
             }
         };
         set(&mut dp, hop);

@@ -43,6 +43,18 @@ impl Dataplane {
             HashMap::try_from(map).map_err(map_err(name))?;
         let capacity = flows.map().info().map_err(map_err(name))?.max_entries();
         let entries = flows.keys().filter(|k| k.is_ok()).count() as u64;
+        let (inserted, hits) = self.flow_counters()?;
+        Ok(FlowTable {
+            capacity,
+            entries,
+            inserted,
+            evicted: inserted.saturating_sub(entries),
+            hits,
+        })
+    }
+
+    /// Flows inserted and flow-table hits, without walking the table.
+    pub fn flow_counters(&self) -> Result<(u64, u64)> {
         let sname = map_names::FLOW_STATS;
         let map = self
             .ebpf
@@ -51,14 +63,7 @@ impl Dataplane {
         let st: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(sname))?;
         let sum =
             |i: u32| -> Result<u64> { Ok(st.get(&i, 0).map_err(map_err(sname))?.iter().sum()) };
-        let inserted = sum(FLOW_INSERTS)?;
-        Ok(FlowTable {
-            capacity,
-            entries,
-            inserted,
-            evicted: inserted.saturating_sub(entries),
-            hits: sum(FLOW_HITS)?,
-        })
+        Ok((sum(FLOW_INSERTS)?, sum(FLOW_HITS)?))
     }
 
     /// Counters of VIP `id`.

@@ -201,7 +201,7 @@ pub fn measure(quick: bool) -> String {
     // lb: the agent, configured as an operator would.
     let tmp = TempDir::new("bench-e2e");
     let cfg = format!(
-        "[agent]\ninterfaces = [\"l0\"]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"198.18.0.2\"\nflow_table_size = 4194304\n\n\
+        "[agent]\ninterfaces = [\"l0\"]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"198.18.0.2\"\nflow_table_size = 1048576\n\n\
          [[vip]]\nname = \"dns\"\naddress = \"198.19.0.100:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n\n\
          [[vip.backend]]\naddress = \"198.18.0.11\"\n\n[[vip.backend]]\naddress = \"198.18.0.12\"\n\n[[vip.backend]]\naddress = \"198.18.0.13\"\n",
         tmp.path("lb.sock").display(),

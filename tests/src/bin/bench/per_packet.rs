@@ -43,37 +43,6 @@ pub fn spread(mut v: Vec<f64>) -> Spread {
     }
 }
 
-/// Runs `frame` `opts.runs` times; checks that every run of every call ended in `action` and
-/// in counter `counter` (when the program counts).
-pub fn measure(
-    dp: &mut Dataplane,
-    ifindex: u32,
-    frame: &[u8],
-    o: &Opts,
-    action: u32,
-    counter: Option<Counter>,
-) -> Spread {
-    let before = counter.map(|c| count(dp, c));
-    let mut v = Vec::new();
-    for _ in 0..o.runs {
-        let (ns, a) = timed(dp, ifindex, frame, o.repeat);
-        assert_eq!(
-            a, action,
-            "unexpected verdict: the harness measures the wrong path"
-        );
-        v.push(ns);
-    }
-    if let (Some(c), Some(b)) = (counter, before) {
-        let moved = count(dp, c) - b;
-        let want = o.repeat as u64 * o.runs as u64;
-        assert_eq!(
-            moved, want,
-            "{c:?} moved by {moved}, want {want}: some runs took another path"
-        );
-    }
-    spread(v)
-}
-
 pub fn count(dp: &Dataplane, c: Counter) -> u64 {
     dp.outcomes()
         .expect("counters")
@@ -87,159 +56,214 @@ pub struct Row {
     pub ns: Spread,
     pub baseline: &'static str,
     pub base_ns: f64,
+    /// Median over calls of (case ÷ baseline), each pair measured back to back.
+    pub ratio: f64,
     pub target: Option<f64>,
+}
+
+/// The trivial programs every case is measured against, and the restoring wrapper's floor.
+struct Baselines {
+    tx: Dataplane,
+    pass: Dataplane,
+    floor: Dataplane,
+    ifindex: u32,
+    frame: Vec<u8>,
+}
+
+/// One case: the program, its frame, the verdict and counter every run must end in, and
+/// whether the restoring wrapper's cost is to be subtracted.
+struct Case<'a> {
+    name: &'static str,
+    dp: &'a mut Dataplane,
+    frame: Vec<u8>,
+    action: u32,
+    counter: Counter,
+    restoring: bool,
+    target: Option<f64>,
+}
+
+/// Runs the case's calls, each right after a call of its baseline (and of the wrapper's floor
+/// where it applies), so that a machine that speeds up or slows down moves both alike; the
+/// ratio is taken per pair. Checks that every run took the case's path, by its counter.
+fn run_case(b: &mut Baselines, c: Case, o: &Opts) -> Row {
+    let before = count(c.dp, c.counter);
+    let (base_action, base_name) = if c.action == fixture::XDP_PASS {
+        (fixture::XDP_PASS, "XDP_PASS")
+    } else {
+        (fixture::XDP_TX, "XDP_TX")
+    };
+    let (mut ns, mut base, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..o.runs {
+        let base_dp = if base_action == fixture::XDP_PASS {
+            &mut b.pass
+        } else {
+            &mut b.tx
+        };
+        let (t_base, a) = timed(base_dp, b.ifindex, &b.frame, o.repeat);
+        assert_eq!(a, base_action, "baseline verdict");
+        let wrapper = if c.restoring {
+            let (t_floor, a) = timed(&mut b.floor, b.ifindex, &b.frame, o.repeat);
+            assert_eq!(a, fixture::XDP_TX, "floor verdict");
+            (t_floor - t_base).max(0.0)
+        } else {
+            0.0
+        };
+        let (t, a) = timed(c.dp, b.ifindex, &c.frame, o.repeat);
+        assert_eq!(
+            a, c.action,
+            "{}: unexpected verdict: the harness measures the wrong path",
+            c.name
+        );
+        let t = t - wrapper;
+        ns.push(t);
+        base.push(t_base);
+        ratios.push(t / t_base);
+    }
+    let moved = count(c.dp, c.counter) - before;
+    let want = o.repeat as u64 * o.runs as u64;
+    assert_eq!(
+        moved, want,
+        "{}: {:?} moved by {moved}, want {want}: some runs took another path",
+        c.name, c.counter
+    );
+    Row {
+        name: c.name,
+        ns: spread(ns),
+        baseline: base_name,
+        base_ns: spread(base).median,
+        ratio: spread(ratios).median,
+        target: c.target,
+    }
 }
 
 pub fn per_packet(o: &Opts) -> Vec<Row> {
     let env = fixture::env();
     env.ns.run(|| {
         let ifindex = nix_ifindex("eth0").expect("eth0");
-        let mut tx = Dataplane::load(program_names::TX).expect("load xdp_tx");
-        let mut pass = Dataplane::load(program_names::PASS).expect("load xdp_pass");
-        let mut floor = Dataplane::load(program_names::BENCH_FLOOR).expect("load xdp_bench_floor");
-        let mut lb = Dataplane::load(program_names::LB).expect("load xdp_lb");
-        fixture::program(&mut lb);
+        let mut b = Baselines {
+            tx: Dataplane::load(program_names::TX).expect("load xdp_tx"),
+            pass: Dataplane::load(program_names::PASS).expect("load xdp_pass"),
+            floor: Dataplane::load(program_names::BENCH_FLOOR).expect("load xdp_bench_floor"),
+            ifindex,
+            frame: Pkt::new("198.19.0.100", 80, PROTO_TCP).build(),
+        };
+        // As the agent runs them: the fixtures' VIPs, next hops in the backends' entries.
         let mut bench = Dataplane::load(program_names::LB_BENCH).expect("load xdp_lb_bench");
         let vips = fixture::program(&mut bench);
-        // As the agent runs it: next hops in the backends' entries.
         fixture::cache_next_hops(&mut bench, &vips);
-
-        let any = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
-        let t_tx = measure(&mut tx, ifindex, &any, o, fixture::XDP_TX, None).median;
-        let t_pass = measure(&mut pass, ifindex, &any, o, fixture::XDP_PASS, None).median;
-        let t_floor = measure(&mut floor, ifindex, &any, o, fixture::XDP_TX, None).median;
-        // What the restoring wrapper adds on top of a trivial XDP_TX.
-        let wrapper = (t_floor - t_tx).max(0.0);
-        let lb_case = |dp: &mut Dataplane, frame: &[u8]| {
-            let s = measure(dp, ifindex, frame, o, fixture::XDP_TX, Some(Counter::Tx));
-            Spread {
-                min: s.min - wrapper,
-                median: s.median - wrapper,
-                max: s.max - wrapper,
-            }
-        };
-        let non_vip = measure(
-            &mut lb,
-            ifindex,
-            &Pkt::new("198.18.0.2", 80, PROTO_TCP).build(),
-            o,
-            fixture::XDP_PASS,
-            Some(Counter::PassNotVip),
-        );
-        // The same, where no VIP takes every port: one VIP lookup instead of two.
+        let mut fresh =
+            Dataplane::load(program_names::LB_BENCH_NEW).expect("load xdp_lb_bench_new");
+        let vips_new = fixture::program(&mut fresh);
+        fixture::cache_next_hops(&mut fresh, &vips_new);
+        // Non-VIP traffic, with and without a VIP on every port among the VIPs.
+        let mut lb = Dataplane::load(program_names::LB).expect("load xdp_lb");
+        fixture::program(&mut lb);
         let mut plain = Dataplane::load(program_names::LB).expect("load xdp_lb");
         let key = lb::dataplane::vip_key("198.19.0.100".parse().unwrap(), 80, PROTO_TCP);
         plain
             .set_vip(0, key, &[lb_common::NO_BACKEND; 7], 30, None)
             .expect("a VIP");
-        let non_vip_plain = measure(
-            &mut plain,
-            ifindex,
-            &Pkt::new("198.18.0.2", 80, PROTO_TCP).build(),
-            o,
-            fixture::XDP_PASS,
-            Some(Counter::PassNotVip),
-        );
-        let new_flow = lb_case(&mut bench, &Pkt::new("198.19.0.100", 80, PROTO_TCP).build());
-        let hit4 = lb_case(
-            &mut bench,
-            &Pkt::new("198.19.0.100", 80, PROTO_TCP)
-                .sport(41000)
-                .established()
-                .build(),
-        );
-        let hit6 = lb_case(
-            &mut bench,
-            &Pkt::new("fd00:19::100", 80, PROTO_TCP)
-                .sport(41000)
-                .established()
-                .build(),
-        );
-        let udp = lb_case(
-            &mut bench,
-            &Pkt::new("198.19.0.100", 53, PROTO_UDP).sport(41000).build(),
-        );
-        let f = bench.flow_table().expect("flow table");
-        assert!(
-            f.hits >= 3 * (o.repeat as u64 * o.runs as u64 - 1),
-            "flow-table hits not taken: {f:?}"
-        );
-        vec![
-            Row {
+
+        let other = || Pkt::new("198.18.0.2", 80, PROTO_TCP).build();
+        let hit = |dst: &str| Pkt::new(dst, 80, PROTO_TCP).sport(41000).established();
+        let mut rows = Vec::new();
+        rows.push(run_case(
+            &mut b,
+            Case {
                 name: "non-VIP packet (pass), no VIP on every port",
-                ns: non_vip_plain,
-                baseline: "XDP_PASS",
-                base_ns: t_pass,
+                dp: &mut plain,
+                frame: other(),
+                action: fixture::XDP_PASS,
+                counter: Counter::PassNotVip,
+                restoring: false,
                 target: Some(1.5),
             },
-            Row {
-                name: "non-VIP packet (pass), a VIP on every port exists (two lookups)",
-                ns: non_vip,
-                baseline: "XDP_PASS",
-                base_ns: t_pass,
+            o,
+        ));
+        rows.push(run_case(
+            &mut b,
+            Case {
+                name: "non-VIP packet (pass), a VIP on every port exists",
+                dp: &mut lb,
+                frame: other(),
+                action: fixture::XDP_PASS,
+                counter: Counter::PassNotVip,
+                restoring: false,
                 target: None,
             },
-            Row {
-                name: "VIP, new flow (SYN: ring pick, flow insert, encap)",
-                ns: new_flow,
-                baseline: "XDP_TX",
-                base_ns: t_tx,
+            o,
+        ));
+        let inserted = fresh.flow_counters().expect("flow counters").0;
+        rows.push(run_case(
+            &mut b,
+            Case {
+                name: "VIP, new flow (a new 5-tuple every run: ring pick, flow insert, encap)",
+                dp: &mut fresh,
+                frame: Pkt::new("198.19.0.100", 80, PROTO_TCP).build(),
+                action: fixture::XDP_TX,
+                counter: Counter::Tx,
+                restoring: true,
                 target: Some(22.0),
             },
-            Row {
-                name: "VIP, flow-table hit, IPv4 TCP",
-                ns: hit4,
-                baseline: "XDP_TX",
-                base_ns: t_tx,
-                target: Some(3.0),
-            },
-            Row {
-                name: "VIP, flow-table hit, IPv6 TCP",
-                ns: hit6,
-                baseline: "XDP_TX",
-                base_ns: t_tx,
+            o,
+        ));
+        let inserted = fresh.flow_counters().expect("flow counters").0 - inserted;
+        assert_eq!(
+            inserted,
+            o.repeat as u64 * o.runs as u64,
+            "new-flow runs that inserted no flow"
+        );
+        rows.push(run_case(
+            &mut b,
+            Case {
+                name: "VIP, SYN of a 5-tuple the table holds (ring pick, entry overwritten)",
+                dp: &mut bench,
+                frame: Pkt::new("198.19.0.100", 80, PROTO_TCP).build(),
+                action: fixture::XDP_TX,
+                counter: Counter::Tx,
+                restoring: true,
                 target: None,
             },
-            Row {
-                name: "VIP, flow-table hit, IPv4 UDP",
-                ns: udp,
-                baseline: "XDP_TX",
-                base_ns: t_tx,
-                target: None,
-            },
-            Row {
-                name: "(trivial XDP_TX)",
-                ns: Spread {
-                    min: t_tx,
-                    median: t_tx,
-                    max: t_tx,
+            o,
+        ));
+        let hits = bench.flow_counters().expect("flow counters").1;
+        for (name, frame, target) in [
+            (
+                "VIP, flow-table hit, IPv4 TCP",
+                hit("198.19.0.100").build(),
+                Some(3.0),
+            ),
+            (
+                "VIP, flow-table hit, IPv6 TCP",
+                hit("fd00:19::100").build(),
+                None,
+            ),
+            (
+                "VIP, flow-table hit, IPv4 UDP",
+                Pkt::new("198.19.0.100", 53, PROTO_UDP).sport(41000).build(),
+                None,
+            ),
+        ] {
+            rows.push(run_case(
+                &mut b,
+                Case {
+                    name,
+                    dp: &mut bench,
+                    frame,
+                    action: fixture::XDP_TX,
+                    counter: Counter::Tx,
+                    restoring: true,
+                    target,
                 },
-                baseline: "XDP_TX",
-                base_ns: t_tx,
-                target: None,
-            },
-            Row {
-                name: "(trivial XDP_PASS)",
-                ns: Spread {
-                    min: t_pass,
-                    median: t_pass,
-                    max: t_pass,
-                },
-                baseline: "XDP_PASS",
-                base_ns: t_pass,
-                target: None,
-            },
-            Row {
-                name: "(restoring wrapper, subtracted above)",
-                ns: Spread {
-                    min: wrapper,
-                    median: wrapper,
-                    max: wrapper,
-                },
-                baseline: "XDP_TX",
-                base_ns: t_tx,
-                target: None,
-            },
-        ]
+                o,
+            ));
+        }
+        let hits = bench.flow_counters().expect("flow counters").1 - hits;
+        // Each hit case's first run records its flow; every later run must hit it.
+        assert!(
+            hits >= 3 * (o.repeat as u64 * o.runs as u64 - 1),
+            "flow-table hits not taken: {hits}"
+        );
+        rows
     })
 }
