@@ -17,8 +17,10 @@ pub static VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS,
 #[map(name = "LB_VIP_FILTER")]
 pub static VIP_FILTER: Array<VipFilter> = Array::with_max_entries(1, 0);
 
+/// Memory-mappable: the agent writes a new ring with plain stores, not one system call per slot.
 #[map(name = "LB_RINGS")]
-pub static RINGS: Array<u32> = Array::with_max_entries(RINGS_ENTRIES, 0);
+pub static RINGS: Array<u32> =
+    Array::with_max_entries(RINGS_ENTRIES, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
 #[map(name = "LB_BACKENDS")]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);

@@ -18,6 +18,7 @@ use lb_common::{
 mod attach;
 mod counters;
 mod error;
+mod mmap;
 
 pub use counters::{FlowTable, Totals};
 
@@ -84,6 +85,8 @@ pub struct Dataplane {
     links: Vec<(String, XdpLinkId)>,
     /// Interfaces whose link is pinned (it outlives this process).
     pinned: Vec<String>,
+    /// The rings map, mapped into memory once it is first written.
+    rings: Option<mmap::Rings>,
 }
 
 impl Dataplane {
@@ -168,6 +171,7 @@ impl Dataplane {
             program,
             links: Vec::new(),
             pinned: Vec::new(),
+            rings: None,
         };
         // Pinned VIPs from an earlier run (perhaps one that predates the filter) must pass it.
         dp.rebuild_vip_filter()?;
@@ -282,16 +286,7 @@ impl Dataplane {
     /// Installs `ring` (backend ids per slot) for VIP `id` and makes it live: the ring goes into
     /// the VIP's idle half first, then one update of the VIP entry flips to it, so a packet
     /// sees either the whole old ring or the whole new one.
-    /// `idle_before`, when known, is what the idle ring holds now: only the slots that differ
-    /// are written.
-    pub fn set_vip(
-        &mut self,
-        id: u32,
-        key: VipKey,
-        ring: &[u32],
-        udp_idle_s: u32,
-        idle_before: Option<&[u32]>,
-    ) -> Result<()> {
+    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32], udp_idle_s: u32) -> Result<()> {
         if id >= MAX_VIPS || ring.is_empty() || ring.len() > RING_STRIDE as usize {
             return Err(DataplaneError::Limit(format!(
                 "VIP id {id} with a ring of {} slots",
@@ -305,17 +300,28 @@ impl Dataplane {
             .filter(|v| v.id == id)
             .map(|v| v.active_ring);
         let idle = live.map_or(0, |a| a ^ 1);
-        {
-            let mut rings: Array<_, u32> = self.map_array(map_names::RINGS)?;
-            let before = idle_before.filter(|b| b.len() == ring.len());
-            for (slot, backend) in ring.iter().enumerate() {
-                if before.is_some_and(|b| b[slot] == *backend) {
-                    continue;
-                }
-                rings
-                    .set(ring_index(id, idle, slot as u32), backend, 0)
-                    .map_err(map_err(map_names::RINGS))?;
-            }
+        if self.rings.is_none() {
+            let map = self
+                .ebpf
+                .map(map_names::RINGS)
+                .ok_or(DataplaneError::MissingMap(map_names::RINGS))?;
+            self.rings = Some(
+                mmap::Rings::new(map).map_err(|source| DataplaneError::Mmap {
+                    name: map_names::RINGS,
+                    source,
+                })?,
+            );
+        }
+        let rings = self.rings.as_mut().expect("mapped above");
+        let base = ring_index(id, idle, 0) as usize;
+        let half = rings
+            .slots()
+            .get_mut(base..base + ring.len())
+            .ok_or_else(|| DataplaneError::Limit(format!("VIP id {id} outside the rings map")))?;
+        // The idle half: no packet reads it until the VIP entry below flips to it, and that
+        // update (a system call taking the map's locks) orders these stores before it.
+        for (slot, backend) in half.iter_mut().zip(ring) {
+            *slot = *backend as u64;
         }
         let value = VipValue {
             id,

@@ -277,12 +277,7 @@ impl Agent {
         if live_ring == Some(&ring[..]) && rings.udp_idle_s == udp_idle_s {
             return Ok(());
         }
-        let idle_before = if live_ring.is_some() {
-            rings.halves[(rings.live as usize & 1) ^ 1].as_deref()
-        } else {
-            None
-        };
-        self.dp.set_vip(id, key, &ring, udp_idle_s, idle_before)?;
+        self.dp.set_vip(id, key, &ring, udp_idle_s)?;
         let live = self.dp.vip(&key)?.map_or(0, |v| v.active_ring);
         let rings = self.rings.entry(id).or_default();
         rings.live = live;

@@ -46,6 +46,12 @@ pub enum DataplaneError {
         #[source]
         source: Box<MapError>,
     },
+    #[error("map {name}: mapping it into memory: {source}")]
+    Mmap {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("map {0} is missing from the BPF object")]
     MissingMap(&'static str),
     #[error("{0}")]
