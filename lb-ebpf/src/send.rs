@@ -30,11 +30,11 @@ fn words(b: &[u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// Encapsulates and sends; returns the verdict. Not inlined, and returning a plain integer
-/// ([`Verdict::pack`], or [`crate::programs::FAULT`]): the route
-/// lookup's parameters and the headers get a stack frame of their own, which keeps the
-/// program within the verifier's 512 bytes.
-#[inline(never)]
+/// Encapsulates and sends; returns the verdict ([`Verdict::pack`], or
+/// [`crate::programs::FAULT`]). Inlined: the common case (the next hop cached in the backend's
+/// entry) costs no function call; the route lookup, with its 64-byte parameters, is the one
+/// part kept in a frame of its own ([`route_packed`]), within the verifier's 512 bytes.
+#[inline(always)]
 pub fn encap_and_send_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> u64 {
     match encap_and_send(ctx, pkt, be) {
         Ok(v) => v.pack(),
@@ -61,9 +61,9 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
         }
         be.hop.ifindex
     } else {
-        match route(ctx, pkt, cfg, be, tot_len, ingress) {
-            Ok(egress) => egress,
-            Err(v) => return Ok(v),
+        match route_packed(ctx, pkt, be, tot_len, ingress) {
+            r if r & NOT_ROUTED != 0 => return Ok(Verdict::unpack(r & !NOT_ROUTED)),
+            egress => egress as u32,
         }
     };
     if egress == ingress {
@@ -72,6 +72,22 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
     match DEVMAP.redirect(egress, 0) {
         Ok(action) => Ok(Verdict::new(action, Counter::Redirect)),
         Err(_) => Ok(Verdict::drop(Counter::DropNoEgress)),
+    }
+}
+
+/// Marks a [`route_packed`] result that is a packed verdict, not an interface index.
+const NOT_ROUTED: u64 = 1 << 63;
+
+/// [`route`] in a BPF function of its own, returning one integer: the egress interface index,
+/// or a packed verdict with [`NOT_ROUTED`] set.
+#[inline(never)]
+fn route_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend, tot_len: u32, ingress: u32) -> u64 {
+    let Some(cfg) = CONFIG.get(0) else {
+        return Verdict::new(xdp_action::XDP_ABORTED, Counter::Aborted).pack() | NOT_ROUTED;
+    };
+    match route(ctx, pkt, cfg, be, tot_len, ingress) {
+        Ok(egress) => egress as u64,
+        Err(v) => v.pack() | NOT_ROUTED,
     }
 }
 
