@@ -6,19 +6,19 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, MapError},
+    maps::{Array, DevMapHash, HashMap},
     programs::{ProgramError, Xdp, xdp::XdpLinkId},
 };
 use lb_common::{
-    AddrKey, Backend, CONFIG_ANY_PORT_VIP, Config as BpfConfig, FAMILY_V4, FAMILY_V6,
-    FLOWS_DEFAULT, FORWARD_IPIP, GenConfig, MAX_BACKENDS, MAX_VIPS, NextHop, RING_STRIDE,
-    VIP_FILTER_WORDS, VipFilter, VipKey, VipValue, hash, map_names, program_names, ring_index,
+    AddrKey, Backend, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT, GenConfig,
+    MAX_BACKENDS, NextHop, VipKey, map_names, program_names,
 };
 
 mod attach;
 mod counters;
 mod error;
 mod mmap;
+mod vips;
 
 pub use counters::{FlowTable, Totals};
 
@@ -273,111 +273,6 @@ impl Dataplane {
             }
         }
         Ok(out)
-    }
-
-    /// Every VIP entry: (key, value).
-    pub fn vips(&mut self) -> Result<Vec<(VipKey, VipValue)>> {
-        let m: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
-        m.iter()
-            .map(|r| r.map_err(map_err(map_names::VIPS)))
-            .collect()
-    }
-
-    /// Installs `ring` (backend ids per slot) for VIP `id` and makes it live: the ring goes into
-    /// the VIP's idle half first, then one update of the VIP entry flips to it, so a packet
-    /// sees either the whole old ring or the whole new one.
-    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32], udp_idle_s: u32) -> Result<()> {
-        if id >= MAX_VIPS || ring.is_empty() || ring.len() > RING_STRIDE as usize {
-            return Err(DataplaneError::Limit(format!(
-                "VIP id {id} with a ring of {} slots",
-                ring.len()
-            )));
-        }
-        let vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
-        let live = vips
-            .get(&key, 0)
-            .ok()
-            .filter(|v| v.id == id)
-            .map(|v| v.active_ring);
-        let idle = live.map_or(0, |a| a ^ 1);
-        if self.rings.is_none() {
-            let map = self
-                .ebpf
-                .map(map_names::RINGS)
-                .ok_or(DataplaneError::MissingMap(map_names::RINGS))?;
-            self.rings = Some(
-                mmap::Rings::new(map).map_err(|source| DataplaneError::Mmap {
-                    name: map_names::RINGS,
-                    source,
-                })?,
-            );
-        }
-        let rings = self.rings.as_mut().expect("mapped above");
-        let base = ring_index(id, idle, 0) as usize;
-        let half = rings
-            .slots()
-            .get_mut(base..base + ring.len())
-            .ok_or_else(|| DataplaneError::Limit(format!("VIP id {id} outside the rings map")))?;
-        // The idle half: no packet reads it until the VIP entry below flips to it, and that
-        // update (a system call taking the map's locks) orders these stores before it.
-        for (slot, backend) in half.iter_mut().zip(ring) {
-            *slot = *backend as u64;
-        }
-        let value = VipValue {
-            id,
-            ring_size: ring.len() as u32,
-            active_ring: idle,
-            forwarding: FORWARD_IPIP,
-            flags: 0,
-            udp_idle_s,
-        };
-        if key.port_be == 0 {
-            // Before the VIP goes live: packets to it must find the every-port lookup on.
-            self.update_config(|c| c.flags |= CONFIG_ANY_PORT_VIP)?;
-        }
-        // Before the VIP goes live, too: its address must pass the filter.
-        self.update_vip_filter(|f| hash::vip_filter_set(f, &key.addr))?;
-        let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
-        vips.insert(key, value, 0).map_err(map_err(map_names::VIPS))
-    }
-
-    /// The live entry of a VIP, if it has one.
-    pub fn vip(&mut self, key: &VipKey) -> Result<Option<VipValue>> {
-        let vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
-        match vips.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(map_names::VIPS)(e)),
-        }
-    }
-
-    /// Removes a VIP: its packets pass to the kernel again.
-    pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
-        let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
-        vips.remove(key).map_err(map_err(map_names::VIPS))?;
-        self.rebuild_vip_filter()
-    }
-
-    /// Writes the VIP filter anew from the VIPs in the map. The remaining VIPs' bits are set in
-    /// the old value and the new alike, so a packet that reads the entry while it is copied
-    /// never misses one of them.
-    fn rebuild_vip_filter(&mut self) -> Result<()> {
-        let Ok(vips) = self.vips() else {
-            // Programs without the VIP map (the benchmarks' trivial ones) have no filter.
-            return Ok(());
-        };
-        let mut filter: VipFilter = [0; VIP_FILTER_WORDS];
-        for (key, _) in &vips {
-            hash::vip_filter_set(&mut filter, &key.addr);
-        }
-        self.update_vip_filter(|f| *f = filter)
-    }
-
-    fn update_vip_filter(&mut self, f: impl FnOnce(&mut VipFilter)) -> Result<()> {
-        let mut m: Array<_, VipFilter> = self.map_array(map_names::VIP_FILTER)?;
-        let mut filter = m.get(&0, 0).map_err(map_err(map_names::VIP_FILTER))?;
-        f(&mut filter);
-        m.set(0, filter, 0).map_err(map_err(map_names::VIP_FILTER))
     }
 
     /// Benchmarks: what `xdp_gen` writes into every frame.
