@@ -129,8 +129,9 @@ pub struct VipValue {
     pub forwarding: u32,
     /// Reserved for later flags; 0.
     pub flags: u32,
-    /// Seconds a UDP flow may be idle and still keep its backend.
-    pub udp_idle_s: u32,
+    /// Reserved; 0. (A UDP flow's idle time is in each backend's entry, where a flow-table hit
+    /// reads it.)
+    pub _reserved: u32,
 }
 const _: () = assert!(size_of::<VipValue>() == 24);
 

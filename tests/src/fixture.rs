@@ -315,8 +315,7 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
             .into_iter()
             .map(|i| bs.get(i as usize).map_or(NO_BACKEND, |b| b.0))
             .collect();
-        dp.set_vip(served.id, served.key, &ring, served.udp_idle_s)
-            .unwrap();
+        dp.set_vip(served.id, served.key, &ring).unwrap();
         vips.push(Vip {
             backends: bs,
             ring,

@@ -351,14 +351,14 @@ fn a_ring_update_is_one_flip() {
         );
 
         let only_second = vec![vips[0].backends[1].0; RING as usize];
-        dp.set_vip(0, key, &only_second, 30).unwrap();
+        dp.set_vip(0, key, &only_second).unwrap();
         assert_eq!(dp.vip(&key).unwrap().map(|v| v.active_ring), Some(1));
         assert!(
             dmacs(&mut dp).iter().all(|m| *m == vips[0].backends[1].2),
             "not every flow moved to the one backend"
         );
 
-        dp.set_vip(0, key, &vips[0].ring, 30).unwrap();
+        dp.set_vip(0, key, &vips[0].ring).unwrap();
         assert_eq!(dp.vip(&key).unwrap().map(|v| v.active_ring), Some(0));
         assert_eq!(dmacs(&mut dp), before);
     });
@@ -390,9 +390,9 @@ fn flows_keep_their_backend_until_it_goes() {
 
         // Every new flow now goes to the third backend; established ones stay.
         let (third_id, third_mac) = (vips[0].backends[2].0, vips[0].backends[2].2);
-        dp.set_vip(0, tcp_key, &vec![third_id; RING as usize], 30)
+        dp.set_vip(0, tcp_key, &vec![third_id; RING as usize])
             .unwrap();
-        dp.set_vip(1, udp_key, &vec![vips[1].backends[2].0; RING as usize], 30)
+        dp.set_vip(1, udp_key, &vec![vips[1].backends[2].0; RING as usize])
             .unwrap();
         let again: Vec<[u8; 6]> = flows
             .iter()
@@ -452,7 +452,7 @@ fn flows_keep_their_backend_until_it_goes() {
             dp.set_backend(*id, *addr, served, BACKEND_UP, Default::default())
                 .unwrap();
         }
-        dp.set_vip(1, udp_key, &vec![vips[1].backends[2].0; RING as usize], 0)
+        dp.set_vip(1, udp_key, &vec![vips[1].backends[2].0; RING as usize])
             .unwrap();
         let stale: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, udp(p))).collect();
         assert!(

@@ -29,14 +29,6 @@ pub struct BackendHealth {
     pub last_error: Option<String>,
 }
 
-/// What one VIP's rings hold, so that a change writes only what differs.
-#[derive(Debug, Default)]
-struct Rings {
-    live: u32,
-    halves: [Option<Vec<u32>>; 2],
-    udp_idle_s: u32,
-}
-
 pub struct Agent {
     pub config_path: PathBuf,
     pub file: Config,
@@ -50,7 +42,8 @@ pub struct Agent {
     backend_ids: HashMap<(u32, IpAddr), u32>,
     pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
     pub(super) checkers: HashMap<(String, IpAddr), super::checkers::Checker>,
-    rings: HashMap<u32, Rings>,
+    /// Each VIP's live ring as last written, so that an unchanged one is not written again.
+    rings: HashMap<u32, Vec<u32>>,
     /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
     hops: HashMap<IpAddr, Option<NextHop>>,
     pub(super) reports: UnboundedSender<Report>,
@@ -112,14 +105,6 @@ impl Agent {
         let mut by_id: HashMap<u32, String> = HashMap::new();
         for (key, v) in &vips {
             self.vip_ids.insert(*key, v.id);
-            self.rings.insert(
-                v.id,
-                Rings {
-                    live: v.active_ring,
-                    halves: [None, None],
-                    udp_idle_s: v.udp_idle_s,
-                },
-            );
             if let Some(n) = names.get(key) {
                 by_id.insert(v.id, n.clone());
             }
@@ -272,17 +257,13 @@ impl Agent {
             .into_iter()
             .map(|i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
             .collect();
-        let rings = self.rings.entry(id).or_default();
-        let live_ring = rings.halves[rings.live as usize & 1].as_deref();
-        if live_ring == Some(&ring[..]) && rings.udp_idle_s == udp_idle_s {
+        // An unchanged ring is not written again (the backends' entries above carry
+        // everything else, the UDP idle time included).
+        if self.rings.get(&id) == Some(&ring) {
             return Ok(());
         }
-        self.dp.set_vip(id, key, &ring, udp_idle_s)?;
-        let live = self.dp.vip(&key)?.map_or(0, |v| v.active_ring);
-        let rings = self.rings.entry(id).or_default();
-        rings.live = live;
-        rings.halves[live as usize & 1] = Some(ring.clone());
-        rings.udp_idle_s = udp_idle_s;
+        self.dp.set_vip(id, key, &ring)?;
+        self.rings.insert(id, ring);
         let in_ring = eligible.iter().filter(|e| e.1 > 0).count();
         tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends = ids.len(), "ring rebuilt");
         if in_ring == 0 {

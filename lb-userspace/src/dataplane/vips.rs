@@ -19,7 +19,7 @@ impl Dataplane {
     /// Installs `ring` (backend ids per slot) for VIP `id` and makes it live: the ring goes into
     /// the VIP's idle half first, then one update of the VIP entry flips to it, so a packet
     /// sees either the whole old ring or the whole new one.
-    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32], udp_idle_s: u32) -> Result<()> {
+    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32]) -> Result<()> {
         if id >= MAX_VIPS || ring.is_empty() || ring.len() > RING_STRIDE as usize {
             return Err(DataplaneError::Limit(format!(
                 "VIP id {id} with a ring of {} slots",
@@ -62,7 +62,7 @@ impl Dataplane {
             active_ring: idle,
             forwarding: FORWARD_IPIP,
             flags: 0,
-            udp_idle_s,
+            _reserved: 0,
         };
         if key.port_be == 0 {
             // Before the VIP goes live: packets to it must find the every-port lookup on.
