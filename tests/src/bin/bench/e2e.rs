@@ -137,6 +137,23 @@ fn rates(v: &mut [f64]) -> Rates {
     }
 }
 
+/// The agent's config, as an operator would write it: the default flow-table size, one UDP VIP
+/// on 198.19.0.100:53 and backends .11, .12, .13 of `net` (whose .2 is the balancer's source).
+fn agent_config(tmp: &TempDir, interfaces: &[&str], net: &str) -> String {
+    let ifs: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [{}]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"{net}.2\"\n\n\
+         [[vip]]\nname = \"dns\"\naddress = \"198.19.0.100:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
+        ifs.join(", "),
+        tmp.path("lb.sock").display(),
+        tmp.path("state").display()
+    );
+    for b in [11, 12, 13] {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{net}.{b}\"\n");
+    }
+    cfg
+}
+
 pub fn measure(quick: bool) -> String {
     let (n, runs) = if quick { (100_000, 1) } else { (2_000_000, 3) };
     let stats_was = lb_tests::sh("sysctl -n kernel.bpf_stats_enabled");
@@ -200,13 +217,7 @@ pub fn measure(quick: bool) -> String {
 
     // lb: the agent, configured as an operator would.
     let tmp = TempDir::new("bench-e2e");
-    let cfg = format!(
-        "[agent]\ninterfaces = [\"l0\"]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"198.18.0.2\"\nflow_table_size = 1048576\n\n\
-         [[vip]]\nname = \"dns\"\naddress = \"198.19.0.100:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n\n\
-         [[vip.backend]]\naddress = \"198.18.0.11\"\n\n[[vip.backend]]\naddress = \"198.18.0.12\"\n\n[[vip.backend]]\naddress = \"198.18.0.13\"\n",
-        tmp.path("lb.sock").display(),
-        tmp.path("state").display()
-    );
+    let cfg = agent_config(&tmp, &["l0"], "198.18.0");
     let (agent, _) = lab::start_agent(&lb_ns, &cfg, &tmp);
     pin_napi(&lb_ns, "l0", 1);
     let lb_rate = run_mode("lb");
@@ -293,13 +304,7 @@ pub fn measure_two_arm(quick: bool) -> String {
     drop(redirect);
 
     let tmp = TempDir::new("bench-e2e2");
-    let cfg = format!(
-        "[agent]\ninterfaces = [\"l0\", \"l1\"]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"198.18.1.2\"\nflow_table_size = 1048576\n\n\
-         [[vip]]\nname = \"dns\"\naddress = \"198.19.0.100:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n\n\
-         [[vip.backend]]\naddress = \"198.18.1.11\"\n\n[[vip.backend]]\naddress = \"198.18.1.12\"\n\n[[vip.backend]]\naddress = \"198.18.1.13\"\n",
-        tmp.path("lb.sock").display(),
-        tmp.path("state").display()
-    );
+    let cfg = agent_config(&tmp, &["l0", "l1"], "198.18.1");
     let (agent, _) = lab::start_agent(&lb_ns, &cfg, &tmp);
     pin_napi(&lb_ns, "l0", 1);
     let lb_rate = run_mode("lb two-arm");
