@@ -269,7 +269,8 @@ pub enum Counter {
     PassNotVip = 0,
     /// Not IPv4/IPv6 (ARP, LLDP, ...): passed untouched.
     PassNotIp = 1,
-    /// A header was cut short or malformed: passed untouched for the kernel to judge.
+    /// The frame is too short for its Ethernet (or VLAN) header: passed untouched, as is every
+    /// malformed packet below, for the kernel to judge and count.
     PassMalformed = 2,
     /// Encapsulated and sent back out of the interface it came in on (`XDP_TX`).
     Tx = 3,
@@ -291,10 +292,21 @@ pub enum Counter {
     Decap = 11,
     /// An IPv4 fragment (ports unknown or incomplete): passed to the kernel.
     PassFragment = 12,
+    /// IP header malformed: wrong version, IHL below 5, or cut short.
+    PassBadIp = 13,
+    /// The IP length field disagrees with the frame: longer than what arrived, or shorter
+    /// than the headers it holds.
+    PassBadLength = 14,
+    /// Transport header malformed: cut short, TCP data offset below 5 or past the packet, UDP
+    /// length below 8 or past the packet.
+    PassBadL4 = 15,
+    /// The IPv4 header checksum is wrong. (Transport checksums are the backend's to check:
+    /// they cover the whole payload.)
+    PassBadChecksum = 16,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 17;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotVip,
         Counter::PassNotIp,
@@ -309,6 +321,10 @@ impl Counter {
         Counter::Aborted,
         Counter::Decap,
         Counter::PassFragment,
+        Counter::PassBadIp,
+        Counter::PassBadLength,
+        Counter::PassBadL4,
+        Counter::PassBadChecksum,
     ];
 
     /// The counter with index `i` (an unknown index reads as [`Counter::Aborted`]).
@@ -337,6 +353,10 @@ impl Counter {
             Counter::Aborted => "aborted",
             Counter::Decap => "decap",
             Counter::PassFragment => "pass_fragment",
+            Counter::PassBadIp => "pass_bad_ip",
+            Counter::PassBadLength => "pass_bad_length",
+            Counter::PassBadL4 => "pass_bad_l4",
+            Counter::PassBadChecksum => "pass_bad_checksum",
         }
     }
 }

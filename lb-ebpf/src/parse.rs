@@ -48,6 +48,15 @@ pub const TCP_ACK: u8 = 0x10;
 const fn malformed() -> Verdict {
     Verdict::pass(Counter::PassMalformed)
 }
+const fn bad_ip() -> Verdict {
+    Verdict::pass(Counter::PassBadIp)
+}
+const fn bad_length() -> Verdict {
+    Verdict::pass(Counter::PassBadLength)
+}
+const fn bad_l4() -> Verdict {
+    Verdict::pass(Counter::PassBadL4)
+}
 
 /// Whether `dst` may be a VIP's address: a clear filter bit says certainly not, so traffic
 /// for the host itself or routed past it costs no hash lookup.
@@ -95,7 +104,7 @@ fn parse(ctx: &Frame) -> Result<Packet, Verdict> {
 
 #[inline(always)]
 fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
-    let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(malformed())?;
+    let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     // Safety: ptr_at checked that the whole header is inside the packet.
     let (vihl, frags, proto, dst) = unsafe {
         (
@@ -106,14 +115,14 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         )
     };
     if vihl >> 4 != 4 {
-        return Err(malformed());
+        return Err(bad_ip());
     }
     if !maybe_vip(&dst) {
         return Err(Verdict::pass(Counter::PassNotVip));
     }
     let ihl = ((vihl & 0x0f) as usize) * 4;
     if ihl < 20 {
-        return Err(malformed());
+        return Err(bad_ip());
     }
     // More-fragments set, or a non-zero offset: ports are missing or incomplete.
     if frags & 0x3fff != 0 {
@@ -124,19 +133,26 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     // packet) before the length fields are judged: were the length check first, LLVM would
     // prove the bounds check redundant and drop it, and the verifier (which tracks pointers,
     // not that proof) would reject the program.
-    let (ports, need, tcp_flags) = ports(ctx, proto, l3_off + ihl)?;
-    let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(malformed())?;
+    let l4 = l4(ctx, proto, l3_off + ihl)?;
+    let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     let (l3_len, tos, src) =
         unsafe { (u16::from_be_bytes((*ip).tot_len), (*ip).tos, (*ip).src_addr) };
-    if (l3_len as usize) < ihl + need || ctx.data() + l3_off + l3_len as usize > ctx.data_end() {
-        return Err(malformed());
+    let l3_len_us = l3_len as usize;
+    if ctx.data() + l3_off + l3_len_us > ctx.data_end() || l3_len_us < ihl + l4.min_len {
+        return Err(bad_length());
+    }
+    if l3_len_us < ihl + l4.claimed_len {
+        return Err(bad_l4());
+    }
+    if header_sum(ctx, l3_off, ihl) != 0xffff {
+        return Err(Verdict::pass(Counter::PassBadChecksum));
     }
     Ok(Packet {
         l3_off,
         key: FlowKey {
             src: crate::mem::v4_in_16(src),
             dst,
-            ports,
+            ports: l4.ports,
             proto,
             family: FAMILY_V4,
             _pad: [0; 2],
@@ -144,36 +160,68 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         l3_len,
         tos,
         df: frags & 0x4000 != 0,
-        tcp_flags,
+        tcp_flags: l4.tcp_flags,
     })
+}
+
+/// The one's-complement sum of the IPv4 header at `off`, `ihl` bytes long (20 to 60), folded:
+/// 0xffff when its checksum is right. The fixed 20 bytes are read as five words; options,
+/// when there are any, a word at a time.
+#[inline(always)]
+fn header_sum(ctx: &Frame, off: usize, ihl: usize) -> u16 {
+    let Some(h) = ptr_at::<[u32; 5]>(ctx, off) else {
+        return 0;
+    };
+    // Safety: ptr_at checked the 20 bytes; unaligned reads.
+    let mut sum: u64 = 0;
+    for i in 0..5 {
+        sum += unsafe { (h as *const u32).add(i).read_unaligned() } as u64;
+    }
+    for i in 5..15 {
+        if i * 4 >= ihl {
+            break;
+        }
+        match ptr_at::<u32>(ctx, off + i * 4) {
+            Some(w) => sum += unsafe { w.read_unaligned() } as u64,
+            None => return 0,
+        }
+    }
+    // Fold the 32-bit words' sum to 16 bits: byte order does not matter to a one's-complement
+    // sum of 16-bit words, as long as the result is compared with all ones.
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    lb_common::hash::csum_fold(sum as u32)
 }
 
 #[inline(always)]
 fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
-    let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(malformed())?;
+    let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     // Safety: ptr_at checked that the whole header is inside the packet.
     let (v0, next, dst) = unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).dst_addr) };
     if v0 >> 4 != 6 {
-        return Err(malformed());
+        return Err(bad_ip());
     }
     if !maybe_vip(&dst) {
         return Err(Verdict::pass(Counter::PassNotVip));
     }
-    let (ports, need, tcp_flags) = ports(ctx, next, l3_off + 40)?;
-    let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(malformed())?;
+    let l4 = l4(ctx, next, l3_off + 40)?;
+    let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     let (v1, payload) = unsafe { ((*ip).vcf[1], u16::from_be_bytes((*ip).payload_len) as usize) };
-    if payload < need
+    if payload < l4.min_len
         || ctx.data() + l3_off + 40 + payload > ctx.data_end()
         || payload > 0xffff - 40
     {
-        return Err(malformed());
+        return Err(bad_length());
+    }
+    if payload < l4.claimed_len {
+        return Err(bad_l4());
     }
     Ok(Packet {
         l3_off,
         key: FlowKey {
             src: unsafe { (*ip).src_addr },
             dst,
-            ports,
+            ports: l4.ports,
             proto: next,
             family: FAMILY_V6,
             _pad: [0; 2],
@@ -181,27 +229,64 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         l3_len: (payload + 40) as u16,
         tos: (v0 << 4) | (v1 >> 4),
         df: false,
-        tcp_flags,
+        tcp_flags: l4.tcp_flags,
     })
 }
 
-/// The ports (source then destination, as on the wire) of the TCP or UDP header at `off`,
-/// which must be whole, its length, and the TCP flags (0 for UDP).
+/// What the transport header says.
+struct L4 {
+    /// Source then destination port, as on the wire.
+    ports: [u8; 4],
+    /// The header's fixed size (TCP 20, UDP 8): an IP length below it is a lie.
+    min_len: usize,
+    /// What the header claims of the IP payload: TCP's data offset, UDP's length field.
+    claimed_len: usize,
+    /// TCP flags (0 for UDP).
+    tcp_flags: u8,
+}
+
+/// The TCP or UDP header at `off`, which must be whole and sane: a TCP data offset of at
+/// least 5 words, a UDP length of at least 8 bytes.
 #[inline(always)]
-fn ports(ctx: &Frame, proto: u8, off: usize) -> Result<([u8; 4], usize, u8), Verdict> {
-    let need = match proto {
-        PROTO_TCP => 20,
-        PROTO_UDP => 8,
-        _ => return Err(Verdict::pass(Counter::PassNotVip)),
-    };
+fn l4(ctx: &Frame, proto: u8, off: usize) -> Result<L4, Verdict> {
     // Read through the pointer that was checked: a second, separately checked read would
     // let LLVM merge the checks into one the verifier cannot follow.
-    let (ports, flags) = if proto == PROTO_TCP {
-        let h = ptr_at::<[u8; 20]>(ctx, off).ok_or(malformed())?;
-        unsafe { ([(*h)[0], (*h)[1], (*h)[2], (*h)[3]], (*h)[13]) }
-    } else {
-        let h = ptr_at::<[u8; 8]>(ctx, off).ok_or(malformed())?;
-        unsafe { ([(*h)[0], (*h)[1], (*h)[2], (*h)[3]], 0) }
+    let l4 = match proto {
+        PROTO_TCP => {
+            let h = ptr_at::<[u8; 20]>(ctx, off).ok_or(bad_l4())?;
+            let (ports, doff, flags) = unsafe {
+                (
+                    [(*h)[0], (*h)[1], (*h)[2], (*h)[3]],
+                    (*h)[12] >> 4,
+                    (*h)[13],
+                )
+            };
+            L4 {
+                ports,
+                min_len: 20,
+                claimed_len: doff as usize * 4,
+                tcp_flags: flags,
+            }
+        }
+        PROTO_UDP => {
+            let h = ptr_at::<[u8; 8]>(ctx, off).ok_or(bad_l4())?;
+            let (ports, len) = unsafe {
+                (
+                    [(*h)[0], (*h)[1], (*h)[2], (*h)[3]],
+                    u16::from_be_bytes([(*h)[4], (*h)[5]]),
+                )
+            };
+            L4 {
+                ports,
+                min_len: 8,
+                claimed_len: len as usize,
+                tcp_flags: 0,
+            }
+        }
+        _ => return Err(Verdict::pass(Counter::PassNotVip)),
     };
-    Ok((ports, need, flags))
+    if l4.claimed_len < l4.min_len {
+        return Err(bad_l4());
+    }
+    Ok(l4)
 }

@@ -112,6 +112,20 @@ pub fn xdp_lb_bench_new(ctx: XdpContext) -> u32 {
         if let Some(src) = mem::ptr_at_mut::<[u8; 3]>(&ctx, 14 + 13) {
             unsafe { src.write_unaligned([cpu, hi[0], hi[1]]) };
         }
+        // The IPv4 header checksum anew (the program checks it). A one's-complement sum is the
+        // same in either byte order, so the words are summed as they lie.
+        if let Some(ip) = mem::ptr_at_mut::<[u16; 10]>(&ctx, 14) {
+            let w = ip as *mut u16;
+            // Safety: ptr_at_mut checked the 20 bytes; unaligned accesses.
+            unsafe {
+                w.add(5).write_unaligned(0);
+                let mut sum = 0u32;
+                for i in 0..10 {
+                    sum += w.add(i).read_unaligned() as u32;
+                }
+                w.add(5).write_unaligned(!lb_common::hash::csum_fold(sum));
+            }
+        }
     }
     lb_restoring(&ctx)
 }

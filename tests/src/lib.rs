@@ -262,3 +262,22 @@ pub fn require_root() {
         "this test needs root and network namespaces: run it through `cargo xtask test`"
     );
 }
+
+/// A small deterministic generator: no seed from the environment, so a failure reproduces.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+
+    /// A value in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.next() as usize % n
+    }
+}

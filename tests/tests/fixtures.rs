@@ -210,37 +210,131 @@ fn dropped_and_passed() -> Vec<Case> {
     c
 }
 
+/// A copy of `frame` with `f` applied to its bytes.
+fn edit(frame: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut v = frame.to_vec();
+    f(&mut v);
+    v
+}
+
 fn malformed() -> Vec<Case> {
     let mut c = Vec::new();
-    // Malformed: passed for the kernel to judge, never aborted.
-    let good = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
-    let mut bad_ver = good.clone();
-    bad_ver[14] = 0x65;
-    c.push(pass(
-        "IPv4 ethertype, version 6 in the header",
-        bad_ver,
-        Counter::PassMalformed,
-    ));
-    let mut bad_ihl = good.clone();
-    bad_ihl[14] = 0x44;
-    c.push(pass(
-        "IHL 4 (shorter than a header)",
-        bad_ihl,
-        Counter::PassMalformed,
-    ));
-    let lying = rewrite_v4(&good, |ip| ip.total_len += 100);
-    c.push(pass(
-        "total length longer than the frame",
-        lying,
-        Counter::PassMalformed,
-    ));
-    let short = rewrite_v4(&good, |ip| ip.total_len = 30);
-    c.push(pass(
-        "total length shorter than the TCP header",
-        short,
-        Counter::PassMalformed,
-    ));
-    // Truncation at every length, of every kind of VIP packet.
+    // Malformed: passed for the kernel to judge, never aborted, counted by what is wrong.
+    let tcp4 = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
+    let udp4 = Pkt::new("198.19.0.100", 53, PROTO_UDP).build();
+    let tcp6 = Pkt::new("fd00:19::100", 80, PROTO_TCP).build();
+    let udp6 = Pkt::new("fd00:19::100", 53, PROTO_UDP).build();
+    // IPv4 at 14 (TCP/UDP at 34), IPv6 at 14 (TCP/UDP at 54).
+    let cases: Vec<(&str, Vec<u8>, Counter)> = vec![
+        (
+            "IPv4 ethertype, version 6 in the header",
+            edit(&tcp4, |f| f[14] = 0x65),
+            Counter::PassBadIp,
+        ),
+        (
+            "IHL 4 (shorter than a header)",
+            edit(&tcp4, |f| f[14] = 0x44),
+            Counter::PassBadIp,
+        ),
+        (
+            "IPv6 ethertype, version 4 in the header",
+            edit(&tcp6, |f| f[14] = 0x40),
+            Counter::PassBadIp,
+        ),
+        (
+            "total length longer than the frame",
+            rewrite_v4(&tcp4, |ip| ip.total_len += 100),
+            Counter::PassBadLength,
+        ),
+        (
+            "total length shorter than the TCP header",
+            rewrite_v4(&tcp4, |ip| ip.total_len = 30),
+            Counter::PassBadLength,
+        ),
+        (
+            "IPv6 payload length longer than the frame",
+            edit(&tcp6, |f| f[19] += 100),
+            Counter::PassBadLength,
+        ),
+        (
+            "IPv6 payload length shorter than the UDP header",
+            edit(&udp6, |f| f[18..20].copy_from_slice(&4u16.to_be_bytes())),
+            Counter::PassBadLength,
+        ),
+        (
+            "IPv4 header checksum wrong",
+            edit(&tcp4, |f| f[24] ^= 0x55),
+            Counter::PassBadChecksum,
+        ),
+        (
+            "IPv4 with options, header checksum wrong",
+            edit(
+                &rewrite_v4(&tcp4, |ip| {
+                    ip.options = Ipv4Options::try_from(&[1u8, 1, 1, 0][..]).unwrap()
+                }),
+                |f| f[24] ^= 0x55,
+            ),
+            Counter::PassBadChecksum,
+        ),
+        (
+            "TCP data offset 4 (shorter than its header)",
+            edit(&tcp4, |f| f[46] = 0x40 | (f[46] & 0x0f)),
+            Counter::PassBadL4,
+        ),
+        (
+            "TCP data offset 0",
+            edit(&tcp4, |f| f[46] &= 0x0f),
+            Counter::PassBadL4,
+        ),
+        (
+            "TCP data offset past the packet",
+            edit(&tcp4, |f| f[46] = 0xf0 | (f[46] & 0x0f)),
+            Counter::PassBadL4,
+        ),
+        (
+            "IPv6 TCP data offset 4",
+            edit(&tcp6, |f| f[66] = 0x40 | (f[66] & 0x0f)),
+            Counter::PassBadL4,
+        ),
+        (
+            "zero-length UDP",
+            edit(&udp4, |f| f[38..40].copy_from_slice(&[0, 0])),
+            Counter::PassBadL4,
+        ),
+        (
+            "UDP length 7",
+            edit(&udp4, |f| f[38..40].copy_from_slice(&7u16.to_be_bytes())),
+            Counter::PassBadL4,
+        ),
+        (
+            "UDP length past the packet",
+            edit(&udp4, |f| f[38..40].copy_from_slice(&900u16.to_be_bytes())),
+            Counter::PassBadL4,
+        ),
+        (
+            "IPv6 zero-length UDP",
+            edit(&udp6, |f| f[58..60].copy_from_slice(&[0, 0])),
+            Counter::PassBadL4,
+        ),
+        (
+            "IPv6 UDP length past the packet",
+            edit(&udp6, |f| f[58..60].copy_from_slice(&900u16.to_be_bytes())),
+            Counter::PassBadL4,
+        ),
+        (
+            "two VLAN tags (the inner type is no IP)",
+            {
+                let mut f = Pkt::new("198.19.0.100", 80, PROTO_TCP).vlan(7).build();
+                f.splice(16..16, [0x81, 0x00, 0x00, 0x08]);
+                f
+            },
+            Counter::PassNotIp,
+        ),
+    ];
+    for (name, frame, counter) in cases {
+        c.push(pass(name, frame, counter));
+    }
+    // Truncation at every length, of every kind of VIP packet: counted by the header cut.
     for p in [
         Pkt::new("198.19.0.100", 80, PROTO_TCP),
         Pkt::new("198.19.0.100", 53, PROTO_UDP),
@@ -249,6 +343,9 @@ fn malformed() -> Vec<Case> {
         Pkt::new("198.19.0.100", 80, PROTO_TCP).vlan(7),
     ] {
         let full = p.build();
+        let l3 = p.l3_off();
+        let l4 = l3 + if p.dst.is_ipv4() { 20 } else { 40 };
+        let l4_len = if p.proto == PROTO_TCP { 20 } else { 8 };
         for len in 14..full.len() {
             let name = format!(
                 "{} {} truncated to {len} of {}",
@@ -256,7 +353,16 @@ fn malformed() -> Vec<Case> {
                 if p.proto == PROTO_TCP { "tcp" } else { "udp" },
                 full.len()
             );
-            c.push(pass(name, full[..len].to_vec(), Counter::PassMalformed));
+            let counter = if len < l3 {
+                Counter::PassMalformed
+            } else if len < l4 {
+                Counter::PassBadIp
+            } else if len < l4 + l4_len {
+                Counter::PassBadL4
+            } else {
+                Counter::PassBadLength
+            };
+            c.push(pass(name, full[..len].to_vec(), counter));
         }
     }
     c
@@ -271,7 +377,7 @@ fn fixtures_through_bpf_prog_test_run() {
         let vips = program(&mut dp);
         let ifindex = nix_ifindex("eth0").unwrap();
         let table = cases(&vips);
-        assert!(table.len() >= 30, "only {} cases", table.len());
+        assert!(table.len() >= 200, "only {} cases", table.len());
         let mut failures = Vec::new();
         for case in &table {
             let before = dp.outcomes().unwrap();

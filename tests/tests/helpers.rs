@@ -2,17 +2,7 @@
 use etherparse::{IpNumber, Ipv4Header};
 use lb_common::hash::ipv4_header_checksum;
 
-/// A small deterministic generator: no seed from the environment, so a failure reproduces.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-}
+use lb_tests::Lcg;
 
 #[test]
 fn ipv4_checksum_agrees_with_etherparse_on_10000_headers() {
