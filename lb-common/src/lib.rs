@@ -303,10 +303,16 @@ pub enum Counter {
     /// The IPv4 header checksum is wrong. (Transport checksums are the backend's to check:
     /// they cover the whole payload.)
     PassBadChecksum = 16,
+    /// IPv6 with more extension headers before the transport header than the program walks
+    /// ([`IPV6_EXT_MAX`]): passed to the kernel.
+    PassExtLimit = 17,
 }
 
+/// Extension headers `xdp_lb` walks in an IPv6 packet to find its transport header.
+pub const IPV6_EXT_MAX: usize = 4;
+
 impl Counter {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 18;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotVip,
         Counter::PassNotIp,
@@ -325,6 +331,7 @@ impl Counter {
         Counter::PassBadLength,
         Counter::PassBadL4,
         Counter::PassBadChecksum,
+        Counter::PassExtLimit,
     ];
 
     /// The counter with index `i` (an unknown index reads as [`Counter::Aborted`]).
@@ -357,6 +364,7 @@ impl Counter {
             Counter::PassBadLength => "pass_bad_length",
             Counter::PassBadL4 => "pass_bad_l4",
             Counter::PassBadChecksum => "pass_bad_checksum",
+            Counter::PassExtLimit => "pass_ext_limit",
         }
     }
 }

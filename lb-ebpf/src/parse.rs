@@ -204,16 +204,19 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     if !maybe_vip(&dst) {
         return Err(Verdict::pass(Counter::PassNotVip));
     }
-    let l4 = l4(ctx, next, l3_off + 40)?;
+    let (proto, l4_off) = ext_headers(ctx, next, l3_off + 40)?;
+    let l4 = l4(ctx, proto, l4_off)?;
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     let (v1, payload) = unsafe { ((*ip).vcf[1], u16::from_be_bytes((*ip).payload_len) as usize) };
-    if payload < l4.min_len
+    // What the extension headers take of the payload.
+    let ext = l4_off - (l3_off + 40);
+    if payload < ext + l4.min_len
         || ctx.data() + l3_off + 40 + payload > ctx.data_end()
         || payload > 0xffff - 40
     {
         return Err(bad_length());
     }
-    if payload < l4.claimed_len {
+    if payload < ext + l4.claimed_len {
         return Err(bad_l4());
     }
     Ok(Packet {
@@ -222,7 +225,7 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
             src: unsafe { (*ip).src_addr },
             dst,
             ports: l4.ports,
-            proto: next,
+            proto,
             family: FAMILY_V6,
             _pad: [0; 2],
         },
@@ -231,6 +234,49 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         df: false,
         tcp_flags: l4.tcp_flags,
     })
+}
+
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+
+/// Walks IPv6 extension headers from `off` (at most [`lb_common::IPV6_EXT_MAX`]) to the
+/// transport header: its protocol number and offset. A fragment (a non-zero offset or more to
+/// come) is the kernel's to reassemble; an atomic fragment header (neither) is walked past.
+#[inline(always)]
+fn ext_headers(ctx: &Frame, mut next: u8, mut off: usize) -> Result<(u8, usize), Verdict> {
+    for _ in 0..lb_common::IPV6_EXT_MAX {
+        let len = match next {
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_FRAGMENT | IPV6_AUTH => {
+                let h = ptr_at::<[u8; 4]>(ctx, off).ok_or(bad_ip())?;
+                // Safety: ptr_at checked the 4 bytes.
+                let (nh, hlen, b2, b3) = unsafe { ((*h)[0], (*h)[1], (*h)[2], (*h)[3]) };
+                let len = match next {
+                    IPV6_FRAGMENT => {
+                        // Offset (13 bits) and the more-fragments bit.
+                        if u16::from_be_bytes([b2, b3]) & 0xfff9 != 0 {
+                            return Err(Verdict::pass(Counter::PassFragment));
+                        }
+                        8
+                    }
+                    IPV6_AUTH => (hlen as usize + 2) * 4,
+                    _ => (hlen as usize + 1) * 8,
+                };
+                next = nh;
+                len
+            }
+            _ => return Ok((next, off)),
+        };
+        off += len;
+    }
+    match next {
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_FRAGMENT | IPV6_AUTH => {
+            Err(Verdict::pass(Counter::PassExtLimit))
+        }
+        _ => Ok((next, off)),
+    }
 }
 
 /// What the transport header says.

@@ -13,6 +13,141 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     let mut c = forwarded(vips);
     c.extend(dropped_and_passed());
     c.extend(malformed());
+    c.extend(extension_headers(vips));
+    c
+}
+
+/// `frame` (IPv6, untagged) with extension headers put between the IPv6 header and the
+/// transport header: each is (its type, its bytes); the next-header bytes are chained here and
+/// the payload length grows by what was put in.
+fn with_ext(frame: &[u8], exts: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let transport = f[20];
+    let mut chain = Vec::new();
+    for (i, (_, body)) in exts.iter().enumerate() {
+        let mut b = body.clone();
+        b[0] = exts.get(i + 1).map_or(transport, |e| e.0);
+        chain.extend(b);
+    }
+    if let Some(first) = exts.first() {
+        f[20] = first.0;
+    }
+    let plen = u16::from_be_bytes([f[18], f[19]]) + chain.len() as u16;
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    f.splice(54..54, chain);
+    f
+}
+
+/// Extension headers of each kind: (type, bytes).
+fn hop_by_hop() -> (u8, Vec<u8>) {
+    (0, vec![0, 0, 1, 4, 0, 0, 0, 0]) // one PadN option
+}
+fn dest_opts() -> (u8, Vec<u8>) {
+    (60, vec![0, 0, 1, 4, 0, 0, 0, 0])
+}
+fn routing() -> (u8, Vec<u8>) {
+    (43, vec![0, 0, 0, 0, 0, 0, 0, 0]) // no segments left
+}
+fn fragment(offset: u16, more: bool) -> (u8, Vec<u8>) {
+    let f = (offset << 3) | more as u16;
+    (44, vec![0, 0, (f >> 8) as u8, f as u8, 0, 0, 0, 42])
+}
+fn auth() -> (u8, Vec<u8>) {
+    let mut b = vec![0, 4]; // (4 + 2) × 4 = 24 bytes
+    b.resize(24, 0);
+    (51, b)
+}
+
+/// IPv6 packets with extension headers before TCP or UDP.
+fn extension_headers(vips: &[Vip]) -> Vec<Case> {
+    let mut c = Vec::new();
+    let walked: Vec<(&str, Vec<(u8, Vec<u8>)>)> = vec![
+        ("hop-by-hop", vec![hop_by_hop()]),
+        ("destination options", vec![dest_opts()]),
+        ("routing", vec![routing()]),
+        ("atomic fragment header", vec![fragment(0, false)]),
+        ("authentication header", vec![auth()]),
+        (
+            "hop-by-hop, routing, destination options",
+            vec![hop_by_hop(), routing(), dest_opts()],
+        ),
+        (
+            "four extension headers (the most walked)",
+            vec![hop_by_hop(), routing(), auth(), dest_opts()],
+        ),
+    ];
+    for (name, exts) in &walked {
+        for (vip, port, proto) in [(&vips[2], 80, PROTO_TCP), (&vips[3], 53, PROTO_UDP)] {
+            let p = Pkt::new("fd00:19::100", port, proto).sport(41000);
+            let input = with_ext(&p.build(), exts);
+            let (action, counter, output) = encapsulated(vip, &input, 14, &p);
+            c.push(Case {
+                name: format!(
+                    "v6 {} with {name}",
+                    if proto == PROTO_TCP { "tcp" } else { "udp" }
+                ),
+                input,
+                action,
+                counter,
+                output,
+            });
+        }
+    }
+    let tcp6 = Pkt::new("fd00:19::100", 80, PROTO_TCP).build();
+    let udp6 = Pkt::new("fd00:19::100", 53, PROTO_UDP).build();
+    let passed: Vec<(&str, Vec<u8>, Counter)> = vec![
+        (
+            "v6 first fragment (more to come)",
+            with_ext(&udp6, &[fragment(0, true)]),
+            Counter::PassFragment,
+        ),
+        (
+            "v6 later fragment",
+            with_ext(&udp6, &[fragment(100, false)]),
+            Counter::PassFragment,
+        ),
+        (
+            "v6 fragment behind hop-by-hop",
+            with_ext(&udp6, &[hop_by_hop(), fragment(0, true)]),
+            Counter::PassFragment,
+        ),
+        (
+            "five extension headers (one more than walked)",
+            with_ext(
+                &tcp6,
+                &[hop_by_hop(), routing(), auth(), dest_opts(), dest_opts()],
+            ),
+            Counter::PassExtLimit,
+        ),
+        (
+            "v6 hop-by-hop cut short",
+            with_ext(&tcp6, &[hop_by_hop()])[..56].to_vec(),
+            Counter::PassBadIp,
+        ),
+        (
+            "v6 hop-by-hop claiming 2 KB",
+            edit(&with_ext(&tcp6, &[hop_by_hop()]), |f| f[55] = 255),
+            Counter::PassBadL4,
+        ),
+        (
+            "v6 payload length not covering its extension header",
+            edit(&with_ext(&tcp6, &[hop_by_hop()]), |f| {
+                f[18..20].copy_from_slice(&20u16.to_be_bytes())
+            }),
+            Counter::PassBadLength,
+        ),
+        (
+            "v6 extension headers, then neither TCP nor UDP",
+            with_ext(
+                &edit(&tcp6, |f| f[20] = 58), // ICMPv6
+                &[hop_by_hop()],
+            ),
+            Counter::PassNotVip,
+        ),
+    ];
+    for (name, input, counter) in passed {
+        c.push(pass(name, input, counter));
+    }
     c
 }
 
