@@ -17,10 +17,13 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     c
 }
 
+/// An IPv6 extension header: its type and its bytes.
+type Ext = (u8, Vec<u8>);
+
 /// `frame` (IPv6, untagged) with extension headers put between the IPv6 header and the
 /// transport header: each is (its type, its bytes); the next-header bytes are chained here and
 /// the payload length grows by what was put in.
-fn with_ext(frame: &[u8], exts: &[(u8, Vec<u8>)]) -> Vec<u8> {
+fn with_ext(frame: &[u8], exts: &[Ext]) -> Vec<u8> {
     let mut f = frame.to_vec();
     let transport = f[20];
     let mut chain = Vec::new();
@@ -39,20 +42,20 @@ fn with_ext(frame: &[u8], exts: &[(u8, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// Extension headers of each kind: (type, bytes).
-fn hop_by_hop() -> (u8, Vec<u8>) {
+fn hop_by_hop() -> Ext {
     (0, vec![0, 0, 1, 4, 0, 0, 0, 0]) // one PadN option
 }
-fn dest_opts() -> (u8, Vec<u8>) {
+fn dest_opts() -> Ext {
     (60, vec![0, 0, 1, 4, 0, 0, 0, 0])
 }
-fn routing() -> (u8, Vec<u8>) {
+fn routing() -> Ext {
     (43, vec![0, 0, 0, 0, 0, 0, 0, 0]) // no segments left
 }
-fn fragment(offset: u16, more: bool) -> (u8, Vec<u8>) {
+fn fragment(offset: u16, more: bool) -> Ext {
     let f = (offset << 3) | more as u16;
     (44, vec![0, 0, (f >> 8) as u8, f as u8, 0, 0, 0, 42])
 }
-fn auth() -> (u8, Vec<u8>) {
+fn auth() -> Ext {
     let mut b = vec![0, 4]; // (4 + 2) × 4 = 24 bytes
     b.resize(24, 0);
     (51, b)
@@ -61,7 +64,7 @@ fn auth() -> (u8, Vec<u8>) {
 /// IPv6 packets with extension headers before TCP or UDP.
 fn extension_headers(vips: &[Vip]) -> Vec<Case> {
     let mut c = Vec::new();
-    let walked: Vec<(&str, Vec<(u8, Vec<u8>)>)> = vec![
+    let walked: Vec<(&str, Vec<Ext>)> = vec![
         ("hop-by-hop", vec![hop_by_hop()]),
         ("destination options", vec![dest_opts()]),
         ("routing", vec![routing()]),
