@@ -269,4 +269,6 @@ pub fn is_prime(n: u64) -> bool {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
