@@ -114,6 +114,27 @@ pub struct VipKey {
 }
 const _: () = assert!(size_of::<VipKey>() == 20);
 
+/// Set in [`VipKey::family`] of the second entry a VIP that takes fragments has: keyed by
+/// address and protocol alone (port 0), since a later fragment carries no port.
+pub const FAMILY_FRAGMENTS: u8 = 0x80;
+
+impl VipKey {
+    /// The key fragments to this VIP's address and protocol are looked up by.
+    pub const fn for_fragments(self) -> VipKey {
+        VipKey {
+            addr: self.addr,
+            port_be: 0,
+            proto: self.proto,
+            family: self.family | FAMILY_FRAGMENTS,
+        }
+    }
+
+    /// Whether this is the fragments' entry of a VIP, not a VIP of its own.
+    pub const fn is_fragments(&self) -> bool {
+        self.family & FAMILY_FRAGMENTS != 0
+    }
+}
+
 /// Value of [`map_names::VIPS`]. The agent replaces it whole: flipping `active_ring` is how a
 /// new ring goes live atomically (a hash map update swaps the element under RCU).
 #[repr(C)]

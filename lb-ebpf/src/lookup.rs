@@ -27,3 +27,16 @@ pub fn vip(pkt: &Packet) -> Option<VipValue> {
     key.port_be = 0;
     unsafe { VIPS.get(&key) }.copied()
 }
+
+/// The VIP that takes fragments to the packet's address and protocol, if one does.
+#[inline(always)]
+pub fn fragment_vip(pkt: &Packet) -> Option<VipValue> {
+    let key = VipKey {
+        addr: pkt.key.dst,
+        port_be: 0,
+        proto: pkt.key.proto,
+        family: pkt.key.family | lb_common::FAMILY_FRAGMENTS,
+    };
+    // Safety: the value is copied out at once; the kernel keeps it alive under RCU meanwhile.
+    unsafe { VIPS.get(&key) }.copied()
+}

@@ -10,7 +10,8 @@ use lb_common::{
 };
 
 #[map(name = "LB_VIPS")]
-pub static VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(MAX_VIPS, 0);
+/// Each VIP's entry, and a second one for a VIP that takes fragments.
+pub static VIPS: HashMap<VipKey, VipValue> = HashMap::with_max_entries(2 * MAX_VIPS, 0);
 
 /// One bit per VIP address (see [`lb_common::VipFilter`]): traffic for other addresses is
 /// told apart with an array read, never a hash lookup.

@@ -31,6 +31,9 @@ pub struct Packet {
     pub df: bool,
     /// TCP flags (0 for UDP).
     pub tcp_flags: u8,
+    /// A fragment (IPv4 or IPv6): its ports are missing or not to be trusted, so they are zero
+    /// in `key`, and only a VIP that takes fragments takes it.
+    pub fragment: bool,
 }
 
 impl Packet {
@@ -126,7 +129,7 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     }
     // More-fragments set, or a non-zero offset: ports are missing or incomplete.
     if frags & 0x3fff != 0 {
-        return Err(Verdict::pass(Counter::PassFragment));
+        return ipv4_fragment(ctx, l3_off, ihl, frags, proto, dst);
     }
     // Lengths are compared as packet pointers against the packet's end: the verifier refuses
     // arithmetic on the end pointer. The transport header is read (bounds-checked against the
@@ -161,6 +164,45 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         tos,
         df: frags & 0x4000 != 0,
         tcp_flags: l4.tcp_flags,
+        fragment: false,
+    })
+}
+
+/// An IPv4 fragment: lengths and checksum judged as for any packet, no ports.
+#[inline(always)]
+fn ipv4_fragment(
+    ctx: &Frame,
+    l3_off: usize,
+    ihl: usize,
+    frags: u16,
+    proto: u8,
+    dst: [u8; 16],
+) -> Result<Packet, Verdict> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
+    let (l3_len, tos, src) =
+        unsafe { (u16::from_be_bytes((*ip).tot_len), (*ip).tos, (*ip).src_addr) };
+    let l3_len_us = l3_len as usize;
+    if ctx.data() + l3_off + l3_len_us > ctx.data_end() || l3_len_us <= ihl {
+        return Err(bad_length());
+    }
+    if header_sum(ctx, l3_off, ihl) != 0xffff {
+        return Err(Verdict::pass(Counter::PassBadChecksum));
+    }
+    Ok(Packet {
+        l3_off,
+        key: FlowKey {
+            src: crate::mem::v4_in_16(src),
+            dst,
+            ports: [0; 4],
+            proto,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        },
+        l3_len,
+        tos,
+        df: frags & 0x4000 != 0,
+        tcp_flags: 0,
+        fragment: true,
     })
 }
 
@@ -204,7 +246,10 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     if !maybe_vip(&dst) {
         return Err(Verdict::pass(Counter::PassNotVip));
     }
-    let (proto, l4_off) = ext_headers(ctx, next, l3_off + 40)?;
+    let (proto, l4_off, fragment) = ext_headers(ctx, next, l3_off + 40)?;
+    if fragment {
+        return ipv6_fragment(ctx, l3_off, l4_off, proto, dst);
+    }
     let l4 = l4(ctx, proto, l4_off)?;
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     let (v1, payload) = unsafe { ((*ip).vcf[1], u16::from_be_bytes((*ip).payload_len) as usize) };
@@ -233,6 +278,50 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         tos: (v0 << 4) | (v1 >> 4),
         df: false,
         tcp_flags: l4.tcp_flags,
+        fragment: false,
+    })
+}
+
+/// An IPv6 fragment: `data_off` is where the fragment's data starts (behind its fragment
+/// header), `proto` the protocol the fragment header names.
+#[inline(always)]
+fn ipv6_fragment(
+    ctx: &Frame,
+    l3_off: usize,
+    data_off: usize,
+    proto: u8,
+    dst: [u8; 16],
+) -> Result<Packet, Verdict> {
+    let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
+    let (v0, v1, payload) = unsafe {
+        (
+            (*ip).vcf[0],
+            (*ip).vcf[1],
+            u16::from_be_bytes((*ip).payload_len) as usize,
+        )
+    };
+    let headers = data_off - (l3_off + 40);
+    if payload <= headers
+        || ctx.data() + l3_off + 40 + payload > ctx.data_end()
+        || payload > 0xffff - 40
+    {
+        return Err(bad_length());
+    }
+    Ok(Packet {
+        l3_off,
+        key: FlowKey {
+            src: unsafe { (*ip).src_addr },
+            dst,
+            ports: [0; 4],
+            proto,
+            family: FAMILY_V6,
+            _pad: [0; 2],
+        },
+        l3_len: (payload + 40) as u16,
+        tos: (v0 << 4) | (v1 >> 4),
+        df: false,
+        tcp_flags: 0,
+        fragment: true,
     })
 }
 
@@ -243,10 +332,11 @@ const IPV6_AUTH: u8 = 51;
 const IPV6_DEST_OPTS: u8 = 60;
 
 /// Walks IPv6 extension headers from `off` (at most [`lb_common::IPV6_EXT_MAX`]) to the
-/// transport header: its protocol number and offset. A fragment (a non-zero offset or more to
-/// come) is the kernel's to reassemble; an atomic fragment header (neither) is walked past.
+/// transport header: its protocol number, its offset, and whether the packet is a fragment (a
+/// non-zero offset or more to come: then the walk stops behind the fragment header, with the
+/// protocol it names). An atomic fragment header (neither) is walked past.
 #[inline(always)]
-fn ext_headers(ctx: &Frame, mut next: u8, mut off: usize) -> Result<(u8, usize), Verdict> {
+fn ext_headers(ctx: &Frame, mut next: u8, mut off: usize) -> Result<(u8, usize, bool), Verdict> {
     for _ in 0..lb_common::IPV6_EXT_MAX {
         let len = match next {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_FRAGMENT | IPV6_AUTH => {
@@ -257,7 +347,7 @@ fn ext_headers(ctx: &Frame, mut next: u8, mut off: usize) -> Result<(u8, usize),
                     IPV6_FRAGMENT => {
                         // Offset (13 bits) and the more-fragments bit.
                         if u16::from_be_bytes([b2, b3]) & 0xfff9 != 0 {
-                            return Err(Verdict::pass(Counter::PassFragment));
+                            return Ok((nh, off + 8, true));
                         }
                         8
                     }
@@ -267,7 +357,7 @@ fn ext_headers(ctx: &Frame, mut next: u8, mut off: usize) -> Result<(u8, usize),
                 next = nh;
                 len
             }
-            _ => return Ok((next, off)),
+            _ => return Ok((next, off, false)),
         };
         off += len;
     }
@@ -275,7 +365,7 @@ fn ext_headers(ctx: &Frame, mut next: u8, mut off: usize) -> Result<(u8, usize),
         IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_FRAGMENT | IPV6_AUTH => {
             Err(Verdict::pass(Counter::PassExtLimit))
         }
-        _ => Ok((next, off)),
+        _ => Ok((next, off, false)),
     }
 }
 

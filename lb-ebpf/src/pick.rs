@@ -130,6 +130,26 @@ pub fn from_ring(
     Ok(Some((id, be)))
 }
 
+/// The ring's backend for a fragment, by source, destination and protocol (the ports are zero
+/// in its key), so that every fragment of a datagram, first and later alike, goes to one
+/// backend. Nothing is recorded: the same three fields pick the same slot again.
+#[inline(always)]
+pub fn for_fragment(
+    pkt: &Packet,
+    vip: &VipValue,
+) -> Result<Option<(u32, &'static Backend)>, Fault> {
+    let id = match ring_id(pkt, vip) {
+        FAULT => return Err(Fault),
+        NO_BACKEND => return Ok(None),
+        id => id,
+    };
+    let be = BACKENDS.get(id).ok_or(Fault)?;
+    if be.family != pkt.key.family {
+        return Ok(None);
+    }
+    Ok(Some((id, be)))
+}
+
 /// A backend id, [`NO_BACKEND`], or [`FAULT`].
 const FAULT: u32 = NO_BACKEND - 1;
 

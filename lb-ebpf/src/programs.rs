@@ -168,6 +168,16 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
     }
     // Safety: parse_packed wrote the whole packet when it said GO_ON.
     let pkt = unsafe { pkt.assume_init() };
+    if pkt.fragment {
+        let Some(vip) = lookup::fragment_vip(&pkt) else {
+            return Ok(Verdict::pass(Counter::PassFragment));
+        };
+        let Some((id, be)) = pick::for_fragment(&pkt, &vip)? else {
+            stats::vip(vip.id, len);
+            return Ok(Verdict::drop(Counter::DropNoBackend));
+        };
+        return send(ctx, &pkt, id, be, len);
+    }
     // An established flow: one flow-table lookup and the backend's entry, no VIP lookup.
     let entry = match pick::flow(&pkt) {
         pick::Flow::Hit(id, be) => {

@@ -143,6 +143,9 @@ pub struct Vip {
     pub ring_size: u32,
     /// How long a UDP flow may be idle and keep its backend.
     pub udp_idle: Duration,
+    /// Whether fragments to the VIP's address and protocol are balanced (every fragment of a
+    /// datagram to one backend, by source, destination and protocol) rather than passed.
+    pub fragments: bool,
     pub health: Health,
     pub backends: Vec<Backend>,
 }
@@ -197,10 +200,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     let mut vips: Vec<Vip> = Vec::new();
     let mut names = HashSet::new();
     let mut keys = HashSet::new();
+    let mut fragment_keys = HashSet::new();
     let mut total_backends = 0usize;
     for v in raw.vip {
         let v = v.into_inner();
         let (name_span, addr_span) = (v.name.span(), v.address.span());
+        let frag_span = v.fragments.as_ref().map(|f| f.span());
         let vip = check::vip(&cx, v)?;
         if !names.insert(vip.name.clone()) {
             return Err(cx.err(
@@ -214,6 +219,19 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
                 addr_span,
                 "vip.address",
                 format!("duplicate VIP {} {}", vip.protocol, vip.address),
+            ));
+        }
+        // A later fragment carries no port: only one VIP per address and protocol can take
+        // the fragments.
+        if vip.fragments && !fragment_keys.insert((vip.address.ip(), vip.protocol)) {
+            return Err(cx.err(
+                frag_span.unwrap_or(addr_span),
+                "vip.fragments",
+                format!(
+                    "another {} VIP on {} takes fragments already (they carry no port to tell the VIPs apart)",
+                    vip.protocol,
+                    vip.address.ip()
+                ),
             ));
         }
         let missing = match vip.address.ip() {

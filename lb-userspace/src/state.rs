@@ -229,6 +229,9 @@ fn render_vip(v: &Vip) -> toml::Table {
     t.insert("forwarding".into(), "ipip".into());
     t.insert("ring_size".into(), (v.ring_size as i64).into());
     t.insert("udp_idle".into(), ms(v.udp_idle));
+    if v.fragments {
+        t.insert("fragments".into(), true.into());
+    }
     let h = &v.health;
     let mut ht = toml::Table::new();
     let kind = match h.kind {

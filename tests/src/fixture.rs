@@ -315,7 +315,9 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
             .into_iter()
             .map(|i| bs.get(i as usize).map_or(NO_BACKEND, |b| b.0))
             .collect();
-        dp.set_vip(served.id, served.key, &ring).unwrap();
+        // The UDP VIPs on port 53 take fragments too.
+        let fragments = proto == PROTO_UDP && port == 53;
+        dp.set_vip(served.id, served.key, &ring, fragments).unwrap();
         vips.push(Vip {
             backends: bs,
             ring,

@@ -182,15 +182,30 @@ impl LongLived {
 /// A UDP server on `addr` in `ns` that answers every datagram with `reply`.
 pub fn udp_server(ns: &Netns, addr: SocketAddr, reply: &str) -> Server {
     let reply = reply.to_string();
+    udp_server_with(ns, addr, move |_| reply.clone())
+}
+
+/// A UDP server that answers every datagram with `name` and the datagram's length, as
+/// "be0 3000": whether a fragmented datagram arrived whole.
+pub fn udp_size_server(ns: &Netns, addr: SocketAddr, name: &str) -> Server {
+    let name = name.to_string();
+    udp_server_with(ns, addr, move |len| format!("{name} {len}"))
+}
+
+fn udp_server_with(
+    ns: &Netns,
+    addr: SocketAddr,
+    reply: impl Fn(usize) -> String + Send + 'static,
+) -> Server {
     spawn_in(ns, move |stop, ready| {
         let s = UdpSocket::bind(addr).expect("bind udp");
         s.set_read_timeout(Some(Duration::from_millis(20)))
             .expect("timeout");
         ready.send(()).expect("ready");
-        let mut buf = [0u8; 1500];
+        let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::Relaxed) {
-            if let Ok((_, from)) = s.recv_from(&mut buf) {
-                let _ = s.send_to(reply.as_bytes(), from);
+            if let Ok((len, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(reply(len).as_bytes(), from);
             }
         }
     })

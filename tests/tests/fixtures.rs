@@ -14,6 +14,7 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     c.extend(dropped_and_passed());
     c.extend(malformed());
     c.extend(extension_headers(vips));
+    c.extend(fragments(vips));
     c
 }
 
@@ -100,19 +101,26 @@ fn extension_headers(vips: &[Vip]) -> Vec<Case> {
     let udp6 = Pkt::new("fd00:19::100", 53, PROTO_UDP).build();
     let passed: Vec<(&str, Vec<u8>, Counter)> = vec![
         (
-            "v6 first fragment (more to come)",
-            with_ext(&udp6, &[fragment(0, true)]),
+            "v6 first fragment, to a VIP that takes none",
+            with_ext(&tcp6, &[fragment(0, true)]),
             Counter::PassFragment,
         ),
         (
-            "v6 later fragment",
-            with_ext(&udp6, &[fragment(100, false)]),
+            "v6 later fragment, to a VIP that takes none",
+            with_ext(&tcp6, &[fragment(100, false)]),
             Counter::PassFragment,
         ),
         (
-            "v6 fragment behind hop-by-hop",
-            with_ext(&udp6, &[hop_by_hop(), fragment(0, true)]),
+            "v6 fragment behind hop-by-hop, to a VIP that takes none",
+            with_ext(&tcp6, &[hop_by_hop(), fragment(0, true)]),
             Counter::PassFragment,
+        ),
+        (
+            "v6 fragment whose payload length stops inside its fragment header",
+            edit(&with_ext(&udp6, &[fragment(0, true)]), |f| {
+                f[18..20].copy_from_slice(&8u16.to_be_bytes())
+            }),
+            Counter::PassBadLength,
         ),
         (
             "five extension headers (one more than walked)",
@@ -333,18 +341,98 @@ fn dropped_and_passed() -> Vec<Case> {
     let mut qinq = Pkt::new("198.19.0.100", 80, PROTO_TCP).vlan(5).build();
     qinq.splice(16..16, [0x81, 0x00, 0x00, 0x06]);
     c.push(pass("two VLAN tags", qinq, Counter::PassNotIp));
-    let frag = rewrite_v4(&Pkt::new("198.19.0.100", 53, PROTO_UDP).build(), |ip| {
+    let frag = rewrite_v4(&Pkt::new("198.19.0.100", 80, PROTO_TCP).build(), |ip| {
         ip.more_fragments = true
     });
     c.push(pass(
-        "v4 first fragment (more fragments)",
+        "v4 first fragment, to a VIP that takes none",
         frag,
         Counter::PassFragment,
     ));
-    let frag = rewrite_v4(&Pkt::new("198.19.0.100", 53, PROTO_UDP).build(), |ip| {
+    let frag = rewrite_v4(&Pkt::new("198.19.0.100", 80, PROTO_TCP).build(), |ip| {
         ip.fragment_offset = etherparse::IpFragOffset::try_new(100).unwrap()
     });
-    c.push(pass("v4 later fragment", frag, Counter::PassFragment));
+    c.push(pass(
+        "v4 later fragment, to a VIP that takes none",
+        frag,
+        Counter::PassFragment,
+    ));
+    c
+}
+
+/// A change to an IPv4 header.
+type Shape = fn(&mut etherparse::Ipv4Header);
+
+/// Fragments to the UDP VIPs, which take them: every fragment of a datagram (first, middle,
+/// last) goes to the backend its source, destination and protocol pick, whatever its ports
+/// say, encapsulated whole.
+fn fragments(vips: &[Vip]) -> Vec<Case> {
+    let mut c = Vec::new();
+    for sport in [40000, 40001, 5353] {
+        let p = Pkt::new("198.19.0.100", 53, PROTO_UDP).sport(sport);
+        // The pick ignores the ports: hash as if they were zero.
+        let three = Pkt {
+            sport: 0,
+            dport: 0,
+            ..p.clone()
+        };
+        let shapes: [(&str, Shape); 3] = [
+            ("first", |ip| ip.more_fragments = true),
+            ("middle", |ip| {
+                ip.more_fragments = true;
+                ip.fragment_offset = etherparse::IpFragOffset::try_new(185).unwrap();
+            }),
+            ("last", |ip| {
+                ip.fragment_offset = etherparse::IpFragOffset::try_new(370).unwrap()
+            }),
+        ];
+        for (which, shape) in shapes {
+            let input = rewrite_v4(&p.build(), shape);
+            let (action, counter, output) = encapsulated(&vips[1], &input, 14, &three);
+            c.push(Case {
+                name: format!("v4 udp {which} fragment to a VIP that takes them, sport {sport}"),
+                input,
+                action,
+                counter,
+                output,
+            });
+        }
+        let p6 = Pkt::new("fd00:19::100", 53, PROTO_UDP).sport(sport);
+        let three6 = Pkt {
+            sport: 0,
+            dport: 0,
+            ..p6.clone()
+        };
+        for (which, exts) in [
+            ("first", vec![fragment(0, true)]),
+            ("middle", vec![fragment(185, true)]),
+            ("last", vec![fragment(370, false)]),
+            (
+                "first, behind hop-by-hop",
+                vec![hop_by_hop(), fragment(0, true)],
+            ),
+        ] {
+            let input = with_ext(&p6.build(), &exts);
+            let (action, counter, output) = encapsulated(&vips[3], &input, 14, &three6);
+            c.push(Case {
+                name: format!("v6 udp {which} fragment to a VIP that takes them, sport {sport}"),
+                input,
+                action,
+                counter,
+                output,
+            });
+        }
+    }
+    c.push(pass(
+        "v4 fragment with a wrong header checksum",
+        edit(
+            &rewrite_v4(&Pkt::new("198.19.0.100", 53, PROTO_UDP).build(), |ip| {
+                ip.more_fragments = true
+            }),
+            |f| f[24] ^= 0x55,
+        ),
+        Counter::PassBadChecksum,
+    ));
     c
 }
 

@@ -39,14 +39,14 @@ fn a_ring_update_is_one_flip() {
         );
 
         let only_second = vec![vips[0].backends[1].0; RING as usize];
-        dp.set_vip(0, key, &only_second).unwrap();
+        dp.set_vip(0, key, &only_second, false).unwrap();
         assert_eq!(dp.vip(&key).unwrap().map(|v| v.active_ring), Some(1));
         assert!(
             dmacs(&mut dp).iter().all(|m| *m == vips[0].backends[1].2),
             "not every flow moved to the one backend"
         );
 
-        dp.set_vip(0, key, &vips[0].ring).unwrap();
+        dp.set_vip(0, key, &vips[0].ring, false).unwrap();
         assert_eq!(dp.vip(&key).unwrap().map(|v| v.active_ring), Some(0));
         assert_eq!(dmacs(&mut dp), before);
     });
@@ -78,10 +78,15 @@ fn flows_keep_their_backend_until_it_goes() {
 
         // Every new flow now goes to the third backend; established ones stay.
         let (third_id, third_mac) = (vips[0].backends[2].0, vips[0].backends[2].2);
-        dp.set_vip(0, tcp_key, &vec![third_id; RING as usize])
+        dp.set_vip(0, tcp_key, &vec![third_id; RING as usize], false)
             .unwrap();
-        dp.set_vip(1, udp_key, &vec![vips[1].backends[2].0; RING as usize])
-            .unwrap();
+        dp.set_vip(
+            1,
+            udp_key,
+            &vec![vips[1].backends[2].0; RING as usize],
+            false,
+        )
+        .unwrap();
         let again: Vec<[u8; 6]> = flows
             .iter()
             .map(|&p| send(&mut dp, tcp(p).established()))
@@ -140,8 +145,13 @@ fn flows_keep_their_backend_until_it_goes() {
             dp.set_backend(*id, *addr, served, BACKEND_UP, Default::default())
                 .unwrap();
         }
-        dp.set_vip(1, udp_key, &vec![vips[1].backends[2].0; RING as usize])
-            .unwrap();
+        dp.set_vip(
+            1,
+            udp_key,
+            &vec![vips[1].backends[2].0; RING as usize],
+            false,
+        )
+        .unwrap();
         let stale: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, udp(p))).collect();
         assert!(
             stale.iter().all(|m| *m == vips[1].backends[2].2),

@@ -215,3 +215,72 @@ fn two_arm_tcp_redirects_between_interfaces() {
     assert_eq!(s.outcome("tx"), 0, "{s:?}");
     assert_eq!(lab::kernel_forward_drops(&lbns), 0);
 }
+
+/// Fragmented UDP through a VIP that takes fragments: the client's datagrams are larger than
+/// its link's MTU, so its kernel sends each in fragments; the balancer sends every fragment
+/// of a datagram to one backend (by source, destination and protocol), whose kernel
+/// reassembles it whole. The client's link has the smaller MTU, so a fragment with the outer
+/// header still fits the balancer's.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn fragmented_udp_arrives_whole_at_one_backend() {
+    let topo = OneArm::new();
+    topo.client.sh("ip link set eth0 mtu 1400");
+    let tmp = TempDir::new("frag");
+    let sock = tmp.path("lb.sock");
+    let cfg = config(
+        r#""eth0""#,
+        &sock,
+        &vip("dns", &format!("{VIP4}:53"), "udp", &BACKENDS4).replacen(
+            "protocol = \"udp\"\n",
+            "protocol = \"udp\"\nfragments = true\n",
+            1,
+        ),
+    );
+    let vip_addr: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let _decaps: Vec<_> = topo
+        .backends
+        .iter()
+        .map(|b| lab::backend_host(b, "eth0", &tmp))
+        .collect();
+    let _servers: Vec<_> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| traffic::udp_size_server(b, vip_addr, &format!("be{i}")))
+        .collect();
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+
+    // 20 datagrams of 4000 bytes (three fragments each at MTU 1400), from one socket.
+    const N: usize = 20;
+    const SIZE: usize = 4000;
+    let replies: Vec<String> = topo.client.run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        s.connect(vip_addr).unwrap();
+        (0..N)
+            .map(|i| {
+                s.send(&vec![i as u8; SIZE]).unwrap();
+                let mut buf = [0u8; 100];
+                match s.recv(&mut buf) {
+                    Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    Err(e) => format!("#{i}: {e}"),
+                }
+            })
+            .collect()
+    });
+    let first = replies[0].clone();
+    assert!(first.ends_with(&format!(" {SIZE}")), "{replies:?}");
+    assert!(
+        replies.iter().all(|r| *r == first),
+        "every datagram whole, at one backend: {replies:?}"
+    );
+    let s = lab::stats(&sock);
+    assert!(
+        s.outcome("tx") >= 3 * N as u64,
+        "fragments not forwarded by XDP: {s:?}"
+    );
+    assert_eq!(s.outcome("pass_fragment"), 0, "{s:?}");
+    assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
+}

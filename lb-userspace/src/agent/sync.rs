@@ -42,8 +42,9 @@ pub struct Agent {
     backend_ids: HashMap<(u32, IpAddr), u32>,
     pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
     pub(super) checkers: HashMap<(String, IpAddr), super::checkers::Checker>,
-    /// Each VIP's live ring as last written, so that an unchanged one is not written again.
-    rings: HashMap<u32, Vec<u32>>,
+    /// Each VIP's live ring as last written (and whether it takes fragments), so that an
+    /// unchanged one is not written again.
+    rings: HashMap<u32, (Vec<u32>, bool)>,
     /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
     hops: HashMap<IpAddr, Option<NextHop>>,
     pub(super) reports: UnboundedSender<Report>,
@@ -259,11 +260,12 @@ impl Agent {
             .collect();
         // An unchanged ring is not written again (the backends' entries above carry
         // everything else, the UDP idle time included).
-        if self.rings.get(&id) == Some(&ring) {
+        let live = (ring, vip.fragments);
+        if self.rings.get(&id) == Some(&live) {
             return Ok(());
         }
-        self.dp.set_vip(id, key, &ring)?;
-        self.rings.insert(id, ring);
+        self.dp.set_vip(id, key, &live.0, vip.fragments)?;
+        self.rings.insert(id, live);
         let in_ring = eligible.iter().filter(|e| e.1 > 0).count();
         tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends = ids.len(), "ring rebuilt");
         if in_ring == 0 {

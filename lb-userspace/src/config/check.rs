@@ -292,6 +292,7 @@ pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
         protocol,
         forwarding,
         udp_idle,
+        fragments: raw.fragments.is_some_and(|f| f.into_inner()),
         ring_size,
         health,
         backends,

@@ -39,6 +39,7 @@ pub(super) struct RawVip {
     pub(super) forwarding: Option<Spanned<String>>,
     pub(super) ring_size: Option<Spanned<i64>>,
     pub(super) udp_idle: Option<Spanned<String>>,
+    pub(super) fragments: Option<Spanned<bool>>,
     pub(super) health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     pub(super) backend: Vec<Spanned<RawBackend>>,

@@ -207,3 +207,33 @@ fn the_readme_example_parses() {
     assert_eq!(c.vips[0].health.port, Some(8080));
     assert_eq!(c.agent.flow_table_size, 1 << 20);
 }
+
+/// Fragments carry no port after the first: one VIP per address and protocol may take them.
+#[test]
+fn one_vip_per_address_and_protocol_takes_fragments() {
+    let two = |second: &str| {
+        format!(
+            "[agent]\ninterfaces = [\"eth0\"]\nsource_v4 = \"198.18.0.2\"\n\n\
+             [[vip]]\nname = \"dns\"\naddress = \"198.19.0.1:53\"\nprotocol = \"udp\"\nfragments = true\n\
+             [[vip.backend]]\naddress = \"198.18.1.11\"\n\n\
+             [[vip]]\nname = \"other\"\naddress = \"198.19.0.1:5353\"\nprotocol = \"udp\"\n{second}\n\
+             [[vip.backend]]\naddress = \"198.18.1.12\"\n"
+        )
+    };
+    let c = parse("lb.toml", &two("")).unwrap();
+    assert!(c.vips[0].fragments && !c.vips[1].fragments);
+    let err = parse("lb.toml", &two("fragments = true")).unwrap_err();
+    assert_eq!(
+        (err.line, err.field.as_str()),
+        (17, "vip.fragments"),
+        "{err}"
+    );
+    assert!(err.reason.contains("takes fragments already"), "{err}");
+    // Another protocol on the same address may.
+    let tcp = two("fragments = true").replacen(
+        "address = \"198.19.0.1:5353\"\nprotocol = \"udp\"",
+        "address = \"198.19.0.1:5353\"\nprotocol = \"tcp\"",
+        1,
+    );
+    parse("lb.toml", &tcp).unwrap();
+}

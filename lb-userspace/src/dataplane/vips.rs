@@ -8,10 +8,11 @@ use lb_common::{
 use super::{Dataplane, DataplaneError, Result, error::map_err, mmap};
 
 impl Dataplane {
-    /// Every VIP entry: (key, value).
+    /// Every VIP entry: (key, value) (not the second entries of VIPs that take fragments).
     pub fn vips(&mut self) -> Result<Vec<(VipKey, VipValue)>> {
         let m: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
         m.iter()
+            .filter(|r| r.as_ref().map_or(true, |(k, _)| !k.is_fragments()))
             .map(|r| r.map_err(map_err(map_names::VIPS)))
             .collect()
     }
@@ -19,7 +20,9 @@ impl Dataplane {
     /// Installs `ring` (backend ids per slot) for VIP `id` and makes it live: the ring goes into
     /// the VIP's idle half first, then one update of the VIP entry flips to it, so a packet
     /// sees either the whole old ring or the whole new one.
-    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32]) -> Result<()> {
+    /// With `fragments`, fragments to the VIP's address and protocol take the same ring (by
+    /// source, destination and protocol).
+    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32], fragments: bool) -> Result<()> {
         if id >= MAX_VIPS || ring.is_empty() || ring.len() > RING_STRIDE as usize {
             return Err(DataplaneError::Limit(format!(
                 "VIP id {id} with a ring of {} slots",
@@ -71,7 +74,14 @@ impl Dataplane {
         // Before the VIP goes live, too: its address must pass the filter.
         self.update_vip_filter(|f| hash::vip_filter_set(f, &key.addr))?;
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
-        vips.insert(key, value, 0).map_err(map_err(map_names::VIPS))
+        vips.insert(key, value, 0)
+            .map_err(map_err(map_names::VIPS))?;
+        if fragments {
+            vips.insert(key.for_fragments(), value, 0)
+                .map_err(map_err(map_names::VIPS))
+        } else {
+            remove_if_there(&mut vips, &key.for_fragments())
+        }
     }
 
     /// The live entry of a VIP, if it has one.
@@ -87,6 +97,7 @@ impl Dataplane {
     /// Removes a VIP: its packets pass to the kernel again.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
+        remove_if_there(&mut vips, &key.for_fragments())?;
         vips.remove(key).map_err(map_err(map_names::VIPS))?;
         self.rebuild_vip_filter()
     }
@@ -111,5 +122,18 @@ impl Dataplane {
         let mut filter = m.get(&0, 0).map_err(map_err(map_names::VIP_FILTER))?;
         f(&mut filter);
         m.set(0, filter, 0).map_err(map_err(map_names::VIP_FILTER))
+    }
+}
+
+fn remove_if_there(
+    vips: &mut HashMap<&mut aya::maps::MapData, VipKey, VipValue>,
+    key: &VipKey,
+) -> Result<()> {
+    match vips.remove(key) {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(())
+        }
+        Err(e) => Err(map_err(map_names::VIPS)(e)),
     }
 }
