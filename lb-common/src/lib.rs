@@ -327,13 +327,16 @@ pub enum Counter {
     /// IPv6 with more extension headers before the transport header than the program walks
     /// ([`IPV6_EXT_MAX`]): passed to the kernel.
     PassExtLimit = 17,
+    /// Too big for the encapsulated path: answered with ICMP "fragmentation needed" or ICMPv6
+    /// "packet too big" carrying the MTU that fits, sent back to the client (`XDP_TX`).
+    IcmpTooBig = 18,
 }
 
 /// Extension headers `xdp_lb` walks in an IPv6 packet to find its transport header.
 pub const IPV6_EXT_MAX: usize = 4;
 
 impl Counter {
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 19;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotVip,
         Counter::PassNotIp,
@@ -353,6 +356,7 @@ impl Counter {
         Counter::PassBadL4,
         Counter::PassBadChecksum,
         Counter::PassExtLimit,
+        Counter::IcmpTooBig,
     ];
 
     /// The counter with index `i` (an unknown index reads as [`Counter::Aborted`]).
@@ -386,6 +390,7 @@ impl Counter {
             Counter::PassBadL4 => "pass_bad_l4",
             Counter::PassBadChecksum => "pass_bad_checksum",
             Counter::PassExtLimit => "pass_ext_limit",
+            Counter::IcmpTooBig => "icmp_too_big",
         }
     }
 }

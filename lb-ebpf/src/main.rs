@@ -12,6 +12,8 @@ mod bench;
 #[cfg(target_arch = "bpf")]
 mod decap;
 #[cfg(target_arch = "bpf")]
+mod icmp;
+#[cfg(target_arch = "bpf")]
 mod lookup;
 #[cfg(target_arch = "bpf")]
 mod maps;

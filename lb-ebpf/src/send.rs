@@ -54,7 +54,9 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
     // fallback for a backend it could not resolve.
     let egress = if be.hop.ifindex != 0 {
         if tot_len > be.hop.mtu {
-            return Ok(Verdict::drop(Counter::DropEncap));
+            return Ok(Verdict::unpack(crate::icmp::too_big_packed(
+                ctx, pkt, be.hop.mtu,
+            )));
         }
         if rewrite::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac).is_none() {
             return Ok(Verdict::drop(Counter::DropEncap));
@@ -62,7 +64,15 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
         be.hop.ifindex
     } else {
         match route_packed(ctx, pkt, be, tot_len, ingress) {
-            r if r & NOT_ROUTED != 0 => return Ok(Verdict::unpack(r & !NOT_ROUTED)),
+            r if r & NOT_ROUTED != 0 => {
+                let v = Verdict::unpack(r & !NOT_ROUTED);
+                if v.action == TOO_BIG {
+                    return Ok(Verdict::unpack(crate::icmp::too_big_packed(
+                        ctx, pkt, v.counter,
+                    )));
+                }
+                return Ok(v);
+            }
             egress => egress as u32,
         }
     };
@@ -77,6 +87,10 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
 
 /// Marks a [`route_packed`] result that is a packed verdict, not an interface index.
 const NOT_ROUTED: u64 = 1 << 63;
+
+/// The action of a [`route`] "verdict" that says: too big for the path; its counter field is
+/// the path's MTU.
+const TOO_BIG: u32 = u32::MAX;
 
 /// [`route`] in a BPF function of its own, returning one integer: the egress interface index,
 /// or a packed verdict with [`NOT_ROUTED`] set.
@@ -133,7 +147,12 @@ fn route(
             Ok(fib.ifindex)
         }
         BPF_FIB_LKUP_RET_NO_NEIGH => Err(Verdict::drop(Counter::DropNoNeigh)),
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Verdict::drop(Counter::DropEncap)),
+        // Answered by the caller, whose frame is smaller: the route lookup's and the
+        // answer's frames on top of each other would pass the verifier's 512 bytes.
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Verdict {
+            action: TOO_BIG,
+            counter: unsafe { fib.__bindgen_anon_1.mtu_result } as u32,
+        }),
         _ => Err(Verdict::drop(Counter::DropNoRoute)),
     }
 }

@@ -15,6 +15,7 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     c.extend(malformed());
     c.extend(extension_headers(vips));
     c.extend(fragments(vips));
+    c.extend(too_big());
     c
 }
 
@@ -356,6 +357,130 @@ fn dropped_and_passed() -> Vec<Case> {
         "v4 later fragment, to a VIP that takes none",
         frag,
         Counter::PassFragment,
+    ));
+    c
+}
+
+/// The answer `xdp_lb` must send to a client whose packet (`frame`, IP header at `l3_off`)
+/// is too big for the encapsulated path, built with etherparse: back to the client from the
+/// VIP, ICMP "fragmentation needed" (IPv4) or "packet too big" (IPv6) with `mtu`, quoting the
+/// client's IP header and 8 bytes after it.
+fn too_big_reply(frame: &[u8], l3_off: usize, mtu: u32) -> Vec<u8> {
+    use etherparse::{
+        Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpNumber, Ipv4Header, Ipv6FlowLabel,
+        Ipv6Header, icmpv4::DestUnreachableHeader,
+    };
+    let inner = &frame[l3_off..];
+    let mut out = Vec::new();
+    out.extend_from_slice(&frame[6..12]);
+    out.extend_from_slice(&frame[0..6]);
+    if inner[0] >> 4 == 4 {
+        let ihl = (inner[0] & 0xf) as usize * 4;
+        let quoted = &inner[..ihl + 8];
+        let icmp = Icmpv4Header::with_checksum(
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: mtu as u16,
+            }),
+            quoted,
+        );
+        let src: [u8; 4] = inner[16..20].try_into().unwrap();
+        let dst: [u8; 4] = inner[12..16].try_into().unwrap();
+        let mut ip = Ipv4Header::new(
+            (icmp.header_len() + quoted.len()) as u16,
+            64,
+            IpNumber::ICMP,
+            src,
+            dst,
+        )
+        .unwrap();
+        ip.dont_fragment = false;
+        ip.header_checksum = ip.calc_header_checksum();
+        out.extend_from_slice(&[0x08, 0x00]);
+        ip.write(&mut out).unwrap();
+        icmp.write(&mut out).unwrap();
+        out.extend_from_slice(quoted);
+    } else {
+        let quoted = &inner[..48];
+        let src: [u8; 16] = inner[24..40].try_into().unwrap();
+        let dst: [u8; 16] = inner[8..24].try_into().unwrap();
+        let icmp = Icmpv6Header::with_checksum(Icmpv6Type::PacketTooBig { mtu }, src, dst, quoted)
+            .unwrap();
+        let ip = Ipv6Header {
+            traffic_class: 0,
+            flow_label: Ipv6FlowLabel::ZERO,
+            payload_length: (icmp.header_len() + quoted.len()) as u16,
+            next_header: IpNumber::IPV6_ICMP,
+            hop_limit: 64,
+            source: src,
+            destination: dst,
+        };
+        out.extend_from_slice(&[0x86, 0xdd]);
+        ip.write(&mut out).unwrap();
+        icmp.write(&mut out).unwrap();
+        out.extend_from_slice(quoted);
+    }
+    out
+}
+
+/// Packets too big for the encapsulated path (the fixtures' eth0 has MTU 1500): answered with
+/// the MTU that leaves room for the outer header; IPv4 without don't-fragment dropped.
+fn too_big() -> Vec<Case> {
+    let mut c = Vec::new();
+    let answer = |name: &str, input: Vec<u8>, l3_off: usize, mtu: u32| Case {
+        name: name.into(),
+        output: too_big_reply(&input, l3_off, mtu),
+        input,
+        action: XDP_TX,
+        counter: Counter::IcmpTooBig,
+    };
+    let big = |dst: &str, vlan: Option<u16>, room: usize| {
+        let mut p = Pkt::new(dst, 80, PROTO_TCP).sport(41000);
+        p.payload = vec![7; 1500 - room];
+        if let Some(v) = vlan {
+            p = p.vlan(v);
+        }
+        p
+    };
+    // IPv4: 20 + 20 + 1460 = 1500 bytes, 1520 encapsulated.
+    let df = |p: &Pkt| {
+        let f = p.build();
+        let mut ip = etherparse::Ipv4Header::from_slice(&f[p.l3_off()..])
+            .unwrap()
+            .0;
+        ip.dont_fragment = true;
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut out = f[..p.l3_off()].to_vec();
+        ip.write(&mut out).unwrap();
+        out.extend_from_slice(&f[p.l3_off() + 20..]);
+        out
+    };
+    let p = big("198.19.0.100", None, 40);
+    c.push(answer(
+        "v4 1500 bytes with DF: fragmentation needed, MTU 1480",
+        df(&p),
+        14,
+        1480,
+    ));
+    let p = big("198.19.0.100", Some(7), 40);
+    c.push(answer(
+        "v4 1500 bytes with DF behind a VLAN tag: answered untagged",
+        df(&p),
+        18,
+        1480,
+    ));
+    let p = big("198.19.0.100", None, 40);
+    c.push(drop_case(
+        "v4 1500 bytes without DF: dropped",
+        rewrite_v4(&df(&p), |ip| ip.dont_fragment = false),
+        Counter::DropEncap,
+    ));
+    // IPv6: 40 + 20 + 1440 = 1500 bytes, 1540 encapsulated.
+    let p = big("fd00:19::100", None, 60);
+    c.push(answer(
+        "v6 1500 bytes: packet too big, MTU 1460",
+        p.build(),
+        14,
+        1460,
     ));
     c
 }

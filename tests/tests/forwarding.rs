@@ -284,3 +284,68 @@ fn fragmented_udp_arrives_whole_at_one_backend() {
     assert_eq!(s.outcome("pass_fragment"), 0, "{s:?}");
     assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
 }
+
+/// The encapsulated path is 20 (IPv6: 40) bytes narrower than the client's: the client's
+/// full-size segments do not fit once encapsulated. The balancer answers each with "too big"
+/// and the MTU that fits; the client lowers its path MTU, resends, and a large upload through
+/// the VIP completes, in IPv4 and IPv6.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_large_upload_completes_through_packet_too_big() {
+    use std::io::{Read, Write};
+    let topo = OneArm::new();
+    let tmp = TempDir::new("ptb");
+    let sock = tmp.path("lb.sock");
+    let cfg = config(
+        r#""eth0""#,
+        &sock,
+        &(vip("web", &format!("{VIP4}:80"), "tcp", &BACKENDS4)
+            + &vip("web6", &format!("[{VIP6}]:8080"), "tcp", &BACKENDS6)),
+    );
+    let v4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let v6: SocketAddr = format!("[{VIP6}]:8080").parse().unwrap();
+    let _serving4 = lab::serve(&topo.backends, v4, false, &tmp, |i| format!("be{i}"));
+    let _servers6: Vec<_> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| traffic::tcp_server(b, v6, &format!("be{i}")))
+        .collect();
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+
+    const UPLOAD: usize = 300_000;
+    for vip_addr in [v4, v6] {
+        let result: std::io::Result<(String, String)> = topo.client.run(|| {
+            let mut s =
+                std::net::TcpStream::connect_timeout(&vip_addr, std::time::Duration::from_secs(5))?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(15)))?;
+            let line = |s: &mut std::net::TcpStream| -> std::io::Result<String> {
+                let mut l = Vec::new();
+                let mut b = [0u8; 1];
+                while s.read(&mut b)? == 1 && b[0] != b'\n' {
+                    l.push(b[0]);
+                }
+                Ok(String::from_utf8_lossy(&l).into_owned())
+            };
+            let hello = line(&mut s)?;
+            // The server answers each newline with its name: one answer once all arrived.
+            let mut data = vec![b'x'; UPLOAD];
+            data.push(b'\n');
+            s.write_all(&data)?;
+            Ok((hello, line(&mut s)?))
+        });
+        let (hello, answer) = result.unwrap_or_else(|e| panic!("{vip_addr}: {e}"));
+        assert!(hello.starts_with("be"), "{vip_addr}: {hello:?}");
+        assert_eq!(answer, hello, "{vip_addr}: the upload did not complete");
+    }
+    let s = lab::stats(&sock);
+    assert!(
+        s.outcome("icmp_too_big") >= 2,
+        "no packet-too-big sent: {s:?}"
+    );
+    assert!(s.outcome("tx") > 2 * (UPLOAD as u64 / 1500), "{s:?}");
+    assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
+    // The client learned the narrower path.
+    let pmtu = topo.client.sh(&format!("ip route get {VIP4}"));
+    assert!(pmtu.contains("mtu 1480"), "{pmtu}");
+}
