@@ -34,6 +34,10 @@ pub struct Packet {
     /// A fragment (IPv4 or IPv6): its ports are missing or not to be trusted, so they are zero
     /// in `key`, and only a VIP that takes fragments takes it.
     pub fragment: bool,
+    /// An ICMP error about a packet a backend sent from the VIP: `key` is the quoted packet's
+    /// 5-tuple reversed (the client's flow to the VIP), and the whole ICMP packet goes to the
+    /// backend that owns that flow.
+    pub icmp_error: bool,
 }
 
 impl Packet {
@@ -136,6 +140,9 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     // packet) before the length fields are judged: were the length check first, LLVM would
     // prove the bounds check redundant and drop it, and the verifier (which tracks pointers,
     // not that proof) would reject the program.
+    if proto == PROTO_ICMP {
+        return icmp_error(ctx, l3_off, ihl, FAMILY_V4, dst);
+    }
     let l4 = l4(ctx, proto, l3_off + ihl)?;
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     let (l3_len, tos, src) =
@@ -165,6 +172,7 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         df: frags & 0x4000 != 0,
         tcp_flags: l4.tcp_flags,
         fragment: false,
+        icmp_error: false,
     })
 }
 
@@ -203,13 +211,15 @@ fn ipv4_fragment(
         df: frags & 0x4000 != 0,
         tcp_flags: 0,
         fragment: true,
+        icmp_error: false,
     })
 }
 
 /// The one's-complement sum of the IPv4 header at `off`, `ihl` bytes long (20 to 60), folded:
 /// 0xffff when its checksum is right. The fixed 20 bytes are read as five words; options,
-/// when there are any, a word at a time.
-#[inline(always)]
+/// when there are any, a word at a time. Not inlined: inlined, LLVM drops the options' bounds
+/// checks as implied by checks made elsewhere, which the verifier cannot follow.
+#[inline(never)]
 fn header_sum(ctx: &Frame, off: usize, ihl: usize) -> u16 {
     let Some(h) = ptr_at::<[u32; 5]>(ctx, off) else {
         return 0;
@@ -250,6 +260,9 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     if fragment {
         return ipv6_fragment(ctx, l3_off, l4_off, proto, dst);
     }
+    if proto == PROTO_ICMPV6 {
+        return icmp_error(ctx, l3_off, l4_off - l3_off, FAMILY_V6, dst);
+    }
     let l4 = l4(ctx, proto, l4_off)?;
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     let (v1, payload) = unsafe { ((*ip).vcf[1], u16::from_be_bytes((*ip).payload_len) as usize) };
@@ -279,6 +292,7 @@ fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
         df: false,
         tcp_flags: l4.tcp_flags,
         fragment: false,
+        icmp_error: false,
     })
 }
 
@@ -322,6 +336,7 @@ fn ipv6_fragment(
         df: false,
         tcp_flags: 0,
         fragment: true,
+        icmp_error: false,
     })
 }
 
@@ -366,6 +381,124 @@ fn ext_headers(ctx: &Frame, mut next: u8, mut off: usize) -> Result<(u8, usize, 
             Err(Verdict::pass(Counter::PassExtLimit))
         }
         _ => Ok((next, off, false)),
+    }
+}
+
+const PROTO_ICMP: u8 = 1;
+const PROTO_ICMPV6: u8 = 58;
+
+/// An ICMP error (IPv4: destination unreachable, time exceeded, parameter problem; IPv6: the
+/// same and packet too big) at `l3_off + hdrs`, quoting a TCP or UDP packet sent from `dst` (a
+/// VIP, by a backend, straight to the client): the packet for the backend that owns the
+/// client's flow. Anything else of ICMP (echo included) is the kernel's.
+#[inline(always)]
+fn icmp_error(
+    ctx: &Frame,
+    l3_off: usize,
+    hdrs: usize,
+    family: u8,
+    dst: [u8; 16],
+) -> Result<Packet, Verdict> {
+    let not_ours = Verdict::pass(Counter::PassNotVip);
+    let icmp_off = l3_off + hdrs;
+    // Type and code together: a one-byte read's bounds check is one LLVM rewrites into a
+    // form the verifier does not learn the packet's range from.
+    let ty = unsafe { (*ptr_at::<[u8; 2]>(ctx, icmp_off).ok_or(bad_l4())?)[0] };
+    let v4 = family == FAMILY_V4;
+    let error = if v4 {
+        matches!(ty, 3 | 11 | 12)
+    } else {
+        matches!(ty, 1..=4)
+    };
+    if !error {
+        return Err(not_ours);
+    }
+    // The quoted packet: its IP header, then at least the 8 bytes holding the ports.
+    let q = icmp_off + 8;
+    let (src, qdst, proto, ports_off) = if v4 {
+        let ip = ptr_at::<Ipv4Hdr>(ctx, q).ok_or(bad_l4())?;
+        let (vihl, proto, s, d) =
+            unsafe { ((*ip).vihl, (*ip).proto, (*ip).src_addr, (*ip).dst_addr) };
+        let qihl = ((vihl & 0x0f) as usize) * 4;
+        if vihl >> 4 != 4 || qihl < 20 {
+            return Err(bad_l4());
+        }
+        (
+            crate::mem::v4_in_16(s),
+            crate::mem::v4_in_16(d),
+            proto,
+            q + qihl,
+        )
+    } else {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, q).ok_or(bad_l4())?;
+        let (v0, proto, s, d) =
+            unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).src_addr, (*ip).dst_addr) };
+        if v0 >> 4 != 6 {
+            return Err(bad_l4());
+        }
+        (s, d, proto, q + 40)
+    };
+    if (proto != PROTO_TCP && proto != PROTO_UDP) || !eq16(&src, &dst) {
+        return Err(not_ours);
+    }
+    let p = ptr_at::<[u8; 4]>(ctx, ports_off).ok_or(bad_l4())?;
+    let ports = unsafe { p.read_unaligned() };
+    // The outer packet's length, as for any packet.
+    let (l3_len, tos, df) = if v4 {
+        let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
+        let (len, tos, frags) = unsafe {
+            (
+                u16::from_be_bytes((*ip).tot_len),
+                (*ip).tos,
+                u16::from_be_bytes((*ip).frags),
+            )
+        };
+        if header_sum(ctx, l3_off, hdrs) != 0xffff {
+            return Err(Verdict::pass(Counter::PassBadChecksum));
+        }
+        (len as usize, tos, frags & 0x4000 != 0)
+    } else {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
+        let (v0, v1, payload) = unsafe {
+            (
+                (*ip).vcf[0],
+                (*ip).vcf[1],
+                u16::from_be_bytes((*ip).payload_len) as usize,
+            )
+        };
+        (payload + 40, (v0 << 4) | (v1 >> 4), false)
+    };
+    if ctx.data() + l3_off + l3_len > ctx.data_end() || l3_len < hdrs + 8 || l3_len > 0xffff {
+        return Err(bad_length());
+    }
+    Ok(Packet {
+        l3_off,
+        key: FlowKey {
+            // The client's flow: the quoted packet's addresses and ports, reversed.
+            src: qdst,
+            dst,
+            ports: [ports[2], ports[3], ports[0], ports[1]],
+            proto,
+            family,
+            _pad: [0; 2],
+        },
+        l3_len: l3_len as u16,
+        tos,
+        df,
+        tcp_flags: 0,
+        fragment: false,
+        icmp_error: true,
+    })
+}
+
+/// Two addresses equal, as two 64-bit compares (an array compare may become a `memcmp` call).
+#[inline(always)]
+pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let (a, b) = (a.as_ptr() as *const u64, b.as_ptr() as *const u64);
+    // Safety: both are 16 bytes; unaligned reads.
+    unsafe {
+        a.read_unaligned() == b.read_unaligned()
+            && a.add(1).read_unaligned() == b.add(1).read_unaligned()
     }
 }
 

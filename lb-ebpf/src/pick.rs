@@ -61,7 +61,7 @@ fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<(u32, &'static Back
         || be.vip.family != k.family
         || be.vip.proto != k.proto
         || (be.vip.port_be != 0 && be.vip.port_be != port)
-        || !eq16(&be.vip.addr, &k.dst)
+        || !crate::parse::eq16(&be.vip.addr, &k.dst)
     {
         return None;
     }
@@ -74,17 +74,6 @@ fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<(u32, &'static Back
         unsafe { (*flow).last_seen_ns = now };
     }
     Some((id, be))
-}
-
-/// Two addresses equal, as two 64-bit compares (an array compare may become a `memcmp` call).
-#[inline(always)]
-fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let (a, b) = (a.as_ptr() as *const u64, b.as_ptr() as *const u64);
-    // Safety: both are 16 bytes; unaligned reads.
-    unsafe {
-        a.read_unaligned() == b.read_unaligned()
-            && a.add(1).read_unaligned() == b.add(1).read_unaligned()
-    }
 }
 
 /// The ring's backend for this packet, recorded in the flow table (in `entry` when the table
@@ -130,11 +119,11 @@ pub fn from_ring(
     Ok(Some((id, be)))
 }
 
-/// The ring's backend for a fragment, by source, destination and protocol (the ports are zero
-/// in its key), so that every fragment of a datagram, first and later alike, goes to one
-/// backend. Nothing is recorded: the same three fields pick the same slot again.
+/// The ring's backend for the packet's key, not recorded in the flow table: for a fragment
+/// (its ports are zero in its key, so every fragment of a datagram, first and later alike,
+/// picks the same slot) and for an ICMP error about a flow the table does not hold.
 #[inline(always)]
-pub fn for_fragment(
+pub fn without_flow(
     pkt: &Packet,
     vip: &VipValue,
 ) -> Result<Option<(u32, &'static Backend)>, Fault> {

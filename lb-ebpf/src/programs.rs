@@ -172,7 +172,7 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         let Some(vip) = lookup::fragment_vip(&pkt) else {
             return Ok(Verdict::pass(Counter::PassFragment));
         };
-        let Some((id, be)) = pick::for_fragment(&pkt, &vip)? else {
+        let Some((id, be)) = pick::without_flow(&pkt, &vip)? else {
             stats::vip(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend));
         };
@@ -190,6 +190,15 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
     let Some(vip) = lookup::vip(&pkt) else {
         return Ok(Verdict::pass(Counter::PassNotVip));
     };
+    // An ICMP error about a flow the table does not hold: the backend the ring gives the flow,
+    // which is the one that answered it unless the ring changed since; never recorded.
+    if pkt.icmp_error {
+        let Some((id, be)) = pick::without_flow(&pkt, &vip)? else {
+            stats::vip(vip.id, len);
+            return Ok(Verdict::drop(Counter::DropNoBackend));
+        };
+        return send(ctx, &pkt, id, be, len);
+    }
     let Some((id, be)) = pick::from_ring(&pkt, &vip, entry)? else {
         stats::vip(vip.id, len);
         return Ok(Verdict::drop(Counter::DropNoBackend));

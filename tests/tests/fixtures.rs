@@ -16,6 +16,7 @@ fn cases(vips: &[Vip]) -> Vec<Case> {
     c.extend(extension_headers(vips));
     c.extend(fragments(vips));
     c.extend(too_big());
+    c.extend(icmp_errors(vips));
     c
 }
 
@@ -482,6 +483,77 @@ fn too_big() -> Vec<Case> {
         14,
         1460,
     ));
+    c
+}
+
+/// ICMP errors about what a backend sent a client from a VIP go to the backend that owns the
+/// client's flow (here the ring's pick for it: the table holds none of these flows); anything
+/// else of ICMP passes.
+fn icmp_errors(vips: &[Vip]) -> Vec<Case> {
+    let mut c = Vec::new();
+    for (vip_addr, vip, port, proto) in [
+        ("198.19.0.100", &vips[0], 80, PROTO_TCP),
+        ("198.19.0.100", &vips[1], 53, PROTO_UDP),
+        ("fd00:19::100", &vips[2], 80, PROTO_TCP),
+        ("fd00:19::100", &vips[3], 53, PROTO_UDP),
+    ] {
+        for client_port in [41000, 41001, 52000] {
+            for ty in [
+                IcmpKind::TooBig,
+                IcmpKind::Unreachable,
+                IcmpKind::TimeExceeded,
+            ] {
+                let input = icmp_to_vip(
+                    vip_addr,
+                    ty,
+                    &reply_from_vip(vip_addr, port, client_port, proto),
+                );
+                // The client's flow: client:client_port to vip:port.
+                let flow = Pkt::new(vip_addr, port, proto).sport(client_port);
+                let (action, counter, output) = encapsulated(vip, &input, 14, &flow);
+                c.push(Case {
+                    name: format!(
+                        "ICMP {ty:?} about {proto} {vip_addr}:{port} -> client:{client_port}"
+                    ),
+                    input,
+                    action,
+                    counter,
+                    output,
+                });
+            }
+        }
+    }
+    let reply = reply_from_vip("198.19.0.100", 80, 41000, PROTO_TCP);
+    let other = reply_from_vip("198.19.0.101", 80, 41000, PROTO_TCP);
+    for (name, input, counter) in [
+        (
+            "ICMP echo request to a VIP",
+            icmp_to_vip("198.19.0.100", IcmpKind::Echo, &[0; 8]),
+            Counter::PassNotVip,
+        ),
+        (
+            "ICMPv6 echo request to a VIP",
+            icmp_to_vip("fd00:19::100", IcmpKind::Echo, &[0; 8]),
+            Counter::PassNotVip,
+        ),
+        (
+            "ICMP error to a VIP quoting a packet from another address",
+            icmp_to_vip("198.19.0.100", IcmpKind::TooBig, &other),
+            Counter::PassNotVip,
+        ),
+        (
+            "ICMP error quoting only part of an IP header",
+            icmp_to_vip("198.19.0.100", IcmpKind::TooBig, &reply[..12]),
+            Counter::PassBadL4,
+        ),
+        (
+            "ICMP error quoting the IP header but no ports",
+            icmp_to_vip("198.19.0.100", IcmpKind::TooBig, &reply[..22]),
+            Counter::PassBadL4,
+        ),
+    ] {
+        c.push(pass(name, input, counter));
+    }
     c
 }
 

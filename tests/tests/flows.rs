@@ -246,3 +246,65 @@ fn a_cached_next_hop_replaces_the_route_lookup() {
         );
     });
 }
+
+/// An ICMP error about what a backend sent a client goes to the backend that owns the client's
+/// flow, even after the ring changed; about a flow the table does not hold, to the ring's pick.
+/// It never adds a flow.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn icmp_errors_go_to_the_backend_that_owns_the_flow() {
+    let env = env();
+    env.ns.run(|| {
+        let mut dp = Dataplane::load(program_names::LB).expect("load xdp_lb");
+        let vips = program(&mut dp);
+        let ifindex = nix_ifindex("eth0").unwrap();
+        let send = |dp: &mut Dataplane, frame: &[u8]| -> [u8; 6] {
+            let (action, out) = test_run(dp, ifindex, frame);
+            assert_eq!(action, XDP_TX);
+            out[..6].try_into().unwrap()
+        };
+        let about = |port: u16, kind| {
+            icmp_to_vip(
+                "198.19.0.100",
+                kind,
+                &reply_from_vip("198.19.0.100", 80, port, PROTO_TCP),
+            )
+        };
+        // Flows whose ring picks cover at least two backends.
+        let ports: Vec<u16> = (30000..30030).collect();
+        let owners: Vec<[u8; 6]> = ports
+            .iter()
+            .map(|&p| {
+                send(
+                    &mut dp,
+                    &Pkt::new("198.19.0.100", 80, PROTO_TCP).sport(p).build(),
+                )
+            })
+            .collect();
+        // The ring now names one backend only; the table still holds the flows.
+        let key = dataplane::vip_key("198.19.0.100".parse().unwrap(), 80, PROTO_TCP);
+        let (only, only_mac) = (vips[0].backends[0].0, vips[0].backends[0].2);
+        dp.set_vip(0, key, &vec![only; RING as usize], false)
+            .unwrap();
+        assert!(owners.iter().any(|m| *m != only_mac), "{owners:?}");
+        let inserted = dp.flow_counters().unwrap().0;
+        for kind in [
+            IcmpKind::TooBig,
+            IcmpKind::Unreachable,
+            IcmpKind::TimeExceeded,
+        ] {
+            let got: Vec<[u8; 6]> = ports
+                .iter()
+                .map(|&p| send(&mut dp, &about(p, kind)))
+                .collect();
+            assert_eq!(got, owners, "{kind:?} errors did not follow their flows");
+        }
+        // A flow the table does not hold: the ring's pick, and nothing recorded.
+        assert_eq!(send(&mut dp, &about(39999, IcmpKind::TooBig)), only_mac);
+        assert_eq!(
+            dp.flow_counters().unwrap().0,
+            inserted,
+            "an ICMP error added a flow"
+        );
+    });
+}
