@@ -253,8 +253,10 @@ pub struct Config {
     pub source_v6: [u8; 16],
     /// [`CONFIG_ANY_PORT_VIP`].
     pub flags: u32,
+    /// The path MTU to the backends when below the egress interface's (0: the interface's).
+    pub path_mtu: u32,
 }
-const _: () = assert!(size_of::<Config>() == 24);
+const _: () = assert!(size_of::<Config>() == 28);
 
 /// The single entry of [`map_names::GEN_CONFIG`]: what the benchmark generator writes into
 /// every frame (64-byte IPv4/UDP), varying the source address and port over 4096 flows.

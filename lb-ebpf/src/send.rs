@@ -53,10 +53,9 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
     // The agent keeps each backend's next hop in its entry; the kernel's route lookup is the
     // fallback for a backend it could not resolve.
     let egress = if be.hop.ifindex != 0 {
-        if tot_len > be.hop.mtu {
-            return Ok(Verdict::unpack(crate::icmp::too_big_packed(
-                ctx, pkt, be.hop.mtu,
-            )));
+        let mtu = path_mtu(cfg, be.hop.mtu);
+        if tot_len > mtu {
+            return Ok(Verdict::unpack(crate::icmp::too_big_packed(ctx, pkt, mtu)));
         }
         if rewrite::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac).is_none() {
             return Ok(Verdict::drop(Counter::DropEncap));
@@ -67,9 +66,8 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
             r if r & NOT_ROUTED != 0 => {
                 let v = Verdict::unpack(r & !NOT_ROUTED);
                 if v.action == TOO_BIG {
-                    return Ok(Verdict::unpack(crate::icmp::too_big_packed(
-                        ctx, pkt, v.counter,
-                    )));
+                    let mtu = path_mtu(cfg, v.counter);
+                    return Ok(Verdict::unpack(crate::icmp::too_big_packed(ctx, pkt, mtu)));
                 }
                 return Ok(v);
             }
@@ -82,6 +80,17 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
     match DEVMAP.redirect(egress, 0) {
         Ok(action) => Ok(Verdict::new(action, Counter::Redirect)),
         Err(_) => Ok(Verdict::drop(Counter::DropNoEgress)),
+    }
+}
+
+/// The MTU a packet must fit, outer header included: the egress interface's, or the
+/// configured path MTU where that is lower.
+#[inline(always)]
+fn path_mtu(cfg: &lb_common::Config, egress: u32) -> u32 {
+    if cfg.path_mtu != 0 && cfg.path_mtu < egress {
+        cfg.path_mtu
+    } else {
+        egress
     }
 }
 
@@ -141,6 +150,13 @@ fn route(
     };
     match rc as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => {
+            // The kernel checked the interface's MTU; a lower configured one is ours to check.
+            if cfg.path_mtu != 0 && tot_len > cfg.path_mtu {
+                return Err(Verdict {
+                    action: TOO_BIG,
+                    counter: cfg.path_mtu,
+                });
+            }
             if rewrite::encap(ctx, pkt, cfg, be, &fib.dmac, &fib.smac).is_none() {
                 return Err(Verdict::drop(Counter::DropEncap));
             }

@@ -124,6 +124,9 @@ pub struct Agent {
     pub metrics: Option<SocketAddr>,
     pub source_v4: Option<Ipv4Addr>,
     pub source_v6: Option<Ipv6Addr>,
+    /// The MTU of the path from the balancer to the backends, outer header included, when it
+    /// is below the egress interface's: what "too big" answers are computed from.
+    pub path_mtu: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

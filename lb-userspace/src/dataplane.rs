@@ -206,6 +206,11 @@ impl Dataplane {
         })
     }
 
+    /// Sets the path MTU to the backends (`None`: each egress interface's).
+    pub fn set_path_mtu(&mut self, mtu: Option<u32>) -> Result<()> {
+        self.update_config(|c| c.path_mtu = mtu.unwrap_or(0))
+    }
+
     fn update_config(&mut self, f: impl FnOnce(&mut BpfConfig)) -> Result<()> {
         let mut m: Array<_, BpfConfig> = self.map_array(map_names::CONFIG)?;
         let mut cfg = m.get(&0, 0).map_err(map_err(map_names::CONFIG))?;

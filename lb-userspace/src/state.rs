@@ -208,6 +208,9 @@ fn render_agent(c: &Config) -> toml::Table {
     if let Some(s) = a.source_v6 {
         t.insert("source_v6".into(), s.to_string().into());
     }
+    if let Some(m) = a.path_mtu {
+        t.insert("path_mtu".into(), (m as i64).into());
+    }
     let mut root = toml::Table::new();
     root.insert("agent".into(), t.into());
     root

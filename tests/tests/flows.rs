@@ -308,3 +308,46 @@ fn icmp_errors_go_to_the_backend_that_owns_the_flow() {
         );
     });
 }
+
+/// A configured path MTU below the interface's: packets that fit the interface but not the
+/// path are answered "too big" with the path's MTU, by the route lookup's path and the cached
+/// next hop's alike.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_configured_path_mtu_is_what_packets_must_fit() {
+    let env = env();
+    env.ns.run(|| {
+        let mut dp = Dataplane::load(program_names::LB).expect("load xdp_lb");
+        let vips = program(&mut dp);
+        let ifindex = nix_ifindex("eth0").unwrap();
+        dp.set_path_mtu(Some(1400)).unwrap();
+        // IPv4 with don't-fragment, `len` bytes of IP packet.
+        let packet = |len: usize| {
+            let mut p = Pkt::new("198.19.0.100", 80, PROTO_TCP).sport(41000);
+            p.payload = vec![1; len - 40];
+            rewrite_v4(&p.build(), |ip| ip.dont_fragment = true)
+        };
+        for cached in [false, true] {
+            if cached {
+                cache_next_hops(&mut dp, &vips);
+            }
+            let (action, out) = test_run(&mut dp, ifindex, &packet(1381));
+            assert_eq!(action, XDP_TX, "cached {cached}");
+            assert_eq!(
+                (out[23], out[34], out[35]),
+                (1, 3, 4),
+                "an ICMP frag-needed: {out:02x?}"
+            );
+            assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1380, "its MTU");
+            let (action, out) = test_run(&mut dp, ifindex, &packet(1380));
+            assert_eq!(action, XDP_TX, "cached {cached}");
+            assert_eq!(out[23], 4, "1380 bytes fit once encapsulated: {out:02x?}");
+        }
+        dp.set_path_mtu(None).unwrap();
+        let (_, out) = test_run(&mut dp, ifindex, &packet(1381));
+        assert_eq!(
+            out[23], 4,
+            "without the setting, the interface's 1500 bytes"
+        );
+    });
+}

@@ -145,6 +145,7 @@ impl Agent {
             self.effective.agent.source_v4,
             self.effective.agent.source_v6,
         )?;
+        self.dp.set_path_mtu(self.effective.agent.path_mtu)?;
         if only.is_none() {
             self.remove_stale_vips()?;
         }

@@ -129,6 +129,17 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
             )
         })?),
     };
+    let path_mtu = match raw.path_mtu {
+        None => None,
+        Some(n) if (1280..=65535).contains(n.get_ref()) => Some(*n.get_ref() as u32),
+        Some(n) => {
+            return Err(cx.err(
+                n.span(),
+                "agent.path_mtu",
+                format!("{}: must be from 1280 to 65535", n.get_ref()),
+            ));
+        }
+    };
     Ok(Agent {
         interfaces,
         xdp_mode,
@@ -140,6 +151,7 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         metrics,
         source_v4,
         source_v6,
+        path_mtu,
     })
 }
 

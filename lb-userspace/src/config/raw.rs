@@ -28,6 +28,7 @@ pub(super) struct RawAgent {
     pub(super) metrics: Option<Spanned<String>>,
     pub(super) source_v4: Option<Spanned<String>>,
     pub(super) source_v6: Option<Spanned<String>>,
+    pub(super) path_mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

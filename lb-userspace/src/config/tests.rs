@@ -162,6 +162,13 @@ fn errors_name_file_line_and_field() {
             "IPv6",
         ),
         ("weight = 50", "weight = \"heavy\"", 20, "-", "invalid type"),
+        (
+            "interfaces = [\"eth0\"]",
+            "interfaces = [\"eth0\"]\npath_mtu = 576",
+            4,
+            "agent.path_mtu",
+            "from 1280",
+        ),
     ];
     for (from, to, line, field, reason) in cases {
         assert!(GOOD.contains(from), "{from}");
