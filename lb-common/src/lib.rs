@@ -28,6 +28,7 @@ pub mod map_names {
     pub const SINK_COUNT: &str = "LB_SINK_COUNT";
     pub const REDIRECT_TO: &str = "LB_REDIRECT_TO";
     pub const VIP_FILTER: &str = "LB_VIP_FILTER";
+    pub const ECHO: &str = "LB_ECHO";
 }
 
 /// Names of the programs in the object.
@@ -332,13 +333,15 @@ pub enum Counter {
     /// Too big for the encapsulated path: answered with ICMP "fragmentation needed" or ICMPv6
     /// "packet too big" carrying the MTU that fits, sent back to the client (`XDP_TX`).
     IcmpTooBig = 18,
+    /// An echo request to a VIP address, answered by the program (`agent.answer_echo`).
+    IcmpEcho = 19,
 }
 
 /// Extension headers `xdp_lb` walks in an IPv6 packet to find its transport header.
 pub const IPV6_EXT_MAX: usize = 4;
 
 impl Counter {
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 20;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotVip,
         Counter::PassNotIp,
@@ -359,6 +362,7 @@ impl Counter {
         Counter::PassBadChecksum,
         Counter::PassExtLimit,
         Counter::IcmpTooBig,
+        Counter::IcmpEcho,
     ];
 
     /// The counter with index `i` (an unknown index reads as [`Counter::Aborted`]).
@@ -393,6 +397,7 @@ impl Counter {
             Counter::PassBadChecksum => "pass_bad_checksum",
             Counter::PassExtLimit => "pass_ext_limit",
             Counter::IcmpTooBig => "icmp_too_big",
+            Counter::IcmpEcho => "icmp_echo",
         }
     }
 }

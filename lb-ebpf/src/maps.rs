@@ -41,6 +41,10 @@ pub static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(M
 #[map(name = "LB_DEVMAP")]
 pub static DEVMAP: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
 
+/// VIP addresses whose echo requests the program answers (`agent.answer_echo`).
+#[map(name = "LB_ECHO")]
+pub static ECHO: HashMap<AddrKey, u32> = HashMap::with_max_entries(2 * MAX_VIPS, 0);
+
 /// Decap's own addresses: an outer header addressed elsewhere is not ours to strip.
 #[map(name = "LB_DECAP_DST")]
 pub static DECAP_DST: HashMap<AddrKey, u32> = HashMap::with_max_entries(64, 0);

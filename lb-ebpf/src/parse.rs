@@ -405,6 +405,9 @@ fn icmp_error(
     // form the verifier does not learn the packet's range from.
     let ty = unsafe { (*ptr_at::<[u8; 2]>(ctx, icmp_off).ok_or(bad_l4())?)[0] };
     let v4 = family == FAMILY_V4;
+    if ty == if v4 { 8 } else { 128 } {
+        return Err(echo(ctx, l3_off, icmp_off, v4, &dst));
+    }
     let error = if v4 {
         matches!(ty, 3 | 11 | 12)
     } else {
@@ -489,6 +492,73 @@ fn icmp_error(
         fragment: false,
         icmp_error: true,
     })
+}
+
+/// An echo request to `dst`: answered in place (addresses and MACs swapped, the type made a
+/// reply, the checksums mended) when `dst` is a VIP address whose echoes the agent answers;
+/// passed otherwise.
+#[inline(always)]
+fn echo(ctx: &Frame, l3_off: usize, icmp_off: usize, v4: bool, dst: &[u8; 16]) -> Verdict {
+    let key = lb_common::AddrKey {
+        addr: *dst,
+        family: if v4 { FAMILY_V4 } else { FAMILY_V6 },
+        _pad: [0; 3],
+    };
+    if unsafe { crate::maps::ECHO.get(&key) }.is_none() {
+        return Verdict::pass(Counter::PassNotVip);
+    }
+    let (Some(eth), Some(icmp)) = (
+        ptr_at::<[u16; 6]>(ctx, 0),
+        ptr_at::<[u16; 2]>(ctx, icmp_off),
+    ) else {
+        return bad_l4();
+    };
+    // Safety: both checked above; unaligned accesses.
+    unsafe {
+        let e = eth as *mut u16;
+        for i in 0..3 {
+            let (a, b) = (e.add(i).read_unaligned(), e.add(3 + i).read_unaligned());
+            e.add(i).write_unaligned(b);
+            e.add(3 + i).write_unaligned(a);
+        }
+        let w = icmp as *mut u16;
+        let old = w.read_unaligned();
+        // Echo request to reply: IPv4 8 to 0, ICMPv6 128 to 129 (the type is the high byte).
+        let new = u16::from_ne_bytes([if v4 { 0 } else { 129 }, old.to_ne_bytes()[1]]);
+        w.write_unaligned(new);
+        let check = w.add(1);
+        check.write_unaligned(mend(check.read_unaligned(), old, new));
+    }
+    // Addresses swap; the sums over them (IPv4 header, ICMPv6 pseudo-header) stay as they are.
+    let swapped = if v4 {
+        ptr_at::<[u32; 2]>(ctx, l3_off + 12).map(|a| unsafe {
+            let a = a as *mut u32;
+            let (s, d) = (a.read_unaligned(), a.add(1).read_unaligned());
+            a.write_unaligned(d);
+            a.add(1).write_unaligned(s);
+        })
+    } else {
+        ptr_at::<[u64; 4]>(ctx, l3_off + 8).map(|a| unsafe {
+            let a = a as *mut u64;
+            for i in 0..2 {
+                let (s, d) = (a.add(i).read_unaligned(), a.add(2 + i).read_unaligned());
+                a.add(i).write_unaligned(d);
+                a.add(2 + i).write_unaligned(s);
+            }
+        })
+    };
+    match swapped {
+        Some(()) => Verdict::new(aya_ebpf::bindings::xdp_action::XDP_TX, Counter::IcmpEcho),
+        None => bad_ip(),
+    }
+}
+
+/// A one's-complement checksum (as stored) after one 16-bit word (as stored) changed from
+/// `old` to `new` (RFC 1624): the words' byte order does not matter, as long as it is one.
+#[inline(always)]
+fn mend(check: u16, old: u16, new: u16) -> u16 {
+    let sum = (!check as u32) + (!old as u32) + new as u32;
+    !lb_common::hash::csum_fold(sum)
 }
 
 /// Two addresses equal, as two 64-bit compares (an array compare may become a `memcmp` call).

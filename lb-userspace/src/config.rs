@@ -127,6 +127,9 @@ pub struct Agent {
     /// The MTU of the path from the balancer to the backends, outer header included, when it
     /// is below the egress interface's: what "too big" answers are computed from.
     pub path_mtu: Option<u32>,
+    /// Whether the program answers echo requests (ping) to VIP addresses itself; otherwise
+    /// they pass to the kernel.
+    pub answer_echo: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

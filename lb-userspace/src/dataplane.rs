@@ -52,8 +52,9 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
 }
 
 /// Every map of the object, for pinning.
-const ALL_MAPS: [&str; 12] = [
+const ALL_MAPS: [&str; 13] = [
     map_names::VIPS,
+    map_names::ECHO,
     map_names::VIP_FILTER,
     map_names::RINGS,
     map_names::BACKENDS,
@@ -204,6 +205,34 @@ impl Dataplane {
             c.source_v4 = v4.map(|a| a.octets()).unwrap_or_default();
             c.source_v6 = v6.map(|a| a.octets()).unwrap_or_default();
         })
+    }
+
+    /// The VIP addresses whose echo requests the program answers: exactly these afterwards.
+    pub fn set_echo_addresses(&mut self, addrs: &[IpAddr]) -> Result<()> {
+        let mut m: HashMap<_, AddrKey, u32> = self.map_hash(map_names::ECHO)?;
+        let want: Vec<AddrKey> = addrs
+            .iter()
+            .map(|a| {
+                let (addr, family) = addr_bytes(*a);
+                AddrKey {
+                    addr,
+                    family,
+                    _pad: [0; 3],
+                }
+            })
+            .collect();
+        let stale: Vec<AddrKey> = m
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !want.contains(k))
+            .collect();
+        for k in &want {
+            m.insert(k, 1, 0).map_err(map_err(map_names::ECHO))?;
+        }
+        for k in &stale {
+            let _ = m.remove(k);
+        }
+        Ok(())
     }
 
     /// Sets the path MTU to the backends (`None`: each egress interface's).

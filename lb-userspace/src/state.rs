@@ -211,6 +211,9 @@ fn render_agent(c: &Config) -> toml::Table {
     if let Some(m) = a.path_mtu {
         t.insert("path_mtu".into(), (m as i64).into());
     }
+    if a.answer_echo {
+        t.insert("answer_echo".into(), true.into());
+    }
     let mut root = toml::Table::new();
     root.insert("agent".into(), t.into());
     root

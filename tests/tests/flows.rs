@@ -351,3 +351,90 @@ fn a_configured_path_mtu_is_what_packets_must_fit() {
         );
     });
 }
+
+/// Echo requests to a VIP address: passed to the kernel unless the agent asks the program to
+/// answer them; then answered in place, byte for byte the reply etherparse builds.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn echo_requests_to_a_vip_are_answered_when_asked() {
+    use etherparse::{IcmpEchoHeader, PacketBuilder};
+    let env = env();
+    env.ns.run(|| {
+        let mut dp = Dataplane::load(program_names::LB).expect("load xdp_lb");
+        program(&mut dp);
+        let ifindex = nix_ifindex("eth0").unwrap();
+        let router_mac = [0x02, 0, 0, 0, 0, 0x99];
+        let echo = IcmpEchoHeader { id: 7, seq: 3 };
+        let payload = [0xab; 56];
+        let v4 = |reply: bool| {
+            let mut out = Vec::new();
+            let vip = [198, 19, 0, 100];
+            let b = if reply {
+                PacketBuilder::ethernet2(ETH0_MAC, router_mac).ipv4(vip, CLIENT4, 61)
+            } else {
+                PacketBuilder::ethernet2(router_mac, ETH0_MAC).ipv4(CLIENT4, vip, 61)
+            };
+            if reply {
+                b.icmpv4_echo_reply(echo.id, echo.seq)
+                    .write(&mut out, &payload)
+            } else {
+                b.icmpv4_echo_request(echo.id, echo.seq)
+                    .write(&mut out, &payload)
+            }
+            .unwrap();
+            out
+        };
+        let v6 = |reply: bool| {
+            let mut out = Vec::new();
+            let vip = addr16("fd00:19::100".parse().unwrap());
+            let b = if reply {
+                PacketBuilder::ethernet2(ETH0_MAC, router_mac).ipv6(vip, CLIENT6, 61)
+            } else {
+                PacketBuilder::ethernet2(router_mac, ETH0_MAC).ipv6(CLIENT6, vip, 61)
+            };
+            if reply {
+                b.icmpv6_echo_reply(echo.id, echo.seq)
+                    .write(&mut out, &payload)
+            } else {
+                b.icmpv6_echo_request(echo.id, echo.seq)
+                    .write(&mut out, &payload)
+            }
+            .unwrap();
+            out
+        };
+        for (req, _) in [(v4(false), v4(true)), (v6(false), v6(true))] {
+            let (action, out) = test_run(&mut dp, ifindex, &req);
+            assert_eq!(
+                (action, &out),
+                (XDP_PASS, &req),
+                "not asked: passed untouched"
+            );
+        }
+        dp.set_echo_addresses(&[
+            "198.19.0.100".parse().unwrap(),
+            "fd00:19::100".parse().unwrap(),
+        ])
+        .unwrap();
+        let before = dp.outcomes().unwrap();
+        for (req, reply) in [(v4(false), v4(true)), (v6(false), v6(true))] {
+            let (action, out) = test_run(&mut dp, ifindex, &req);
+            assert_eq!(action, XDP_TX);
+            assert_eq!(out, reply, "the reply, byte for byte");
+        }
+        let after = dp.outcomes().unwrap();
+        let moved = |c: Counter| {
+            let f = |v: &Vec<(Counter, lb::dataplane::Totals)>| {
+                v.iter()
+                    .find(|(k, _)| *k == c)
+                    .map_or(0, |(_, t)| t.packets)
+            };
+            f(&after) - f(&before)
+        };
+        assert_eq!(moved(Counter::IcmpEcho), 2);
+        // Off the list again: passed.
+        dp.set_echo_addresses(&["fd00:19::100".parse().unwrap()])
+            .unwrap();
+        let (action, _) = test_run(&mut dp, ifindex, &v4(false));
+        assert_eq!(action, XDP_PASS, "no longer listed");
+    });
+}

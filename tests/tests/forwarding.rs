@@ -349,3 +349,29 @@ fn a_large_upload_completes_through_packet_too_big() {
     let pmtu = topo.client.sh(&format!("ip route get {VIP4}"));
     assert!(pmtu.contains("mtu 1480"), "{pmtu}");
 }
+
+/// `answer_echo`: the client's pings to the VIPs are answered by the program (the balancer's
+/// kernel holds no VIP address, and nftables drops what it would forward).
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn pings_to_vips_are_answered_when_asked() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("ping");
+    let sock = tmp.path("lb.sock");
+    let cfg = config(
+        r#""eth0""#,
+        &sock,
+        &(vip("web", &format!("{VIP4}:80"), "tcp", &BACKENDS4)
+            + "\n[vip.health]\nkind = \"none\"\n"
+            + &vip("web6", &format!("[{VIP6}]:80"), "tcp", &BACKENDS6)
+            + "\n[vip.health]\nkind = \"none\"\n"),
+    )
+    .replacen("[agent]\n", "[agent]\nanswer_echo = true\n", 1);
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    for vip in [VIP4, VIP6] {
+        let out = topo.client.sh(&format!("ping -c 3 -i 0.2 -W 2 {vip}"));
+        assert!(out.contains("3 received"), "{vip}: {out}");
+    }
+    let s = lab::stats(&sock);
+    assert_eq!(s.outcome("icmp_echo"), 6, "{s:?}");
+}

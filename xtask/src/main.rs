@@ -50,6 +50,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("haproxy", "haproxy"),
     ("taskset", "util-linux"),
     ("pgrep", "procps"),
+    ("ping", "iputils-ping"),
 ];
 
 fn main() -> std::process::ExitCode {

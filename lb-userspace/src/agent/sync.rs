@@ -146,6 +146,12 @@ impl Agent {
             self.effective.agent.source_v6,
         )?;
         self.dp.set_path_mtu(self.effective.agent.path_mtu)?;
+        let echo: Vec<IpAddr> = if self.effective.agent.answer_echo {
+            self.effective.vips.iter().map(|v| v.address.ip()).collect()
+        } else {
+            Vec::new()
+        };
+        self.dp.set_echo_addresses(&echo)?;
         if only.is_none() {
             self.remove_stale_vips()?;
         }

@@ -152,6 +152,7 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         source_v4,
         source_v6,
         path_mtu,
+        answer_echo: raw.answer_echo.is_some_and(|a| a.into_inner()),
     })
 }
 
