@@ -26,6 +26,27 @@ fn seeds() -> Vec<Vec<u8>> {
             }
         }
     }
+    // Fragments, ICMP errors about VIP traffic, echo requests, a packet too big once
+    // encapsulated: the program's other ways.
+    for port in [40000u16, 40001] {
+        let udp = Pkt::new("198.19.0.100", 53, PROTO_UDP).sport(port).build();
+        v.push(rewrite_v4(&udp, |ip| ip.more_fragments = true));
+        v.push(rewrite_v4(&udp, |ip| {
+            ip.fragment_offset = etherparse::IpFragOffset::try_new(64).unwrap()
+        }));
+        for (vip, proto, vport) in [
+            ("198.19.0.100", PROTO_TCP, 80),
+            ("fd00:19::100", PROTO_UDP, 53),
+        ] {
+            let reply = reply_from_vip(vip, vport, port, proto);
+            v.push(icmp_to_vip(vip, IcmpKind::TooBig, &reply));
+            v.push(icmp_to_vip(vip, IcmpKind::Unreachable, &reply));
+            v.push(icmp_to_vip(vip, IcmpKind::Echo, &[0; 8]));
+        }
+        let mut big = Pkt::new("198.19.0.100", 80, PROTO_TCP).sport(port);
+        big.payload = vec![1; 1460];
+        v.push(rewrite_v4(&big.build(), |ip| ip.dont_fragment = true));
+    }
     v
 }
 
@@ -114,6 +135,7 @@ fn a_million_hostile_packets_never_abort_and_are_all_counted() {
             Counter::PassBadLength,
             Counter::PassBadL4,
             Counter::PassBadChecksum,
+            Counter::IcmpTooBig,
         ] {
             assert!(
                 moved.iter().any(|(m, n)| *m == c && *n > 0),
