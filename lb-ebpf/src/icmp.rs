@@ -14,7 +14,7 @@ use lb_common::{Counter, FAMILY_V4, hash::csum_fold, hash::ipv4_checksum_of};
 
 use crate::{
     Verdict,
-    mem::{Bounds, Frame, ptr_at, ptr_at_mut},
+    mem::{Frame, ptr_at, ptr_at_mut},
     parse::Packet,
 };
 

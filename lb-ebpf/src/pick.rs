@@ -84,16 +84,9 @@ pub fn from_ring(
     vip: &VipValue,
     entry: Option<*mut FlowValue>,
 ) -> Result<Option<(u32, &'static Backend)>, Fault> {
-    let id = match ring_id(pkt, vip) {
-        FAULT => return Err(Fault),
-        NO_BACKEND => return Ok(None),
-        id => id,
-    };
-    // A reference into the map, not a copy: nothing of it need go on the stack.
-    let be = BACKENDS.get(id).ok_or(Fault)?;
-    if be.family != pkt.key.family {
+    let Some((id, be)) = without_flow(pkt, vip)? else {
         return Ok(None);
-    }
+    };
     // The clock is read only where it matters: UDP ages by it, TCP does not.
     let seen = if pkt.key.proto == PROTO_UDP { now() } else { 0 };
     match entry {
@@ -132,6 +125,7 @@ pub fn without_flow(
         NO_BACKEND => return Ok(None),
         id => id,
     };
+    // A reference into the map, not a copy: nothing of it need go on the stack.
     let be = BACKENDS.get(id).ok_or(Fault)?;
     if be.family != pkt.key.family {
         return Ok(None);
