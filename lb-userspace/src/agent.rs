@@ -120,6 +120,15 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
         // attached. From here the links outlive the agent.
         agent.dp.pin_links(&pin_dir)?;
         let (calls_tx, mut calls) = mpsc::unbounded_channel();
+        let metrics = match agent.effective.agent.metrics {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("agent.metrics: binding {addr}"))?;
+                Some(tokio::spawn(api::serve_metrics(l, calls_tx.clone())))
+            }
+            None => None,
+        };
         let server = tokio::spawn(api::serve(listener, calls_tx));
         // Handlers first, "ready" after: a signal sent on seeing "ready" must find them (the
         // default action of SIGHUP would end the agent).
@@ -170,6 +179,9 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
             }
         }
         server.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         agent.stop_checkers();
         let _ = std::fs::remove_file(&socket);
         drop(agent);
@@ -246,6 +258,7 @@ fn reload(agent: &mut Agent, why: &str) {
         Err(e) => {
             tracing::error!(reason = why, error = %e, "config reload refused; running state unchanged");
             agent.reload_error = Some(e.to_string());
+            agent.reload_failures += 1;
         }
         Ok(file) => {
             if file.agent.interfaces != agent.file.agent.interfaces

@@ -9,8 +9,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::UnixListener,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, UnixListener},
     sync::{mpsc, oneshot},
 };
 
@@ -62,14 +62,29 @@ pub async fn serve(listener: UnixListener, calls: mpsc::UnboundedSender<Call>) {
         };
         let calls = calls.clone();
         tokio::spawn(async move {
-            let _ = handle(stream, calls).await;
+            let _ = handle(stream, calls, false).await;
         });
     }
 }
 
-async fn handle(
-    mut stream: tokio::net::UnixStream,
+/// The metrics endpoint (`agent.metrics`, TCP): GET /metrics only; the control API stays on
+/// the unix socket.
+pub async fn serve_metrics(listener: TcpListener, calls: mpsc::UnboundedSender<Call>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            let _ = handle(stream, calls, true).await;
+        });
+    }
+}
+
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     calls: mpsc::UnboundedSender<Call>,
+    metrics_only: bool,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -108,6 +123,15 @@ async fn handle(
         first.next().unwrap_or("").to_string(),
         first.next().unwrap_or("").to_string(),
     );
+    let is_metrics = method == "GET" && path == "/metrics";
+    if metrics_only && !is_metrics {
+        return respond(
+            &mut stream,
+            error(404, "only GET /metrics here"),
+            "application/json",
+        )
+        .await;
+    }
     let (tx, rx) = oneshot::channel();
     let (status, body) = if calls
         .send(Call {
@@ -123,6 +147,19 @@ async fn handle(
     } else {
         error(503, "the agent is shutting down")
     };
+    let kind = if is_metrics {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    respond(&mut stream, (status, body), kind).await
+}
+
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    (status, body): Reply,
+    content_type: &str,
+) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -133,7 +170,7 @@ async fn handle(
         _ => "Internal Server Error",
     };
     let resp = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(resp.as_bytes()).await

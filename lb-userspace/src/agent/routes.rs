@@ -27,6 +27,7 @@ impl Agent {
     pub fn route(&mut self, method: &str, path: &str, body: &str) -> Reply {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let r = match (method, parts.as_slice()) {
+            ("GET", ["metrics"]) => Ok(self.metrics().map_or_else(|e| error(500, e), |m| (200, m))),
             ("GET", ["v1", "stats"]) => {
                 Ok(self.stats().map_or_else(|e| error(500, e), |s| json(&s)))
             }
@@ -107,6 +108,34 @@ impl Agent {
     }
 
     pub fn stats(&self) -> anyhow::Result<Stats> {
+        let (outcomes, vips) = self.traffic()?;
+        Ok(Stats {
+            outcomes,
+            vips,
+            flows: self.dp.flow_table()?,
+        })
+    }
+
+    /// The Prometheus text exposition (`agent.metrics`). The flow table is not walked: its
+    /// counters are enough, and a walk of a big table costs seconds.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let (outcomes, vips) = self.traffic()?;
+        let (flows_inserted, flow_hits) = self.dp.flow_counters()?;
+        let status = self.status();
+        Ok(crate::metrics::render(&crate::metrics::Snapshot {
+            outcomes: &outcomes,
+            vips: &vips,
+            status: &status.vips,
+            flows_inserted,
+            flow_hits,
+            ring_rebuilds: self.ring_rebuilds,
+            reloads: self.reloads,
+            reload_failures: self.reload_failures,
+        }))
+    }
+
+    /// The counters per outcome and per VIP and backend.
+    fn traffic(&self) -> anyhow::Result<(Vec<Outcome>, Vec<VipStats>)> {
         let outcomes = self
             .dp
             .outcomes()?
@@ -140,10 +169,6 @@ impl Agent {
                 backends: stats::with_shares(backends),
             });
         }
-        Ok(Stats {
-            outcomes,
-            vips,
-            flows: self.dp.flow_table()?,
-        })
+        Ok((outcomes, vips))
     }
 }

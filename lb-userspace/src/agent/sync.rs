@@ -37,6 +37,10 @@ pub struct Agent {
     pub skipped: Vec<String>,
     pub dp: Dataplane,
     pub reloads: u64,
+    /// Config reloads refused (the file did not validate).
+    pub reload_failures: u64,
+    /// Rings written to the data path.
+    pub ring_rebuilds: u64,
     pub reload_error: Option<String>,
     vip_ids: HashMap<VipKey, u32>,
     backend_ids: HashMap<(u32, IpAddr), u32>,
@@ -80,6 +84,8 @@ impl Agent {
             skipped,
             dp,
             reloads: 0,
+            reload_failures: 0,
+            ring_rebuilds: 0,
             reload_error: None,
             vip_ids: HashMap::new(),
             backend_ids: HashMap::new(),
@@ -273,6 +279,7 @@ impl Agent {
         }
         self.dp.set_vip(id, key, &live.0, vip.fragments)?;
         self.rings.insert(id, live);
+        self.ring_rebuilds += 1;
         let in_ring = eligible.iter().filter(|e| e.1 > 0).count();
         tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends = ids.len(), "ring rebuilt");
         if in_ring == 0 {

@@ -1,0 +1,278 @@
+//! Prometheus text exposition of the agent's numbers, served on `agent.metrics` (GET
+//! /metrics): the data path's counters per VIP, backend and outcome, backend health, the flow
+//! table's counters, ring rebuilds, config reloads and build information. Built on each scrape
+//! from the same counters `lb stats` reads.
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    registry::Registry,
+};
+
+use crate::{stats::Outcome, stats::VipStats, status::VipStatus};
+
+/// What a scrape reports.
+pub struct Snapshot<'a> {
+    pub outcomes: &'a [Outcome],
+    pub vips: &'a [VipStats],
+    pub status: &'a [VipStatus],
+    pub flows_inserted: u64,
+    pub flow_hits: u64,
+    pub ring_rebuilds: u64,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VipLabels {
+    vip: String,
+    address: String,
+    protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    vip: String,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+fn counters<
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, u64)>,
+) {
+    let f = Family::<L, Counter>::default();
+    for (l, v) in values {
+        f.get_or_create(&l).inc_by(v);
+    }
+    r.register(name, help, f);
+}
+
+/// The text exposition (format 0.0.4 / OpenMetrics text, as prometheus-client writes it).
+pub fn render(s: &Snapshot) -> String {
+    let mut r = Registry::default();
+    r.register(
+        "lb_build",
+        "lb's build",
+        Info::new(BuildLabels {
+            version: env!("CARGO_PKG_VERSION").into(),
+        }),
+    );
+    let vip = |v: &VipStats| VipLabels {
+        vip: v.name.clone(),
+        address: v.address.clone(),
+        protocol: v.protocol.clone(),
+    };
+    counters(
+        &mut r,
+        "lb_vip_packets",
+        "Packets to the VIP (forwarded, or dropped for want of a backend)",
+        s.vips.iter().map(|v| (vip(v), v.packets)),
+    );
+    counters(
+        &mut r,
+        "lb_vip_bytes",
+        "Bytes to the VIP",
+        s.vips.iter().map(|v| (vip(v), v.bytes)),
+    );
+    let backends = || {
+        s.vips.iter().flat_map(|v| {
+            v.backends.iter().map(move |b| {
+                (
+                    BackendLabels {
+                        vip: v.name.clone(),
+                        backend: b.address.clone(),
+                    },
+                    b,
+                )
+            })
+        })
+    };
+    counters(
+        &mut r,
+        "lb_backend_packets",
+        "Packets forwarded to the backend",
+        backends().map(|(l, b)| (l, b.packets)),
+    );
+    counters(
+        &mut r,
+        "lb_backend_bytes",
+        "Bytes forwarded to the backend",
+        backends().map(|(l, b)| (l, b.bytes)),
+    );
+    let up = Family::<BackendLabels, Gauge>::default();
+    for v in s.status {
+        for b in &v.backends {
+            let l = BackendLabels {
+                vip: v.name.clone(),
+                backend: b.address.clone(),
+            };
+            up.get_or_create(&l).set(i64::from(b.health != "down"));
+        }
+    }
+    r.register(
+        "lb_backend_up",
+        "1 while the backend passes its health checks (or is not checked), 0 while down",
+        up,
+    );
+    counters(
+        &mut r,
+        "lb_outcome_packets",
+        "Packets by what the program did with them",
+        s.outcomes.iter().map(|o| {
+            (
+                OutcomeLabels {
+                    outcome: o.name.clone(),
+                },
+                o.packets,
+            )
+        }),
+    );
+    counters(
+        &mut r,
+        "lb_outcome_bytes",
+        "Bytes by what the program did with them",
+        s.outcomes.iter().map(|o| {
+            (
+                OutcomeLabels {
+                    outcome: o.name.clone(),
+                },
+                o.bytes,
+            )
+        }),
+    );
+    counters(
+        &mut r,
+        "lb_dropped_packets",
+        "Packets dropped, by reason",
+        s.outcomes.iter().filter_map(|o| {
+            o.name.strip_prefix("drop_").map(|reason| {
+                (
+                    ReasonLabels {
+                        reason: reason.into(),
+                    },
+                    o.packets,
+                )
+            })
+        }),
+    );
+    let one = |name: &str, help: &str, v: u64, r: &mut Registry| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        r.register(name, help, c);
+    };
+    one(
+        "lb_flows_inserted",
+        "5-tuples added to the flow table",
+        s.flows_inserted,
+        &mut r,
+    );
+    one(
+        "lb_flow_hits",
+        "Packets of established flows that kept their backend",
+        s.flow_hits,
+        &mut r,
+    );
+    one(
+        "lb_ring_rebuilds",
+        "Maglev rings written to the data path",
+        s.ring_rebuilds,
+        &mut r,
+    );
+    counters(
+        &mut r,
+        "lb_config_reloads",
+        "Config reloads, applied or refused",
+        [
+            (
+                ResultLabels {
+                    result: "applied".into(),
+                },
+                s.reloads,
+            ),
+            (
+                ResultLabels {
+                    result: "refused".into(),
+                },
+                s.reload_failures,
+            ),
+        ],
+    );
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::BackendStats;
+
+    #[test]
+    fn names_labels_and_values() {
+        let vips = [VipStats {
+            name: "web".into(),
+            address: "198.19.0.100:80".into(),
+            protocol: "tcp".into(),
+            packets: 10,
+            bytes: 640,
+            backends: vec![BackendStats {
+                address: "198.18.0.11".into(),
+                weight: 100,
+                packets: 10,
+                bytes: 640,
+                share: 100.0,
+            }],
+        }];
+        let outcomes = [Outcome {
+            name: "drop_no_backend".into(),
+            packets: 3,
+            bytes: 192,
+        }];
+        let text = render(&Snapshot {
+            outcomes: &outcomes,
+            vips: &vips,
+            status: &[],
+            flows_inserted: 4,
+            flow_hits: 6,
+            ring_rebuilds: 2,
+            reloads: 1,
+            reload_failures: 0,
+        });
+        for line in [
+            "lb_vip_packets_total{vip=\"web\",address=\"198.19.0.100:80\",protocol=\"tcp\"} 10",
+            "lb_backend_bytes_total{vip=\"web\",backend=\"198.18.0.11\"} 640",
+            "lb_dropped_packets_total{reason=\"no_backend\"} 3",
+            "lb_outcome_packets_total{outcome=\"drop_no_backend\"} 3",
+            "lb_flow_hits_total 6",
+            "lb_ring_rebuilds_total 2",
+            "lb_config_reloads_total{result=\"applied\"} 1",
+            "lb_build_info{version=",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+}
