@@ -158,28 +158,39 @@ pub fn serve(
 
 /// Starts `lb run` in `ns` with `config` and waits until it is ready.
 pub fn start_agent(ns: &Netns, config: &str, tmp: &TempDir) -> (Proc, PathBuf) {
+    start_agent_with(ns, config, tmp, &[])
+}
+
+/// [`start_agent`] with more arguments for `lb run`.
+pub fn start_agent_with(ns: &Netns, config: &str, tmp: &TempDir, args: &[&str]) -> (Proc, PathBuf) {
     let cfg = tmp.path("lb.toml");
-    // Pins go to the tests' bpf filesystem, under this test's own folder.
-    let config = if config.contains("pin_dir") {
-        config.to_string()
-    } else {
-        config.replacen(
+    // Pins go to the tests' bpf filesystem, and runtime changes to the test's own folder: a
+    // change one test makes (a drain) must not be adopted by the next test's agent.
+    let mut config = config.to_string();
+    if !config.contains("pin_dir") {
+        config = config.replacen(
             "[agent]\n",
             &format!("[agent]\npin_dir = \"{}\"\n", tmp.pin_dir().display()),
             1,
-        )
-    };
+        );
+    }
+    if !config.contains("state_dir") {
+        config = config.replacen(
+            "[agent]\n",
+            &format!("[agent]\nstate_dir = \"{}\"\n", tmp.path("state").display()),
+            1,
+        );
+    }
     std::fs::write(&cfg, config).expect("write config");
     let lb = lb_bin();
-    let mut p = ns.spawn(
-        &[
-            lb.to_str().unwrap(),
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        tmp.path("agent.log"),
-    );
+    let mut cmd = vec![
+        lb.to_str().unwrap(),
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    cmd.extend_from_slice(args);
+    let mut p = ns.spawn(&cmd, tmp.path("agent.log"));
     p.wait_for("lb: ready", Duration::from_secs(30));
     (p, cfg)
 }
