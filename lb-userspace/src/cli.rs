@@ -13,8 +13,18 @@ use crate::{
 #[derive(Parser, Debug)]
 #[command(name = "lb", version)]
 pub struct Cli {
+    /// How log events are written to standard error: `human` lines, or one JSON object per
+    /// event (`json`), for a log collector.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

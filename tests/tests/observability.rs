@@ -126,3 +126,39 @@ fn the_metrics_endpoint_agrees_with_the_traffic_and_lb_stats() {
     let (status, _) = get(&topo, metrics, "/v1/status");
     assert!(status.contains("404"), "{status}");
 }
+
+/// `--log-format json`: every line the agent logs is one JSON object, and its state changes
+/// (rings rebuilt, a runtime change such as a drain) are events with their fields.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn json_logs_are_one_object_per_event() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("jsonlog");
+    let sock = tmp.path("lb.sock");
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
+         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
+        sock.display()
+    );
+    for b in BACKENDS4 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
+    }
+    let (agent, _) = lab::start_agent_with(&topo.lb, &cfg, &tmp, &["--log-format", "json"]);
+    lab::cli_ok(&sock, &["backend", "drain", "--vip", "dns", BACKENDS4[0]]);
+    let log = agent.log_text();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!events.is_empty(), "no events logged");
+    let find = |msg: &str| {
+        events
+            .iter()
+            .find(|e| e["message"] == msg)
+            .unwrap_or_else(|| panic!("no {msg:?} event in:\n{log}"))
+    };
+    let rebuilt = find("ring rebuilt");
+    assert_eq!(rebuilt["vip"], "dns", "{rebuilt}");
+    assert_eq!(rebuilt["level"], "INFO", "{rebuilt}");
+    find("runtime change applied");
+}
