@@ -29,6 +29,11 @@ pub mod map_names {
     pub const REDIRECT_TO: &str = "LB_REDIRECT_TO";
     pub const VIP_FILTER: &str = "LB_VIP_FILTER";
     pub const ECHO: &str = "LB_ECHO";
+    /// New flows per backend (per CPU): 5-tuples the ring sent to it.
+    pub const BACKEND_FLOWS: &str = "LB_BE_FLOWS";
+    /// `lb capture`: what to copy, and the ring buffer the copies go through.
+    pub const CAPTURE_CTL: &str = "LB_CAPTURE_CTL";
+    pub const CAPTURE: &str = "LB_CAPTURE";
 }
 
 /// Names of the programs in the object.

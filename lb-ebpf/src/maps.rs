@@ -38,6 +38,10 @@ pub static VIP_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_V
 #[map(name = "LB_BE_STATS")]
 pub static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
+/// New flows per backend: 5-tuples the ring sent to it and the flow table recorded.
+#[map(name = "LB_BE_FLOWS")]
+pub static BACKEND_FLOWS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
 #[map(name = "LB_DEVMAP")]
 pub static DEVMAP: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
 

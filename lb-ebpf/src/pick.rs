@@ -92,10 +92,13 @@ pub fn from_ring(
     match entry {
         // Overwritten in place: no update call, and the entry keeps its place in the LRU.
         // Safety: the entry stays valid under RCU for this program run.
-        Some(e) => unsafe {
-            (*e).backend = id;
-            (*e).last_seen_ns = seen;
-        },
+        Some(e) => {
+            unsafe {
+                (*e).backend = id;
+                (*e).last_seen_ns = seen;
+            }
+            stats::new_flow(id);
+        }
         None => {
             let value = FlowValue {
                 backend: id,
@@ -106,6 +109,7 @@ pub fn from_ring(
             // added the key meanwhile) only costs a re-pick on the next packet.
             if FLOWS.insert(&pkt.key, &value, BPF_NOEXIST as u64).is_ok() {
                 stats::flow(FLOW_INSERTS);
+                stats::new_flow(id);
             }
         }
     }

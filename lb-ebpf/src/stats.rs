@@ -2,7 +2,7 @@
 use aya_ebpf::maps::PerCpuArray;
 use lb_common::Traffic;
 
-use crate::maps::{BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS};
+use crate::maps::{BACKEND_FLOWS, BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS};
 
 #[inline(always)]
 fn add(map: &PerCpuArray<Traffic>, index: u32, len: u64) {
@@ -33,6 +33,14 @@ pub fn backend(id: u32, len: u64) {
 #[inline(always)]
 pub fn flow(index: u32) {
     if let Some(n) = FLOW_STATS.get_ptr_mut(index) {
+        unsafe { *n += 1 };
+    }
+}
+
+/// A new flow recorded for backend `id`.
+#[inline(always)]
+pub fn new_flow(id: u32) {
+    if let Some(n) = BACKEND_FLOWS.get_ptr_mut(id) {
         unsafe { *n += 1 };
     }
 }

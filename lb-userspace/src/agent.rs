@@ -31,6 +31,8 @@ use sync::Agent;
 const NEIGH_CHECK: Duration = Duration::from_secs(5);
 /// How often the agent looks whether the config file changed on disk.
 const FILE_CHECK: Duration = Duration::from_secs(1);
+/// How often the counters are sampled for the rates `lb stats` shows.
+const RATE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Where `bpf_fib_lookup` needs forwarding on, and it is off: the sysctl to set.
 pub fn forwarding_problems(cfg: &Config) -> Vec<String> {
@@ -143,6 +145,7 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
         );
         let mut file_tick = tokio::time::interval(FILE_CHECK);
         let mut neigh_tick = tokio::time::interval(NEIGH_CHECK);
+        let mut rate_tick = tokio::time::interval(RATE_PERIOD);
         let mut stamp = file_stamp(config_path);
         let (hops_tx, mut hops) = mpsc::unbounded_channel();
         loop {
@@ -155,6 +158,11 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
                     if now != stamp {
                         stamp = now;
                         reload(&mut agent, "file changed");
+                    }
+                }
+                _ = rate_tick.tick() => {
+                    if let Err(e) = agent.sample_rates() {
+                        tracing::warn!(error = %format!("{e:#}"), "sampling counters for rates");
                     }
                 }
                 _ = neigh_tick.tick() => {

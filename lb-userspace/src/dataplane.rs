@@ -52,7 +52,7 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
 }
 
 /// Every map of the object, for pinning.
-const ALL_MAPS: [&str; 13] = [
+const ALL_MAPS: [&str; 14] = [
     map_names::VIPS,
     map_names::ECHO,
     map_names::VIP_FILTER,
@@ -62,6 +62,7 @@ const ALL_MAPS: [&str; 13] = [
     map_names::STATS,
     map_names::VIP_STATS,
     map_names::BACKEND_STATS,
+    map_names::BACKEND_FLOWS,
     map_names::DEVMAP,
     map_names::DECAP_DST,
     map_names::FLOWS,

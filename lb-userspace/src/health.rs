@@ -1,6 +1,9 @@
 //! Health checks: one tokio task per backend. `rise` passes in a row bring a backend up,
 //! `fall` failures in a row take it down; only a change of state is reported.
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -10,7 +13,10 @@ use tokio::{
     time::timeout,
 };
 
-use crate::config::{Health, HealthKind};
+use crate::{
+    config::{Health, HealthKind},
+    metrics::HealthTimes,
+};
 
 /// A backend's health changed.
 #[derive(Debug, Clone)]
@@ -79,6 +85,7 @@ pub fn spawn(
     h: Health,
     mut up: bool,
     tx: UnboundedSender<Report>,
+    times: HealthTimes,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (mut passes, mut fails) = (0u32, 0u32);
@@ -86,7 +93,10 @@ pub fn spawn(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match probe(&h, target).await {
+            let started = Instant::now();
+            let result = probe(&h, target).await;
+            times.observe(&vip, target.ip(), result.is_ok(), started.elapsed());
+            match result {
                 Ok(()) => {
                     (passes, fails) = (passes + 1, 0);
                     if !up && passes >= h.rise {
@@ -185,7 +195,15 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l); // nothing listens: the backend falls
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let task = spawn("web".into(), addr, cfg(HealthKind::Tcp), true, tx);
+        let times = HealthTimes::default();
+        let task = spawn(
+            "web".into(),
+            addr,
+            cfg(HealthKind::Tcp),
+            true,
+            tx,
+            times.clone(),
+        );
         let down = timeout(Duration::from_secs(5), rx.recv())
             .await
             .unwrap()

@@ -2,19 +2,73 @@
 //! /metrics): the data path's counters per VIP, backend and outcome, backend health, the flow
 //! table's counters, ring rebuilds, config reloads and build information. Built on each scrape
 //! from the same counters `lb stats` reads.
+use std::{net::IpAddr, time::Duration};
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+        info::Info,
+    },
     registry::Registry,
 };
 
-use crate::{stats::Outcome, stats::VipStats, status::VipStatus};
+use crate::{stats::Outcome, stats::VipStats};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    vip: String,
+    backend: String,
+    /// `ok` or `failed`.
+    result: String,
+}
+
+type Histograms = Family<CheckLabels, Histogram, fn() -> Histogram>;
+
+/// How long health checks take, per VIP, backend and result: shared by the checker tasks
+/// (which observe) and the scrapes (which read). Buckets from 100 µs to ~3.3 s.
+#[derive(Clone)]
+pub struct HealthTimes(Histograms);
+
+impl Default for HealthTimes {
+    fn default() -> Self {
+        HealthTimes(Family::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        }))
+    }
+}
+
+impl HealthTimes {
+    pub fn observe(&self, vip: &str, backend: IpAddr, ok: bool, took: Duration) {
+        self.0
+            .get_or_create(&check_labels(vip, backend, ok))
+            .observe(took.as_secs_f64());
+    }
+
+    /// Drops a backend's series (its checker stopped).
+    pub fn forget(&self, vip: &str, backend: IpAddr) {
+        for ok in [true, false] {
+            self.0.remove(&check_labels(vip, backend, ok));
+        }
+    }
+}
+
+fn check_labels(vip: &str, backend: IpAddr, ok: bool) -> CheckLabels {
+    CheckLabels {
+        vip: vip.into(),
+        backend: backend.to_string(),
+        result: if ok { "ok" } else { "failed" }.into(),
+    }
+}
 
 /// What a scrape reports.
 pub struct Snapshot<'a> {
     pub outcomes: &'a [Outcome],
     pub vips: &'a [VipStats],
-    pub status: &'a [VipStatus],
+    pub health_times: &'a HealthTimes,
     pub flows_inserted: u64,
     pub flow_hits: u64,
     pub ring_rebuilds: u64,
@@ -122,20 +176,31 @@ pub fn render(s: &Snapshot) -> String {
         "Bytes forwarded to the backend",
         backends().map(|(l, b)| (l, b.bytes)),
     );
+    counters(
+        &mut r,
+        "lb_vip_new_flows",
+        "Flows the VIP's ring gave a backend",
+        s.vips.iter().map(|v| (vip(v), v.new_flows)),
+    );
+    counters(
+        &mut r,
+        "lb_backend_new_flows",
+        "Flows the ring gave the backend",
+        backends().map(|(l, b)| (l, b.new_flows)),
+    );
     let up = Family::<BackendLabels, Gauge>::default();
-    for v in s.status {
-        for b in &v.backends {
-            let l = BackendLabels {
-                vip: v.name.clone(),
-                backend: b.address.clone(),
-            };
-            up.get_or_create(&l).set(i64::from(b.health != "down"));
-        }
+    for (l, b) in backends() {
+        up.get_or_create(&l).set(i64::from(b.health != "down"));
     }
     r.register(
         "lb_backend_up",
         "1 while the backend passes its health checks (or is not checked), 0 while down",
         up,
+    );
+    r.register(
+        "lb_health_check_duration_seconds",
+        "How long health checks took, by result",
+        s.health_times.0.clone(),
     );
     counters(
         &mut r,
@@ -239,23 +304,37 @@ mod tests {
             protocol: "tcp".into(),
             packets: 10,
             bytes: 640,
+            pps: 0.0,
+            bps: 0.0,
+            new_flows: 2,
             backends: vec![BackendStats {
                 address: "198.18.0.11".into(),
                 weight: 100,
                 packets: 10,
                 bytes: 640,
+                pps: 0.0,
+                bps: 0.0,
+                new_flows: 2,
                 share: 100.0,
+                health: "down".into(),
+                drain: false,
+                in_ring: false,
             }],
         }];
         let outcomes = [Outcome {
             name: "drop_no_backend".into(),
             packets: 3,
             bytes: 192,
+            pps: 0.0,
         }];
+        let times = HealthTimes::default();
+        let b: IpAddr = "198.18.0.11".parse().unwrap();
+        times.observe("web", b, true, Duration::from_millis(3));
+        times.observe("web", b, false, Duration::from_secs(1));
         let text = render(&Snapshot {
             outcomes: &outcomes,
             vips: &vips,
-            status: &[],
+            health_times: &times,
             flows_inserted: 4,
             flow_hits: 6,
             ring_rebuilds: 2,
@@ -271,8 +350,25 @@ mod tests {
             "lb_ring_rebuilds_total 2",
             "lb_config_reloads_total{result=\"applied\"} 1",
             "lb_build_info{version=",
+            "lb_backend_new_flows_total{vip=\"web\",backend=\"198.18.0.11\"} 2",
+            "lb_backend_up{vip=\"web\",backend=\"198.18.0.11\"} 0",
+            "lb_health_check_duration_seconds_count{vip=\"web\",backend=\"198.18.0.11\",result=\"ok\"} 1",
+            "lb_health_check_duration_seconds_bucket{le=\"0.0016\",vip=\"web\",backend=\"198.18.0.11\",result=\"ok\"} 0",
+            "lb_health_check_duration_seconds_bucket{le=\"0.0032\",vip=\"web\",backend=\"198.18.0.11\",result=\"ok\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
+        times.forget("web", b);
+        let text = render(&Snapshot {
+            outcomes: &outcomes,
+            vips: &vips,
+            health_times: &times,
+            flows_inserted: 4,
+            flow_hits: 6,
+            ring_rebuilds: 2,
+            reloads: 1,
+            reload_failures: 0,
+        });
+        assert!(!text.contains("result=\"ok\""), "{text}");
     }
 }

@@ -1,4 +1,6 @@
 //! The counters as the API serves them and the CLI shows them.
+use std::{collections::HashMap, time::Instant};
+
 use serde::{Deserialize, Serialize};
 
 use crate::dataplane::{FlowTable, Totals};
@@ -8,6 +10,8 @@ pub struct Outcome {
     pub name: String,
     pub packets: u64,
     pub bytes: u64,
+    /// Packets per second over the last second.
+    pub pps: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -16,8 +20,18 @@ pub struct BackendStats {
     pub weight: u32,
     pub packets: u64,
     pub bytes: u64,
+    /// Packets and bits per second over the last second.
+    pub pps: f64,
+    pub bps: f64,
+    /// Flows the ring sent to it (each recorded in the flow table).
+    pub new_flows: u64,
     /// Share of the VIP's forwarded packets, in percent.
     pub share: f64,
+    /// `up`, `down` or `unchecked`, as `lb status` says.
+    pub health: String,
+    pub drain: bool,
+    /// Whether the ring sends it new flows.
+    pub in_ring: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -27,6 +41,9 @@ pub struct VipStats {
     pub protocol: String,
     pub packets: u64,
     pub bytes: u64,
+    pub pps: f64,
+    pub bps: f64,
+    pub new_flows: u64,
     pub backends: Vec<BackendStats>,
 }
 
@@ -47,23 +64,82 @@ impl Stats {
     }
 }
 
+/// Packets and bits per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rate {
+    pub pps: f64,
+    pub bps: f64,
+}
+
+/// What a rate is kept for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    Vip(u32),
+    Backend(u32),
+    Outcome(u32),
+}
+
+/// Rates over the last sampling period: the agent samples the counters once a second, so
+/// `lb stats` shows the rate of the last second, however seldom it is asked.
+#[derive(Debug, Default)]
+pub struct Rates {
+    prev: HashMap<RateKey, (Instant, Totals)>,
+    rates: HashMap<RateKey, Rate>,
+}
+
+impl Rates {
+    /// Records a sample of `key`'s counters taken at `at`.
+    pub fn observe(&mut self, key: RateKey, t: Totals, at: Instant) {
+        if let Some((t0, p)) = self.prev.get(&key) {
+            let dt = at.saturating_duration_since(*t0).as_secs_f64();
+            if dt > 0.0 {
+                // A counter that went back (its id was given anew) restarts from 0.
+                let packets = t.packets.checked_sub(p.packets).unwrap_or(t.packets);
+                let bytes = t.bytes.checked_sub(p.bytes).unwrap_or(t.bytes);
+                self.rates.insert(
+                    key,
+                    Rate {
+                        pps: packets as f64 / dt,
+                        bps: 8.0 * bytes as f64 / dt,
+                    },
+                );
+            }
+        }
+        self.prev.insert(key, (at, t));
+    }
+
+    /// Forgets every key not sampled since `since` (VIPs and backends that went away).
+    pub fn forget_older(&mut self, since: Instant) {
+        self.prev.retain(|_, (t, _)| *t >= since);
+        let prev = &self.prev;
+        self.rates.retain(|k, _| prev.contains_key(k));
+    }
+
+    pub fn get(&self, key: RateKey) -> Rate {
+        self.rates.get(&key).copied().unwrap_or_default()
+    }
+}
+
 /// Fills in every backend's share of its VIP's forwarded packets.
-pub fn with_shares(mut backends: Vec<(String, u32, Totals)>) -> Vec<BackendStats> {
-    let total: u64 = backends.iter().map(|b| b.2.packets).sum();
-    backends
-        .drain(..)
-        .map(|(address, weight, t)| BackendStats {
-            address,
-            weight,
-            packets: t.packets,
-            bytes: t.bytes,
-            share: if total == 0 {
-                0.0
-            } else {
-                100.0 * t.packets as f64 / total as f64
-            },
-        })
-        .collect()
+pub fn fill_shares(backends: &mut [BackendStats]) {
+    let total: u64 = backends.iter().map(|b| b.packets).sum();
+    for b in backends {
+        b.share = if total == 0 {
+            0.0
+        } else {
+            100.0 * b.packets as f64 / total as f64
+        };
+    }
+}
+
+/// `n` with a metric prefix (k, M, G), for rates.
+pub fn si(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.2}G", n / 1e9),
+        n if n >= 1e6 => format!("{:.2}M", n / 1e6),
+        n if n >= 1e3 => format!("{:.1}k", n / 1e3),
+        n => format!("{n:.0}"),
+    }
 }
 
 /// A bar of `width` cells for `percent`.
@@ -79,18 +155,33 @@ pub fn render(s: &Stats) -> String {
     let mut out = String::new();
     for v in &s.vips {
         out += &format!(
-            "VIP {} {} {}: {} packets, {} bytes\n",
-            v.name, v.protocol, v.address, v.packets, v.bytes
+            "VIP {} {} {}: {} packets, {} bytes, {} new flows; {} pps, {}bit/s\n",
+            v.name,
+            v.protocol,
+            v.address,
+            v.packets,
+            v.bytes,
+            v.new_flows,
+            si(v.pps),
+            si(v.bps)
         );
         for b in &v.backends {
+            let state = match (b.drain, b.health.as_str()) {
+                (true, _) => "drain",
+                (false, h) => h,
+            };
             out += &format!(
-                "  {:<28} w={:<5} {} {:5.1}%  {} packets, {} bytes\n",
+                "  {:<24} {:<9} w={:<4} {} {:5.1}%  {} packets, {} bytes, {} new flows; {} pps, {}bit/s\n",
                 b.address,
+                state,
                 b.weight,
-                bar(b.share, 30),
+                bar(b.share, 20),
                 b.share,
                 b.packets,
-                b.bytes
+                b.bytes,
+                b.new_flows,
+                si(b.pps),
+                si(b.bps)
             );
         }
     }
@@ -102,8 +193,11 @@ pub fn render(s: &Stats) -> String {
     out += "outcomes:\n";
     for o in s.outcomes.iter().filter(|o| o.packets > 0) {
         out += &format!(
-            "  {:<16} {:>12} packets {:>14} bytes\n",
-            o.name, o.packets, o.bytes
+            "  {:<18} {:>12} packets {:>14} bytes {:>9} pps\n",
+            o.name,
+            o.packets,
+            o.bytes,
+            si(o.pps)
         );
     }
     if s.outcomes.iter().all(|o| o.packets == 0) {
@@ -114,23 +208,61 @@ pub fn render(s: &Stats) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    fn backend(packets: u64) -> BackendStats {
+        BackendStats {
+            address: "198.18.1.1".into(),
+            weight: 1,
+            packets,
+            bytes: packets * 100,
+            pps: 0.0,
+            bps: 0.0,
+            new_flows: 0,
+            share: 0.0,
+            health: "up".into(),
+            drain: false,
+            in_ring: true,
+        }
+    }
 
     #[test]
     fn shares_add_up_and_bars_scale() {
-        let t = |p| Totals {
-            packets: p,
-            bytes: p * 100,
-        };
-        let b = with_shares(vec![
-            ("a".into(), 1, t(1)),
-            ("b".into(), 1, t(3)),
-            ("c".into(), 1, t(0)),
-        ]);
+        let mut b = vec![backend(1), backend(3), backend(0)];
+        fill_shares(&mut b);
         assert_eq!(b.iter().map(|x| x.share).sum::<f64>(), 100.0);
         assert_eq!(b[1].share, 75.0);
         assert_eq!(bar(50.0, 10), "█████·····");
         assert_eq!(bar(0.0, 4), "····");
-        assert_eq!(with_shares(vec![("a".into(), 1, t(0))])[0].share, 0.0);
+        let mut idle = vec![backend(0)];
+        fill_shares(&mut idle);
+        assert_eq!(idle[0].share, 0.0);
+    }
+
+    #[test]
+    fn rates_over_the_last_period() {
+        let mut r = Rates::default();
+        let t0 = Instant::now();
+        let k = RateKey::Backend(3);
+        let t = |packets, bytes| Totals { packets, bytes };
+        r.observe(k, t(100, 10_000), t0);
+        assert_eq!(r.get(k), Rate::default(), "one sample is no rate");
+        r.observe(k, t(1100, 110_000), t0 + Duration::from_secs(2));
+        assert_eq!(
+            r.get(k),
+            Rate {
+                pps: 500.0,
+                bps: 400_000.0
+            }
+        );
+        // A counter that went back (id given anew) counts from 0.
+        r.observe(k, t(50, 5000), t0 + Duration::from_secs(3));
+        assert_eq!(r.get(k).pps, 50.0);
+        r.forget_older(t0 + Duration::from_secs(4));
+        assert_eq!(r.get(k), Rate::default());
+        assert_eq!(si(1_500_000.0), "1.50M");
+        assert_eq!(si(999.0), "999");
     }
 }

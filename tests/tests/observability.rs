@@ -1,8 +1,9 @@
-//! What the balancer reports: the Prometheus endpoint, scraped and parsed with a Prometheus
-//! text parser, agrees with the traffic sent and with `lb stats`.
+//! What the balancer reports: `lb stats --json` counts exactly the traffic sent, and the
+//! Prometheus endpoint, scraped and parsed with a Prometheus text parser, agrees with it.
 use std::{
     io::{Read, Write},
     net::SocketAddr,
+    time::Duration,
 };
 
 use lb_tests::{
@@ -10,6 +11,9 @@ use lb_tests::{
     lab::{self, BACKENDS4, OneArm, VIP4},
     traffic,
 };
+
+/// The port the backends' health checks connect to.
+const HEALTH_PORT: u16 = 8081;
 
 /// GET `path` from the metrics endpoint inside the balancer's namespace: (status line, body).
 fn get(topo: &OneArm, addr: &str, path: &str) -> (String, String) {
@@ -30,6 +34,18 @@ fn get(topo: &OneArm, addr: &str, path: &str) -> (String, String) {
     })
 }
 
+fn sample<'a>(
+    scrape: &'a prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a prometheus_parse::Sample> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+}
+
 fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape
         .samples
@@ -47,14 +63,15 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
-fn the_metrics_endpoint_agrees_with_the_traffic_and_lb_stats() {
+fn stats_and_metrics_count_exactly_the_traffic_sent() {
     let topo = OneArm::new();
     let tmp = TempDir::new("metrics");
     let sock = tmp.path("lb.sock");
     let metrics = "127.0.0.1:9107";
     let mut cfg = format!(
         "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\nmetrics = \"{metrics}\"\n\n\
-         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
+         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n\
+         [vip.health]\nkind = \"tcp\"\nport = {HEALTH_PORT}\ninterval = \"100ms\"\n",
         sock.display()
     );
     for b in BACKENDS4 {
@@ -62,18 +79,70 @@ fn the_metrics_endpoint_agrees_with_the_traffic_and_lb_stats() {
     }
     let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
     let _serving = lab::serve(&topo.backends, vip, true, &tmp, |i| format!("be{i}"));
+    // What the health checks connect to (the kernel completes the handshakes).
+    let _health: Vec<std::net::TcpListener> = topo
+        .backends
+        .iter()
+        .zip(BACKENDS4)
+        .map(|(ns, b)| ns.run(|| std::net::TcpListener::bind((b, HEALTH_PORT)).unwrap()))
+        .collect();
     let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
+    // Each request from its own port: one packet and one new flow each.
     const N: u32 = 120;
     let t = traffic::udp_requests(&topo.client, vip, N);
     assert_eq!(t.ok(), N, "{t:?}");
+
+    let stats = lab::stats(&sock);
+    let dns = &stats.vips[0];
+    assert_eq!(
+        (dns.packets, dns.new_flows),
+        (N as u64, N as u64),
+        "{dns:?}"
+    );
+    for (i, b) in dns.backends.iter().enumerate() {
+        // Exactly what that backend's server answered.
+        let answered = t.by_server.get(&format!("be{i}")).copied().unwrap_or(0);
+        assert_eq!(b.packets, answered as u64, "{b:?} {t:?}");
+        assert_eq!(b.new_flows, b.packets, "{b:?}");
+        assert!(b.packets > 0, "{b:?}");
+        assert_eq!((b.health.as_str(), b.in_ring), ("up", true), "{b:?}");
+    }
+    let shares: f64 = dns.backends.iter().map(|b| b.share).sum();
+    assert!((shares - 100.0).abs() < 1e-9, "shares add up to {shares}");
+    assert_eq!(stats.outcome("tx"), N as u64);
+    assert_eq!(stats.flows.inserted, N as u64, "{:?}", stats.flows);
+    // The rates: the agent samples once a second; the burst shows in the next sample.
+    let mut seen = None;
+    lab::wait_for(
+        Duration::from_secs(5),
+        "a packet rate for the burst",
+        || {
+            let s = lab::stats(&sock);
+            let v = &s.vips[0];
+            if v.pps > 0.0 {
+                seen = Some((
+                    v.pps,
+                    v.bps,
+                    s.outcomes.iter().find(|o| o.name == "tx").unwrap().pps,
+                ));
+            }
+            seen.is_some()
+        },
+    );
+    let (pps, bps, tx_pps) = seen.unwrap();
+    assert!(
+        pps <= N as f64 * 1.01,
+        "{pps} pps for {N} packets over a second or more"
+    );
+    // Every packet carries at least its Ethernet, IPv4 and UDP headers.
+    assert!(bps >= 8.0 * 42.0 * pps, "{bps} bit/s at {pps} pps");
+    assert!(tx_pps > 0.0);
 
     let (status, body) = get(&topo, metrics, "/metrics");
     assert!(status.contains("200"), "{status}: {body}");
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
-    let stats = lab::stats(&sock);
-
     let dns = [("vip", "dns")];
     assert_eq!(value(&scrape, "lb_vip_packets_total", &dns), N as f64);
     assert_eq!(
@@ -90,9 +159,28 @@ fn the_metrics_endpoint_agrees_with_the_traffic_and_lb_stats() {
         let got = value(&scrape, "lb_backend_packets_total", &l);
         assert_eq!(got, b.packets as f64, "{}", b.address);
         assert_eq!(value(&scrape, "lb_backend_up", &l), 1.0, "{}", b.address);
+        assert_eq!(
+            value(&scrape, "lb_backend_new_flows_total", &l),
+            b.new_flows as f64
+        );
+        // The health checks of this backend were timed.
+        let l = [
+            ("vip", "dns"),
+            ("backend", b.address.as_str()),
+            ("result", "ok"),
+        ];
+        let h = sample(&scrape, "lb_health_check_duration_seconds", &l)
+            .unwrap_or_else(|| panic!("no health-check histogram for {}:\n{body}", b.address));
+        match &h.value {
+            prometheus_parse::Value::Histogram(buckets) => {
+                assert!(buckets.last().unwrap().count >= 1.0, "{buckets:?}")
+            }
+            v => panic!("not a histogram: {v:?}"),
+        }
         sum += got;
     }
     assert_eq!(sum, N as f64, "backends' packets add up to the VIP's");
+    assert_eq!(value(&scrape, "lb_vip_new_flows_total", &dns), N as f64);
     assert_eq!(
         value(&scrape, "lb_outcome_packets_total", &[("outcome", "tx")]),
         stats.outcome("tx") as f64

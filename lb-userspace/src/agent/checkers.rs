@@ -42,6 +42,7 @@ impl Agent {
                 .is_some_and(|(h, t)| *h == c.health && *t == c.target);
             if !keep {
                 c.task.abort();
+                self.health_times.forget(&k.0, k.1);
             }
             keep
         });
@@ -55,7 +56,14 @@ impl Agent {
                 up,
                 last_error: None,
             });
-            let task = health::spawn(k.0.clone(), target, h.clone(), up, self.reports.clone());
+            let task = health::spawn(
+                k.0.clone(),
+                target,
+                h.clone(),
+                up,
+                self.reports.clone(),
+                self.health_times.clone(),
+            );
             self.checkers.insert(
                 k,
                 Checker {

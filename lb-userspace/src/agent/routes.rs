@@ -1,11 +1,11 @@
 //! The API's routes, answered on the agent's control loop (so every change is applied in
 //! order, one at a time).
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Instant};
 
 use crate::{
     api::{Reply, error},
     state::{self, BackendSpec, Change, VipSpec},
-    stats::{self, Outcome, Stats, VipStats},
+    stats::{self, BackendStats, Outcome, RateKey, Stats, VipStats},
 };
 
 use super::sync::Agent;
@@ -121,11 +121,10 @@ impl Agent {
     pub fn metrics(&self) -> anyhow::Result<String> {
         let (outcomes, vips) = self.traffic()?;
         let (flows_inserted, flow_hits) = self.dp.flow_counters()?;
-        let status = self.status();
         Ok(crate::metrics::render(&crate::metrics::Snapshot {
             outcomes: &outcomes,
             vips: &vips,
-            status: &status.vips,
+            health_times: &self.health_times,
             flows_inserted,
             flow_hits,
             ring_rebuilds: self.ring_rebuilds,
@@ -134,7 +133,8 @@ impl Agent {
         }))
     }
 
-    /// The counters per outcome and per VIP and backend.
+    /// The counters per outcome and per VIP and backend, with the rates of the last second
+    /// and each backend's health.
     fn traffic(&self) -> anyhow::Result<(Vec<Outcome>, Vec<VipStats>)> {
         let outcomes = self
             .dp
@@ -144,6 +144,7 @@ impl Agent {
                 name: c.name().into(),
                 packets: t.packets,
                 bytes: t.bytes,
+                pps: self.rates.get(RateKey::Outcome(c as u32)).pps,
             })
             .collect();
         let mut vips = Vec::new();
@@ -152,23 +153,66 @@ impl Agent {
                 continue;
             };
             let t = self.dp.vip_totals(id)?;
+            let status = self.vip_status(vip);
             let mut backends = Vec::new();
-            for (b, bid) in vip.backends.iter().zip(bids) {
-                let totals = match bid {
-                    Some(bid) => self.dp.backend_totals(bid)?,
+            for ((b, bid), st) in vip.backends.iter().zip(bids).zip(status.backends) {
+                let (totals, new_flows, rate) = match bid {
+                    Some(bid) => (
+                        self.dp.backend_totals(bid)?,
+                        self.dp.backend_new_flows(bid)?,
+                        self.rates.get(RateKey::Backend(bid)),
+                    ),
                     None => Default::default(),
                 };
-                backends.push((b.address.to_string(), b.weight, totals));
+                backends.push(BackendStats {
+                    address: b.address.to_string(),
+                    weight: b.weight,
+                    packets: totals.packets,
+                    bytes: totals.bytes,
+                    pps: rate.pps,
+                    bps: rate.bps,
+                    new_flows,
+                    share: 0.0,
+                    health: st.health,
+                    drain: st.drain,
+                    in_ring: st.in_ring,
+                });
             }
+            stats::fill_shares(&mut backends);
+            let rate = self.rates.get(RateKey::Vip(id));
             vips.push(VipStats {
                 name: vip.name.clone(),
                 address: vip.address.to_string(),
                 protocol: vip.protocol.to_string(),
                 packets: t.packets,
                 bytes: t.bytes,
-                backends: stats::with_shares(backends),
+                pps: rate.pps,
+                bps: rate.bps,
+                new_flows: backends.iter().map(|b| b.new_flows).sum(),
+                backends,
             });
         }
         Ok((outcomes, vips))
+    }
+
+    /// Samples every counter for the rates `lb stats` shows (once a second).
+    pub fn sample_rates(&mut self) -> anyhow::Result<()> {
+        let now = Instant::now();
+        for (c, t) in self.dp.outcomes()? {
+            self.rates.observe(RateKey::Outcome(c as u32), t, now);
+        }
+        for vip in &self.effective.vips {
+            let Some((id, bids)) = self.ids(vip) else {
+                continue;
+            };
+            self.rates
+                .observe(RateKey::Vip(id), self.dp.vip_totals(id)?, now);
+            for bid in bids.into_iter().flatten() {
+                self.rates
+                    .observe(RateKey::Backend(bid), self.dp.backend_totals(bid)?, now);
+            }
+        }
+        self.rates.forget_older(now);
+        Ok(())
     }
 }

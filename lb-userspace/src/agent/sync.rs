@@ -56,6 +56,10 @@ pub struct Agent {
     /// traffic while it waits for `rise` checks); after it, backends added at runtime start
     /// down and come up after `rise` passes.
     pub(super) started: bool,
+    /// Rates of the last second, for `lb stats`.
+    pub(super) rates: crate::stats::Rates,
+    /// Health-check durations, observed by the checkers, read by metric scrapes.
+    pub(super) health_times: crate::metrics::HealthTimes,
 }
 
 fn key_of(v: &Vip) -> VipKey {
@@ -95,6 +99,8 @@ impl Agent {
             hops: HashMap::new(),
             reports,
             started: false,
+            rates: Default::default(),
+            health_times: Default::default(),
         }
     }
 
@@ -204,6 +210,8 @@ impl Agent {
             None => {
                 let id = lowest_free(self.vip_ids.values().copied(), MAX_VIPS)
                     .ok_or_else(|| anyhow::anyhow!("out of VIP ids"))?;
+                // A reused id must not carry a former VIP's traffic.
+                self.dp.reset_vip_counters(id)?;
                 self.vip_ids.insert(key, id);
                 id
             }
@@ -222,6 +230,7 @@ impl Agent {
                 None => {
                     let bid = lowest_free(self.backend_ids.values().copied(), MAX_BACKENDS)
                         .ok_or_else(|| anyhow::anyhow!("out of backend ids"))?;
+                    self.dp.reset_backend_counters(bid)?;
                     self.backend_ids.insert((id, b.address), bid);
                     bid
                 }

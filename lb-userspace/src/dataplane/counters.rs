@@ -1,5 +1,5 @@
 //! Reading the counters and the flow table's numbers.
-use aya::maps::{HashMap, IterableMap, PerCpuArray};
+use aya::maps::{HashMap, IterableMap, PerCpuArray, PerCpuValues};
 use lb_common::{Counter, FLOW_HITS, FLOW_INSERTS, FlowKey, FlowValue, Traffic, map_names};
 
 use super::{Dataplane, DataplaneError, Result, error::map_err};
@@ -74,6 +74,41 @@ impl Dataplane {
     /// Counters of backend `id`.
     pub fn backend_totals(&self, id: u32) -> Result<Totals> {
         self.sum(map_names::BACKEND_STATS, id)
+    }
+
+    /// New flows recorded for backend `id`.
+    pub fn backend_new_flows(&self, id: u32) -> Result<u64> {
+        let name = map_names::BACKEND_FLOWS;
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        let m: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+        Ok(m.get(&id, 0).map_err(map_err(name))?.iter().sum())
+    }
+
+    /// Zeroes VIP `id`'s counters: a freshly given id starts from nothing.
+    pub fn reset_vip_counters(&mut self, id: u32) -> Result<()> {
+        self.zero::<Traffic>(map_names::VIP_STATS, id)
+    }
+
+    /// Zeroes backend `id`'s counters.
+    pub fn reset_backend_counters(&mut self, id: u32) -> Result<()> {
+        self.zero::<Traffic>(map_names::BACKEND_STATS, id)?;
+        self.zero::<u64>(map_names::BACKEND_FLOWS, id)
+    }
+
+    fn zero<T: aya::Pod + Default>(&mut self, name: &'static str, index: u32) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        let mut m: PerCpuArray<_, T> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| DataplaneError::Limit(format!("counting possible CPUs: {e}")))?;
+        let values = PerCpuValues::try_from(vec![T::default(); cpus])
+            .map_err(|e| DataplaneError::Limit(format!("map {name}: {e}")))?;
+        m.set(index, values, 0).map_err(map_err(name))
     }
 
     fn sum_all(&self, name: &'static str, n: u32) -> Result<Vec<Totals>> {
