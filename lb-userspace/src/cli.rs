@@ -74,11 +74,15 @@ pub enum Command {
         #[arg(long, default_value = config::DEFAULT_SOCKET, global = true)]
         socket: PathBuf,
     },
-    /// Show packet counters per VIP, per backend and per outcome.
+    /// Show packet counters per VIP, per backend and per outcome, with the rates of the last
+    /// second.
     Stats {
         /// Print JSON for scripts.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// A live full-screen view, refreshed every second (q, Esc or Ctrl-C quits).
+        #[arg(long)]
+        watch: bool,
         /// Control socket of the agent.
         #[arg(long, default_value = config::DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -220,7 +224,12 @@ pub fn main(cli: Cli) -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|c| agent::detach(&c, socket.as_deref()))
             .map(|n| println!("detached: removed {n} pinned object(s)")),
-        Command::Stats { json, socket } => api::get(&socket, "/v1/stats").and_then(|body| {
+        Command::Stats {
+            watch: true,
+            socket,
+            ..
+        } => crate::watch::run(&socket, std::time::Duration::from_secs(1)),
+        Command::Stats { json, socket, .. } => api::get(&socket, "/v1/stats").and_then(|body| {
             if json {
                 println!("{body}");
             } else {

@@ -11,3 +11,4 @@ pub mod neigh;
 pub mod state;
 pub mod stats;
 pub mod status;
+pub mod watch;

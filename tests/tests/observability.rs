@@ -250,3 +250,110 @@ fn json_logs_are_one_object_per_event() {
     assert_eq!(rebuilt["level"], "INFO", "{rebuilt}");
     find("runtime change applied");
 }
+
+/// `lb stats --watch` in a pseudo-terminal, its screen rebuilt by a terminal emulator
+/// (vt100): it renders every VIP and backend, refreshes each second with the new counts, and
+/// quits on `q`, leaving the alternate screen.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn watch_renders_refreshes_and_quits_on_q() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::sync::mpsc;
+
+    let topo = OneArm::new();
+    let tmp = TempDir::new("watch");
+    let sock = tmp.path("lb.sock");
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
+         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
+        sock.display()
+    );
+    for b in BACKENDS4 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
+    }
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, true, &tmp, |i| format!("be{i}"));
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+
+    let (rows, cols) = (40, 150);
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows,
+            cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pseudo-terminal");
+    let mut cmd = CommandBuilder::new(lb_tests::lb_bin());
+    cmd.args(["stats", "--watch", "--socket", sock.to_str().unwrap()]);
+    cmd.env("TERM", "xterm-256color");
+    let mut child = pair
+        .slave
+        .spawn_command(cmd)
+        .expect("start lb stats --watch");
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut writer = pair.master.take_writer().unwrap();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut term = vt100::Parser::new(rows, cols, 0);
+    let mut until = |what: &str, cond: &dyn Fn(&str) -> bool| {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let screen = term.screen().contents();
+            if cond(&screen) {
+                return screen;
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => term.process(&bytes),
+                Err(_) => panic!("the view never showed {what}; screen:\n{screen}"),
+            }
+        }
+    };
+
+    let first = until("the VIP and its backends", &|s| {
+        s.contains("dns") && BACKENDS4.iter().all(|b| s.contains(b)) && s.contains("update 1")
+    });
+    assert!(first.contains("0 packets"), "{first}");
+    assert!(first.contains("unchecked"), "{first}");
+    assert!(first.contains("flow table"), "{first}");
+    until("a refresh", &|s| s.contains("update 3"));
+
+    const N: u32 = 60;
+    let t = traffic::udp_requests(&topo.client, vip, N);
+    assert_eq!(t.ok(), N, "{t:?}");
+    let after = until("the burst's packets", &|s| {
+        s.contains(&format!("{N} packets")) && s.contains(&format!("{N} new flows"))
+    });
+    // Every backend got some, and its bar and share are drawn.
+    assert!(after.contains('█'), "{after}");
+    assert!(after.contains('%'), "{after}");
+
+    writer.write_all(b"q").unwrap();
+    writer.flush().unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let status = done_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("lb stats --watch did not quit on q")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // Whatever it wrote last is in; the terminal is back on its normal screen.
+    while let Ok(bytes) = rx.recv_timeout(Duration::from_millis(500)) {
+        term.process(&bytes);
+    }
+    assert!(
+        !term.screen().alternate_screen(),
+        "the view left the terminal on the alternate screen"
+    );
+}
