@@ -10,6 +10,8 @@
 #[cfg(target_arch = "bpf")]
 mod bench;
 #[cfg(target_arch = "bpf")]
+mod capture;
+#[cfg(target_arch = "bpf")]
 mod decap;
 #[cfg(target_arch = "bpf")]
 mod icmp;

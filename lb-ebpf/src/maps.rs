@@ -1,12 +1,12 @@
 //! Every map of the programs. Sizes and names come from `lb-common`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
-    AddrKey, Backend, Config, Counter, FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowKey, FlowValue,
-    GenConfig, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipFilter, VipKey,
-    VipValue,
+    AddrKey, Backend, CAPTURE_RING_BYTES, CaptureCtl, Config, Counter, FLOW_STATS_COUNT,
+    FLOWS_DEFAULT, FlowKey, FlowValue, GenConfig, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS,
+    RINGS_ENTRIES, Traffic, VipFilter, VipKey, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -41,6 +41,18 @@ pub static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(M
 /// New flows per backend: 5-tuples the ring sent to it and the flow table recorded.
 #[map(name = "LB_BE_FLOWS")]
 pub static BACKEND_FLOWS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// `lb capture`: the filter of the running capture (all zero: none runs).
+#[map(name = "LB_CAPTURE_CTL")]
+pub static CAPTURE_CTL: Array<CaptureCtl> = Array::with_max_entries(1, 0);
+
+/// `lb capture`: the copies, on their way to the agent.
+#[map(name = "LB_CAPTURE")]
+pub static CAPTURE: RingBuf = RingBuf::with_byte_size(CAPTURE_RING_BYTES, 0);
+
+/// `lb capture`: packets that matched but found the ring buffer full (per CPU).
+#[map(name = "LB_CAPTURE_LOST")]
+pub static CAPTURE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "LB_DEVMAP")]
 pub static DEVMAP: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);

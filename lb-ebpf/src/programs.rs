@@ -1,10 +1,10 @@
 //! The entry points: thin wrappers that run one core function and count its verdict once.
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::{Counter, FLOW_HITS};
+use aya_ebpf::{Global, bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::{CAPTURE_ANY, Counter, FLOW_HITS};
 
 use aya_ebpf::helpers::generated::bpf_xdp_adjust_head;
 
-use crate::{decap, lookup, mem, parse, pick, send, stats};
+use crate::{capture, decap, lookup, mem, parse, pick, send, stats};
 
 /// What became of a packet: the action for the kernel and the counter it lands in.
 #[derive(Clone, Copy)]
@@ -12,6 +12,8 @@ pub struct Verdict {
     pub action: u32,
     /// A [`Counter`] index.
     pub counter: u32,
+    /// The VIP id the packet belonged to ([`CAPTURE_ANY`]: none known), for `lb capture`.
+    pub vip: u32,
 }
 
 impl Verdict {
@@ -19,7 +21,13 @@ impl Verdict {
         Verdict {
             action,
             counter: counter as u32,
+            vip: CAPTURE_ANY,
         }
+    }
+    /// The same verdict, for a packet of VIP `id`.
+    #[inline(always)]
+    pub const fn of_vip(self, id: u32) -> Self {
+        Verdict { vip: id, ..self }
     }
     pub const fn pass(counter: Counter) -> Self {
         Self::new(xdp_action::XDP_PASS, counter)
@@ -38,6 +46,7 @@ impl Verdict {
         Verdict {
             action: v as u32,
             counter: (v >> 32) as u32,
+            vip: CAPTURE_ANY,
         }
     }
 }
@@ -49,11 +58,20 @@ pub const FAULT: u64 = u64::MAX - 1;
 /// A real internal fault: a map entry that must exist did not. Counted and `XDP_ABORTED`.
 pub struct Fault;
 
-/// Counts the outcome once and turns it into the action.
+/// Whether the capture hook is in the program (1, always, but for the benchmark that measures
+/// what the idle hook costs). A load-time constant: the verifier drops the code it turns off.
+#[unsafe(no_mangle)]
+static LB_CAPTURE_HOOK: Global<u8> = Global::new(1);
+
+/// Counts the outcome once, offers the packet to a running capture, and turns the verdict
+/// into the action.
 #[inline(always)]
-fn finish(len: u64, r: Result<Verdict, Fault>) -> u32 {
+fn finish(ctx: &XdpContext, len: u64, r: Result<Verdict, Fault>) -> u32 {
     let v = r.unwrap_or(Verdict::new(xdp_action::XDP_ABORTED, Counter::Aborted));
     stats::count(v.counter, len);
+    if LB_CAPTURE_HOOK.load() != 0 {
+        capture::hook(ctx, &v);
+    }
     v.action
 }
 
@@ -65,7 +83,7 @@ pub fn xdp_lb(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn run_lb(ctx: &XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    finish(len, balance(ctx, len))
+    finish(ctx, len, balance(ctx, len))
 }
 
 /// Benchmarks only, never attached: `xdp_lb`'s whole path, then the frame put back as it came
@@ -174,7 +192,7 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         };
         let Some((id, be)) = pick::without_flow(&pkt, &vip)? else {
             stats::vip(vip.id, len);
-            return Ok(Verdict::drop(Counter::DropNoBackend));
+            return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
         return send(ctx, &pkt, id, be, len);
     }
@@ -195,13 +213,13 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
     if pkt.icmp_error {
         let Some((id, be)) = pick::without_flow(&pkt, &vip)? else {
             stats::vip(vip.id, len);
-            return Ok(Verdict::drop(Counter::DropNoBackend));
+            return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
         return send(ctx, &pkt, id, be, len);
     }
     let Some((id, be)) = pick::from_ring(&pkt, &vip, entry)? else {
         stats::vip(vip.id, len);
-        return Ok(Verdict::drop(Counter::DropNoBackend));
+        return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
     };
     send(ctx, &pkt, id, be, len)
 }
@@ -218,7 +236,7 @@ fn send(
     stats::vip(backend.vip_id, len);
     let verdict = match send::encap_and_send_packed(ctx, pkt, backend) {
         FAULT => return Err(Fault),
-        v => Verdict::unpack(v),
+        v => Verdict::unpack(v).of_vip(backend.vip_id),
     };
     if verdict.action != xdp_action::XDP_DROP {
         stats::backend(backend_id, len);
@@ -229,7 +247,7 @@ fn send(
 #[xdp]
 pub fn xdp_decap(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    finish(len, Ok(decap::decap(&ctx)))
+    finish(&ctx, len, Ok(decap::decap(&ctx)))
 }
 
 #[xdp]

@@ -155,6 +155,7 @@ fn route(
                 return Err(Verdict {
                     action: TOO_BIG,
                     counter: cfg.path_mtu,
+                    vip: lb_common::CAPTURE_ANY,
                 });
             }
             if rewrite::encap(ctx, pkt, cfg, be, &fib.dmac, &fib.smac).is_none() {
@@ -168,6 +169,7 @@ fn route(
         BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Verdict {
             action: TOO_BIG,
             counter: unsafe { fib.__bindgen_anon_1.mtu_result } as u32,
+            vip: lb_common::CAPTURE_ANY,
         }),
         _ => Err(Verdict::drop(Counter::DropNoRoute)),
     }

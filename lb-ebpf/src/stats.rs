@@ -1,11 +1,24 @@
 //! Per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
-use aya_ebpf::maps::PerCpuArray;
+use aya_ebpf::{Global, maps::PerCpuArray};
 use lb_common::Traffic;
 
 use crate::maps::{BACKEND_FLOWS, BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS};
 
+/// Whether the program counts (1, always, but for the benchmark that measures what counting
+/// costs). A load-time constant: the verifier drops the code it turns off.
+#[unsafe(no_mangle)]
+static LB_COUNTERS: Global<u8> = Global::new(1);
+
+#[inline(always)]
+fn on() -> bool {
+    LB_COUNTERS.load() != 0
+}
+
 #[inline(always)]
 fn add(map: &PerCpuArray<Traffic>, index: u32, len: u64) {
+    if !on() {
+        return;
+    }
     if let Some(t) = map.get_ptr_mut(index) {
         // Per-CPU value: this CPU is the only writer.
         unsafe {
@@ -32,6 +45,9 @@ pub fn backend(id: u32, len: u64) {
 
 #[inline(always)]
 pub fn flow(index: u32) {
+    if !on() {
+        return;
+    }
     if let Some(n) = FLOW_STATS.get_ptr_mut(index) {
         unsafe { *n += 1 };
     }
@@ -40,6 +56,9 @@ pub fn flow(index: u32) {
 /// A new flow recorded for backend `id`.
 #[inline(always)]
 pub fn new_flow(id: u32) {
+    if !on() {
+        return;
+    }
     if let Some(n) = BACKEND_FLOWS.get_ptr_mut(id) {
         unsafe { *n += 1 };
     }

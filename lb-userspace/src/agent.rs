@@ -98,6 +98,7 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
         let pin_dir = file.agent.pin_dir.clone();
         ensure_bpffs(&pin_dir)?;
         let mut dp = Dataplane::load_pinned(file.agent.flow_table_size, &pin_dir)?;
+        let capture_ring = crate::capture::shared(dp.take_capture_ring()?)?;
         for i in &file.agent.interfaces {
             let idx = nix_ifindex(i).with_context(|| format!("no interface named {i:?}"))?;
             dp.allow_egress(idx)?;
@@ -131,7 +132,7 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let server = tokio::spawn(api::serve(listener, calls_tx));
+        let server = tokio::spawn(api::serve(listener, calls_tx, Some(capture_ring)));
         // Handlers first, "ready" after: a signal sent on seeing "ready" must find them (the
         // default action of SIGHUP would end the agent).
         let mut term = signal(SignalKind::terminate())?;
@@ -191,6 +192,8 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
             m.abort();
         }
         agent.stop_checkers();
+        // The program outlives the agent: a capture must not run on with nobody reading.
+        agent.stop_capture();
         let _ = std::fs::remove_file(&socket);
         drop(agent);
         tracing::info!(pin_dir = %pin_dir.display(), "agent stopped; the data path keeps forwarding (`lb detach` removes it)");

@@ -54,17 +54,29 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(l)
 }
 
-/// Accepts connections and hands each request to `calls`, until the task is dropped.
-pub async fn serve(listener: UnixListener, calls: mpsc::UnboundedSender<Call>) {
+/// Accepts connections and hands each request to `calls`, until the task is dropped; a
+/// capture session (`POST /v1/capture`) reads `capture` itself.
+pub async fn serve(
+    listener: UnixListener,
+    calls: mpsc::UnboundedSender<Call>,
+    capture: Option<crate::capture::SharedRing>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let calls = calls.clone();
+        let capture = capture.clone();
         tokio::spawn(async move {
-            let _ = handle(stream, calls, false).await;
+            let _ = handle(stream, calls, Endpoint::Control(capture)).await;
         });
     }
+}
+
+/// Which socket a connection came in on.
+enum Endpoint {
+    Control(Option<crate::capture::SharedRing>),
+    Metrics,
 }
 
 /// The metrics endpoint (`agent.metrics`, TCP): GET /metrics only; the control API stays on
@@ -76,7 +88,7 @@ pub async fn serve_metrics(listener: TcpListener, calls: mpsc::UnboundedSender<C
         };
         let calls = calls.clone();
         tokio::spawn(async move {
-            let _ = handle(stream, calls, true).await;
+            let _ = handle(stream, calls, Endpoint::Metrics).await;
         });
     }
 }
@@ -84,7 +96,7 @@ pub async fn serve_metrics(listener: TcpListener, calls: mpsc::UnboundedSender<C
 async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     calls: mpsc::UnboundedSender<Call>,
-    metrics_only: bool,
+    endpoint: Endpoint,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -124,13 +136,14 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         first.next().unwrap_or("").to_string(),
     );
     let is_metrics = method == "GET" && path == "/metrics";
-    if metrics_only && !is_metrics {
-        return respond(
-            &mut stream,
-            error(404, "only GET /metrics here"),
-            "application/json",
-        )
-        .await;
+    match endpoint {
+        Endpoint::Metrics if !is_metrics => {
+            return respond(&mut stream, error(404, "only GET /metrics here")).await;
+        }
+        Endpoint::Control(Some(ring)) if method == "POST" && path == "/v1/capture" => {
+            return crate::capture::session(stream, body, calls, ring).await;
+        }
+        _ => {}
     }
     let (tx, rx) = oneshot::channel();
     let (status, body) = if calls
@@ -152,10 +165,15 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         "application/json"
     };
-    respond(&mut stream, (status, body), kind).await
+    respond_as(&mut stream, (status, body), kind).await
 }
 
-async fn respond<S: AsyncWrite + Unpin>(
+/// Answers with a JSON body.
+pub async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply) -> std::io::Result<()> {
+    respond_as(stream, reply, "application/json").await
+}
+
+async fn respond_as<S: AsyncWrite + Unpin>(
     stream: &mut S,
     (status, body): Reply,
     content_type: &str,

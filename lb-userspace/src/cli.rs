@@ -87,6 +87,29 @@ pub enum Command {
         #[arg(long, default_value = config::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Copy packets from the data path into a pcap file (tcpdump, Wireshark): as the program
+    /// leaves them, so forwarded packets show their encapsulation. Stops after --count
+    /// packets, or on Ctrl-C.
+    Capture {
+        /// Only packets of this VIP.
+        #[arg(long)]
+        vip: Option<String>,
+        /// Only packets the program dropped (with why, in the summary).
+        #[arg(long)]
+        drops: bool,
+        /// Stop after this many packets.
+        #[arg(long, short = 'c')]
+        count: Option<u64>,
+        /// Bytes kept of each packet (default and most: 2048).
+        #[arg(long, short = 's', default_value_t = 0)]
+        snaplen: u32,
+        /// The pcap file to write (`-`: standard output).
+        #[arg(short = 'w', long = "write")]
+        file: PathBuf,
+        /// Control socket of the agent.
+        #[arg(long, default_value = config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// On a backend host: strip IP-in-IP packets addressed to this host (no ipip module needed).
     Decap {
         /// The interface the encapsulated packets arrive on.
@@ -238,6 +261,23 @@ pub fn main(cli: Cli) -> ExitCode {
             }
             Ok(())
         }),
+        Command::Capture {
+            vip,
+            drops,
+            count,
+            snaplen,
+            file,
+            socket,
+        } => {
+            let req = crate::capture::Request {
+                vip,
+                drops,
+                count,
+                snaplen,
+            };
+            eprintln!("lb capture: writing to {} (Ctrl-C stops)", file.display());
+            crate::capture::client(&socket, &req, &file).map(|sum| eprintln!("lb capture: {sum}"))
+        }
         Command::Status { json, socket } => api::get(&socket, "/v1/status")
             .and_then(|body| print_as::<status::Status>(json, &body, status::render)),
         Command::Vip { command, socket } => vip(command, &socket),

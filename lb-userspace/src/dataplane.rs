@@ -15,6 +15,7 @@ use lb_common::{
 };
 
 mod attach;
+mod capture;
 mod counters;
 mod error;
 mod mmap;
@@ -145,9 +146,11 @@ impl Dataplane {
         {
             loader.map_max_entries(map_names::FLOWS, flows);
         } else {
-            // Only the balancer needs its rings and flows: the others keep them at one entry.
+            // Only the balancer needs its rings, flows and capture buffer: the others keep
+            // them at their smallest.
             loader.map_max_entries(map_names::RINGS, 1);
             loader.map_max_entries(map_names::FLOWS, 1);
+            loader.map_max_entries(map_names::CAPTURE, 4096);
         }
         let mut ebpf = loader.load(object).map_err(|e| {
             if is_eperm(&e) {

@@ -2,8 +2,11 @@
 //! order, one at a time).
 use std::{net::IpAddr, time::Instant};
 
+use lb_common::{CAPTURE_ANY, CAPTURE_MAX, CaptureCtl};
+
 use crate::{
     api::{Reply, error},
+    capture,
     state::{self, BackendSpec, Change, VipSpec},
     stats::{self, BackendStats, Outcome, RateKey, Stats, VipStats},
 };
@@ -72,12 +75,68 @@ impl Agent {
                     address,
                 })
             }),
+            // A capture session's own calls (see `capture::session`).
+            ("POST", ["v1", "capture", "start"]) => {
+                parse_body::<capture::Request>(body).map(|r| self.start_capture(&r))
+            }
+            ("POST", ["v1", "capture", "stop"]) => Ok(self.stop_capture()),
             ("GET", _) | ("POST", _) | ("DELETE", _) => {
                 Ok(error(404, format!("no such endpoint: {method} {path}")))
             }
             _ => Ok(error(405, format!("method {method} not allowed"))),
         };
         r.unwrap_or_else(|e| e)
+    }
+
+    /// Switches the program's capture hook on with `r`'s filter.
+    fn start_capture(&mut self, r: &capture::Request) -> Reply {
+        let vip = match &r.vip {
+            None => CAPTURE_ANY,
+            Some(name) => match self.effective.vips.iter().find(|v| &v.name == name) {
+                Some(v) => match self.ids(v) {
+                    Some((id, _)) => id,
+                    None => return error(409, format!("VIP {name:?} is not in the data path")),
+                },
+                None => return error(404, format!("no VIP named {name:?}")),
+            },
+        };
+        let snaplen = match r.snaplen {
+            0 => CAPTURE_MAX,
+            n if n <= CAPTURE_MAX => n,
+            n => return error(400, format!("snaplen {n}: at most {CAPTURE_MAX}")),
+        };
+        let lost = match self.dp.capture_lost() {
+            Ok(n) => n,
+            Err(e) => return error(500, e),
+        };
+        let ctl = CaptureCtl {
+            on: 1,
+            vip,
+            drops: r.drops as u32,
+            snaplen,
+        };
+        if let Err(e) = self.dp.set_capture(ctl) {
+            return error(500, e);
+        }
+        tracing::info!(
+            vip = r.vip.as_deref().unwrap_or("any"),
+            drops = r.drops,
+            count = r.count,
+            snaplen,
+            "capture started"
+        );
+        json(&capture::Started { lost })
+    }
+
+    /// Switches the capture hook off (idempotent).
+    pub fn stop_capture(&mut self) -> Reply {
+        if let Err(e) = self.dp.set_capture(CaptureCtl::default()) {
+            return error(500, e);
+        }
+        tracing::info!("capture stopped");
+        json(&capture::Started {
+            lost: self.dp.capture_lost().unwrap_or(0),
+        })
     }
 
     /// A runtime change: validated like the file, kept in the state directory, then applied.
