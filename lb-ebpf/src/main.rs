@@ -33,6 +33,8 @@ mod rewrite;
 mod send;
 #[cfg(target_arch = "bpf")]
 mod stats;
+#[cfg(target_arch = "bpf")]
+mod trace;
 
 #[cfg(target_arch = "bpf")]
 pub use programs::{Fault, Verdict};

@@ -4,7 +4,7 @@ use lb_common::{CAPTURE_ANY, Counter, FLOW_HITS};
 
 use aya_ebpf::helpers::generated::bpf_xdp_adjust_head;
 
-use crate::{capture, decap, lookup, mem, parse, pick, send, stats};
+use crate::{capture, decap, lookup, mem, parse, pick, send, stats, trace};
 
 /// What became of a packet: the action for the kernel and the counter it lands in.
 #[derive(Clone, Copy)]
@@ -69,6 +69,7 @@ static LB_CAPTURE_HOOK: Global<u8> = Global::new(1);
 fn finish(ctx: &XdpContext, len: u64, r: Result<Verdict, Fault>) -> u32 {
     let v = r.unwrap_or(Verdict::new(xdp_action::XDP_ABORTED, Counter::Aborted));
     stats::count(v.counter, len);
+    trace::outcome(ctx, v.counter, len);
     if LB_CAPTURE_HOOK.load() != 0 {
         capture::hook(ctx, &v);
     }
@@ -221,6 +222,13 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         stats::vip(vip.id, len);
         return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
     };
+    trace::new_flow(
+        ctx,
+        vip.id,
+        id,
+        u16::from_be_bytes(pkt.sport()),
+        u16::from_be_bytes(pkt.dport()),
+    );
     send(ctx, &pkt, id, be, len)
 }
 

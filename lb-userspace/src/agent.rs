@@ -84,7 +84,11 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(
+    config_path: &Path,
+    socket: Option<&Path>,
+    program_log: crate::dataplane::ProgramLog,
+) -> anyhow::Result<()> {
     let file = config::load(config_path)?;
     preflight(&file, config_path)?;
     let changes = state::load_changes(&file.agent.state_dir)?;
@@ -97,8 +101,15 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
     rt.block_on(async move {
         let pin_dir = file.agent.pin_dir.clone();
         ensure_bpffs(&pin_dir)?;
-        let mut dp = Dataplane::load_pinned(file.agent.flow_table_size, &pin_dir)?;
+        let mut dp = Dataplane::load_pinned(file.agent.flow_table_size, &pin_dir, program_log)?;
         let capture_ring = crate::capture::shared(dp.take_capture_ring()?)?;
+        let mut program_logs = match program_log {
+            crate::dataplane::ProgramLog::Off => None,
+            level => {
+                tracing::warn!(?level, "the program logs: this costs per packet, for debugging only");
+                Some(dp.program_logger()?)
+            }
+        };
         for i in &file.agent.interfaces {
             let idx = nix_ifindex(i).with_context(|| format!("no interface named {i:?}"))?;
             dp.allow_egress(idx)?;
@@ -180,6 +191,15 @@ pub fn run(config_path: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
                     if let Err(e) = agent.on_report(r) {
                         tracing::error!(error = %format!("{e:#}"), "applying a health change");
                     }
+                }
+                Ok(mut ready) = async {
+                    match program_logs.as_mut() {
+                        Some(l) => l.readable_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    ready.get_inner_mut().flush();
+                    ready.clear_ready();
                 }
                 Some(call) = calls.recv() => {
                     let reply = agent.route(&call.method, &call.path, &call.body);

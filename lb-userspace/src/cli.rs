@@ -37,6 +37,10 @@ pub enum Command {
         /// Control socket (default: agent.socket from the config).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// Log lines from the XDP program itself (new flows, drops, faults), for debugging.
+        /// Off by default: it costs per packet. Applies from this start of the agent.
+        #[arg(long, value_enum, default_value = "off")]
+        program_log: crate::dataplane::ProgramLog,
     },
     /// Remove the data path that `lb run` leaves behind when it stops: unpin the links (the
     /// program leaves the interfaces) and the maps. The agent must be stopped first.
@@ -224,6 +228,26 @@ impl From<Mode> for config::XdpMode {
 /// Exit code for a configuration or usage error.
 pub const EXIT_CONFIG: u8 = 2;
 
+impl Cli {
+    /// The log filter directive that lets the program's own lines through, when asked for.
+    pub fn program_log_directive(&self) -> Option<String> {
+        use crate::dataplane::ProgramLog as L;
+        let level = match &self.command {
+            Command::Run { program_log, .. } => *program_log,
+            _ => L::Off,
+        };
+        let name = match level {
+            L::Off => return None,
+            L::Error => "error",
+            L::Warn => "warn",
+            L::Info => "info",
+            L::Debug => "debug",
+            L::Trace => "trace",
+        };
+        Some(format!("lb_ebpf={name}"))
+    }
+}
+
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => match config::load(&config) {
@@ -242,7 +266,11 @@ pub fn main(cli: Cli) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
-        Command::Run { config, socket } => agent::run(&config, socket.as_deref()),
+        Command::Run {
+            config,
+            socket,
+            program_log,
+        } => agent::run(&config, socket.as_deref(), program_log),
         Command::Detach { config, socket } => config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| agent::detach(&c, socket.as_deref()))

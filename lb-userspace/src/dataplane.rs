@@ -70,6 +70,45 @@ const ALL_MAPS: [&str; 14] = [
     map_names::FLOW_STATS,
 ];
 
+/// How much the programs log through aya-log (`lb run --program-log`): a load-time constant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[repr(u8)]
+pub enum ProgramLog {
+    #[default]
+    Off = 0,
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+/// How to load the object.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Flow-table entries.
+    pub flows: u32,
+    /// Where maps are pinned (and reused from).
+    pub pin_dir: Option<PathBuf>,
+    pub program_log: ProgramLog,
+    /// The per-packet counters (off only to measure what they cost).
+    pub counters: bool,
+    /// The capture hook (off only to measure what the idle hook costs).
+    pub capture_hook: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            flows: FLOWS_DEFAULT,
+            pin_dir: None,
+            program_log: ProgramLog::Off,
+            counters: true,
+            capture_hook: true,
+        }
+    }
+}
+
 /// The VIP a backend serves, as the backend's entry records it: the program checks an
 /// established flow against the entry alone.
 #[derive(Clone, Copy, Debug)]
@@ -108,25 +147,45 @@ impl Dataplane {
 
     /// Loads with a flow table of `flows` entries.
     pub fn load_sized(object: &[u8], program: &'static str, flows: u32) -> Result<Self> {
-        Self::load_with(object, program, flows, None)
+        Self::load_with(
+            object,
+            program,
+            &Options {
+                flows,
+                ..Options::default()
+            },
+        )
     }
 
     /// Loads `xdp_lb` with its maps pinned under `pin_dir/maps/`: maps pinned there by an
     /// earlier run are reused (rings, backends, counters and the flow table carry over).
-    pub fn load_pinned(flows: u32, pin_dir: &Path) -> Result<Self> {
-        Self::load_with(OBJECT, program_names::LB, flows, Some(pin_dir))
+    pub fn load_pinned(flows: u32, pin_dir: &Path, program_log: ProgramLog) -> Result<Self> {
+        Self::load_with(
+            OBJECT,
+            program_names::LB,
+            &Options {
+                flows,
+                pin_dir: Some(pin_dir.to_path_buf()),
+                program_log,
+                ..Options::default()
+            },
+        )
     }
 
-    fn load_with(
-        object: &[u8],
-        program: &'static str,
-        flows: u32,
-        pin_dir: Option<&Path>,
-    ) -> Result<Self> {
+    /// Loads `program` with `opts`.
+    pub fn load_with(object: &[u8], program: &'static str, opts: &Options) -> Result<Self> {
         if object.is_empty() {
             return Err(DataplaneError::NoObject);
         }
+        let (flows, pin_dir) = (opts.flows, opts.pin_dir.as_deref());
         let mut loader = EbpfLoader::new();
+        // Load-time constants: the verifier removes the code they switch off.
+        let log_level = opts.program_log as u8;
+        let counters = u8::from(opts.counters);
+        let capture_hook = u8::from(opts.capture_hook);
+        loader.override_global("AYA_LOG_LEVEL", &log_level, true);
+        loader.override_global("LB_COUNTERS", &counters, true);
+        loader.override_global("LB_CAPTURE_HOOK", &capture_hook, true);
         let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
             Some(dir) => ALL_MAPS
                 .iter()
@@ -151,6 +210,7 @@ impl Dataplane {
             loader.map_max_entries(map_names::RINGS, 1);
             loader.map_max_entries(map_names::FLOWS, 1);
             loader.map_max_entries(map_names::CAPTURE, 4096);
+            loader.map_max_entries("AYA_LOGS", 4096);
         }
         let mut ebpf = loader.load(object).map_err(|e| {
             if is_eperm(&e) {

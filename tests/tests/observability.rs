@@ -362,6 +362,67 @@ fn watch_renders_refreshes_and_quits_on_q() {
     );
 }
 
+/// "dns" (UDP 53) forwards to three backends; "sink" (UDP 54) has its only backend drained:
+/// it drops.
+fn dns_and_sink(sock: &std::path::Path) -> String {
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
+         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
+        sock.display()
+    );
+    for b in BACKENDS4 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
+    }
+    cfg += &format!(
+        "\n[[vip]]\nname = \"sink\"\naddress = \"{VIP4}:54\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n\n\
+         [[vip.backend]]\naddress = \"{}\"\ndrain = true\n",
+        BACKENDS4[0]
+    );
+    cfg
+}
+
+/// The program's own log lines (aya-log): none by default; with `--program-log debug`, one
+/// per new flow and per dropped packet, in the agent's log.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn program_logs_are_off_by_default_and_on_when_asked() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("proglog");
+    let sock = tmp.path("lb.sock");
+    let cfg = dns_and_sink(&sock);
+    let dns: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let sink: SocketAddr = format!("{VIP4}:54").parse().unwrap();
+    let _serving = lab::serve(&topo.backends, dns, true, &tmp, |i| format!("be{i}"));
+
+    let (mut quiet, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let t = traffic::udp_requests(&topo.client, dns, 10);
+    assert_eq!(t.ok(), 10, "{t:?}");
+    udp_fire(&topo.client, sink, 3);
+    lab::wait_for(Duration::from_secs(5), "the drops counted", || {
+        lab::stats(&sock).outcome("drop_no_backend") == 3
+    });
+    assert!(quiet.stop().unwrap().success());
+    let log = quiet.log_text();
+    assert!(
+        !log.contains("new flow:") && !log.contains("drop_no_backend"),
+        "{log}"
+    );
+
+    // The same data path, the program loaded anew with its logs on.
+    let (loud, _) = lab::start_agent_with(&topo.lb, &cfg, &tmp, &["--program-log", "debug"]);
+    let t = traffic::udp_requests(&topo.client, dns, 10);
+    assert_eq!(t.ok(), 10, "{t:?}");
+    udp_fire(&topo.client, sink, 3);
+    lab::wait_for(Duration::from_secs(5), "the program's lines", || {
+        let log = loud.log_text();
+        log.matches("new flow: VIP").count() >= 10
+            && log.matches("bytes: drop_no_backend").count() >= 3
+    });
+    let log = loud.log_text();
+    assert!(log.contains("port 53 from port"), "{log}");
+    assert!(log.contains("costs per packet"), "{log}");
+}
+
 /// `lb capture` running in the background: its stderr lines, and its exit.
 struct Capture {
     child: std::process::Child,
@@ -461,20 +522,7 @@ fn capture_writes_pcap_files_tcpdump_reads() {
     let topo = OneArm::new();
     let tmp = TempDir::new("capture");
     let sock = tmp.path("lb.sock");
-    // "dns" forwards to three backends; "sink" has its only backend drained: it drops.
-    let mut cfg = format!(
-        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
-         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
-        sock.display()
-    );
-    for b in BACKENDS4 {
-        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
-    }
-    cfg += &format!(
-        "\n[[vip]]\nname = \"sink\"\naddress = \"{VIP4}:54\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n\n\
-         [[vip.backend]]\naddress = \"{}\"\ndrain = true\n",
-        BACKENDS4[0]
-    );
+    let cfg = dns_and_sink(&sock);
     let dns: SocketAddr = format!("{VIP4}:53").parse().unwrap();
     let sink: SocketAddr = format!("{VIP4}:54").parse().unwrap();
     let _serving = lab::serve(&topo.backends, dns, true, &tmp, |i| format!("be{i}"));

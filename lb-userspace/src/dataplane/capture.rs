@@ -33,3 +33,22 @@ impl Dataplane {
         RingBuf::try_from(map).map_err(map_err(name))
     }
 }
+
+/// The program's log lines on their way to the agent's log (`lb run --program-log`).
+pub type ProgramLogger = tokio::io::unix::AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>;
+
+impl Dataplane {
+    /// Starts reading the program's log lines (aya-log) into the agent's log.
+    pub fn program_logger(&mut self) -> Result<ProgramLogger> {
+        let logger = aya_log::EbpfLogger::init(&mut self.ebpf)
+            .map_err(|e| DataplaneError::Limit(format!("the program's log: {e}")))?;
+        // Safety: the logger owns its ring buffer's descriptor, open and unchanged until it
+        // is dropped, and the AsyncFd owns the logger.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| {
+            DataplaneError::Limit(format!("the program's log: {}", std::io::Error::from(e)))
+        })
+    }
+}
