@@ -280,6 +280,7 @@ pub fn detach(cfg: &Config, socket: Option<&Path>) -> anyhow::Result<usize> {
         let _ = std::fs::remove_dir(dir.join(sub));
     }
     let _ = std::fs::remove_dir(dir);
+    tracing::info!(pin_dir = %dir.display(), removed, interfaces = %cfg.agent.interfaces.join(","), "xdp_lb detached");
     Ok(removed)
 }
 

@@ -235,24 +235,60 @@ fn json_logs_are_one_object_per_event() {
     for b in BACKENDS4 {
         cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
     }
-    let (agent, _) = lab::start_agent_with(&topo.lb, &cfg, &tmp, &["--log-format", "json"]);
+    let (mut agent, cfg_path) =
+        lab::start_agent_with(&topo.lb, &cfg, &tmp, &["--log-format", "json"]);
     lab::cli_ok(&sock, &["backend", "drain", "--vip", "dns", BACKENDS4[0]]);
+    assert!(agent.stop().unwrap().success());
+    let events = |log: &str| -> Vec<serde_json::Value> {
+        log.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
     let log = agent.log_text();
-    let events: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    assert!(!events.is_empty(), "no events logged");
+    let all = events(&log);
+    assert!(!all.is_empty(), "no events logged");
     let find = |msg: &str| {
-        events
-            .iter()
+        all.iter()
             .find(|e| e["message"] == msg)
             .unwrap_or_else(|| panic!("no {msg:?} event in:\n{log}"))
+            .clone()
     };
+    let attached = find("xdp_lb attached");
+    assert_eq!(attached["interface"], "eth0", "{attached}");
     let rebuilt = find("ring rebuilt");
     assert_eq!(rebuilt["vip"], "dns", "{rebuilt}");
     assert_eq!(rebuilt["level"], "INFO", "{rebuilt}");
-    find("runtime change applied");
+    let drained = find("backend drained");
+    assert_eq!(
+        (&drained["vip"], &drained["backend"]),
+        (&"dns".into(), &BACKENDS4[0].into()),
+        "{drained}"
+    );
+    // The drain rebuilt the ring without that backend: a second rebuild event, one fewer live.
+    let rebuilds: Vec<_> = all
+        .iter()
+        .filter(|e| e["message"] == "ring rebuilt")
+        .collect();
+    assert_eq!(rebuilds.last().unwrap()["live"], 2, "{rebuilds:?}");
+    find("agent stopped; the data path keeps forwarding (`lb detach` removes it)");
+    // Detaching is an event too.
+    let out = std::process::Command::new(lb_tests::lb_bin())
+        .args([
+            "--log-format",
+            "json",
+            "detach",
+            "--config",
+            cfg_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let detached = events(&err)
+        .into_iter()
+        .find(|e| e["message"] == "xdp_lb detached")
+        .unwrap_or_else(|| panic!("no detach event: {err}"));
+    assert_eq!(detached["interfaces"], "eth0", "{detached}");
 }
 
 /// `lb stats --watch` in a pseudo-terminal, its screen rebuilt by a terminal emulator

@@ -159,7 +159,7 @@ impl Agent {
             | Change::Drain { vip, .. }
             | Change::Undrain { vip, .. } => Some(vip.clone()),
         };
-        tracing::info!(change = ?ch, "runtime change applied");
+        log_change(&ch);
         if let Err(e) = self.sync(only.as_deref()) {
             return error(500, format!("applying the change: {e:#}"));
         }
@@ -273,5 +273,31 @@ impl Agent {
         }
         self.rates.forget_older(now);
         Ok(())
+    }
+}
+
+/// One structured event per runtime change: what changed, with its VIP and backend as fields.
+fn log_change(ch: &Change) {
+    match ch {
+        Change::VipAdd(s) => {
+            tracing::info!(vip = %s.name, address = %s.address, source = "api", "VIP added")
+        }
+        Change::VipDel { name } => tracing::info!(vip = %name, source = "api", "VIP deleted"),
+        Change::BackendAdd {
+            vip,
+            address,
+            weight,
+        } => {
+            tracing::info!(vip = %vip, backend = %address, weight, source = "api", "backend added")
+        }
+        Change::BackendDel { vip, address } => {
+            tracing::info!(vip = %vip, backend = %address, source = "api", "backend removed")
+        }
+        Change::Drain { vip, address } => {
+            tracing::info!(vip = %vip, backend = %address, source = "api", "backend drained")
+        }
+        Change::Undrain { vip, address } => {
+            tracing::info!(vip = %vip, backend = %address, source = "api", "backend undrained")
+        }
     }
 }
