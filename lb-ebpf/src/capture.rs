@@ -1,6 +1,9 @@
 //! `lb capture`: while the agent has a capture running, packets that match its filter are
 //! copied (the frame as the program leaves it, up to the snap length) into a BPF ring buffer.
-//! Idle, the hook costs one array read and a branch; the copying is out of line.
+//! The hook is compiled in only where the agent loads the program for a capture, and that
+//! program takes the running one's place for the capture's duration: without a capture, no
+//! packet pays for it. In it, a packet the filter leaves out costs an array read and a
+//! branch; the copying is out of line.
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
     helpers::generated::{bpf_ktime_get_ns, bpf_xdp_load_bytes},

@@ -58,8 +58,9 @@ pub const FAULT: u64 = u64::MAX - 1;
 /// A real internal fault: a map entry that must exist did not. Counted and `XDP_ABORTED`.
 pub struct Fault;
 
-/// Whether the capture hook is in the program (1, always, but for the benchmark that measures
-/// what the idle hook costs). A load-time constant: the verifier drops the code it turns off.
+/// Whether the capture hook is in the program: 0 in the program the agent runs, 1 in the one
+/// it swaps in while `lb capture` runs. A load-time constant: the verifier drops the code it
+/// turns off.
 #[unsafe(no_mangle)]
 static LB_CAPTURE_HOOK: Global<u8> = Global::new(1);
 

@@ -102,6 +102,8 @@ pub fn run(
         let pin_dir = file.agent.pin_dir.clone();
         ensure_bpffs(&pin_dir)?;
         let mut dp = Dataplane::load_pinned(file.agent.flow_table_size, &pin_dir, program_log)?;
+        // A capture an earlier run left switched on (it stopped mid-capture) ends here.
+        dp.set_capture(Default::default())?;
         let capture_ring = crate::capture::shared(dp.take_capture_ring()?)?;
         let mut program_logs = match program_log {
             crate::dataplane::ProgramLog::Off => None,

@@ -4,8 +4,9 @@
 //! The CLI sends `POST /v1/capture` with a [`Request`]; the agent answers `200` and then a
 //! stream of frames until the count is reached or the CLI hangs up: each frame is a kind and a
 //! length (u32, little endian) and that many bytes: a packet (its header, then its bytes) or,
-//! last, the end (packets captured and lost). Only one capture runs at a time; the program's
-//! hook is switched on for the session and off after it.
+//! last, the end (packets captured and lost). Only one capture runs at a time. The program
+//! the agent runs has no capture hook: for the session, the same program with the hook takes
+//! its place on every interface (an atomic link update), and gives it back after.
 use std::{
     io::{self, Read},
     sync::Arc,

@@ -53,7 +53,7 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
 }
 
 /// Every map of the object, for pinning.
-const ALL_MAPS: [&str; 14] = [
+const ALL_MAPS: [&str; 18] = [
     map_names::VIPS,
     map_names::ECHO,
     map_names::VIP_FILTER,
@@ -68,6 +68,11 @@ const ALL_MAPS: [&str; 14] = [
     map_names::DECAP_DST,
     map_names::FLOWS,
     map_names::FLOW_STATS,
+    // Shared with the program a capture swaps in for its duration (and its logs).
+    map_names::CAPTURE_CTL,
+    map_names::CAPTURE,
+    map_names::CAPTURE_LOST,
+    "AYA_LOGS",
 ];
 
 /// How much the programs log through aya-log (`lb run --program-log`): a load-time constant.
@@ -93,7 +98,7 @@ pub struct Options {
     pub program_log: ProgramLog,
     /// The per-packet counters (off only to measure what they cost).
     pub counters: bool,
-    /// The capture hook (off only to measure what the idle hook costs).
+    /// The capture hook: only in the program a capture swaps in while it runs.
     pub capture_hook: bool,
 }
 
@@ -104,7 +109,7 @@ impl Default for Options {
             pin_dir: None,
             program_log: ProgramLog::Off,
             counters: true,
-            capture_hook: true,
+            capture_hook: false,
         }
     }
 }
@@ -129,6 +134,8 @@ pub struct Dataplane {
     pinned: Vec<String>,
     /// The rings map, mapped into memory once it is first written.
     rings: Option<mmap::Rings>,
+    /// How it was loaded (a capture loads the same program again, hook included).
+    opts: Options,
 }
 
 impl Dataplane {
@@ -237,6 +244,7 @@ impl Dataplane {
             links: Vec::new(),
             pinned: Vec::new(),
             rings: None,
+            opts: opts.clone(),
         };
         // Pinned VIPs from an earlier run (perhaps one that predates the filter) must pass it.
         dp.rebuild_vip_filter()?;

@@ -522,6 +522,14 @@ impl Drop for Capture {
     }
 }
 
+/// The id of the XDP program on the balancer's eth0.
+fn xdp_prog_id(ns: &lb_tests::Netns) -> u64 {
+    let j: serde_json::Value = serde_json::from_str(&ns.sh("ip -j -d link show dev eth0")).unwrap();
+    j[0]["xdp"]["prog"]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no XDP program on eth0: {j}"))
+}
+
 /// `tcpdump -r FILE -nn -q`: one line per packet, no application decoding.
 fn tcpdump(file: &std::path::Path) -> Vec<String> {
     let out = std::process::Command::new("tcpdump")
@@ -564,7 +572,9 @@ fn capture_writes_pcap_files_tcpdump_reads() {
     let _serving = lab::serve(&topo.backends, dns, true, &tmp, |i| format!("be{i}"));
     let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
-    // One VIP's packets, as forwarded: 20 requests, 20 packets, then it stops by itself.
+    // One VIP's packets, as forwarded: 20 requests, 20 packets, then it stops by itself. The
+    // program with the capture hook runs only meanwhile.
+    let running = xdp_prog_id(&topo.lb);
     let file = tmp.path("dns.pcap");
     let cap = Capture::start(
         &sock,
@@ -577,6 +587,8 @@ fn capture_writes_pcap_files_tcpdump_reads() {
             file.to_str().unwrap(),
         ],
     );
+    let capturing = xdp_prog_id(&topo.lb);
+    assert_ne!(capturing, running, "no program swapped in for the capture");
     udp_fire(&topo.client, sink, 5); // another VIP's: not this capture's
     let t = traffic::udp_requests(&topo.client, dns, 20);
     assert_eq!(t.ok(), 20, "{t:?}");
@@ -584,6 +596,11 @@ fn capture_writes_pcap_files_tcpdump_reads() {
     assert!(
         summary.contains("20 packet(s) captured (tx 20)"),
         "{summary}"
+    );
+    assert_eq!(
+        xdp_prog_id(&topo.lb),
+        running,
+        "the program without the hook is back"
     );
     let lines = tcpdump(&file);
     assert_eq!(lines.len(), 20, "{lines:#?}");

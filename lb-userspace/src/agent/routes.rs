@@ -1,6 +1,6 @@
 //! The API's routes, answered on the agent's control loop (so every change is applied in
 //! order, one at a time).
-use std::{net::IpAddr, time::Instant};
+use std::{net::IpAddr, path::Path, time::Instant};
 
 use lb_common::{CAPTURE_ANY, CAPTURE_MAX, CaptureCtl};
 
@@ -115,8 +115,25 @@ impl Agent {
             drops: r.drops as u32,
             snaplen,
         };
-        if let Err(e) = self.dp.set_capture(ctl) {
-            return error(500, e);
+        // The running program has no capture hook: the same program with the hook takes its
+        // place on every interface for the capture's duration (one atomic swap each).
+        let started = self
+            .dp
+            .set_capture(ctl)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                let mut hooked = self.dp.with_capture_hook()?;
+                let pin_dir = self.dp.pin_dir().map(Path::to_path_buf).unwrap_or_default();
+                let interfaces: Vec<String> = self.dp.attached().map(str::to_string).collect();
+                hooked.take_over(&interfaces, &pin_dir)?;
+                Ok(hooked)
+            });
+        match started {
+            Ok(hooked) => self.capture = Some(hooked),
+            Err(e) => {
+                self.stop_capture();
+                return error(500, format!("starting the capture: {e:#}"));
+            }
         }
         tracing::info!(
             vip = r.vip.as_deref().unwrap_or("any"),
@@ -128,8 +145,17 @@ impl Agent {
         json(&capture::Started { lost })
     }
 
-    /// Switches the capture hook off (idempotent).
+    /// Puts the program without the hook back, and switches the copying off (idempotent).
     pub fn stop_capture(&mut self) -> Reply {
+        if let Some(hooked) = self.capture.take() {
+            let pin_dir = self.dp.pin_dir().map(Path::to_path_buf).unwrap_or_default();
+            let interfaces: Vec<String> = self.dp.attached().map(str::to_string).collect();
+            if let Err(e) = self.dp.take_over(&interfaces, &pin_dir) {
+                // Keep the hooked program alive rather than leave an interface without one.
+                self.capture = Some(hooked);
+                return error(500, format!("putting the program back: {e}"));
+            }
+        }
         if let Err(e) = self.dp.set_capture(CaptureCtl::default()) {
             return error(500, e);
         }

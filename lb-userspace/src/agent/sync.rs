@@ -60,6 +60,8 @@ pub struct Agent {
     pub(super) rates: crate::stats::Rates,
     /// Health-check durations, observed by the checkers, read by metric scrapes.
     pub(super) health_times: crate::metrics::HealthTimes,
+    /// While a capture runs: the program with the capture hook, swapped in for it.
+    pub(super) capture: Option<Dataplane>,
 }
 
 fn key_of(v: &Vip) -> VipKey {
@@ -101,6 +103,7 @@ impl Agent {
             started: false,
             rates: Default::default(),
             health_times: Default::default(),
+            capture: None,
         }
     }
 

@@ -74,7 +74,9 @@ impl Dataplane {
                 source: Box::new(source),
             })?;
         self.links.push((interface.to_string(), id));
-        self.pinned.push(interface.to_string());
+        if !self.pinned.iter().any(|i| i == interface) {
+            self.pinned.push(interface.to_string());
+        }
         Ok("adopted")
     }
 
@@ -104,6 +106,20 @@ impl Dataplane {
                     tracing::warn!(interface, error = %e, "this attachment (netlink, not a BPF link) cannot be pinned: stopping the agent will detach it");
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Puts this program on every pinned link under `pin_dir` of `interfaces`, atomically per
+    /// interface (for a capture's program, and back).
+    pub fn take_over(&mut self, interfaces: &[String], pin_dir: &Path) -> Result<()> {
+        for i in interfaces {
+            if !pin_dir.join("links").join(i).exists() {
+                return Err(DataplaneError::Limit(format!(
+                    "{i}: its attachment is not a pinned BPF link, so no other program can be swapped in"
+                )));
+            }
+            self.attach_pinned(i, ConfigMode::Native, pin_dir)?;
         }
         Ok(())
     }

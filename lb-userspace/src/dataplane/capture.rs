@@ -23,6 +23,27 @@ impl Dataplane {
         Ok(m.get(&0, 0).map_err(map_err(name))?.iter().sum())
     }
 
+    /// The same program loaded again with the capture hook compiled in, on the same pinned maps:
+    /// the program a capture swaps in while it runs, so that no packet pays for the hook
+    /// otherwise.
+    pub fn with_capture_hook(&self) -> Result<Dataplane> {
+        if self.opts.pin_dir.is_none() {
+            return Err(DataplaneError::Limit(
+                "a capture needs the pinned data path the agent runs".into(),
+            ));
+        }
+        let opts = super::Options {
+            capture_hook: true,
+            ..self.opts.clone()
+        };
+        Dataplane::load_with(super::OBJECT, self.program, &opts)
+    }
+
+    /// Where the maps and links are pinned (the agent's data path).
+    pub fn pin_dir(&self) -> Option<&std::path::Path> {
+        self.opts.pin_dir.as_deref()
+    }
+
     /// The capture ring buffer, taken out for its reader (once).
     pub fn take_capture_ring(&mut self) -> Result<RingBuf<MapData>> {
         let name = map_names::CAPTURE;
