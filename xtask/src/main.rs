@@ -51,6 +51,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("taskset", "util-linux"),
     ("pgrep", "procps"),
     ("ping", "iputils-ping"),
+    ("tcpdump", "tcpdump"),
 ];
 
 fn main() -> std::process::ExitCode {
