@@ -135,6 +135,8 @@ pub fn run(
         // Last: until here a failure drops the dataplane, which detaches what this run
         // attached. From here the links outlive the agent.
         agent.dp.pin_links(&pin_dir)?;
+        agent.attached = true;
+        agent.announce();
         let (calls_tx, mut calls) = mpsc::unbounded_channel();
         let metrics = match agent.effective.agent.metrics {
             Some(addr) => {
@@ -178,6 +180,9 @@ pub fn run(
                     if let Err(e) = agent.sample_rates() {
                         tracing::warn!(error = %format!("{e:#}"), "sampling counters for rates");
                     }
+                    if let Some(b) = agent.bgp.as_mut() {
+                        b.retry();
+                    }
                 }
                 _ = neigh_tick.tick() => {
                     let addrs = agent.backend_addresses();
@@ -216,6 +221,9 @@ pub fn run(
         agent.stop_checkers();
         // The program outlives the agent: a capture must not run on with nobody reading.
         agent.stop_capture();
+        // Routers must stop sending here: the balancer's state will not follow changes now.
+        agent.attached = false;
+        agent.announce();
         let _ = std::fs::remove_file(&socket);
         drop(agent);
         tracing::info!(pin_dir = %pin_dir.display(), "agent stopped; the data path keeps forwarding (`lb detach` removes it)");
@@ -282,6 +290,15 @@ pub fn detach(cfg: &Config, socket: Option<&Path>) -> anyhow::Result<usize> {
         let _ = std::fs::remove_dir(dir.join(sub));
     }
     let _ = std::fs::remove_dir(dir);
+    if let Some(b) = &cfg.bgp {
+        // A stopped agent has withdrawn already; one that died has not.
+        match crate::bgp::write_and_configure(b, &cfg.agent.instance, &Default::default()) {
+            Ok(()) => tracing::info!("BGP announcements withdrawn"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "withdrawing the BGP announcements")
+            }
+        }
+    }
     tracing::info!(pin_dir = %dir.display(), removed, interfaces = %cfg.agent.interfaces.join(","), "xdp_lb detached");
     Ok(removed)
 }
@@ -298,9 +315,10 @@ fn reload(agent: &mut Agent, why: &str) {
             if file.agent.interfaces != agent.file.agent.interfaces
                 || file.agent.flow_table_size != agent.file.agent.flow_table_size
                 || file.agent.state_dir != agent.file.agent.state_dir
+                || file.bgp != agent.file.bgp
             {
                 tracing::warn!(
-                    "agent.interfaces, flow_table_size and state_dir take effect at the next start"
+                    "agent.interfaces, flow_table_size, state_dir and [bgp] take effect at the next start"
                 );
             }
             let (effective, skipped) = state::effective(&file, &agent.changes);

@@ -12,6 +12,10 @@ use lb_common::{MAX_BACKENDS, MAX_VIPS};
 
 /// Where the control socket lives unless the config or `--socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/lb/lb.sock";
+/// BIRD's control socket, as Debian's bird2 package runs it.
+pub const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
+/// Where the agent writes its static routes for BIRD (bird.conf includes it).
+pub const DEFAULT_ROUTES_FILE: &str = "/etc/bird/lb-vips.conf";
 /// Parent of the state directories (one per instance) unless `agent.state_dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/lb";
 /// Parent of the pin directories (one per instance) unless `agent.pin_dir` says otherwise.
@@ -161,6 +165,17 @@ pub struct Vip {
 pub struct Config {
     pub agent: Agent,
     pub vips: Vec<Vip>,
+    /// Announcing VIPs over BGP through BIRD (`[bgp]`), if configured.
+    pub bgp: Option<Bgp>,
+}
+
+/// `[bgp]`: the agent announces the VIP addresses it can serve through a BIRD daemon: it
+/// writes them as static routes into `routes_file` (which bird.conf includes) and has BIRD
+/// re-read its configuration over `bird_socket`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Bgp {
+    pub bird_socket: PathBuf,
+    pub routes_file: PathBuf,
 }
 
 mod check;
@@ -260,7 +275,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         }
         vips.push(vip);
     }
-    Ok(Config { agent, vips })
+    let bgp = raw.bgp.map(|b| check::bgp(&cx, b)).transpose()?;
+    Ok(Config { agent, vips, bgp })
 }
 
 /// `500ms`, `1s`, `2m`: a whole number and a unit.

@@ -1,6 +1,7 @@
 //! The lb agent and CLI, as a library: `main.rs` only parses the command line.
 pub mod agent;
 pub mod api;
+pub mod bgp;
 pub mod capture;
 pub mod cli;
 pub mod config;

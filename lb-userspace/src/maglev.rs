@@ -21,6 +21,27 @@ fn key(addr: &IpAddr) -> Vec<u8> {
     }
 }
 
+/// A ring's fingerprint: a 64-bit FNV-1a hash of the backend address in every slot (in slot
+/// order; an empty slot hashes as such), as 16 hex digits. Two balancers with the same
+/// fingerprint for a VIP send every 5-tuple to the same backend, whatever ids they use.
+pub fn fingerprint(ring: &[u32], backends: &[IpAddr]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(&(ring.len() as u32).to_le_bytes());
+    for &i in ring {
+        match backends.get(i as usize) {
+            Some(a) => eat(&key(a)),
+            None => eat(&[0]),
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// Builds a ring of `m` slots (`m` prime). Each slot holds the index into `backends` of the
 /// backend it sends to, or [`NO_BACKEND`] when no backend has a weight above zero.
 pub fn build(backends: &[(IpAddr, u32)], m: u32) -> Vec<u32> {
@@ -85,6 +106,25 @@ pub fn slot_counts(ring: &[u32], n: usize) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_follow_the_addresses_not_their_order() {
+        let a: Vec<IpAddr> = ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let w: Vec<(IpAddr, u32)> = a.iter().map(|x| (*x, 1)).collect();
+        let mut rev = w.clone();
+        rev.reverse();
+        let ra: Vec<IpAddr> = rev.iter().map(|x| x.0).collect();
+        let f1 = fingerprint(&build(&w, 65537), &a);
+        // The same set listed in another order: other indices, the same ring, the same print.
+        assert_eq!(fingerprint(&build(&rev, 65537), &ra), f1);
+        // One backend fewer: another ring.
+        assert_ne!(fingerprint(&build(&w[..2], 65537), &a[..2]), f1);
+        // No backend at all still prints.
+        assert_eq!(fingerprint(&build(&[], 7), &[]).len(), 16);
+    }
     use std::net::Ipv4Addr;
 
     fn addrs(n: usize) -> Vec<(IpAddr, u32)> {

@@ -20,6 +20,10 @@ pub struct VipStatus {
     pub address: String,
     pub protocol: String,
     pub ring_size: u32,
+    /// The ring's fingerprint: equal on two balancers exactly when they send every 5-tuple to
+    /// the same backend (see `maglev::fingerprint`).
+    #[serde(default)]
+    pub ring_fingerprint: Option<String>,
     /// Backends in the ring.
     pub live: usize,
     /// No backend can take new flows: packets to this VIP are dropped (and counted).
@@ -38,6 +42,15 @@ pub struct Status {
     /// Runtime changes that no longer apply on top of the file.
     pub skipped_changes: Vec<String>,
     pub vips: Vec<VipStatus>,
+    /// `[bgp]`: the addresses announced through BIRD, and why not, if it failed.
+    #[serde(default)]
+    pub bgp: Option<BgpStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BgpStatus {
+    pub announced: Vec<String>,
+    pub error: Option<String>,
 }
 
 /// The human view of `lb status`.
@@ -55,6 +68,19 @@ pub fn render(s: &Status) -> String {
     for c in &s.skipped_changes {
         out += &format!("runtime change skipped: {c}\n");
     }
+    if let Some(b) = &s.bgp {
+        out += &format!(
+            "BGP (through BIRD): announcing {}\n",
+            if b.announced.is_empty() {
+                "nothing".to_string()
+            } else {
+                b.announced.join(", ")
+            }
+        );
+        if let Some(e) = &b.error {
+            out += &format!("BGP ANNOUNCEMENTS NOT APPLIED: {e}\n");
+        }
+    }
     for v in &s.vips {
         out += &render_vip(v);
     }
@@ -63,12 +89,13 @@ pub fn render(s: &Status) -> String {
 
 pub fn render_vip(v: &VipStatus) -> String {
     let mut out = format!(
-        "VIP {} {} {}: {}/{} backends live",
+        "VIP {} {} {}: {}/{} backends live, ring {}",
         v.name,
         v.protocol,
         v.address,
         v.live,
-        v.backends.len()
+        v.backends.len(),
+        v.ring_fingerprint.as_deref().unwrap_or("-")
     );
     if v.all_down {
         out += "  !!! ALL BACKENDS DOWN: packets to this VIP are dropped";

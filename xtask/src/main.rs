@@ -52,6 +52,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("pgrep", "procps"),
     ("ping", "iputils-ping"),
     ("tcpdump", "tcpdump"),
+    ("bird", "bird2"),
 ];
 
 fn main() -> std::process::ExitCode {

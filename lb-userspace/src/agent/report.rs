@@ -35,6 +35,9 @@ impl Agent {
             address: v.address.to_string(),
             protocol: v.protocol.to_string(),
             ring_size: v.ring_size,
+            ring_fingerprint: self
+                .ids(v)
+                .and_then(|(id, _)| self.fingerprints.get(&id).cloned()),
             live,
             all_down: live == 0,
             backends,
@@ -55,6 +58,10 @@ impl Agent {
                 .iter()
                 .map(|v| self.vip_status(v))
                 .collect(),
+            bgp: self.bgp.as_ref().map(|b| crate::status::BgpStatus {
+                announced: b.wanted.iter().map(|a| a.to_string()).collect(),
+                error: b.last_error.clone(),
+            }),
         }
     }
 }

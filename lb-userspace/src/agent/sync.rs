@@ -56,12 +56,18 @@ pub struct Agent {
     /// traffic while it waits for `rise` checks); after it, backends added at runtime start
     /// down and come up after `rise` passes.
     pub(super) started: bool,
+    /// Each VIP's ring fingerprint (by VIP id), for comparing balancers.
+    pub(super) fingerprints: HashMap<u32, String>,
     /// Rates of the last second, for `lb stats`.
     pub(super) rates: crate::stats::Rates,
     /// Health-check durations, observed by the checkers, read by metric scrapes.
     pub(super) health_times: crate::metrics::HealthTimes,
     /// While a capture runs: the program with the capture hook, swapped in for it.
     pub(super) capture: Option<Dataplane>,
+    /// `[bgp]`: what BIRD announces for this balancer.
+    pub bgp: Option<crate::bgp::Announcer>,
+    /// Whether the program is attached (and VIPs may be announced).
+    pub attached: bool,
 }
 
 fn key_of(v: &Vip) -> VipKey {
@@ -82,6 +88,10 @@ impl Agent {
         reports: UnboundedSender<Report>,
     ) -> Self {
         let (effective, skipped) = crate::state::effective(&file, &changes);
+        let bgp = file
+            .bgp
+            .clone()
+            .map(|b| crate::bgp::Announcer::new(b, &file.agent.instance));
         Agent {
             config_path,
             file,
@@ -102,8 +112,11 @@ impl Agent {
             reports,
             started: false,
             rates: Default::default(),
+            fingerprints: HashMap::new(),
             health_times: Default::default(),
             capture: None,
+            bgp,
+            attached: false,
         }
     }
 
@@ -176,7 +189,35 @@ impl Agent {
         }
         self.sync_checkers();
         self.started = true;
+        self.announce();
         Ok(())
+    }
+
+    /// Has BIRD announce every VIP address with a healthy backend while the program is
+    /// attached, and nothing otherwise (`[bgp]`). A drained backend still counts: its
+    /// established flows come through this balancer.
+    pub fn announce(&mut self) {
+        if self.bgp.is_none() {
+            return;
+        }
+        let wanted: std::collections::BTreeSet<IpAddr> = if self.attached {
+            self.effective
+                .vips
+                .iter()
+                .filter(|v| {
+                    self.vip_status(v)
+                        .backends
+                        .iter()
+                        .any(|b| b.health != "down")
+                })
+                .map(|v| v.address.ip())
+                .collect()
+        } else {
+            Default::default()
+        };
+        if let Some(b) = self.bgp.as_mut() {
+            b.announce(wanted);
+        }
     }
 
     fn remove_stale_vips(&mut self) -> anyhow::Result<()> {
@@ -200,6 +241,7 @@ impl Agent {
                 self.backend_ids.remove(&k);
             }
             self.rings.remove(&id);
+            self.fingerprints.remove(&id);
             self.vip_ids.remove(&key);
             tracing::info!(vip_id = id, "VIP removed");
         }
@@ -279,7 +321,11 @@ impl Agent {
                 )
             })
             .collect();
-        let ring: Vec<u32> = maglev::build(&eligible, vip.ring_size)
+        let picks = maglev::build(&eligible, vip.ring_size);
+        let addresses: Vec<IpAddr> = eligible.iter().map(|e| e.0).collect();
+        self.fingerprints
+            .insert(id, maglev::fingerprint(&picks, &addresses));
+        let ring: Vec<u32> = picks
             .into_iter()
             .map(|i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
             .collect();

@@ -156,6 +156,29 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
     })
 }
 
+pub(super) fn bgp(cx: &Ctx, raw: Spanned<RawBgp>) -> Result<Bgp, ConfigError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let path = |v: Option<Spanned<String>>, field: &str, default: &str| {
+        let Some(v) = v else {
+            return Ok(PathBuf::from(default));
+        };
+        if !v.get_ref().starts_with('/') {
+            return Err(cx.err(v.span(), field, "an absolute path"));
+        }
+        Ok(PathBuf::from(v.into_inner()))
+    };
+    let bird_socket = path(raw.bird_socket, "bgp.bird_socket", DEFAULT_BIRD_SOCKET)?;
+    let routes_file = path(raw.routes_file, "bgp.routes_file", DEFAULT_ROUTES_FILE)?;
+    if routes_file.file_name().is_none() {
+        return Err(cx.err(span, "bgp.routes_file", "a file, not a folder"));
+    }
+    Ok(Bgp {
+        bird_socket,
+        routes_file,
+    })
+}
+
 pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
     let name = raw.name.get_ref().clone();
     if name.is_empty()

@@ -13,6 +13,14 @@ pub(super) struct RawFile {
     pub(super) agent: Spanned<RawAgent>,
     #[serde(default)]
     pub(super) vip: Vec<Spanned<RawVip>>,
+    pub(super) bgp: Option<Spanned<RawBgp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBgp {
+    pub(super) bird_socket: Option<Spanned<String>>,
+    pub(super) routes_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
