@@ -164,6 +164,12 @@ pub fn run(
         let mut rate_tick = tokio::time::interval(RATE_PERIOD);
         let mut stamp = file_stamp(config_path);
         let (hops_tx, mut hops) = mpsc::unbounded_channel();
+        let (disco_tx, mut disco) = mpsc::unbounded_channel();
+        let watcher = agent
+            .file
+            .etcd
+            .clone()
+            .map(|e| crate::discovery::spawn(e, disco_tx));
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -208,6 +214,11 @@ pub fn run(
                     ready.get_inner_mut().flush();
                     ready.clear_ready();
                 }
+                Some(ev) = disco.recv() => {
+                    if let Err(e) = agent.on_discovery(ev) {
+                        tracing::error!(error = %format!("{e:#}"), "applying discovered changes");
+                    }
+                }
                 Some(call) = calls.recv() => {
                     let reply = agent.route(&call.method, &call.path, &call.body);
                     let _ = call.reply.send(reply);
@@ -215,6 +226,9 @@ pub fn run(
             }
         }
         server.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         if let Some(m) = metrics {
             m.abort();
         }
@@ -316,18 +330,17 @@ fn reload(agent: &mut Agent, why: &str) {
                 || file.agent.flow_table_size != agent.file.agent.flow_table_size
                 || file.agent.state_dir != agent.file.agent.state_dir
                 || file.bgp != agent.file.bgp
+                || file.etcd != agent.file.etcd
             {
                 tracing::warn!(
-                    "agent.interfaces, flow_table_size, state_dir and [bgp] take effect at the next start"
+                    "agent.interfaces, flow_table_size, state_dir, [bgp] and [discovery] take effect at the next start"
                 );
             }
-            let (effective, skipped) = state::effective(&file, &agent.changes);
-            for s in &skipped {
+            agent.file = file;
+            agent.rebuild_effective();
+            for s in &agent.skipped {
                 tracing::warn!(change = %s, "runtime change no longer applies; skipped");
             }
-            agent.file = file;
-            agent.effective = effective;
-            agent.skipped = skipped;
             agent.reload_error = None;
             agent.reloads += 1;
             match agent.sync(None) {

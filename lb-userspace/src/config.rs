@@ -167,6 +167,15 @@ pub struct Config {
     pub vips: Vec<Vip>,
     /// Announcing VIPs over BGP through BIRD (`[bgp]`), if configured.
     pub bgp: Option<Bgp>,
+    /// VIPs and backends from etcd (`[discovery.etcd]`), merged with the file's.
+    pub etcd: Option<Etcd>,
+}
+
+/// `[discovery.etcd]`: where VIPs and backends are kept in etcd (layout: docs/discovery.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Etcd {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
 }
 
 /// `[bgp]`: the agent announces the VIP addresses it can serve through a BIRD daemon: it
@@ -276,7 +285,16 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         vips.push(vip);
     }
     let bgp = raw.bgp.map(|b| check::bgp(&cx, b)).transpose()?;
-    Ok(Config { agent, vips, bgp })
+    let etcd = match raw.discovery.map(|d| d.etcd) {
+        Some(Some(e)) => Some(check::etcd(&cx, e)?),
+        _ => None,
+    };
+    Ok(Config {
+        agent,
+        vips,
+        bgp,
+        etcd,
+    })
 }
 
 /// `500ms`, `1s`, `2m`: a whole number and a unit.

@@ -6,6 +6,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod dataplane;
+pub mod discovery;
 pub mod health;
 pub mod maglev;
 pub mod metrics;

@@ -216,6 +216,26 @@ fn render_agent(c: &Config) -> toml::Table {
     }
     let mut root = toml::Table::new();
     root.insert("agent".into(), t.into());
+    if let Some(b) = &c.bgp {
+        let mut t = toml::Table::new();
+        t.insert(
+            "bird_socket".into(),
+            b.bird_socket.display().to_string().into(),
+        );
+        t.insert(
+            "routes_file".into(),
+            b.routes_file.display().to_string().into(),
+        );
+        root.insert("bgp".into(), t.into());
+    }
+    if let Some(e) = &c.etcd {
+        let mut t = toml::Table::new();
+        t.insert("endpoints".into(), e.endpoints.clone().into());
+        t.insert("prefix".into(), e.prefix.clone().into());
+        let mut d = toml::Table::new();
+        d.insert("etcd".into(), t.into());
+        root.insert("discovery".into(), d.into());
+    }
     root
 }
 

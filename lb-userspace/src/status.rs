@@ -45,6 +45,9 @@ pub struct Status {
     /// `[bgp]`: the addresses announced through BIRD, and why not, if it failed.
     #[serde(default)]
     pub bgp: Option<BgpStatus>,
+    /// `[discovery.etcd]`: whether the discovered state is current.
+    #[serde(default)]
+    pub discovery: Option<crate::discovery::Status>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +70,15 @@ pub fn render(s: &Status) -> String {
     }
     for c in &s.skipped_changes {
         out += &format!("runtime change skipped: {c}\n");
+    }
+    if let Some(d) = &s.discovery {
+        out += &format!("discovery ({}): {}, {} key(s)\n", d.source, d.state, d.keys);
+        if let Some(e) = &d.error {
+            out += &format!("DISCOVERY STALE (running on the last state it gave): {e}\n");
+        }
+        for k in &d.skipped {
+            out += &format!("discovery entry skipped: {k}\n");
+        }
     }
     if let Some(b) = &s.bgp {
         out += &format!(

@@ -58,6 +58,7 @@ impl Agent {
                 .iter()
                 .map(|v| self.vip_status(v))
                 .collect(),
+            discovery: self.discovery.clone(),
             bgp: self.bgp.as_ref().map(|b| crate::status::BgpStatus {
                 announced: b.wanted.iter().map(|a| a.to_string()).collect(),
                 error: b.last_error.clone(),

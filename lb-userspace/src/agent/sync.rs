@@ -68,6 +68,9 @@ pub struct Agent {
     pub bgp: Option<crate::bgp::Announcer>,
     /// Whether the program is attached (and VIPs may be announced).
     pub attached: bool,
+    /// What discovery (etcd) adds to the file, as changes applied before the runtime ones.
+    pub discovered: Vec<Change>,
+    pub discovery: Option<crate::discovery::Status>,
 }
 
 fn key_of(v: &Vip) -> VipKey {
@@ -92,6 +95,11 @@ impl Agent {
             .bgp
             .clone()
             .map(|b| crate::bgp::Announcer::new(b, &file.agent.instance));
+        let discovery = file.etcd.as_ref().map(|_| crate::discovery::Status {
+            source: "etcd".into(),
+            state: "connecting".into(),
+            ..Default::default()
+        });
         Agent {
             config_path,
             file,
@@ -117,6 +125,8 @@ impl Agent {
             capture: None,
             bgp,
             attached: false,
+            discovered: Vec::new(),
+            discovery,
         }
     }
 
@@ -191,6 +201,62 @@ impl Agent {
         self.started = true;
         self.announce();
         Ok(())
+    }
+
+    /// The effective config anew: the file, what discovery adds, then the runtime changes.
+    pub fn rebuild_effective(&mut self) {
+        let (base, dskipped) = crate::state::effective(&self.file, &self.discovered);
+        let (effective, skipped) = crate::state::effective(&base, &self.changes);
+        self.effective = effective;
+        self.skipped = skipped;
+        if let Some(d) = self.discovery.as_mut() {
+            d.skipped.retain(|s| s.starts_with("etcd "));
+            d.skipped.extend(dskipped);
+        }
+    }
+
+    /// A report from the etcd watcher: a new state to apply, or etcd out of reach (the last
+    /// state stays).
+    pub fn on_discovery(&mut self, ev: crate::discovery::Event) -> anyhow::Result<()> {
+        use crate::discovery::Event;
+        let Some(prefix) = self.file.etcd.as_ref().map(|e| e.prefix.clone()) else {
+            return Ok(());
+        };
+        match ev {
+            Event::Unreachable(e) => {
+                if let Some(d) = self.discovery.as_mut() {
+                    if d.state != "stale" || d.error.as_deref() != Some(&e) {
+                        tracing::warn!(error = %e, "etcd out of reach: keeping the last discovered state");
+                    }
+                    d.state = "stale".into();
+                    d.error = Some(e);
+                }
+                Ok(())
+            }
+            Event::Snapshot(keys) => {
+                let (changes, bad) = crate::discovery::changes(&prefix, &keys);
+                for b in &bad {
+                    tracing::warn!(entry = %b, "etcd entry skipped");
+                }
+                if let Some(d) = self.discovery.as_mut() {
+                    d.state = "current".into();
+                    d.error = None;
+                    d.keys = keys.len();
+                    d.skipped = bad;
+                }
+                if changes == self.discovered {
+                    return Ok(());
+                }
+                self.discovered = changes;
+                self.rebuild_effective();
+                tracing::info!(
+                    keys = keys.len(),
+                    vips = self.effective.vips.len(),
+                    "discovered state applied"
+                );
+                self.sync(None)
+            }
+        }
     }
 
     /// Has BIRD announce every VIP address with a healthy backend while the program is

@@ -179,6 +179,42 @@ pub(super) fn bgp(cx: &Ctx, raw: Spanned<RawBgp>) -> Result<Bgp, ConfigError> {
     })
 }
 
+pub(super) fn etcd(cx: &Ctx, raw: Spanned<RawEtcd>) -> Result<Etcd, ConfigError> {
+    let raw = raw.into_inner();
+    let span = raw.endpoints.span();
+    let endpoints: Vec<String> = raw
+        .endpoints
+        .into_inner()
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect();
+    if endpoints.is_empty() {
+        return Err(cx.err(
+            span,
+            "discovery.etcd.endpoints",
+            "name at least one endpoint",
+        ));
+    }
+    if let Some(bad) = endpoints.iter().find(|e| {
+        let Some(rest) = e.strip_prefix("http://") else {
+            return true;
+        };
+        rest.is_empty() || rest.contains('/')
+    }) {
+        return Err(cx.err(
+            span,
+            "discovery.etcd.endpoints",
+            format!("{bad:?}: expected http://HOST:PORT"),
+        ));
+    }
+    let prefix = match raw.prefix {
+        None => "/lb/".to_string(),
+        Some(p) if !p.get_ref().is_empty() => p.into_inner(),
+        Some(p) => return Err(cx.err(p.span(), "discovery.etcd.prefix", "must not be empty")),
+    };
+    Ok(Etcd { endpoints, prefix })
+}
+
 pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
     let name = raw.name.get_ref().clone();
     if name.is_empty()

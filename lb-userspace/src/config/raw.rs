@@ -14,6 +14,20 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) vip: Vec<Spanned<RawVip>>,
     pub(super) bgp: Option<Spanned<RawBgp>>,
+    pub(super) discovery: Option<RawDiscovery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiscovery {
+    pub(super) etcd: Option<Spanned<RawEtcd>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEtcd {
+    pub(super) endpoints: Spanned<Vec<Spanned<String>>>,
+    pub(super) prefix: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,13 @@ path = "/ok"
 [[vip.backend]]
 address = "198.18.0.11"
 weight = 50
+
+[bgp]
+routes_file = "/tmp/lb-vips.conf"
+
+[discovery.etcd]
+endpoints = ["http://198.18.0.50:2379"]
+prefix = "/svc/"
 "#;
 
 fn file() -> Config {
