@@ -165,6 +165,12 @@ pub fn run(
         let mut stamp = file_stamp(config_path);
         let (hops_tx, mut hops) = mpsc::unbounded_channel();
         let (disco_tx, mut disco) = mpsc::unbounded_channel();
+        let (dns_tx, mut resolved) = mpsc::unbounded_channel();
+        let resolver = crate::dns::spawn(
+            agent.file.dns_servers.clone(),
+            agent.dns_hosts.subscribe(),
+            dns_tx,
+        );
         let watcher = agent
             .file
             .etcd
@@ -214,6 +220,11 @@ pub fn run(
                     ready.get_inner_mut().flush();
                     ready.clear_ready();
                 }
+                Some(r) = resolved.recv() => {
+                    if let Err(e) = agent.on_resolved(r) {
+                        tracing::error!(error = %format!("{e:#}"), "applying resolved hostnames");
+                    }
+                }
                 Some(ev) = disco.recv() => {
                     if let Err(e) = agent.on_discovery(ev) {
                         tracing::error!(error = %format!("{e:#}"), "applying discovered changes");
@@ -229,6 +240,7 @@ pub fn run(
         if let Some(w) = watcher {
             w.abort();
         }
+        resolver.abort();
         if let Some(m) = metrics {
             m.abort();
         }

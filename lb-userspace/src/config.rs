@@ -158,6 +158,8 @@ pub struct Vip {
     pub fragments: bool,
     pub health: Health,
     pub backends: Vec<Backend>,
+    /// Backends named by hostname (resolved into `backends` by the agent).
+    pub hosts: Vec<HostBackend>,
 }
 
 /// A validated configuration.
@@ -169,6 +171,17 @@ pub struct Config {
     pub bgp: Option<Bgp>,
     /// VIPs and backends from etcd (`[discovery.etcd]`), merged with the file's.
     pub etcd: Option<Etcd>,
+    /// The name servers hostname backends are resolved with (`[discovery.dns]`; none: the
+    /// system's, from /etc/resolv.conf).
+    pub dns_servers: Option<Vec<IpAddr>>,
+}
+
+/// A backend named by a hostname: each of its addresses of the VIP's family is a backend,
+/// re-resolved when the records' TTL runs out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostBackend {
+    pub host: String,
+    pub weight: u32,
 }
 
 /// `[discovery.etcd]`: where VIPs and backends are kept in etcd (layout: docs/discovery.md).
@@ -285,15 +298,34 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         vips.push(vip);
     }
     let bgp = raw.bgp.map(|b| check::bgp(&cx, b)).transpose()?;
-    let etcd = match raw.discovery.map(|d| d.etcd) {
-        Some(Some(e)) => Some(check::etcd(&cx, e)?),
-        _ => None,
+    let (etcd, dns) = match raw.discovery {
+        Some(d) => (d.etcd, d.dns),
+        None => (None, None),
+    };
+    let etcd = etcd.map(|e| check::etcd(&cx, e)).transpose()?;
+    let dns_servers = match dns.and_then(|d| d.servers) {
+        None => None,
+        Some(list) => {
+            let mut out = Vec::new();
+            for s in list.into_inner() {
+                let ip: IpAddr = s.get_ref().parse().map_err(|_| {
+                    cx.err(
+                        s.span(),
+                        "discovery.dns.servers",
+                        format!("{:?} is not an IP address", s.get_ref()),
+                    )
+                })?;
+                out.push(ip);
+            }
+            Some(out)
+        }
     };
     Ok(Config {
         agent,
         vips,
         bgp,
         etcd,
+        dns_servers,
     })
 }
 

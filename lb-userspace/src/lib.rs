@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod discovery;
+pub mod dns;
 pub mod health;
 pub mod maglev;
 pub mod metrics;

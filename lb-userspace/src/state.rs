@@ -228,13 +228,27 @@ fn render_agent(c: &Config) -> toml::Table {
         );
         root.insert("bgp".into(), t.into());
     }
+    if let Some(servers) = &c.dns_servers {
+        let list: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+        let mut t = toml::Table::new();
+        t.insert("servers".into(), list.into());
+        let d = root
+            .entry("discovery")
+            .or_insert_with(|| toml::Table::new().into());
+        if let Some(d) = d.as_table_mut() {
+            d.insert("dns".into(), t.into());
+        }
+    }
     if let Some(e) = &c.etcd {
         let mut t = toml::Table::new();
         t.insert("endpoints".into(), e.endpoints.clone().into());
         t.insert("prefix".into(), e.prefix.clone().into());
-        let mut d = toml::Table::new();
-        d.insert("etcd".into(), t.into());
-        root.insert("discovery".into(), d.into());
+        let d = root
+            .entry("discovery")
+            .or_insert_with(|| toml::Table::new().into());
+        if let Some(d) = d.as_table_mut() {
+            d.insert("etcd".into(), t.into());
+        }
     }
     root
 }
@@ -286,6 +300,12 @@ fn render_vip(v: &Vip) -> toml::Table {
             bt.insert("drain".into(), b.drain.into());
             bt.into()
         })
+        .chain(v.hosts.iter().map(|h| {
+            let mut bt = toml::Table::new();
+            bt.insert("host".into(), h.host.clone().into());
+            bt.insert("weight".into(), (h.weight as i64).into());
+            bt.into()
+        }))
         .collect();
     t.insert("backend".into(), backends.into());
     t

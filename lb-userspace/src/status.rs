@@ -48,6 +48,9 @@ pub struct Status {
     /// `[discovery.etcd]`: whether the discovered state is current.
     #[serde(default)]
     pub discovery: Option<crate::discovery::Status>,
+    /// Hostname backends: what each name resolved to, and the names that failed.
+    #[serde(default)]
+    pub dns: Option<crate::dns::Status>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -78,6 +81,21 @@ pub fn render(s: &Status) -> String {
         }
         for k in &d.skipped {
             out += &format!("discovery entry skipped: {k}\n");
+        }
+    }
+    if let Some(d) = &s.dns {
+        for (h, a) in &d.hosts {
+            out += &format!(
+                "hostname {h}: {}\n",
+                if a.is_empty() {
+                    "no addresses".to_string()
+                } else {
+                    a.join(", ")
+                }
+            );
+        }
+        for (h, e) in &d.errors {
+            out += &format!("HOSTNAME NOT RESOLVED (its last addresses kept): {h}: {e}\n");
         }
     }
     if let Some(b) = &s.bgp {

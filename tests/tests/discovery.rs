@@ -202,3 +202,73 @@ fn backends_from_etcd_reach_every_agent_and_survive_etcd_going() {
     });
     drop(agents);
 }
+
+/// A backend named by hostname follows its DNS record: a resolver in a namespace (dnsmasq)
+/// answers with a 2-second TTL; when the record changes, the traffic moves after the TTL.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_hostname_backend_follows_its_dns_record() {
+    const DNS: &str = "198.18.0.60";
+    let mut topo = OneArm::new();
+    let dns_ns = Netns::new("dns");
+    topo.lab
+        .plug(&dns_ns, "eth0", "br0", &[&format!("{DNS}/24")]);
+    let tmp = TempDir::new("dns");
+    let hosts = tmp.path("hosts");
+    std::fs::write(&hosts, format!("{} app.lb.test\n", BACKENDS4[2])).unwrap();
+    let mut dnsmasq = dns_ns.spawn(
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--log-facility=-",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &format!("--listen-address={DNS}"),
+            &format!("--addn-hosts={}", hosts.display()),
+            "--local-ttl=2",
+            "--pid-file=",
+            "--user=root",
+        ],
+        tmp.path("dnsmasq.log"),
+    );
+
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| format!("be{i}"));
+    let sock = tmp.path("lb.sock");
+    let cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
+         [discovery.dns]\nservers = [\"{DNS}\"]\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\nprotocol = \"tcp\"\n\n[vip.health]\nkind = \"none\"\n\n\
+         [[vip.backend]]\naddress = \"{}\"\n\n[[vip.backend]]\nhost = \"app.lb.test\"\n",
+        sock.display(),
+        BACKENDS4[0]
+    );
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let with = |b: &str| vec![BACKENDS4[0].to_string(), b.to_string()];
+    lab::wait_for(Duration::from_secs(10), "the hostname resolved", || {
+        web(&sock).0 == with(BACKENDS4[2])
+    });
+    let t = traffic::tcp_connects(&topo.client, vip, 90);
+    assert_eq!(t.ok(), 90, "{t:?}");
+    assert!(t.by_server.get("be2").is_some_and(|n| *n > 0), "{t:?}");
+    assert!(!t.by_server.contains_key("be1"), "{t:?}");
+    let st = lab::status(&sock).dns.expect("dns status");
+    assert_eq!(st.hosts["app.lb.test"], vec![BACKENDS4[2].to_string()]);
+
+    // The record changes; dnsmasq re-reads it on SIGHUP. After the TTL the agent asks again.
+    std::fs::write(&hosts, format!("{} app.lb.test\n", BACKENDS4[1])).unwrap();
+    unsafe { libc::kill(dnsmasq.child.id() as i32, libc::SIGHUP) };
+    let took = lab::wait_for(Duration::from_secs(10), "the new address", || {
+        web(&sock).0 == with(BACKENDS4[1])
+    });
+    assert!(
+        took <= Duration::from_secs(2 + 2),
+        "took {took:?} with a 2 s TTL"
+    );
+    let t = traffic::tcp_connects(&topo.client, vip, 90);
+    assert_eq!(t.ok(), 90, "{t:?}");
+    assert!(t.by_server.get("be1").is_some_and(|n| *n > 0), "{t:?}");
+    assert!(!t.by_server.contains_key("be2"), "{t:?}");
+    assert!(dnsmasq.child.try_wait().unwrap().is_none(), "dnsmasq died");
+}

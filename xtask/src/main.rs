@@ -56,6 +56,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("etcd", "etcd-server"),
     ("etcdctl", "etcd-client"),
     ("protoc", "protobuf-compiler"),
+    ("dnsmasq", "dnsmasq-base"),
 ];
 
 fn main() -> std::process::ExitCode {

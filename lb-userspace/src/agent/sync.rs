@@ -71,6 +71,12 @@ pub struct Agent {
     /// What discovery (etcd) adds to the file, as changes applied before the runtime ones.
     pub discovered: Vec<Change>,
     pub discovery: Option<crate::discovery::Status>,
+    /// The hostnames of backends, for the resolver task.
+    pub dns_hosts: tokio::sync::watch::Sender<std::collections::BTreeSet<String>>,
+    /// What they resolved to last.
+    pub dns_resolved: crate::dns::Resolved,
+    /// Resolved addresses that could not be added, and why.
+    pub dns_skipped: Vec<String>,
 }
 
 fn key_of(v: &Vip) -> VipKey {
@@ -100,7 +106,7 @@ impl Agent {
             state: "connecting".into(),
             ..Default::default()
         });
-        Agent {
+        let mut agent = Agent {
             config_path,
             file,
             changes,
@@ -127,7 +133,12 @@ impl Agent {
             attached: false,
             discovered: Vec::new(),
             discovery,
-        }
+            dns_hosts: tokio::sync::watch::channel(Default::default()).0,
+            dns_resolved: Default::default(),
+            dns_skipped: Vec::new(),
+        };
+        agent.rebuild_effective();
+        agent
     }
 
     /// Takes over what an earlier run left in pinned maps: VIP and backend ids (the flow
@@ -206,6 +217,33 @@ impl Agent {
     /// The effective config anew: the file, what discovery adds, then the runtime changes.
     pub fn rebuild_effective(&mut self) {
         let (base, dskipped) = crate::state::effective(&self.file, &self.discovered);
+        // Hostname backends: each resolved address of the VIP's family is a backend.
+        let names: std::collections::BTreeSet<String> = base
+            .vips
+            .iter()
+            .flat_map(|v| v.hosts.iter().map(|h| h.host.clone()))
+            .collect();
+        self.dns_hosts.send_if_modified(|cur| {
+            let changed = *cur != names;
+            *cur = names;
+            changed
+        });
+        let mut resolved = Vec::new();
+        for v in &base.vips {
+            for h in &v.hosts {
+                for a in self.dns_resolved.addrs.get(&h.host).into_iter().flatten() {
+                    if a.is_ipv4() == v.address.is_ipv4() {
+                        resolved.push(Change::BackendAdd {
+                            vip: v.name.clone(),
+                            address: *a,
+                            weight: Some(h.weight),
+                        });
+                    }
+                }
+            }
+        }
+        let (base, dns_skipped) = crate::state::effective(&base, &resolved);
+        self.dns_skipped = dns_skipped;
         let (effective, skipped) = crate::state::effective(&base, &self.changes);
         self.effective = effective;
         self.skipped = skipped;
@@ -213,6 +251,25 @@ impl Agent {
             d.skipped.retain(|s| s.starts_with("etcd "));
             d.skipped.extend(dskipped);
         }
+    }
+
+    /// New addresses for hostname backends.
+    pub fn on_resolved(&mut self, r: crate::dns::Resolved) -> anyhow::Result<()> {
+        if r == self.dns_resolved {
+            return Ok(());
+        }
+        for (host, addrs) in &r.addrs {
+            if self.dns_resolved.addrs.get(host) != Some(addrs) {
+                let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                tracing::info!(host = %host, addresses = %list.join(","), "hostname resolved");
+            }
+        }
+        for (host, e) in &r.errors {
+            tracing::warn!(host = %host, error = %e, "hostname not resolved; keeping its last addresses");
+        }
+        self.dns_resolved = r;
+        self.rebuild_effective();
+        self.sync(None)
     }
 
     /// A report from the etcd watcher: a new state to apply, or etcd out of reach (the last

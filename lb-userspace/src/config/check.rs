@@ -303,32 +303,14 @@ pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
                 )
             })?,
     };
+    let vip_address = address;
     let mut backends = Vec::new();
+    let mut hosts: Vec<HostBackend> = Vec::new();
     let mut seen = HashSet::new();
     for b in raw.backend {
+        let span = b.span();
         let b = b.into_inner();
-        let ip: IpAddr = b.address.get_ref().parse().map_err(|_| {
-            cx.err(
-                b.address.span(),
-                "vip.backend.address",
-                format!("{:?} is not an IP address", b.address.get_ref()),
-            )
-        })?;
-        if ip.is_ipv4() != address.is_ipv4() {
-            return Err(cx.err(
-                b.address.span(),
-                "vip.backend.address",
-                format!("{ip} is not of the VIP's address family ({address})"),
-            ));
-        }
-        if !seen.insert(ip) {
-            return Err(cx.err(
-                b.address.span(),
-                "vip.backend.address",
-                format!("duplicate backend {ip}"),
-            ));
-        }
-        let weight = match b.weight {
+        let weight = match &b.weight {
             None => 100,
             Some(w) => {
                 let n = *w.get_ref();
@@ -342,6 +324,70 @@ pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
                 n as u32
             }
         };
+        let address = match (b.address, b.host) {
+            (Some(a), None) => a,
+            (None, Some(h)) => {
+                let name = h.get_ref().trim_end_matches('.');
+                let ok = !name.is_empty()
+                    && name.len() <= 253
+                    && name.parse::<IpAddr>().is_err()
+                    && name.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    });
+                if !ok {
+                    return Err(cx.err(
+                        h.span(),
+                        "vip.backend.host",
+                        format!("{:?} is not a hostname", h.get_ref()),
+                    ));
+                }
+                if b.drain.is_some() {
+                    return Err(cx.err(
+                        h.span(),
+                        "vip.backend.drain",
+                        "drain applies to an address (drain the resolved address with the CLI)",
+                    ));
+                }
+                if hosts.iter().any(|x| x.host == name) {
+                    return Err(cx.err(
+                        h.span(),
+                        "vip.backend.host",
+                        format!("duplicate backend host {name:?}"),
+                    ));
+                }
+                hosts.push(HostBackend {
+                    host: name.to_string(),
+                    weight,
+                });
+                continue;
+            }
+            _ => {
+                return Err(cx.err(span, "vip.backend", "give either address or host"));
+            }
+        };
+        let ip: IpAddr = address.get_ref().parse().map_err(|_| {
+            cx.err(
+                address.span(),
+                "vip.backend.address",
+                format!("{:?} is not an IP address", address.get_ref()),
+            )
+        })?;
+        if ip.is_ipv4() != vip_address.is_ipv4() {
+            return Err(cx.err(
+                address.span(),
+                "vip.backend.address",
+                format!("{ip} is not of the VIP's address family ({vip_address})"),
+            ));
+        }
+        if !seen.insert(ip) {
+            return Err(cx.err(
+                address.span(),
+                "vip.backend.address",
+                format!("duplicate backend {ip}"),
+            ));
+        }
         backends.push(Backend {
             address: ip,
             weight,
@@ -368,6 +414,7 @@ pub(super) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
         ring_size,
         health,
         backends,
+        hosts,
     })
 }
 

@@ -21,6 +21,13 @@ pub(super) struct RawFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDiscovery {
     pub(super) etcd: Option<Spanned<RawEtcd>>,
+    pub(super) dns: Option<RawDns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub(super) servers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -85,7 +92,8 @@ pub(super) struct RawHealth {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBackend {
-    pub(super) address: Spanned<String>,
+    pub(super) address: Option<Spanned<String>>,
+    pub(super) host: Option<Spanned<String>>,
     pub(super) weight: Option<Spanned<i64>>,
     pub(super) drain: Option<bool>,
 }

@@ -92,6 +92,20 @@ fn errors_name_file_line_and_field() {
             "0 to 10000",
         ),
         (
+            "address = \"198.18.1.12\"",
+            "host = \"bad host!\"",
+            23,
+            "vip.backend.host",
+            "not a hostname",
+        ),
+        (
+            "address = \"198.18.1.12\"",
+            "address = \"198.18.1.12\"\nhost = \"app.example\"",
+            22,
+            "vip.backend",
+            "either address or host",
+        ),
+        (
             "address = \"fd00::11\"",
             "address = \"198.18.1.13\"",
             32,

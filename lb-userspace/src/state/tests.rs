@@ -19,12 +19,19 @@ path = "/ok"
 address = "198.18.0.11"
 weight = 50
 
+[[vip.backend]]
+host = "app.lb.test"
+weight = 20
+
 [bgp]
 routes_file = "/tmp/lb-vips.conf"
 
 [discovery.etcd]
 endpoints = ["http://198.18.0.50:2379"]
 prefix = "/svc/"
+
+[discovery.dns]
+servers = ["198.18.0.60"]
 "#;
 
 fn file() -> Config {
