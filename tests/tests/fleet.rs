@@ -255,5 +255,28 @@ fn losing_a_balancer_breaks_no_connection() {
     lab::wait_for(Duration::from_secs(15), "the last route withdrawn", || {
         next_hops(&router).is_empty()
     });
-    let _ = (&router_sock, &gone.tmp, &lbs[0].tmp);
+
+    // Healthy again: announced again. Then the agent dies without withdrawing (SIGKILL): the
+    // route stays, and `lb detach` withdraws it.
+    for b in &backends {
+        b.sh("nft delete table inet hc");
+    }
+    lab::wait_for(Duration::from_secs(15), "announced again", || {
+        next_hops(&router) == vec![BALANCERS[1].to_string()]
+    });
+    let last = lbs.remove(0);
+    let mut agent = last.agent;
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    assert_eq!(
+        next_hops(&router),
+        vec![BALANCERS[1].to_string()],
+        "withdrawn by a killed agent?"
+    );
+    let (code, _, err) = lab::cli(&["detach", "--config", last.cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    lab::wait_for(Duration::from_secs(15), "withdrawn by lb detach", || {
+        next_hops(&router).is_empty()
+    });
+    let _ = (&router_sock, &gone.tmp, &last.tmp, &last.sock, &last.ns);
 }
