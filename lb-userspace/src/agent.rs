@@ -147,7 +147,13 @@ pub fn run(
             }
             None => None,
         };
-        let server = tokio::spawn(api::serve(listener, calls_tx, Some(capture_ring)));
+        let flows_pin = pin_dir.join("maps").join(lb_common::map_names::FLOWS);
+        let server = tokio::spawn(api::serve(
+            listener,
+            calls_tx,
+            Some(capture_ring),
+            Some(flows_pin),
+        ));
         // Handlers first, "ready" after: a signal sent on seeing "ready" must find them (the
         // default action of SIGHUP would end the agent).
         let mut term = signal(SignalKind::terminate())?;

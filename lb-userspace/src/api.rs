@@ -60,22 +60,30 @@ pub async fn serve(
     listener: UnixListener,
     calls: mpsc::UnboundedSender<Call>,
     capture: Option<crate::capture::SharedRing>,
+    flows_pin: Option<std::path::PathBuf>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let calls = calls.clone();
-        let capture = capture.clone();
+        let control = Endpoint::Control {
+            capture: capture.clone(),
+            flows_pin: flows_pin.clone(),
+        };
         tokio::spawn(async move {
-            let _ = handle(stream, calls, Endpoint::Control(capture)).await;
+            let _ = handle(stream, calls, control).await;
         });
     }
 }
 
 /// Which socket a connection came in on.
 enum Endpoint {
-    Control(Option<crate::capture::SharedRing>),
+    Control {
+        capture: Option<crate::capture::SharedRing>,
+        /// The pinned flow table, counted here for `GET /v1/stats` (off the control loop).
+        flows_pin: Option<std::path::PathBuf>,
+    },
     Metrics,
 }
 
@@ -136,13 +144,20 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         first.next().unwrap_or("").to_string(),
     );
     let is_metrics = method == "GET" && path == "/metrics";
+    let mut flows_pin = None;
     match endpoint {
         Endpoint::Metrics if !is_metrics => {
             return respond(&mut stream, error(404, "only GET /metrics here")).await;
         }
-        Endpoint::Control(Some(ring)) if method == "POST" && path == "/v1/capture" => {
+        Endpoint::Control {
+            capture: Some(ring),
+            ..
+        } if method == "POST" && path == "/v1/capture" => {
             return crate::capture::session(stream, body, calls, ring).await;
         }
+        Endpoint::Control {
+            flows_pin: Some(p), ..
+        } if method == "GET" && path == "/v1/stats" => flows_pin = Some(p),
         _ => {}
     }
     let (tx, rx) = oneshot::channel();
@@ -160,12 +175,33 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         error(503, "the agent is shutting down")
     };
+    let (status, body) = match flows_pin {
+        Some(p) if status == 200 => with_flow_count(body, p).await,
+        _ => (status, body),
+    };
     let kind = if is_metrics {
         "text/plain; version=0.0.4; charset=utf-8"
     } else {
         "application/json"
     };
     respond_as(&mut stream, (status, body), kind).await
+}
+
+/// `lb stats` with the flow table's entries counted (and its evictions derived from them):
+/// the walk runs on a blocking thread with its own handle of the pinned table.
+async fn with_flow_count(body: String, pin: std::path::PathBuf) -> Reply {
+    let Ok(mut s) = serde_json::from_str::<crate::stats::Stats>(&body) else {
+        return (200, body);
+    };
+    match tokio::task::spawn_blocking(move || crate::dataplane::count_flows(&pin)).await {
+        Ok(Ok(n)) => {
+            s.flows.entries = n;
+            s.flows.evicted = s.flows.inserted.saturating_sub(n);
+            (200, serde_json::to_string(&s).unwrap_or(body))
+        }
+        Ok(Err(e)) => error(500, format!("counting the flow table: {e}")),
+        Err(e) => error(500, format!("counting the flow table: {e}")),
+    }
 }
 
 /// Answers with a JSON body.

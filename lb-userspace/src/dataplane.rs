@@ -21,7 +21,7 @@ mod error;
 mod mmap;
 mod vips;
 
-pub use counters::{FlowTable, Totals};
+pub use counters::{FlowTable, Totals, count_flows};
 
 pub use error::{DataplaneError, Result};
 use error::{is_eperm, load_error, map_err};

@@ -194,10 +194,16 @@ impl Agent {
 
     pub fn stats(&self) -> anyhow::Result<Stats> {
         let (outcomes, vips) = self.traffic()?;
+        // The flow table is counted by the API task afterwards, off this loop (see
+        // `api::handle`): a walk of a big table takes a second.
+        let flows = match self.dp.pin_dir() {
+            Some(_) => self.dp.flow_table_unwalked()?,
+            None => self.dp.flow_table()?,
+        };
         Ok(Stats {
             outcomes,
             vips,
-            flows: self.dp.flow_table()?,
+            flows,
         })
     }
 

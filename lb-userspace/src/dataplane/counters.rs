@@ -53,6 +53,27 @@ impl Dataplane {
         })
     }
 
+    /// The flow table's numbers without walking it: `entries` and `evicted` are left at 0
+    /// (see [`count_flows`], which the API runs off the agent's control loop).
+    pub fn flow_table_unwalked(&self) -> Result<FlowTable> {
+        let name = map_names::FLOWS;
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?;
+        let flows: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(map).map_err(map_err(name))?;
+        let capacity = flows.map().info().map_err(map_err(name))?.max_entries();
+        let (inserted, hits) = self.flow_counters()?;
+        Ok(FlowTable {
+            capacity,
+            entries: 0,
+            inserted,
+            evicted: 0,
+            hits,
+        })
+    }
+
     /// Flows inserted and flow-table hits, without walking the table.
     pub fn flow_counters(&self) -> Result<(u64, u64)> {
         let sname = map_names::FLOW_STATS;
@@ -127,4 +148,14 @@ impl Dataplane {
             bytes: t.bytes + v.bytes,
         }))
     }
+}
+
+/// Counts the entries of the flow table pinned at `path` (a walk: its cost grows with the
+/// contents), through a handle of its own, so that any thread can do it.
+pub fn count_flows(path: &std::path::Path) -> Result<u64> {
+    let name = map_names::FLOWS;
+    let data = aya::maps::MapData::from_pin(path).map_err(map_err(name))?;
+    let flows: HashMap<_, FlowKey, FlowValue> =
+        HashMap::try_from(aya::maps::Map::LruHashMap(data)).map_err(map_err(name))?;
+    Ok(flows.keys().filter(|k| k.is_ok()).count() as u64)
 }
