@@ -23,6 +23,7 @@ use crate::{
 mod checkers;
 mod report;
 mod routes;
+mod sources;
 mod sync;
 
 use sync::Agent;
