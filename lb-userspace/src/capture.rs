@@ -234,7 +234,11 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     while ok && captured < limit {
         tokio::select! {
             guard = ring.readable_mut() => {
-                let mut guard = guard?;
+                // An error here must still end in the stop below (the hooked program out).
+                let Ok(mut guard) = guard else {
+                    ok = false;
+                    continue;
+                };
                 let mut out = Vec::new();
                 let mut drained = true;
                 while captured < limit {
