@@ -195,8 +195,7 @@ async fn with_flow_count(body: String, pin: std::path::PathBuf) -> Reply {
     };
     match tokio::task::spawn_blocking(move || crate::dataplane::count_flows(&pin)).await {
         Ok(Ok(n)) => {
-            s.flows.entries = n;
-            s.flows.evicted = s.flows.inserted.saturating_sub(n);
+            s.flows = s.flows.with_entries(n);
             (200, serde_json::to_string(&s).unwrap_or(body))
         }
         Ok(Err(e)) => error(500, format!("counting the flow table: {e}")),

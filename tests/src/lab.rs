@@ -195,6 +195,20 @@ pub fn start_agent_with(ns: &Netns, config: &str, tmp: &TempDir, args: &[&str]) 
     (p, cfg)
 }
 
+/// A config for the balancer of [`OneArm`]: control socket `socket`, and the VIP "dns" (UDP
+/// port 53) over the three IPv4 backends, unchecked. More `[[vip]]` tables may follow.
+pub fn dns_config(socket: &std::path::Path) -> String {
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
+         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
+        socket.display()
+    );
+    for b in BACKENDS4 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
+    }
+    cfg
+}
+
 /// `lb stats --json` against the agent's socket, parsed.
 pub fn stats(socket: &std::path::Path) -> lb::stats::Stats {
     let out = std::process::Command::new(lb_bin())

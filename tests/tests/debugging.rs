@@ -11,14 +11,7 @@ use lb_tests::{
 /// "dns" (UDP 53) forwards to three backends; "sink" (UDP 54) has its only backend drained:
 /// it drops.
 fn dns_and_sink(sock: &std::path::Path) -> String {
-    let mut cfg = format!(
-        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
-         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
-        sock.display()
-    );
-    for b in BACKENDS4 {
-        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
-    }
+    let mut cfg = lab::dns_config(sock);
     cfg += &format!(
         "\n[[vip]]\nname = \"sink\"\naddress = \"{VIP4}:54\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n\n\
          [[vip.backend]]\naddress = \"{}\"\ndrain = true\n",

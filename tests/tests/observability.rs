@@ -227,14 +227,7 @@ fn json_logs_are_one_object_per_event() {
     let topo = OneArm::new();
     let tmp = TempDir::new("jsonlog");
     let sock = tmp.path("lb.sock");
-    let mut cfg = format!(
-        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
-         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
-        sock.display()
-    );
-    for b in BACKENDS4 {
-        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
-    }
+    let cfg = lab::dns_config(&sock);
     let (mut agent, cfg_path) =
         lab::start_agent_with(&topo.lb, &cfg, &tmp, &["--log-format", "json"]);
     lab::cli_ok(&sock, &["backend", "drain", "--vip", "dns", BACKENDS4[0]]);
@@ -302,14 +295,7 @@ fn watch_renders_refreshes_and_quits_on_q_or_ctrl_c() {
     let topo = OneArm::new();
     let tmp = TempDir::new("watch");
     let sock = tmp.path("lb.sock");
-    let mut cfg = format!(
-        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
-         [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
-        sock.display()
-    );
-    for b in BACKENDS4 {
-        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
-    }
+    let cfg = lab::dns_config(&sock);
     let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
     let _serving = lab::serve(&topo.backends, vip, true, &tmp, |i| format!("be{i}"));
     let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);

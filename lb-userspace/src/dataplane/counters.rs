@@ -18,6 +18,17 @@ pub struct FlowTable {
     pub hits: u64,
 }
 
+impl FlowTable {
+    /// With `entries` counted: evictions are the flows added that are no longer there.
+    pub fn with_entries(self, entries: u64) -> Self {
+        FlowTable {
+            entries,
+            evicted: self.inserted.saturating_sub(entries),
+            ..self
+        }
+    }
+}
+
 /// Totals of a counter over all CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
@@ -41,16 +52,8 @@ impl Dataplane {
             .ok_or(DataplaneError::MissingMap(name))?;
         let flows: HashMap<_, FlowKey, FlowValue> =
             HashMap::try_from(map).map_err(map_err(name))?;
-        let capacity = flows.map().info().map_err(map_err(name))?.max_entries();
         let entries = flows.keys().filter(|k| k.is_ok()).count() as u64;
-        let (inserted, hits) = self.flow_counters()?;
-        Ok(FlowTable {
-            capacity,
-            entries,
-            inserted,
-            evicted: inserted.saturating_sub(entries),
-            hits,
-        })
+        Ok(self.flow_table_unwalked()?.with_entries(entries))
     }
 
     /// The flow table's numbers without walking it: `entries` and `evicted` are left at 0
