@@ -33,9 +33,11 @@ pub fn fingerprint(ring: &[u32], backends: &[IpAddr]) -> String {
         }
     };
     eat(&(ring.len() as u32).to_le_bytes());
+    // Each backend's bytes once, not once per slot.
+    let keys: Vec<Vec<u8>> = backends.iter().map(key).collect();
     for &i in ring {
-        match backends.get(i as usize) {
-            Some(a) => eat(&key(a)),
+        match keys.get(i as usize) {
+            Some(k) => eat(k),
             None => eat(&[0]),
         }
     }
@@ -319,7 +321,14 @@ mod tests {
     #[test]
     fn the_walk_matches_the_reference_slot_for_slot() {
         let v6 = |i: u16| IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 7, i]);
-        for (n, m) in [(1, 7), (3, 251), (10, 65537), (100, 65537), (257, 65537), (40, 655373)] {
+        for (n, m) in [
+            (1, 7),
+            (3, 251),
+            (10, 65537),
+            (100, 65537),
+            (257, 65537),
+            (40, 655373),
+        ] {
             let mut b = addrs(n);
             assert_eq!(build(&b, m), reference(&b, m), "n={n} m={m}");
             // Uneven weights, a zero among them, and IPv6 next to IPv4.

@@ -37,7 +37,7 @@ impl Agent {
             ring_size: v.ring_size,
             ring_fingerprint: self
                 .ids(v)
-                .and_then(|(id, _)| self.fingerprints.get(&id).cloned()),
+                .and_then(|(id, _)| self.fingerprints.get(&id).map(|f| f.print())),
             live,
             all_down: live == 0,
             backends,

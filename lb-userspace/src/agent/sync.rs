@@ -57,7 +57,7 @@ pub struct Agent {
     /// down and come up after `rise` passes.
     pub(super) started: bool,
     /// Each VIP's ring fingerprint (by VIP id), for comparing balancers.
-    pub(super) fingerprints: HashMap<u32, String>,
+    pub(super) fingerprints: HashMap<u32, RingPrint>,
     /// Rates of the last second, for `lb stats`.
     pub(super) rates: crate::stats::Rates,
     /// Health-check durations, observed by the checkers, read by metric scrapes.
@@ -316,13 +316,27 @@ impl Agent {
             })
             .collect();
         let picks = maglev::build(&eligible, vip.ring_size);
-        let addresses: Vec<IpAddr> = eligible.iter().map(|e| e.0).collect();
-        self.fingerprints
-            .insert(id, maglev::fingerprint(&picks, &addresses));
         let ring: Vec<u32> = picks
-            .into_iter()
-            .map(|i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
+            .iter()
+            .map(|&i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
             .collect();
+        // The fingerprint is hashed when first asked for, not here: hashing every slot costs
+        // about half as much as building the ring, and a change waits for this.
+        let addresses: Vec<IpAddr> = eligible.iter().map(|e| e.0).collect();
+        let same = self
+            .fingerprints
+            .get(&id)
+            .is_some_and(|f| f.picks == picks && f.addresses == addresses);
+        if !same {
+            self.fingerprints.insert(
+                id,
+                RingPrint {
+                    picks,
+                    addresses,
+                    print: std::cell::OnceCell::new(),
+                },
+            );
+        }
         // An unchanged ring is not written again (the backends' entries above carry
         // everything else, the UDP idle time included).
         let live = (ring, vip.fragments);
@@ -409,5 +423,20 @@ impl Agent {
                 .map(|b| self.backend_ids.get(&(id, b.address)).copied())
                 .collect(),
         ))
+    }
+}
+
+/// What a VIP's ring fingerprint is hashed from, and the fingerprint once asked for.
+pub(super) struct RingPrint {
+    picks: Vec<u32>,
+    addresses: Vec<IpAddr>,
+    print: std::cell::OnceCell<String>,
+}
+
+impl RingPrint {
+    pub(super) fn print(&self) -> String {
+        self.print
+            .get_or_init(|| maglev::fingerprint(&self.picks, &self.addresses))
+            .clone()
     }
 }
