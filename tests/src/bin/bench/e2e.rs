@@ -188,10 +188,10 @@ pub fn measure(quick: bool) -> String {
         lb_tests::sh("sysctl -qw kernel.bpf_stats_enabled=1");
         let before = prog_stats(&lb_ns, "l0");
         burst(&gen_ns, &mut generator, &sink, n);
-        if let (Some((t0, c0)), Some((t1, c1))) = (before, prog_stats(&lb_ns, "l0")) {
-            if c1 > c0 {
-                r.prog_ns = Some((t1 - t0) as f64 / (c1 - c0) as f64);
-            }
+        if let (Some((t0, c0)), Some((t1, c1))) = (before, prog_stats(&lb_ns, "l0"))
+            && c1 > c0
+        {
+            r.prog_ns = Some((t1 - t0) as f64 / (c1 - c0) as f64);
         }
         lb_tests::sh(&format!("sysctl -qw kernel.bpf_stats_enabled={stats_was}"));
         r
