@@ -76,11 +76,64 @@ fn maybe_vip(dst: &[u8; 16]) -> bool {
         .is_none_or(|f| lb_common::hash::vip_filter_has(f, dst))
 }
 
+/// What [`quick_pass`] found out.
+pub enum Quick {
+    /// Not for us, and why: the parser would say the same.
+    Pass(Verdict),
+    /// An address that may be a VIP's: the filter was asked already.
+    MaybeVip,
+    /// Left to the parser (a VLAN tag, a short or malformed header).
+    Parse,
+}
+
+/// The common cases of traffic that is not ours, decided inline before the parser's function
+/// is called (a call, and its return, cost as much as the rest here): an untagged packet that
+/// is not IP, or an untagged IPv4/IPv6 packet with its whole fixed header, of the right
+/// version, for an address whose filter bit is clear. The verdicts are exactly the parser's.
+#[inline(always)]
+pub fn quick_pass(ctx: &Frame) -> Quick {
+    let Some(t) = read::<[u8; 2]>(ctx, 12) else {
+        return Quick::Parse;
+    };
+    let dst = match u16::from_be_bytes(t) {
+        ETH_P_IP => {
+            let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
+                return Quick::Parse;
+            };
+            // Safety: ptr_at checked that the whole header is inside the packet.
+            let (vihl, dst) = unsafe { ((*ip).vihl, (*ip).dst_addr) };
+            if vihl >> 4 != 4 {
+                return Quick::Parse;
+            }
+            crate::mem::v4_in_16(dst)
+        }
+        ETH_P_IPV6 => {
+            let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN) else {
+                return Quick::Parse;
+            };
+            // Safety: as above.
+            let (v0, dst) = unsafe { ((*ip).vcf[0], (*ip).dst_addr) };
+            if v0 >> 4 != 6 {
+                return Quick::Parse;
+            }
+            dst
+        }
+        ETH_P_8021Q | ETH_P_8021AD => return Quick::Parse,
+        _ => return Quick::Pass(Verdict::pass(Counter::PassNotIp)),
+    };
+    if maybe_vip(&dst) {
+        Quick::MaybeVip
+    } else {
+        Quick::Pass(Verdict::pass(Counter::PassNotVip))
+    }
+}
+
 /// Parses into `out`; returns [`crate::programs::GO_ON`] or a packed pass verdict. Not inlined,
-/// and returning an integer: the header reads get a stack frame of their own.
+/// and returning an integer: the header reads get a stack frame of their own. `vip_checked`:
+/// [`quick_pass`] found the destination may be a VIP's, so the filter is not asked again.
 #[inline(never)]
-pub fn parse_packed(frame: Frame, out: &mut MaybeUninit<Packet>) -> u64 {
-    match parse(&frame) {
+pub fn parse_packed(frame: Frame, out: &mut MaybeUninit<Packet>, vip_checked: bool) -> u64 {
+    match parse(&frame, vip_checked) {
         Ok(p) => {
             out.write(p);
             crate::programs::GO_ON
@@ -90,7 +143,7 @@ pub fn parse_packed(frame: Frame, out: &mut MaybeUninit<Packet>) -> u64 {
 }
 
 #[inline(always)]
-fn parse(ctx: &Frame) -> Result<Packet, Verdict> {
+fn parse(ctx: &Frame, vip_checked: bool) -> Result<Packet, Verdict> {
     let eth_type: [u8; 2] = read(ctx, 12).ok_or(malformed())?;
     let mut ether_type = u16::from_be_bytes(eth_type);
     let mut l3_off = ETH_HLEN;
@@ -101,8 +154,8 @@ fn parse(ctx: &Frame) -> Result<Packet, Verdict> {
         l3_off += VLAN_HLEN;
     }
     match ether_type {
-        ETH_P_IP => ipv4(ctx, l3_off),
-        ETH_P_IPV6 => ipv6(ctx, l3_off),
+        ETH_P_IP => ipv4(ctx, l3_off, vip_checked),
+        ETH_P_IPV6 => ipv6(ctx, l3_off, vip_checked),
         // ARP, LLDP, a second VLAN tag, ...: not ours.
         _ => Err(Verdict::pass(Counter::PassNotIp)),
     }
@@ -112,7 +165,7 @@ fn parse(ctx: &Frame) -> Result<Packet, Verdict> {
 // takes BPF stack, and the verifier allows 512 bytes for the deepest chain of calls.
 
 #[inline(always)]
-fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
+fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     // Safety: ptr_at checked that the whole header is inside the packet.
     let (vihl, frags, proto, dst) = unsafe {
@@ -126,7 +179,7 @@ fn ipv4(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
     if vihl >> 4 != 4 {
         return Err(bad_ip());
     }
-    if !maybe_vip(&dst) {
+    if !vip_checked && !maybe_vip(&dst) {
         return Err(Verdict::pass(Counter::PassNotVip));
     }
     let ihl = ((vihl & 0x0f) as usize) * 4;
@@ -269,14 +322,14 @@ pub(crate) fn header_sum(ctx: &Frame, off: usize, ihl: usize) -> u16 {
 }
 
 #[inline(always)]
-fn ipv6(ctx: &Frame, l3_off: usize) -> Result<Packet, Verdict> {
+fn ipv6(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     // Safety: ptr_at checked that the whole header is inside the packet.
     let (v0, next, dst) = unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).dst_addr) };
     if v0 >> 4 != 6 {
         return Err(bad_ip());
     }
-    if !maybe_vip(&dst) {
+    if !vip_checked && !maybe_vip(&dst) {
         return Err(Verdict::pass(Counter::PassNotVip));
     }
     let (proto, l4_off, fragment) = ext_headers(ctx, next, l3_off + 40)?;

@@ -182,44 +182,50 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    match parse::parse_packed(frame, &mut pkt) {
+    let vip_checked = match parse::quick_pass(&frame) {
+        parse::Quick::Pass(v) => return Ok(v),
+        parse::Quick::MaybeVip => true,
+        parse::Quick::Parse => false,
+    };
+    match parse::parse_packed(frame, &mut pkt, vip_checked) {
         GO_ON => {}
         v => return Ok(Verdict::unpack(v)),
     }
     // Safety: parse_packed wrote the whole packet when it said GO_ON.
-    let pkt = unsafe { pkt.assume_init() };
+    // (By reference: taken by value, the 56 bytes would be copied to another stack slot.)
+    let pkt = unsafe { pkt.assume_init_ref() };
     if pkt.fragment {
-        let Some(vip) = lookup::fragment_vip(&pkt) else {
+        let Some(vip) = lookup::fragment_vip(pkt) else {
             return Ok(Verdict::pass(Counter::PassFragment));
         };
-        let Some((id, be)) = pick::without_flow(&pkt, &vip)? else {
+        let Some((id, be)) = pick::without_flow(pkt, &vip)? else {
             stats::vip(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
-        return send(ctx, &pkt, id, be, len);
+        return send(ctx, pkt, id, be, len);
     }
     // An established flow: one flow-table lookup and the backend's entry, no VIP lookup.
-    let entry = match pick::flow(&pkt) {
+    let entry = match pick::flow(pkt) {
         pick::Flow::Hit(id, be) => {
             stats::flow(FLOW_HITS);
-            return send(ctx, &pkt, id, be, len);
+            return send(ctx, pkt, id, be, len);
         }
         pick::Flow::Stale(e) => Some(e),
         pick::Flow::Miss => None,
     };
-    let Some(vip) = lookup::vip(&pkt) else {
+    let Some(vip) = lookup::vip(pkt) else {
         return Ok(Verdict::pass(Counter::PassNotVip));
     };
     // An ICMP error about a flow the table does not hold: the backend the ring gives the flow,
     // which is the one that answered it unless the ring changed since; never recorded.
     if pkt.icmp_error {
-        let Some((id, be)) = pick::without_flow(&pkt, &vip)? else {
+        let Some((id, be)) = pick::without_flow(pkt, &vip)? else {
             stats::vip(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
-        return send(ctx, &pkt, id, be, len);
+        return send(ctx, pkt, id, be, len);
     }
-    let Some((id, be)) = pick::from_ring(&pkt, &vip, entry)? else {
+    let Some((id, be)) = pick::from_ring(pkt, &vip, entry)? else {
         stats::vip(vip.id, len);
         return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
     };
@@ -230,7 +236,7 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         u16::from_be_bytes(pkt.sport()),
         u16::from_be_bytes(pkt.dport()),
     );
-    send(ctx, &pkt, id, be, len)
+    send(ctx, pkt, id, be, len)
 }
 
 /// Encapsulates toward `backend` and sends; counts the packet for its VIP and backend.
