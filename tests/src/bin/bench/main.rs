@@ -65,7 +65,7 @@ fn main() {
     md.push_str(&body);
     let _ = writeln!(
         md,
-        "\n## Not measured yet\n\nnftables DNAT in the two-arm topology (it is measured one-arm above)."
+        "\n## Not measured yet\n\nIPv6 end to end (the per-packet section measures IPv6 hits), and the balancer on more than one core (this machine has two: one generates, one balances)."
     );
     let path = if quick {
         "target/bench-quick.md"
