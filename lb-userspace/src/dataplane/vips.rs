@@ -94,12 +94,24 @@ impl Dataplane {
         }
     }
 
-    /// Removes a VIP: its packets pass to the kernel again.
+    /// Removes a VIP: its packets pass to the kernel again. The last VIP on every port gone,
+    /// the program stops looking for one (a second VIP lookup for every packet to a VIP
+    /// address on a port no VIP has).
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
         remove_if_there(&mut vips, &key.for_fragments())?;
         vips.remove(key).map_err(map_err(map_names::VIPS))?;
+        if key.port_be == 0 && !self.vips()?.iter().any(|(k, _)| k.port_be == 0) {
+            self.update_config(|c| c.flags &= !CONFIG_ANY_PORT_VIP)?;
+        }
         self.rebuild_vip_filter()
+    }
+
+    /// Whether the program looks for a VIP on every port when the exact port has none.
+    pub fn any_port_lookup(&mut self) -> Result<bool> {
+        let m: Array<_, lb_common::Config> = self.map_array(map_names::CONFIG)?;
+        let cfg = m.get(&0, 0).map_err(map_err(map_names::CONFIG))?;
+        Ok(cfg.flags & CONFIG_ANY_PORT_VIP != 0)
     }
 
     /// Writes the VIP filter anew from the VIPs in the map. The remaining VIPs' bits are set in
