@@ -2,7 +2,10 @@
 //! that backend is up and serves the packet's VIP; a TCP SYN, a miss, a stale UDP entry or a
 //! down backend takes the VIP's live ring: the 5-tuple's hash picks a slot, the slot names the
 //! backend, and the flow table remembers it.
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+};
 use lb_common::{
     BACKEND_UP, Backend, FLOW_INSERTS, FlowValue, MAX_VIPS, NO_BACKEND, PROTO_TCP, PROTO_UDP,
     RING_STRIDE, VipValue, hash::flow_hash, ring_index,
@@ -10,17 +13,32 @@ use lb_common::{
 
 use crate::{
     Fault,
-    maps::{BACKENDS, FLOWS, RINGS},
+    maps::{BACKENDS, CLOCK, FLOWS, RINGS},
     parse::Packet,
     stats,
 };
 
 /// The clock UDP flows age by: the coarse one (jiffies resolution, a few ms) is plenty for idle
 /// times of seconds, and costs a fraction of the precise one (which, in a virtual machine, can
-/// cost more than the rest of a flow-table hit).
+/// cost more than the rest of a flow-table hit). It changes only when jiffies do, so each CPU
+/// keeps the last reading with the jiffies it was taken at and calls the helper once a tick:
+/// `bpf_jiffies64` is not a call at all (the verifier turns it into a load of `jiffies`).
 #[inline(always)]
 fn now() -> u64 {
-    unsafe { bpf_ktime_get_coarse_ns() }
+    let j = unsafe { bpf_jiffies64() };
+    let Some(c) = CLOCK.get_ptr_mut(0) else {
+        return unsafe { bpf_ktime_get_coarse_ns() };
+    };
+    // Safety: per-CPU value, this CPU is its only writer.
+    unsafe {
+        if (*c).jiffies == j && (*c).ns != 0 {
+            return (*c).ns;
+        }
+        let ns = bpf_ktime_get_coarse_ns();
+        (*c).jiffies = j;
+        (*c).ns = ns;
+        ns
+    }
 }
 
 /// What the flow table says of a packet.
@@ -70,8 +88,11 @@ fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<(u32, &'static Back
         if now.saturating_sub(seen) >= be.udp_idle_s as u64 * 1_000_000_000 {
             return None;
         }
-        // UDP has no handshake to tell a new flow: its entry ages by the clock.
-        unsafe { (*flow).last_seen_ns = now };
+        // UDP has no handshake to tell a new flow: its entry ages by the clock (written only
+        // when the clock moved, so most packets of a busy flow leave its line clean).
+        if now != seen {
+            unsafe { (*flow).last_seen_ns = now };
+        }
     }
     Some((id, be))
 }
