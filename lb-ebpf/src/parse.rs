@@ -6,6 +6,9 @@ use lb_common::{Counter, FAMILY_V4, FAMILY_V6, FlowKey, PROTO_TCP, PROTO_UDP};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 mod icmp;
+mod quick;
+
+pub use quick::{Quick, quick_pass};
 
 use crate::{
     Verdict,
@@ -74,58 +77,6 @@ fn maybe_vip(dst: &[u8; 16]) -> bool {
     crate::maps::VIP_FILTER
         .get(0)
         .is_none_or(|f| lb_common::hash::vip_filter_has(f, dst))
-}
-
-/// What [`quick_pass`] found out.
-pub enum Quick {
-    /// Not for us, and why: the parser would say the same.
-    Pass(Verdict),
-    /// An address that may be a VIP's: the filter was asked already.
-    MaybeVip,
-    /// Left to the parser (a VLAN tag, a short or malformed header).
-    Parse,
-}
-
-/// The common cases of traffic that is not ours, decided inline before the parser's function
-/// is called (a call, and its return, cost as much as the rest here): an untagged packet that
-/// is not IP, or an untagged IPv4/IPv6 packet with its whole fixed header, of the right
-/// version, for an address whose filter bit is clear. The verdicts are exactly the parser's.
-#[inline(always)]
-pub fn quick_pass(ctx: &Frame) -> Quick {
-    let Some(t) = read::<[u8; 2]>(ctx, 12) else {
-        return Quick::Parse;
-    };
-    let dst = match u16::from_be_bytes(t) {
-        ETH_P_IP => {
-            let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN) else {
-                return Quick::Parse;
-            };
-            // Safety: ptr_at checked that the whole header is inside the packet.
-            let (vihl, dst) = unsafe { ((*ip).vihl, (*ip).dst_addr) };
-            if vihl >> 4 != 4 {
-                return Quick::Parse;
-            }
-            crate::mem::v4_in_16(dst)
-        }
-        ETH_P_IPV6 => {
-            let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN) else {
-                return Quick::Parse;
-            };
-            // Safety: as above.
-            let (v0, dst) = unsafe { ((*ip).vcf[0], (*ip).dst_addr) };
-            if v0 >> 4 != 6 {
-                return Quick::Parse;
-            }
-            dst
-        }
-        ETH_P_8021Q | ETH_P_8021AD => return Quick::Parse,
-        _ => return Quick::Pass(Verdict::pass(Counter::PassNotIp)),
-    };
-    if maybe_vip(&dst) {
-        Quick::MaybeVip
-    } else {
-        Quick::Pass(Verdict::pass(Counter::PassNotVip))
-    }
 }
 
 /// Parses into `out`; returns [`crate::programs::GO_ON`] or a packed pass verdict. Not inlined,

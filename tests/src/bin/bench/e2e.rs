@@ -137,6 +137,19 @@ fn rates(v: &mut [f64]) -> Rates {
     }
 }
 
+/// Runs `f` while nftables in `ns` DNATs the VIP's UDP port 53 to backends .11, .12 and .13 of
+/// `net`, by a jhash of source address and port (as lb spreads flows).
+fn with_nft_dnat<T>(ns: &Netns, net: &str, f: impl FnOnce() -> T) -> T {
+    ns.sh(&format!(
+        "nft add table ip lbnat \
+         && nft add chain ip lbnat pre \"{{ type nat hook prerouting priority -100; }}\" \
+         && nft add rule ip lbnat pre ip daddr 198.19.0.100 udp dport 53 dnat to jhash ip saddr . udp sport mod 3 map \"{{ 0 : {net}.11, 1 : {net}.12, 2 : {net}.13 }}\""
+    ));
+    let r = f();
+    ns.sh("nft delete table ip lbnat");
+    r
+}
+
 /// The agent's config, as an operator would write it: the default flow-table size, one UDP VIP
 /// on 198.19.0.100:53 and backends .11, .12, .13 of `net` (whose .2 is the balancer's source).
 fn agent_config(tmp: &TempDir, interfaces: &[&str], net: &str) -> String {
@@ -206,13 +219,7 @@ pub fn measure(quick: bool) -> String {
     // nftables DNAT, jhash over the three backends (xdp_pass on the veth: see the report).
     let pass = attached(&lb_ns, program_names::PASS, "l0", |_| {});
     pin_napi(&lb_ns, "l0", 1);
-    lb_ns.sh(
-        "nft add table ip lbnat \
-         && nft add chain ip lbnat pre \"{ type nat hook prerouting priority -100; }\" \
-         && nft add rule ip lbnat pre ip daddr 198.19.0.100 udp dport 53 dnat to jhash ip saddr . udp sport mod 3 map \"{ 0 : 198.18.0.11, 1 : 198.18.0.12, 2 : 198.18.0.13 }\"",
-    );
-    let nft = run_mode("nftables DNAT");
-    lb_ns.sh("nft delete table ip lbnat");
+    let nft = with_nft_dnat(&lb_ns, "198.18.0", || run_mode("nftables DNAT"));
     drop(pass);
 
     // lb: the agent, configured as an operator would.
@@ -306,13 +313,7 @@ pub fn measure_two_arm(quick: bool) -> String {
     // nftables DNAT to the three backends behind l1; the kernel routes out of l1.
     let pass = attached(&lb_ns, program_names::PASS, "l0", |_| {});
     pin_napi(&lb_ns, "l0", 1);
-    lb_ns.sh(
-        "nft add table ip lbnat \
-         && nft add chain ip lbnat pre \"{ type nat hook prerouting priority -100; }\" \
-         && nft add rule ip lbnat pre ip daddr 198.19.0.100 udp dport 53 dnat to jhash ip saddr . udp sport mod 3 map \"{ 0 : 198.18.1.11, 1 : 198.18.1.12, 2 : 198.18.1.13 }\"",
-    );
-    let nft = run_mode("nftables DNAT two-arm");
-    lb_ns.sh("nft delete table ip lbnat");
+    let nft = with_nft_dnat(&lb_ns, "198.18.1", || run_mode("nftables DNAT two-arm"));
     drop(pass);
 
     let tmp = TempDir::new("bench-e2e2");
