@@ -83,18 +83,19 @@ pub static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
 #[map(name = "LB_SINK_COUNT")]
 pub static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
-/// Benchmarks: `xdp_lb_bench_new`'s sequence (per CPU).
 /// Per CPU: the coarse clock's last reading and the jiffies it was taken at (see
 /// `pick::now`). Not pinned: a new program starts with an empty one.
 #[map(name = "LB_CLOCK")]
 pub static CLOCK: PerCpuArray<Clock> = PerCpuArray::with_max_entries(1, 0);
 
+/// A reading of the coarse clock (ns), and the jiffies when it was taken.
 #[repr(C)]
 pub struct Clock {
     pub jiffies: u64,
     pub ns: u64,
 }
 
+/// Benchmarks: `xdp_lb_bench_new`'s sequence (per CPU).
 #[map(name = "LB_BENCH_SEQ")]
 pub static BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
