@@ -79,10 +79,11 @@ fn maybe_vip(dst: &[u8; 16]) -> bool {
         .is_none_or(|f| lb_common::hash::vip_filter_has(f, dst))
 }
 
-/// Parses into `out`; returns [`crate::programs::GO_ON`] or a packed pass verdict. Not inlined,
-/// and returning an integer: the header reads get a stack frame of their own. `vip_checked`:
-/// [`quick_pass`] found the destination may be a VIP's, so the filter is not asked again.
-#[inline(never)]
+/// Parses into `out`; returns [`crate::programs::GO_ON`] or a packed pass verdict. Inlined into
+/// the balancer: a BPF function call and its return (through the SRSO return thunk on this
+/// kernel) cost a VIP packet more than the extra stack. `vip_checked`: [`quick_pass`] found
+/// the destination may be a VIP's, so the filter is not asked again.
+#[inline(always)]
 pub fn parse_packed(frame: Frame, out: &mut MaybeUninit<Packet>, vip_checked: bool) -> u64 {
     match parse(&frame, vip_checked) {
         Ok(p) => {

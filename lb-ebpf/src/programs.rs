@@ -7,7 +7,11 @@ use aya_ebpf::helpers::generated::bpf_xdp_adjust_head;
 use crate::{capture, decap, lookup, mem, parse, pick, send, stats, trace};
 
 /// What became of a packet: the action for the kernel and the counter it lands in.
+///
+/// Aligned to 8: the code generator stores `action` and `counter` as one 64-bit word, and
+/// the verifier refuses a stack access that is not aligned to its size.
 #[derive(Clone, Copy)]
+#[repr(C, align(8))]
 pub struct Verdict {
     pub action: u32,
     /// A [`Counter`] index.
