@@ -72,6 +72,18 @@ fn etcdctl(ns: &Netns, args: &str) {
 fn web(sock: &std::path::Path) -> (Vec<String>, Option<String>) {
     let s = lab::status(sock);
     let v = s.vips.iter().find(|v| v.name == "web").expect("VIP web");
+    // The agent's print (from backend ids) is that of the ring its backends make (by address).
+    let eligible: Vec<(std::net::IpAddr, u32)> = v
+        .backends
+        .iter()
+        .map(|b| {
+            let w = if b.in_ring { b.weight } else { 0 };
+            (b.address.parse().unwrap(), w)
+        })
+        .collect();
+    let addrs: Vec<std::net::IpAddr> = eligible.iter().map(|e| e.0).collect();
+    let want = lb::maglev::fingerprint(&lb::maglev::build(&eligible, v.ring_size), &addrs);
+    assert_eq!(v.ring_fingerprint.as_deref(), Some(want.as_str()), "{v:?}");
     let mut b: Vec<String> = v.backends.iter().map(|b| b.address.clone()).collect();
     b.sort();
     (b, v.ring_fingerprint.clone())

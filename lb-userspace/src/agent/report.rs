@@ -35,9 +35,9 @@ impl Agent {
             address: v.address.to_string(),
             protocol: v.protocol.to_string(),
             ring_size: v.ring_size,
-            ring_fingerprint: self
-                .ids(v)
-                .and_then(|(id, _)| self.fingerprints.get(&id).map(|f| f.print())),
+            ring_fingerprint: self.ids(v).and_then(|(id, _)| {
+                Some(self.fingerprints.get(&id)?.print(&self.rings.get(&id)?.0))
+            }),
             live,
             all_down: live == 0,
             backends,

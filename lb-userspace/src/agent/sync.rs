@@ -48,7 +48,7 @@ pub struct Agent {
     pub(super) checkers: HashMap<(String, IpAddr), super::checkers::Checker>,
     /// Each VIP's live ring as last written (and whether it takes fragments), so that an
     /// unchanged one is not written again.
-    rings: HashMap<u32, (Vec<u32>, bool)>,
+    pub(super) rings: HashMap<u32, (Vec<u32>, bool)>,
     /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
     hops: HashMap<IpAddr, Option<NextHop>>,
     pub(super) reports: UnboundedSender<Report>,
@@ -320,31 +320,31 @@ impl Agent {
             .iter()
             .map(|&i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
             .collect();
-        // The fingerprint is hashed when first asked for, not here: hashing every slot costs
-        // about half as much as building the ring, and a change waits for this.
-        let addresses: Vec<IpAddr> = eligible.iter().map(|e| e.0).collect();
-        let same = self
-            .fingerprints
-            .get(&id)
-            .is_some_and(|f| f.picks == picks && f.addresses == addresses);
-        if !same {
-            self.fingerprints.insert(
-                id,
-                RingPrint {
-                    picks,
-                    addresses,
-                    print: std::cell::OnceCell::new(),
-                },
-            );
-        }
+        // The fingerprint is hashed when first asked for, not here (hashing every slot costs
+        // about half as much as building the ring, and a change waits for this), from the
+        // live ring and these ids' addresses.
+        let members: Vec<(u32, IpAddr)> = ids
+            .iter()
+            .copied()
+            .zip(eligible.iter().map(|e| e.0))
+            .collect();
         // An unchanged ring is not written again (the backends' entries above carry
         // everything else, the UDP idle time included).
         let live = (ring, vip.fragments);
         if self.rings.get(&id) == Some(&live) {
+            // The same ids, perhaps for other addresses (an id freed and taken again).
+            if self
+                .fingerprints
+                .get(&id)
+                .is_none_or(|f| f.members != members)
+            {
+                self.fingerprints.insert(id, RingPrint::new(members));
+            }
             return Ok(());
         }
         self.dp.set_vip(id, key, &live.0, vip.fragments)?;
         self.rings.insert(id, live);
+        self.fingerprints.insert(id, RingPrint::new(members));
         self.ring_rebuilds += 1;
         let in_ring = eligible.iter().filter(|e| e.1 > 0).count();
         tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends = ids.len(), "ring rebuilt");
@@ -426,17 +426,43 @@ impl Agent {
     }
 }
 
-/// What a VIP's ring fingerprint is hashed from, and the fingerprint once asked for.
+/// The backends (id, address) a VIP's live ring was built over, and its fingerprint once asked
+/// for.
 pub(super) struct RingPrint {
-    picks: Vec<u32>,
-    addresses: Vec<IpAddr>,
+    members: Vec<(u32, IpAddr)>,
     print: std::cell::OnceCell<String>,
 }
 
 impl RingPrint {
-    pub(super) fn print(&self) -> String {
+    fn new(members: Vec<(u32, IpAddr)>) -> Self {
+        RingPrint {
+            members,
+            print: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The fingerprint of `ring` (backend ids per slot, the VIP's live ring).
+    pub(super) fn print(&self, ring: &[u32]) -> String {
         self.print
-            .get_or_init(|| maglev::fingerprint(&self.picks, &self.addresses))
+            .get_or_init(|| {
+                // Backend id -> index into `members`, as a dense table: one lookup per slot.
+                let top = self
+                    .members
+                    .iter()
+                    .map(|m| m.0 as usize + 1)
+                    .max()
+                    .unwrap_or(0);
+                let mut index = vec![NO_BACKEND; top];
+                for (i, (id, _)) in self.members.iter().enumerate() {
+                    index[*id as usize] = i as u32;
+                }
+                let slots: Vec<u32> = ring
+                    .iter()
+                    .map(|&id| index.get(id as usize).copied().unwrap_or(NO_BACKEND))
+                    .collect();
+                let addresses: Vec<IpAddr> = self.members.iter().map(|m| m.1).collect();
+                maglev::fingerprint(&slots, &addresses)
+            })
             .clone()
     }
 }
