@@ -99,6 +99,11 @@ pub struct Clock {
 #[map(name = "LB_BENCH_SEQ")]
 pub static BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// Benchmarks: the one flow entry that stands in for the flow table when
+/// `LB_BENCH_FIXED_FLOW` is set (see `pick::flow`).
+#[map(name = "LB_BENCH_FLOW")]
+pub static BENCH_FLOW: Array<FlowValue> = Array::with_max_entries(1, 0);
+
 /// Benchmarks: where `xdp_redirect_all` sends everything.
 #[map(name = "LB_REDIRECT_TO")]
 pub static REDIRECT_TO: Array<u32> = Array::with_max_entries(1, 0);

@@ -3,6 +3,7 @@
 //! down backend takes the VIP's live ring: the 5-tuple's hash picks a slot, the slot names the
 //! backend, and the flow table remembers it.
 use aya_ebpf::{
+    Global,
     bindings::BPF_NOEXIST,
     helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
 };
@@ -13,7 +14,7 @@ use lb_common::{
 
 use crate::{
     Fault,
-    maps::{BACKENDS, CLOCK, FLOWS, RINGS},
+    maps::{BACKENDS, BENCH_FLOW, CLOCK, FLOWS, RINGS},
     parse::Packet,
     stats,
 };
@@ -52,11 +53,22 @@ pub enum Flow {
     Miss,
 }
 
+/// Benchmarks only, 0 in every program the agent loads: 1 puts one array entry, whatever the
+/// packet, where the flow-table lookup is, so that the benchmark can tell what the lookup
+/// itself costs. A load-time constant: the verifier removes the side not taken.
+#[unsafe(no_mangle)]
+static LB_BENCH_FIXED_FLOW: Global<u8> = Global::new(0);
+
 /// One flow-table lookup; for a hit, the backend's own entry says whether the flow may keep it
 /// (up, and serving the VIP the packet is addressed to), so no VIP lookup is needed.
 #[inline(always)]
 pub fn flow(pkt: &Packet) -> Flow {
-    let Some(entry) = FLOWS.get_ptr_mut(&pkt.key) else {
+    let entry = if LB_BENCH_FIXED_FLOW.load() != 0 {
+        BENCH_FLOW.get_ptr_mut(0)
+    } else {
+        FLOWS.get_ptr_mut(&pkt.key)
+    };
+    let Some(entry) = entry else {
         return Flow::Miss;
     };
     if is_syn(pkt) {

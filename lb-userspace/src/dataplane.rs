@@ -100,6 +100,9 @@ pub struct Options {
     pub counters: bool,
     /// The capture hook: only in the program a capture swaps in while it runs.
     pub capture_hook: bool,
+    /// Benchmarks only: one fixed array entry in place of the flow-table lookup, to measure
+    /// what the lookup costs (every packet then shares that entry: never for traffic).
+    pub bench_fixed_flow: bool,
 }
 
 impl Default for Options {
@@ -110,6 +113,7 @@ impl Default for Options {
             program_log: ProgramLog::Off,
             counters: true,
             capture_hook: false,
+            bench_fixed_flow: false,
         }
     }
 }
@@ -193,6 +197,8 @@ impl Dataplane {
         loader.override_global("AYA_LOG_LEVEL", &log_level, true);
         loader.override_global("LB_COUNTERS", &counters, true);
         loader.override_global("LB_CAPTURE_HOOK", &capture_hook, true);
+        let fixed_flow = u8::from(opts.bench_fixed_flow);
+        loader.override_global("LB_BENCH_FIXED_FLOW", &fixed_flow, true);
         let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
             Some(dir) => ALL_MAPS
                 .iter()

@@ -1,7 +1,7 @@
 //! Per-packet cost through BPF_PROG_TEST_RUN on the loaded programs.
 use aya::programs::{TestRun, TestRunOptions};
 use lb::dataplane::{Dataplane, nix_ifindex};
-use lb_common::{Counter, PROTO_TCP, PROTO_UDP, program_names};
+use lb_common::{Counter, FLOWS_DEFAULT, PROTO_TCP, PROTO_UDP, program_names};
 use lb_tests::fixture::{self, Pkt};
 
 use crate::Opts;
@@ -136,6 +136,15 @@ fn run_case(b: &mut Baselines, c: Case, o: &Opts) -> Row {
     }
 }
 
+/// The options of the new-flow case with room: fewer runs per call, so that all calls' inserts
+/// fit in the table.
+pub fn room(o: &Opts) -> Opts {
+    Opts {
+        repeat: (FLOWS_DEFAULT / (o.runs as u32 + 2)).min(o.repeat),
+        ..*o
+    }
+}
+
 pub fn per_packet(o: &Opts) -> Vec<Row> {
     let env = fixture::env();
     env.ns.run(|| {
@@ -193,11 +202,45 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
             },
             o,
         ));
-        let inserted = fresh.flow_counters().expect("flow counters").0;
+        // New flows into a table with room: a table of its own, and fewer runs per call than
+        // it holds in all.
+        let mut roomy =
+            Dataplane::load(program_names::LB_BENCH_NEW).expect("load xdp_lb_bench_new");
+        let vips_roomy = fixture::program(&mut roomy);
+        fixture::cache_next_hops(&mut roomy, &vips_roomy);
+        let room = room(o);
         rows.push(run_case(
             &mut b,
             Case {
-                name: "VIP, new flow (a new 5-tuple every run: ring pick, flow insert, encap)",
+                name: "VIP, new flow, the table with room (ring pick, flow insert, encap)",
+                dp: &mut roomy,
+                frame: Pkt::new("198.19.0.100", 80, PROTO_TCP).build(),
+                action: fixture::XDP_TX,
+                counter: Counter::Tx,
+                restoring: true,
+                target: Some(22.0),
+            },
+            &room,
+        ));
+        assert_eq!(
+            roomy.flow_counters().expect("flow counters").0,
+            room.repeat as u64 * room.runs as u64,
+            "new-flow runs that inserted no flow"
+        );
+        drop(roomy);
+        // The other table filled first, so that every measured run evicts.
+        let fill = FLOWS_DEFAULT + FLOWS_DEFAULT / 8;
+        let (_, a) = timed(&mut fresh, ifindex, &b.frame, fill);
+        assert_eq!(a, fixture::XDP_TX, "filling the flow table");
+        let inserted = fresh.flow_counters().expect("flow counters").0;
+        assert!(
+            inserted >= fill as u64,
+            "filling the flow table: {inserted} inserts"
+        );
+        rows.push(run_case(
+            &mut b,
+            Case {
+                name: "VIP, new flow, the table full (ring pick, LRU eviction, flow insert, encap)",
                 dp: &mut fresh,
                 frame: Pkt::new("198.19.0.100", 80, PROTO_TCP).build(),
                 action: fixture::XDP_TX,
@@ -228,11 +271,7 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
         ));
         let hits = bench.flow_counters().expect("flow counters").1;
         for (name, frame, target) in [
-            (
-                "VIP, flow-table hit, IPv4 TCP",
-                hit("198.19.0.100").build(),
-                Some(3.0),
-            ),
+            (HIT_V4, hit("198.19.0.100").build(), Some(3.0)),
             (
                 "VIP, flow-table hit, IPv6 TCP",
                 hit("fd00:19::100").build(),
@@ -268,7 +307,15 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
     })
 }
 
-/// What the observability costs per packet: the same object loaded with a part and without it
+/// The row of the flow-table hit the target is for.
+pub const HIT_V4: &str = "VIP, flow-table hit, IPv4 TCP";
+
+/// The [`Cost`] of the per-CPU counters.
+pub const COUNTERS: &str = "counters";
+/// The [`Cost`] of the flow-table lookup: the kernel's LRU hash against one fixed array entry.
+pub const LOOKUP: &str = "flow-table lookup (the kernel's LRU hash, against one array entry)";
+
+/// What parts of the program cost per packet: the same object loaded with a part and without it
 /// (load-time constants: the verifier removes the code they switch off). The counters are in
 /// the program the agent runs; the capture hook is only in the one it swaps in for a capture
 /// (here with no capture running, as a packet its filter leaves out pays).
@@ -307,6 +354,10 @@ pub fn observability_cost(o: &Opts) -> Vec<Cost> {
             capture_hook: true,
             ..base.clone()
         };
+        let fixed_flow = Options {
+            bench_fixed_flow: true,
+            ..base.clone()
+        };
         let hit = Pkt::new("198.19.0.100", 80, PROTO_TCP)
             .sport(41000)
             .established()
@@ -314,24 +365,29 @@ pub fn observability_cost(o: &Opts) -> Vec<Cost> {
         let other = Pkt::new("198.18.0.2", 80, PROTO_TCP).build();
         let mut out = Vec::new();
         let running = base;
-        for (name, with, without) in [
-            ("counters", &running, &no_counters),
-            ("capture hook, no capture running", &hooked, &running),
+        let hit_path = (
+            "flow-table hit, IPv4 TCP",
+            program_names::LB_BENCH,
+            &hit,
+            fixture::XDP_TX,
+        );
+        let pass_path = (
+            "non-VIP packet (pass)",
+            program_names::LB,
+            &other,
+            fixture::XDP_PASS,
+        );
+        for (name, with, without, paths) in [
+            (COUNTERS, &running, &no_counters, vec![hit_path, pass_path]),
+            (
+                "capture hook, no capture running",
+                &hooked,
+                &running,
+                vec![hit_path, pass_path],
+            ),
+            (LOOKUP, &running, &fixed_flow, vec![hit_path]),
         ] {
-            for (path, program, frame, action) in [
-                (
-                    "flow-table hit, IPv4 TCP",
-                    program_names::LB_BENCH,
-                    &hit,
-                    fixture::XDP_TX,
-                ),
-                (
-                    "non-VIP packet (pass)",
-                    program_names::LB,
-                    &other,
-                    fixture::XDP_PASS,
-                ),
-            ] {
+            for (path, program, frame, action) in paths {
                 let mut a = load(program, with);
                 let mut b = load(program, without);
                 let (mut with, mut wo, mut delta) = (Vec::new(), Vec::new(), Vec::new());
@@ -360,6 +416,14 @@ pub fn observability_cost(o: &Opts) -> Vec<Cost> {
                 );
                 let b_counted = if without.counters { runs } else { 0 };
                 assert_eq!(count(&b, counter), b_counted, "{name}, {path}: counters");
+                if action == fixture::XDP_TX && without.counters {
+                    // Both sides took the hit path (the first run records the flow), not a
+                    // re-pick on every run.
+                    for dp in [&a, &b] {
+                        let hits = dp.flow_counters().expect("flow counters").1;
+                        assert!(hits >= runs - 1, "{name}, {path}: {hits} flow-table hits");
+                    }
+                }
                 out.push(Cost {
                     name,
                     path,
