@@ -266,20 +266,30 @@ pub struct Config {
 const _: () = assert!(size_of::<Config>() == 28);
 
 /// The single entry of [`map_names::GEN_CONFIG`]: what the benchmark generator writes into
-/// every frame (64-byte IPv4/UDP), varying the source address and port over 4096 flows.
+/// every frame (UDP, no payload to speak of: 60 bytes over IPv4, 62 over IPv6), varying the
+/// source address and port over 4096 flows.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct GenConfig {
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
-    /// Network byte order; the last byte and the source port vary.
-    pub src_ip: [u8; 4],
-    pub dst_ip: [u8; 4],
+    /// Network byte order; the last byte and the source port vary. IPv4 in the first 4 bytes
+    /// (the rest unused), as in the maps.
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
     /// Network byte order.
     pub dst_port: [u8; 2],
-    pub _pad: [u8; 2],
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    pub _pad: u8,
 }
-const _: () = assert!(size_of::<GenConfig>() == 24);
+const _: () = assert!(size_of::<GenConfig>() == 48);
+
+/// The length of the generator's IPv4 frames: Ethernet, IPv4, UDP, 18 bytes of payload (64
+/// bytes on the wire with the frame check sequence).
+pub const GEN_FRAME_V4: usize = 60;
+/// The length of the generator's IPv6 frames: Ethernet, IPv6, UDP, no payload (the smallest).
+pub const GEN_FRAME_V6: usize = 62;
 
 /// `lb capture`: what the program copies into [`map_names::CAPTURE`] (the single entry of
 /// [`map_names::CAPTURE_CTL`]). All zero: nothing.

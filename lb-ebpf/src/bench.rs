@@ -2,18 +2,18 @@
 //! frames (it sends with XDP_TX from the generator's interface), and a sink that counts and
 //! drops what arrives.
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::hash::ipv4_header_checksum;
+use lb_common::{
+    FAMILY_V6, GEN_FRAME_V4, GEN_FRAME_V6, GenConfig,
+    hash::{ipv4_header_checksum, udp_ipv6_checksum},
+};
 
 use crate::{
     maps::{DEVMAP, GEN_CONFIG, REDIRECT_TO, SINK_COUNT},
     mem::ptr_at_mut,
 };
 
-/// Frame length the generator writes: Ethernet, IPv4, UDP, 18 bytes of payload.
-const FRAME: usize = 60;
-
-/// Writes a whole 64-byte UDP frame (page_pool recycles frames without re-initialising
-/// them, so every header is written on every run) and sends it.
+/// Writes a whole UDP frame, IPv4 or IPv6 as configured (page_pool recycles frames without
+/// re-initialising them, so every header is written on every run) and sends it.
 #[xdp]
 pub fn xdp_gen(ctx: XdpContext) -> u32 {
     let Some(cfg) = GEN_CONFIG.get(0) else {
@@ -26,7 +26,20 @@ pub fn xdp_gen(ctx: XdpContext) -> u32 {
         *seq += 1;
         *seq
     };
-    let Some(frame) = ptr_at_mut::<[u8; FRAME]>(&ctx, 0) else {
+    // 256 sources × 16 ports: 4096 flows, cycled, so flows are mostly established.
+    let last = (n & 0xff) as u8;
+    let sport = (1024 + ((n >> 8) & 0xf)) as u16;
+    if cfg.family == FAMILY_V6 {
+        gen_v6(&ctx, cfg, last, sport)
+    } else {
+        gen_v4(&ctx, cfg, last, sport)
+    }
+}
+
+#[inline(always)]
+fn gen_v4(ctx: &XdpContext, cfg: &GenConfig, last: u8, sport: u16) -> u32 {
+    const FRAME: usize = GEN_FRAME_V4;
+    let Some(frame) = ptr_at_mut::<[u8; FRAME]>(ctx, 0) else {
         return xdp_action::XDP_ABORTED;
     };
     let mut f = [0u8; FRAME];
@@ -39,17 +52,44 @@ pub fn xdp_gen(ctx: XdpContext) -> u32 {
     ip[8] = 64;
     ip[9] = 17;
     ip[12..15].copy_from_slice(&cfg.src_ip[..3]);
-    ip[15] = (n & 0xff) as u8;
-    ip[16..20].copy_from_slice(&cfg.dst_ip);
+    ip[15] = last;
+    ip[16..20].copy_from_slice(&cfg.dst_ip[..4]);
     let c = ipv4_header_checksum(&ip).to_be_bytes();
     ip[10] = c[0];
     ip[11] = c[1];
     f[14..34].copy_from_slice(&ip);
-    // 256 sources × 16 ports: 4096 flows, cycled, so flows are mostly established.
-    let sport = (1024 + ((n >> 8) & 0xf)) as u16;
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&cfg.dst_port);
     f[39] = (FRAME - 34) as u8;
+    unsafe { frame.write_unaligned(f) };
+    xdp_action::XDP_TX
+}
+
+#[inline(always)]
+fn gen_v6(ctx: &XdpContext, cfg: &GenConfig, last: u8, sport: u16) -> u32 {
+    const FRAME: usize = GEN_FRAME_V6;
+    let Some(frame) = ptr_at_mut::<[u8; FRAME]>(ctx, 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let mut f = [0u8; FRAME];
+    f[0..6].copy_from_slice(&cfg.dst_mac);
+    f[6..12].copy_from_slice(&cfg.src_mac);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14] = 0x60;
+    f[19] = 8; // payload: the UDP header alone
+    f[20] = 17;
+    f[21] = 64;
+    let mut src = cfg.src_ip;
+    src[15] = last;
+    f[22..38].copy_from_slice(&src);
+    f[38..54].copy_from_slice(&cfg.dst_ip);
+    let mut udp = [0u8; 8];
+    udp[0..2].copy_from_slice(&sport.to_be_bytes());
+    udp[2..4].copy_from_slice(&cfg.dst_port);
+    udp[5] = 8;
+    let c = udp_ipv6_checksum(&src, &cfg.dst_ip, &udp).to_be_bytes();
+    udp[6..8].copy_from_slice(&c);
+    f[54..62].copy_from_slice(&udp);
     unsafe { frame.write_unaligned(f) };
     xdp_action::XDP_TX
 }

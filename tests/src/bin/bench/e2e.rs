@@ -2,16 +2,94 @@
 //! flows (BPF_PROG_RUN with live frames, XDP_TX out of its veth) to the balancer's veth;
 //! whatever the balancer sends back is counted and dropped by `xdp_sink` on the generator's
 //! veth. The same topology measures the bare XDP_TX ceiling, nftables DNAT load balancing
-//! (jhash over three backends) and lb.
+//! (jhash over three backends) and lb, over IPv4 and over IPv6.
 use std::time::{Duration, Instant};
 
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
 use lb::dataplane::{Dataplane, nix_ifindex};
-use lb_common::{GenConfig, program_names};
+use lb_common::{FAMILY_V4, FAMILY_V6, GEN_FRAME_V4, GEN_FRAME_V6, GenConfig, program_names};
 use lb_tests::{Netns, TempDir, lab};
 
 const GEN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// An address family's numbers in a topology: the subnet the balancer shares with the
+/// backends (host 2 the balancer, 11 to 13 the backends), the generator's sources, the VIP.
+struct Net {
+    family: u8,
+    /// The subnet's addresses without the host part: "198.18.0." or "fd00:18::".
+    subnet: &'static str,
+    prefix: u8,
+    /// The generator's source addresses, the last byte varying.
+    sources: [u8; 16],
+    vip: &'static str,
+}
+
+const V4: Net = Net {
+    family: FAMILY_V4,
+    subnet: "198.18.0.",
+    prefix: 24,
+    sources: [198, 18, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    vip: "198.19.0.100",
+};
+
+const V6: Net = Net {
+    family: FAMILY_V6,
+    subnet: "fd00:18::",
+    prefix: 64,
+    sources: [0xfd, 0, 0, 0x17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    vip: "fd00:19::100",
+};
+
+impl Net {
+    fn host(&self, h: u8) -> String {
+        format!("{}{h}", self.subnet)
+    }
+    fn v6(&self) -> bool {
+        self.family == FAMILY_V6
+    }
+    /// `ip` for this family ("ip" or "ip -6"); nftables' family ("ip" or "ip6").
+    fn ip(&self) -> &'static str {
+        if self.v6() { "ip -6" } else { "ip" }
+    }
+    fn nft(&self) -> &'static str {
+        if self.v6() { "ip6" } else { "ip" }
+    }
+    /// The VIP's UDP port 53, as the agent's config writes it.
+    fn vip_port(&self) -> String {
+        if self.v6() {
+            format!("[{}]:53", self.vip)
+        } else {
+            format!("{}:53", self.vip)
+        }
+    }
+    /// The balancer's address on `dev` (host 2), forwarding on, and the backends' neighbour
+    /// entries (their frames go to `mac`), as shell commands.
+    fn balancer_setup(&self, dev: &str, mac: &str) -> String {
+        let (ip, p) = (self.ip(), self.prefix);
+        let nodad = if self.v6() { " nodad" } else { "" };
+        let forward = if self.v6() {
+            "net.ipv6.conf.all.forwarding=1".to_string()
+        } else {
+            format!(
+                "net.ipv4.ip_forward=1 net.ipv4.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
+                 net.ipv4.conf.{dev}.rp_filter=0 net.ipv4.conf.all.send_redirects=0 \
+                 net.ipv4.conf.{dev}.send_redirects=0"
+            )
+        };
+        let mut sh = format!(
+            "{ip} addr add {}/{p} dev {dev}{nodad} && sysctl -qw {forward}",
+            self.host(2)
+        );
+        for b in [11, 12, 13] {
+            sh += &format!(
+                " && {ip} neigh replace {} lladdr {mac} dev {dev} nud permanent",
+                self.host(b)
+            );
+        }
+        sh
+    }
+}
 
 struct Rates {
     min: f64,
@@ -45,14 +123,15 @@ fn pin_self(cpu: usize) {
 }
 
 /// One burst of `n` packets: the rate at which they came back to the sink, in Mpps.
-fn burst(gen_ns: &Netns, generator: &mut Dataplane, sink: &Dataplane, n: u32) -> f64 {
+fn burst(gen_ns: &Netns, generator: &mut Dataplane, sink: &Dataplane, n: u32, net: &Net) -> f64 {
     let before = sink.sink_count().expect("sink");
+    let len = if net.v6() { GEN_FRAME_V6 } else { GEN_FRAME_V4 };
     let elapsed = gen_ns.run(|| {
         pin_self(0);
         let ifindex = nix_ifindex("g0").expect("g0");
-        let md: [u32; 6] = [0, 60, 0, ifindex, 0, 0];
+        let md: [u32; 6] = [0, len as u32, 0, ifindex, 0, 0];
         let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let frame = [0u8; 60];
+        let frame = vec![0u8; len];
         let t = Instant::now();
         generator
             .program()
@@ -112,16 +191,26 @@ fn attached(
     })
 }
 
-/// The generator, sending from source addresses `src_net`.x to the VIP's port 53.
-fn generator(src_net: [u8; 3]) -> Dataplane {
+/// The generator, sending from `net`'s sources to the VIP's port 53.
+fn generator(net: &Net) -> Dataplane {
     let mut g = Dataplane::load(program_names::GEN).expect("load xdp_gen");
+    let vip: std::net::IpAddr = net.vip.parse().expect("VIP");
+    let dst_ip = match vip {
+        std::net::IpAddr::V4(a) => {
+            let mut b = [0; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        std::net::IpAddr::V6(a) => a.octets(),
+    };
     g.set_gen_config(GenConfig {
         dst_mac: LB_MAC,
         src_mac: GEN_MAC,
-        src_ip: [src_net[0], src_net[1], src_net[2], 0],
-        dst_ip: [198, 19, 0, 100],
+        src_ip: net.sources,
+        dst_ip,
         dst_port: 53u16.to_be_bytes(),
-        _pad: [0; 2],
+        family: net.family,
+        _pad: 0,
     })
     .expect("generator config");
     g
@@ -137,37 +226,51 @@ fn rates(v: &mut [f64]) -> Rates {
     }
 }
 
-/// Runs `f` while nftables in `ns` DNATs the VIP's UDP port 53 to backends .11, .12 and .13 of
+/// Runs `f` while nftables in `ns` DNATs the VIP's UDP port 53 to backends 11, 12 and 13 of
 /// `net`, by a jhash of source address and port (as lb spreads flows).
-fn with_nft_dnat<T>(ns: &Netns, net: &str, f: impl FnOnce() -> T) -> T {
+fn with_nft_dnat<T>(ns: &Netns, net: &Net, f: impl FnOnce() -> T) -> T {
+    let (t, vip) = (net.nft(), net.vip);
+    let (b1, b2, b3) = (net.host(11), net.host(12), net.host(13));
     ns.sh(&format!(
-        "nft add table ip lbnat \
-         && nft add chain ip lbnat pre \"{{ type nat hook prerouting priority -100; }}\" \
-         && nft add rule ip lbnat pre ip daddr 198.19.0.100 udp dport 53 dnat to jhash ip saddr . udp sport mod 3 map \"{{ 0 : {net}.11, 1 : {net}.12, 2 : {net}.13 }}\""
+        "nft add table {t} lbnat \
+         && nft add chain {t} lbnat pre \"{{ type nat hook prerouting priority -100; }}\" \
+         && nft add rule {t} lbnat pre {t} daddr {vip} udp dport 53 dnat to jhash {t} saddr . udp sport mod 3 map \"{{ 0 : {b1}, 1 : {b2}, 2 : {b3} }}\""
     ));
     let r = f();
-    ns.sh("nft delete table ip lbnat");
+    ns.sh(&format!("nft delete table {t} lbnat"));
     r
 }
 
 /// The agent's config, as an operator would write it: the default flow-table size, one UDP VIP
-/// on 198.19.0.100:53 and backends .11, .12, .13 of `net` (whose .2 is the balancer's source).
-fn agent_config(tmp: &TempDir, interfaces: &[&str], net: &str) -> String {
+/// on port 53 and backends 11, 12, 13 of `net` (whose host 2 is the balancer's source).
+fn agent_config(tmp: &TempDir, interfaces: &[&str], net: &Net) -> String {
     let ifs: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+    let source = if net.v6() { "source_v6" } else { "source_v4" };
     let mut cfg = format!(
-        "[agent]\ninterfaces = [{}]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"{net}.2\"\n\n\
-         [[vip]]\nname = \"dns\"\naddress = \"198.19.0.100:53\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
+        "[agent]\ninterfaces = [{}]\nsocket = \"{}\"\nstate_dir = \"{}\"\n{source} = \"{}\"\n\n\
+         [[vip]]\nname = \"dns\"\naddress = \"{}\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
         ifs.join(", "),
         tmp.path("lb.sock").display(),
-        tmp.path("state").display()
+        tmp.path("state").display(),
+        net.host(2),
+        net.vip_port()
     );
     for b in [11, 12, 13] {
-        cfg += &format!("\n[[vip.backend]]\naddress = \"{net}.{b}\"\n");
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{}\"\n", net.host(b));
     }
     cfg
 }
 
-pub fn measure(quick: bool) -> String {
+/// The three modes of the one-arm topology, each as [`Rates`].
+struct OneArm {
+    ceiling: Rates,
+    nft: Rates,
+    lb: Rates,
+}
+
+/// The one-arm topology over `net`'s family: the generator and the balancer on one veth pair,
+/// the backends' frames sent back to the generator's sink.
+fn one_arm(quick: bool, net: &Net) -> OneArm {
     let (n, runs) = if quick { (100_000, 1) } else { (2_000_000, 3) };
     let stats_was = lb_tests::sh("sysctl -n kernel.bpf_stats_enabled");
     let gen_ns = Netns::new("gen");
@@ -176,20 +279,24 @@ pub fn measure(quick: bool) -> String {
         "ip link add g0 netns {} type veth peer name l0 netns {}",
         gen_ns.name, lb_ns.name
     ));
-    gen_ns.sh("ip link set g0 address 02:00:00:00:00:01 && ip link set g0 up && ip addr add 198.18.0.1/24 dev g0");
-    lb_ns.sh(
-        "ip link set l0 address 02:00:00:00:00:02 && ip link set l0 up && ip addr add 198.18.0.2/24 dev l0 \
-         && sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
-            net.ipv4.conf.l0.rp_filter=0 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.l0.send_redirects=0 \
-         && for b in 11 12 13; do ip neigh replace 198.18.0.$b lladdr 02:00:00:00:00:01 dev l0 nud permanent; done",
-    );
+    gen_ns.sh(&format!(
+        "ip link set g0 address 02:00:00:00:00:01 && ip link set g0 up && {} addr add {}/{} dev g0{}",
+        net.ip(),
+        net.host(1),
+        net.prefix,
+        if net.v6() { " nodad" } else { "" }
+    ));
+    lb_ns.sh(&format!(
+        "ip link set l0 address 02:00:00:00:00:02 && ip link set l0 up && {}",
+        net.balancer_setup("l0", "02:00:00:00:00:01")
+    ));
     let sink = attached(&gen_ns, program_names::SINK, "g0", |_| {});
-    let mut generator = generator([198, 18, 1]);
+    let mut generator = generator(net);
 
     let stats_was = stats_was.trim().to_string();
     let mut run_mode = |what: &str| -> Rates {
         let mut v: Vec<f64> = (0..runs)
-            .map(|_| burst(&gen_ns, &mut generator, &sink, n))
+            .map(|_| burst(&gen_ns, &mut generator, &sink, n, net))
             .collect();
         assert!(
             v.iter().all(|r| *r > 0.0),
@@ -200,7 +307,7 @@ pub fn measure(quick: bool) -> String {
         // not during the bursts above).
         lb_tests::sh("sysctl -qw kernel.bpf_stats_enabled=1");
         let before = prog_stats(&lb_ns, "l0");
-        burst(&gen_ns, &mut generator, &sink, n);
+        burst(&gen_ns, &mut generator, &sink, n, net);
         if let (Some((t0, c0)), Some((t1, c1))) = (before, prog_stats(&lb_ns, "l0"))
             && c1 > c0
         {
@@ -219,43 +326,64 @@ pub fn measure(quick: bool) -> String {
     // nftables DNAT, jhash over the three backends (xdp_pass on the veth: see the report).
     let pass = attached(&lb_ns, program_names::PASS, "l0", |_| {});
     pin_napi(&lb_ns, "l0", 1);
-    let nft = with_nft_dnat(&lb_ns, "198.18.0", || run_mode("nftables DNAT"));
+    let nft = with_nft_dnat(&lb_ns, net, || run_mode("nftables DNAT"));
     drop(pass);
 
     // lb: the agent, configured as an operator would.
     let tmp = TempDir::new("bench-e2e");
-    let cfg = agent_config(&tmp, &["l0"], "198.18.0");
+    let cfg = agent_config(&tmp, &["l0"], net);
     let (agent, _) = lab::start_agent(&lb_ns, &cfg, &tmp);
     pin_napi(&lb_ns, "l0", 1);
-    let lb_rate = run_mode("lb");
+    let lb = run_mode("lb");
     let stats = lab::stats(&tmp.path("lb.sock"));
     assert!(stats.outcome("tx") > 0, "lb forwarded nothing: {stats:?}");
     drop(agent);
 
-    lb_tests::sh(&format!(
-        "sysctl -qw kernel.bpf_stats_enabled={}",
-        stats_was.trim()
-    ));
-    let row = |name: &str, r: &Rates| {
-        format!(
-            "| {name} | {:.2} / {:.2} / {:.2} | {:.2}× | {:.2}× | {} |\n",
-            r.min,
-            r.median,
-            r.max,
-            r.median / ceiling.median,
-            r.median / nft.median,
-            r.prog_ns.map_or("".into(), |n| format!("{n:.0}"))
-        )
+    lb_tests::sh(&format!("sysctl -qw kernel.bpf_stats_enabled={stats_was}"));
+    OneArm { ceiling, nft, lb }
+}
+
+/// A table row: Mpps, the ratios to the ceiling and to nftables, and the program's own time
+/// per packet where the kernel measured it.
+fn row(name: &str, r: &Rates, ceiling: &Rates, nft: &Rates) -> String {
+    let prog = match r.prog_ns {
+        Some(ns) => format!(" {ns:.0} |"),
+        None => String::new(),
     };
+    format!(
+        "| {name} | {:.2} / {:.2} / {:.2} | {:.2}× | {:.2}× |{prog}\n",
+        r.min,
+        r.median,
+        r.max,
+        r.median / ceiling.median,
+        r.median / nft.median
+    )
+}
+
+/// The one-arm table of `m`: ceiling, nftables and lb.
+fn one_arm_table(m: &OneArm, lb_name: &str) -> String {
+    let mut out = "| mode | Mpps | × XDP_TX ceiling | × nftables | program ns/packet |\n|---|---|---|---|---|\n".to_string();
+    out += &row("bare XDP_TX (ceiling)", &m.ceiling, &m.ceiling, &m.nft);
+    out += &row(
+        "nftables DNAT, jhash over 3 backends",
+        &m.nft,
+        &m.ceiling,
+        &m.nft,
+    );
+    out += &row(lb_name, &m.lb, &m.ceiling, &m.nft);
+    out
+}
+
+pub fn measure(quick: bool) -> String {
+    let n = if quick { 100_000 } else { 2_000_000 };
+    let runs = if quick { 1 } else { 3 };
+    let m = one_arm(quick, &V4);
     let mut out = format!(
         "Bounded bursts of {n} 64-byte UDP packets over 4096 flows (256 sources × 16 ports, cycled), {runs} burst(s) per mode; Mpps that came back to the generator's sink (min / median / max). The balancer's NAPI runs threaded on CPU 1, the generator on CPU 0. The nftables case runs `xdp_pass` on the balancer's veth (a veth drops frames sent to it by XDP unless it runs a program), which costs it a little.\n\n\
-         The last column is the balancer's XDP program's own mean run time per packet, as the kernel counts it (`kernel.bpf_stats_enabled`, on for one extra burst only).\n\n\
-         | mode | Mpps | × XDP_TX ceiling | × nftables | program ns/packet |\n|---|---|---|---|---|\n"
+         The last column is the balancer's XDP program's own mean run time per packet, as the kernel counts it (`kernel.bpf_stats_enabled`, on for one extra burst only).\n\n"
     );
-    out += &row("bare XDP_TX (ceiling)", &ceiling);
-    out += &row("nftables DNAT, jhash over 3 backends", &nft);
-    out += &row("lb (xdp_lb: flow table, Maglev, IPIP, XDP_TX)", &lb_rate);
-    let (a, b) = (lb_rate.median / ceiling.median, lb_rate.median / nft.median);
+    out += &one_arm_table(&m, "lb (xdp_lb: flow table, Maglev, IPIP, XDP_TX)");
+    let (a, b) = (m.lb.median / m.ceiling.median, m.lb.median / m.nft.median);
     out += &format!(
         "\nTargets: ≥ 0.8× the ceiling {}, ≥ 6× nftables {}.\n",
         if a >= 0.8 { "✓" } else { "✗ missed" },
@@ -264,10 +392,28 @@ pub fn measure(quick: bool) -> String {
     out
 }
 
+/// The one-arm topology over IPv6: the same bursts of the smallest UDP/IPv6 frames (62 bytes)
+/// to an IPv6 VIP; lb encapsulates IPv6 in IPv6.
+pub fn measure_v6(quick: bool) -> String {
+    let m = one_arm(quick, &V6);
+    let mut out = format!(
+        "IPv6: the same bursts and topology with the smallest UDP/IPv6 frames ({GEN_FRAME_V6} bytes, 66 on the wire), from fd00:17::/64 to the VIP [{}]:53; nftables DNATs in the ip6 family; lb encapsulates IPv6 in IPv6 (40 bytes more per frame). The targets are set for IPv4.\n\n",
+        V6.vip
+    );
+    out += &one_arm_table(&m, "lb (xdp_lb: flow table, Maglev, IPv6-in-IPv6, XDP_TX)");
+    out
+}
+
 /// Two-arm: the generator on one side of the balancer, the sink (standing for the backends) on
 /// the other, so every frame leaves by another interface (devmap redirect). Rows: the bare
 /// redirect ceiling, nftables DNAT and lb.
 pub fn measure_two_arm(quick: bool) -> String {
+    // The backends' side, behind l1; the generator's sources are 198.18.2.x.
+    const BACKENDS: Net = Net {
+        subnet: "198.18.1.",
+        sources: [198, 18, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ..V4
+    };
     let (n, runs) = if quick { (100_000, 1) } else { (2_000_000, 3) };
     let gen_ns = Netns::new("gen2");
     let lb_ns = Netns::new("lb2");
@@ -282,18 +428,16 @@ pub fn measure_two_arm(quick: bool) -> String {
     ));
     gen_ns.sh("ip link set g0 address 02:00:00:00:00:01 && ip link set g0 up && ip addr add 198.18.0.1/24 dev g0");
     sink_ns.sh("ip link set s0 address 02:00:00:00:01:03 && ip link set s0 up && ip addr add 198.18.1.3/24 dev s0");
-    lb_ns.sh(
+    lb_ns.sh(&format!(
         "ip link set l0 address 02:00:00:00:00:02 && ip link set l0 up && ip addr add 198.18.0.2/24 dev l0 \
-         && ip link set l1 up && ip addr add 198.18.1.2/24 dev l1 \
-         && sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
-            net.ipv4.conf.l0.rp_filter=0 \
-         && for b in 11 12 13; do ip neigh replace 198.18.1.$b lladdr 02:00:00:00:01:03 dev l1 nud permanent; done",
-    );
+         && sysctl -qw net.ipv4.conf.l0.rp_filter=0 && ip link set l1 up && {}",
+        BACKENDS.balancer_setup("l1", "02:00:00:00:01:03")
+    ));
     let sink = attached(&sink_ns, program_names::SINK, "s0", |_| {});
-    let mut generator = generator([198, 18, 2]);
+    let mut generator = generator(&BACKENDS);
     let mut run_mode = |what: &str| -> Rates {
         let mut v: Vec<f64> = (0..runs)
-            .map(|_| burst(&gen_ns, &mut generator, &sink, n))
+            .map(|_| burst(&gen_ns, &mut generator, &sink, n, &BACKENDS))
             .collect();
         assert!(
             v.iter().all(|r| *r > 0.0),
@@ -313,11 +457,11 @@ pub fn measure_two_arm(quick: bool) -> String {
     // nftables DNAT to the three backends behind l1; the kernel routes out of l1.
     let pass = attached(&lb_ns, program_names::PASS, "l0", |_| {});
     pin_napi(&lb_ns, "l0", 1);
-    let nft = with_nft_dnat(&lb_ns, "198.18.1", || run_mode("nftables DNAT two-arm"));
+    let nft = with_nft_dnat(&lb_ns, &BACKENDS, || run_mode("nftables DNAT two-arm"));
     drop(pass);
 
     let tmp = TempDir::new("bench-e2e2");
-    let cfg = agent_config(&tmp, &["l0", "l1"], "198.18.1");
+    let cfg = agent_config(&tmp, &["l0", "l1"], &BACKENDS);
     let (agent, _) = lab::start_agent(&lb_ns, &cfg, &tmp);
     pin_napi(&lb_ns, "l0", 1);
     let lb_rate = run_mode("lb two-arm");
@@ -328,16 +472,7 @@ pub fn measure_two_arm(quick: bool) -> String {
     );
     drop(agent);
 
-    let row = |name: &str, r: &Rates| {
-        format!(
-            "| {name} | {:.2} / {:.2} / {:.2} | {:.2}× | {:.2}× |\n",
-            r.min,
-            r.median,
-            r.max,
-            r.median / ceiling.median,
-            r.median / nft.median
-        )
-    };
+    let row = |name: &str, r: &Rates| row(name, r, &ceiling, &nft);
     let mut out = "Two-arm: the same bursts, the generator on one side of the balancer and the sink on the other, so every frame leaves by the other interface (redirected by XDP, or routed by the kernel after nftables' DNAT).\n\n\
          | mode | Mpps | × redirect ceiling | × nftables |\n|---|---|---|---|\n"
         .to_string();
