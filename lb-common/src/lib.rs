@@ -240,7 +240,10 @@ const _: () = assert!(size_of::<FlowKey>() == 40);
 pub struct FlowValue {
     /// The backend the flow is pinned to.
     pub backend: u32,
-    pub _pad: u32,
+    /// The 5-tuple's flow hash, which picked the ring slot (IPv6's outer flow label is its low
+    /// 20 bits): kept so that a packet of the flow need not hash again. 0: not known (an entry
+    /// written before it was kept), computed when needed.
+    pub hash: u32,
     /// `bpf_ktime_get_coarse_ns` of the flow's last packet (kept for UDP only).
     pub last_seen_ns: u64,
 }

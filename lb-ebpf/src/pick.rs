@@ -42,10 +42,19 @@ fn now() -> u64 {
     }
 }
 
+/// The backend a packet goes to.
+#[derive(Clone, Copy)]
+pub struct Chosen {
+    pub id: u32,
+    pub be: &'static Backend,
+    /// The 5-tuple's flow hash, 0 where not known (then computed where needed).
+    pub hash: u32,
+}
+
 /// What the flow table says of a packet.
 pub enum Flow {
     /// An established flow that keeps its backend.
-    Hit(u32, &'static Backend),
+    Hit(Chosen),
     /// The table holds the 5-tuple but the packet takes the ring (a SYN, a backend down or
     /// gone, an idle UDP flow): the entry to overwrite with the ring's pick.
     Stale(*mut FlowValue),
@@ -75,15 +84,15 @@ pub fn flow(pkt: &Packet) -> Flow {
         return Flow::Stale(entry);
     }
     match established(entry, pkt) {
-        Some((id, be)) => Flow::Hit(id, be),
+        Some(c) => Flow::Hit(c),
         None => Flow::Stale(entry),
     }
 }
 
 #[inline(always)]
-fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<(u32, &'static Backend)> {
+fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<Chosen> {
     // Safety: the entry stays valid under RCU for this program run.
-    let (id, seen) = unsafe { ((*flow).backend, (*flow).last_seen_ns) };
+    let (id, hash, seen) = unsafe { ((*flow).backend, (*flow).hash, (*flow).last_seen_ns) };
     let be = BACKENDS.get(id)?;
     let k = &pkt.key;
     let port = u16::from_ne_bytes(pkt.dport());
@@ -106,7 +115,7 @@ fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<(u32, &'static Back
             unsafe { (*flow).last_seen_ns = now };
         }
     }
-    Some((id, be))
+    Some(Chosen { id, be, hash })
 }
 
 /// The ring's backend for this packet, recorded in the flow table (in `entry` when the table
@@ -116,10 +125,11 @@ pub fn from_ring(
     pkt: &Packet,
     vip: &VipValue,
     entry: Option<*mut FlowValue>,
-) -> Result<Option<(u32, &'static Backend)>, Fault> {
-    let Some((id, be)) = without_flow(pkt, vip)? else {
+) -> Result<Option<Chosen>, Fault> {
+    let Some(c) = without_flow(pkt, vip)? else {
         return Ok(None);
     };
+    let id = c.id;
     // The clock is read only where it matters: UDP ages by it, TCP does not.
     let seen = if pkt.key.proto == PROTO_UDP { now() } else { 0 };
     match entry {
@@ -128,6 +138,7 @@ pub fn from_ring(
         Some(e) => {
             unsafe {
                 (*e).backend = id;
+                (*e).hash = c.hash;
                 (*e).last_seen_ns = seen;
             }
             stats::new_flow(id);
@@ -135,7 +146,7 @@ pub fn from_ring(
         None => {
             let value = FlowValue {
                 backend: id,
-                _pad: 0,
+                hash: c.hash,
                 last_seen_ns: seen,
             };
             // A full table evicts its least recently used entry; a failed insert (another CPU
@@ -146,18 +157,17 @@ pub fn from_ring(
             }
         }
     }
-    Ok(Some((id, be)))
+    Ok(Some(c))
 }
 
 /// The ring's backend for the packet's key, not recorded in the flow table: for a fragment
 /// (its ports are zero in its key, so every fragment of a datagram, first and later alike,
 /// picks the same slot) and for an ICMP error about a flow the table does not hold.
 #[inline(always)]
-pub fn without_flow(
-    pkt: &Packet,
-    vip: &VipValue,
-) -> Result<Option<(u32, &'static Backend)>, Fault> {
-    let id = match ring_id(pkt, vip) {
+pub fn without_flow(pkt: &Packet, vip: &VipValue) -> Result<Option<Chosen>, Fault> {
+    let r = ring_id(pkt, vip);
+    let (id, hash) = (r as u32, (r >> 32) as u32);
+    let id = match id {
         FAULT => return Err(Fault),
         NO_BACKEND => return Ok(None),
         id => id,
@@ -167,26 +177,29 @@ pub fn without_flow(
     if be.family != pkt.key.family {
         return Ok(None);
     }
-    Ok(Some((id, be)))
+    Ok(Some(Chosen { id, be, hash }))
 }
 
 /// A backend id, [`NO_BACKEND`], or [`FAULT`].
 const FAULT: u32 = NO_BACKEND - 1;
 
-/// Not inlined, and returning a plain integer: its own stack frame keeps the program's
-/// frames within the verifier's 512 bytes (and a BPF function may not return a pointer into
-/// its stack, which a larger return value would be).
+/// The ring's pick as one integer: the backend id (or [`NO_BACKEND`], or [`FAULT`]) in the low
+/// 32 bits, the flow hash that picked the slot in the high 32. Not inlined, and returning a
+/// plain integer: its own stack frame keeps the program's frames within the verifier's 512
+/// bytes (and a BPF function may not return a pointer into its stack, which a larger return
+/// value would be).
 #[inline(never)]
-fn ring_id(pkt: &Packet, vip: &VipValue) -> u32 {
+fn ring_id(pkt: &Packet, vip: &VipValue) -> u64 {
     match pick(pkt, vip) {
-        Ok(Some(id)) => id,
-        Ok(None) => NO_BACKEND,
-        Err(Fault) => FAULT,
+        Ok((Some(id), h)) => id as u64 | (h as u64) << 32,
+        Ok((None, h)) => NO_BACKEND as u64 | (h as u64) << 32,
+        Err(Fault) => FAULT as u64,
     }
 }
 
+/// The ring's backend for the packet, if the slot names one, and the flow hash.
 #[inline(always)]
-fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
+fn pick(pkt: &Packet, vip: &VipValue) -> Result<(Option<u32>, u32), Fault> {
     if vip.ring_size == 0 || vip.ring_size > RING_STRIDE || vip.id >= MAX_VIPS {
         return Err(Fault);
     }
@@ -197,9 +210,9 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<Option<u32>, Fault> {
         .get(ring_index(vip.id, vip.active_ring, slot))
         .ok_or(Fault)?;
     if id == NO_BACKEND {
-        return Ok(None);
+        return Ok((None, h));
     }
-    Ok(Some(id))
+    Ok((Some(id), h))
 }
 
 /// Whether the packet opens a TCP connection (SYN without ACK): it takes the ring even when

@@ -202,17 +202,17 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         let Some(vip) = lookup::fragment_vip(pkt) else {
             return Ok(Verdict::pass(Counter::PassFragment));
         };
-        let Some((id, be)) = pick::without_flow(pkt, &vip)? else {
+        let Some(c) = pick::without_flow(pkt, &vip)? else {
             stats::vip(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
-        return send(ctx, pkt, id, be, len);
+        return send(ctx, pkt, c, len);
     }
     // An established flow: one flow-table lookup and the backend's entry, no VIP lookup.
     let entry = match pick::flow(pkt) {
-        pick::Flow::Hit(id, be) => {
+        pick::Flow::Hit(c) => {
             stats::flow(FLOW_HITS);
-            return send(ctx, pkt, id, be, len);
+            return send(ctx, pkt, c, len);
         }
         pick::Flow::Stale(e) => Some(e),
         pick::Flow::Miss => None,
@@ -223,42 +223,43 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
     // An ICMP error about a flow the table does not hold: the backend the ring gives the flow,
     // which is the one that answered it unless the ring changed since; never recorded.
     if pkt.icmp_error {
-        let Some((id, be)) = pick::without_flow(pkt, &vip)? else {
+        let Some(c) = pick::without_flow(pkt, &vip)? else {
             stats::vip(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
-        return send(ctx, pkt, id, be, len);
+        return send(ctx, pkt, c, len);
     }
-    let Some((id, be)) = pick::from_ring(pkt, &vip, entry)? else {
+    let Some(c) = pick::from_ring(pkt, &vip, entry)? else {
         stats::vip(vip.id, len);
         return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
     };
     trace::new_flow(
         ctx,
         vip.id,
-        id,
+        c.id,
         u16::from_be_bytes(pkt.sport()),
         u16::from_be_bytes(pkt.dport()),
     );
-    send(ctx, pkt, id, be, len)
+    send(ctx, pkt, c, len)
 }
 
-/// Encapsulates toward `backend` and sends; counts the packet for its VIP and backend.
+/// Encapsulates toward the chosen backend and sends; counts the packet for its VIP and
+/// backend.
 #[inline(always)]
 fn send(
     ctx: &XdpContext,
     pkt: &parse::Packet,
-    backend_id: u32,
-    backend: &lb_common::Backend,
+    c: pick::Chosen,
     len: u64,
 ) -> Result<Verdict, Fault> {
+    let backend = c.be;
     stats::vip(backend.vip_id, len);
-    let verdict = match send::encap_and_send_packed(ctx, pkt, backend) {
+    let verdict = match send::encap_and_send_packed(ctx, pkt, backend, c.hash) {
         FAULT => return Err(Fault),
         v => Verdict::unpack(v).of_vip(backend.vip_id),
     };
     if verdict.action != xdp_action::XDP_DROP {
-        stats::backend(backend_id, len);
+        stats::backend(c.id, len);
     }
     Ok(verdict)
 }

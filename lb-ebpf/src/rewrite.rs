@@ -28,7 +28,7 @@ pub const fn outer_len(family: u8) -> usize {
 }
 
 /// Puts Ethernet + outer IP in front of the packet's IP header. `None` if the packet could
-/// not be grown (no headroom).
+/// not be grown (no headroom). `hash`: the flow's hash if known, else 0.
 #[inline(always)]
 pub fn encap(
     ctx: &XdpContext,
@@ -37,6 +37,7 @@ pub fn encap(
     be: &Backend,
     dmac: &[u8; 6],
     smac: &[u8; 6],
+    hash: u32,
 ) -> Option<()> {
     let outer = outer_len(pkt.key.family);
     // The old Ethernet header (and VLAN tag) is reused as room: grow by what is missing.
@@ -60,7 +61,7 @@ pub fn encap(
     if pkt.key.family == FAMILY_V4 {
         write_v4(ctx, pkt, cfg, be)
     } else {
-        write_v6(ctx, pkt, cfg, be)
+        write_v6(ctx, pkt, cfg, be, hash)
     }
 }
 
@@ -113,12 +114,18 @@ fn write_v4(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend) -> Optio
 }
 
 #[inline(always)]
-fn write_v6(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend) -> Option<()> {
+fn write_v6(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u32) -> Option<()> {
     let ip = ptr_at_mut::<Ipv6Hdr>(ctx, 14)?;
     // The flow label carries the flow hash, so that ECMP on the way to the backend keeps a
-    // flow on one path (RFC 6438).
+    // flow on one path (RFC 6438): the one its flow-table entry or the ring pick gave, or
+    // computed here where neither did.
     let k = &pkt.key;
-    let fl = flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto) & 0x000f_ffff;
+    let hash = if hash != 0 {
+        hash
+    } else {
+        flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto)
+    };
+    let fl = hash & 0x000f_ffff;
     // Safety: ptr_at_mut checked that the header is inside the packet.
     unsafe {
         (*ip).vcf = [

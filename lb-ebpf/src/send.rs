@@ -35,15 +35,20 @@ fn words(b: &[u8; 16]) -> [u32; 4] {
 /// entry) costs no function call; the route lookup, with its 64-byte parameters, is the one
 /// part kept in a frame of its own ([`route_packed`]), within the verifier's 512 bytes.
 #[inline(always)]
-pub fn encap_and_send_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> u64 {
-    match encap_and_send(ctx, pkt, be) {
+pub fn encap_and_send_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend, hash: u32) -> u64 {
+    match encap_and_send(ctx, pkt, be, hash) {
         Ok(v) => v.pack(),
         Err(Fault) => crate::programs::FAULT,
     }
 }
 
 #[inline(always)]
-fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdict, Fault> {
+fn encap_and_send(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    be: &Backend,
+    hash: u32,
+) -> Result<Verdict, Fault> {
     let cfg = CONFIG.get(0).ok_or(Fault)?;
     let tot_len = pkt.l3_len as u32 + outer_len(pkt.key.family) as u32;
     if tot_len > 0xffff {
@@ -57,12 +62,12 @@ fn encap_and_send(ctx: &XdpContext, pkt: &Packet, be: &Backend) -> Result<Verdic
         if tot_len > mtu {
             return Ok(Verdict::unpack(crate::icmp::too_big_packed(ctx, pkt, mtu)));
         }
-        if rewrite::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac).is_none() {
+        if rewrite::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac, hash).is_none() {
             return Ok(Verdict::drop(Counter::DropEncap));
         }
         be.hop.ifindex
     } else {
-        match route_packed(ctx, pkt, be, tot_len, ingress) {
+        match route_packed(ctx, pkt, be, tot_len, hash) {
             r if r & NOT_ROUTED != 0 => {
                 let v = Verdict::unpack(r & !NOT_ROUTED);
                 if v.action == TOO_BIG {
@@ -104,11 +109,12 @@ const TOO_BIG: u32 = u32::MAX;
 /// [`route`] in a BPF function of its own, returning one integer: the egress interface index,
 /// or a packed verdict with [`NOT_ROUTED`] set.
 #[inline(never)]
-fn route_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend, tot_len: u32, ingress: u32) -> u64 {
+fn route_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend, tot_len: u32, hash: u32) -> u64 {
     let Some(cfg) = CONFIG.get(0) else {
         return Verdict::new(xdp_action::XDP_ABORTED, Counter::Aborted).pack() | NOT_ROUTED;
     };
-    match route(ctx, pkt, cfg, be, tot_len, ingress) {
+    let ingress = ctx.ingress_ifindex() as u32;
+    match route(ctx, pkt, cfg, be, (tot_len, hash), ingress) {
         Ok(egress) => egress as u64,
         Err(v) => v.pack() | NOT_ROUTED,
     }
@@ -121,7 +127,7 @@ fn route(
     pkt: &Packet,
     cfg: &lb_common::Config,
     be: &Backend,
-    tot_len: u32,
+    (tot_len, hash): (u32, u32),
     ingress: u32,
 ) -> Result<u32, Verdict> {
     // Safety: an all-zero bpf_fib_lookup is a valid (empty) request.
@@ -158,7 +164,7 @@ fn route(
                     vip: lb_common::CAPTURE_ANY,
                 });
             }
-            if rewrite::encap(ctx, pkt, cfg, be, &fib.dmac, &fib.smac).is_none() {
+            if rewrite::encap(ctx, pkt, cfg, be, &fib.dmac, &fib.smac, hash).is_none() {
                 return Err(Verdict::drop(Counter::DropEncap));
             }
             Ok(fib.ifindex)
