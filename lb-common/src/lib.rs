@@ -52,6 +52,8 @@ pub mod program_names {
     pub const GEN: &str = "xdp_gen";
     pub const SINK: &str = "xdp_sink";
     pub const REDIRECT_ALL: &str = "xdp_redirect_all";
+    /// Benchmarks: `xdp_tx` after reading a word of the frame's IP header.
+    pub const TOUCH_TX: &str = "xdp_touch_tx";
     /// A program the verifier refuses, for the tests of how lb reports that.
     pub const REJECT: &str = "xdp_reject";
 }
