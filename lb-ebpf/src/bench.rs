@@ -36,6 +36,14 @@ pub fn xdp_gen(ctx: XdpContext) -> u32 {
     }
 }
 
+/// The frame's Ethernet header: the configured addresses and `ether_type`.
+#[inline(always)]
+fn eth(f: &mut [u8], cfg: &GenConfig, ether_type: u16) {
+    f[0..6].copy_from_slice(&cfg.dst_mac);
+    f[6..12].copy_from_slice(&cfg.src_mac);
+    f[12..14].copy_from_slice(&ether_type.to_be_bytes());
+}
+
 #[inline(always)]
 fn gen_v4(ctx: &XdpContext, cfg: &GenConfig, last: u8, sport: u16) -> u32 {
     const FRAME: usize = GEN_FRAME_V4;
@@ -43,9 +51,7 @@ fn gen_v4(ctx: &XdpContext, cfg: &GenConfig, last: u8, sport: u16) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     let mut f = [0u8; FRAME];
-    f[0..6].copy_from_slice(&cfg.dst_mac);
-    f[6..12].copy_from_slice(&cfg.src_mac);
-    f[12] = 0x08;
+    eth(&mut f, cfg, 0x0800);
     let mut ip = [0u8; 20];
     ip[0] = 0x45;
     ip[3] = (FRAME - 14) as u8;
@@ -72,9 +78,7 @@ fn gen_v6(ctx: &XdpContext, cfg: &GenConfig, last: u8, sport: u16) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     let mut f = [0u8; FRAME];
-    f[0..6].copy_from_slice(&cfg.dst_mac);
-    f[6..12].copy_from_slice(&cfg.src_mac);
-    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    eth(&mut f, cfg, 0x86dd);
     f[14] = 0x60;
     f[19] = 8; // payload: the UDP header alone
     f[20] = 17;

@@ -7,6 +7,7 @@ mod conn;
 mod control;
 mod e2e;
 mod maglev_bench;
+mod parts;
 mod per_packet;
 
 use maglev_bench::maglev_rows;
@@ -131,7 +132,7 @@ fn per_packet_section(o: &Opts) -> String {
         );
     }
     let _ = writeln!(md, "\n{}", per_packet::ANALYSIS);
-    let costs = per_packet::observability_cost(o);
+    let costs = parts::parts_cost(o);
     let _ = writeln!(
         md,
         "\n### What parts of the program cost\n\nThe same object loaded twice (with flow tables of 4096 entries, so that where the two tables lie in memory does not weigh more than what is measured), with one part and without it (a load-time constant, so the verifier removes that code), measured in alternating calls, three times as many as above (the hit through `xdp_lb_bench`, whose restoring costs both sides alike). The kernel reports whole nanoseconds per run, and the machine's drift between two calls is of the same order as these differences: read a cost of 0–2 ns as \"within the noise\". The flow-table lookup is measured against a program that finds every packet's entry in one fixed array slot instead (`LB_BENCH_FIXED_FLOW`, never set in a program the agent loads): an array lookup is inlined by the verifier, so the difference is what the kernel's LRU hash costs a hit (the hash of the 40-byte key, the bucket walk, the key compare: four kernel functions, each return through the SRSO thunk on this machine). The counters are the per-CPU outcome, VIP, backend and flow counters behind `lb stats` and the metrics. The capture hook is not in the program the agent runs at all: `lb capture` swaps in the same program with the hook for its duration (one atomic link update per interface) and puts the other back after, so without a capture it costs nothing by construction; the row shows what it would cost otherwise, which is also what a packet that a running capture's filter leaves out pays (an array read and a branch). Program logs (`--program-log`) are off by default and then absent from the loaded program altogether.\n"
@@ -149,7 +150,7 @@ fn per_packet_section(o: &Opts) -> String {
     }
     let hit = pp.iter().find(|r| r.name == per_packet::HIT_V4);
     let fixed = pp.iter().find(|r| r.name == per_packet::HIT_FIXED);
-    let lookup = costs.iter().find(|c| c.name == per_packet::LOOKUP);
+    let lookup = costs.iter().find(|c| c.name == parts::LOOKUP);
     if let (Some(hit), Some(fixed), Some(lookup)) = (hit, fixed, lookup) {
         let _ = writeln!(
             md,
