@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
 use lb::dataplane::{Dataplane, nix_ifindex};
 use lb_common::{GEN_FRAME_V4, GEN_FRAME_V6, GenConfig, program_names};
-use lb_tests::{Netns, TempDir, lab};
+use lb_tests::{Netns, TempDir};
 
+mod modes;
 mod net;
 mod two_arm;
 
-use net::{Net, V4, V6, agent_config, with_nft_dnat};
+use modes::{Agent, Up, detach, interleaved};
+
+use net::{Net, NftDnat, V4, V6, agent_config};
 pub use two_arm::measure_two_arm;
 
 const GEN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -23,8 +26,22 @@ pub(super) struct Rates {
     min: f64,
     median: f64,
     max: f64,
+    /// Each round's rate, in round order (for ratios taken round by round).
+    rounds: Vec<f64>,
     /// The balancer program's own mean run time per packet (ns), from the kernel's stats.
     prog_ns: Option<f64>,
+}
+
+/// The median over rounds of `r`'s rate over `base`'s in the same round.
+fn ratio(r: &Rates, base: &Rates) -> f64 {
+    let mut v: Vec<f64> = r
+        .rounds
+        .iter()
+        .zip(&base.rounds)
+        .map(|(a, b)| a / b)
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 /// Moves the threaded NAPI poller of `dev` in `ns` onto `cpu`: the balancer's packet work gets
@@ -107,25 +124,6 @@ pub(super) fn veth(a_ns: &Netns, a: &str, b_ns: &Netns, b: &str) {
     ));
 }
 
-/// `runs` bursts of `n` packets from the generator to the sink, and their rates; nothing
-/// back from a burst means the harness is broken.
-pub(super) fn bursts(
-    what: &str,
-    runs: usize,
-    (gen_ns, generator, sink): (&Netns, &mut Dataplane, &Dataplane),
-    n: u32,
-    net: &Net,
-) -> Rates {
-    let mut v: Vec<f64> = (0..runs)
-        .map(|_| burst(gen_ns, generator, sink, n, net))
-        .collect();
-    assert!(
-        v.iter().all(|r| *r > 0.0),
-        "{what}: nothing came back to the sink: the harness is broken"
-    );
-    rates(&mut v)
-}
-
 /// The kernel's own account of the XDP program on `ns`'s `dev` (kernel.bpf_stats_enabled):
 /// total run time in ns and runs.
 fn prog_stats(ns: &Netns, dev: &str) -> Option<(u64, u64)> {
@@ -182,12 +180,14 @@ pub(super) fn generator(net: &Net) -> Dataplane {
     g
 }
 
-pub(super) fn rates(v: &mut [f64]) -> Rates {
+pub(super) fn rates(rounds: Vec<f64>) -> Rates {
+    let mut v = rounds.clone();
     v.sort_by(|a, b| a.total_cmp(b));
     Rates {
         min: v[0],
         median: v[v.len() / 2],
         max: v[v.len() - 1],
+        rounds,
         prog_ns: None,
     }
 }
@@ -204,7 +204,6 @@ struct OneArm {
 /// the backends' frames sent back to the generator's sink.
 fn one_arm(quick: bool, net: &Net) -> OneArm {
     let (n, runs) = sizes(quick);
-    let stats_was = lb_tests::sh("sysctl -n kernel.bpf_stats_enabled");
     let gen_ns = Netns::new("gen");
     let lb_ns = Netns::new("lbe");
     veth(&gen_ns, "g0", &lb_ns, "l0");
@@ -221,51 +220,38 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
     ));
     let sink = attached(&gen_ns, program_names::SINK, "g0", |_| {});
     let mut generator = generator(net);
-
-    let stats_was = stats_was.trim().to_string();
-    let mut run_mode = |what: &str| -> Rates {
-        let mut r = bursts(what, runs, (&gen_ns, &mut generator, &sink), n, net);
-        // One more burst with the kernel timing every program run (which costs a little, so
-        // not during the bursts above).
-        lb_tests::sh("sysctl -qw kernel.bpf_stats_enabled=1");
-        let before = prog_stats(&lb_ns, "l0");
-        burst(&gen_ns, &mut generator, &sink, n, net);
-        if let (Some((t0, c0)), Some((t1, c1))) = (before, prog_stats(&lb_ns, "l0"))
-            && c1 > c0
-        {
-            r.prog_ns = Some((t1 - t0) as f64 / (c1 - c0) as f64);
-        }
-        lb_tests::sh(&format!("sysctl -qw kernel.bpf_stats_enabled={stats_was}"));
-        r
-    };
-
-    // The bare ceiling: the balancer's veth bounces every frame.
-    let tx = attached(&lb_ns, program_names::TX, "l0", |_| {});
-    pin_napi(&lb_ns, "l0", 1);
-    let ceiling = run_mode("XDP_TX ceiling");
-    drop(tx);
-    let touch_tx = attached(&lb_ns, program_names::TOUCH_TX, "l0", |_| {});
-    pin_napi(&lb_ns, "l0", 1);
-    let touch = run_mode("XDP_TX after a read");
-    drop(touch_tx);
-
-    // nftables DNAT, jhash over the three backends (xdp_pass on the veth: see the report).
-    let pass = attached(&lb_ns, program_names::PASS, "l0", |_| {});
-    pin_napi(&lb_ns, "l0", 1);
-    let nft = with_nft_dnat(&lb_ns, net, || run_mode("nftables DNAT"));
-    drop(pass);
-
-    // lb: the agent, configured as an operator would.
     let tmp = TempDir::new("bench-e2e");
     let cfg = agent_config(&tmp, &["l0"], net);
-    let (agent, _) = lab::start_agent(&lb_ns, &cfg, &tmp);
-    pin_napi(&lb_ns, "l0", 1);
-    let lb = run_mode("lb");
-    let stats = lab::stats(&tmp.path("lb.sock"));
-    assert!(stats.outcome("tx") > 0, "lb forwarded nothing: {stats:?}");
-    drop(agent);
-
-    lb_tests::sh(&format!("sysctl -qw kernel.bpf_stats_enabled={stats_was}"));
+    // A program on the balancer's veth, its NAPI poller given the other core.
+    let program = |name: &'static str| -> Up {
+        let dp = attached(&lb_ns, name, "l0", |_| {});
+        pin_napi(&lb_ns, "l0", 1);
+        Box::new(dp)
+    };
+    let r = interleaved(
+        runs,
+        &mut [
+            // The bare ceiling: the balancer's veth bounces every frame.
+            ("XDP_TX ceiling", &mut || program(program_names::TX)),
+            ("XDP_TX after a read", &mut || {
+                program(program_names::TOUCH_TX)
+            }),
+            // nftables DNAT, jhash over the backends (xdp_pass on the veth: see the report).
+            ("nftables DNAT", &mut || {
+                Box::new((program(program_names::PASS), NftDnat::add(&lb_ns, net)))
+            }),
+            // lb: the agent, configured as an operator would.
+            ("lb", &mut || {
+                let agent = Agent::start(&lb_ns, &cfg, &tmp, &["l0"], "tx");
+                pin_napi(&lb_ns, "l0", 1);
+                Box::new(agent)
+            }),
+        ],
+        |_| burst(&gen_ns, &mut generator, &sink, n, net),
+        Some(&mut || prog_stats(&lb_ns, "l0")),
+    );
+    detach(&tmp);
+    let [ceiling, touch, nft, lb] = <[Rates; 4]>::try_from(r).ok().expect("four modes");
     OneArm {
         ceiling,
         touch,
@@ -286,8 +272,8 @@ pub(super) fn row(name: &str, r: &Rates, ceiling: &Rates, nft: &Rates) -> String
         r.min,
         r.median,
         r.max,
-        r.median / ceiling.median,
-        r.median / nft.median
+        ratio(r, ceiling),
+        ratio(r, nft)
     )
 }
 
@@ -315,13 +301,13 @@ pub fn measure(quick: bool) -> String {
     let (n, runs) = sizes(quick);
     let m = one_arm(quick, &V4);
     let mut out = format!(
-        "Bounded bursts of {n} 64-byte UDP packets over 4096 flows (256 sources × 16 ports, cycled), {runs} burst(s) per mode; Mpps that came back to the generator's sink (min / median / max). The balancer's NAPI runs threaded on CPU 1, the generator on CPU 0. The nftables case runs `xdp_pass` on the balancer's veth (a veth drops frames sent to it by XDP unless it runs a program), which costs it a little.\n\n\
+        "Bounded bursts of {n} 64-byte UDP packets over 4096 flows (256 sources × 16 ports, cycled), {runs} round(s) of one burst per mode; Mpps that came back to the generator's sink (min / median / max). The balancer's NAPI runs threaded on CPU 1, the generator on CPU 0. The nftables case runs `xdp_pass` on the balancer's veth (a veth drops frames sent to it by XDP unless it runs a program), which costs it a little.\n\n\
          The last column is the balancer's XDP program's own mean run time per packet, as the kernel counts it (`kernel.bpf_stats_enabled`, on for one extra burst only). The second row is the ceiling's program plus one read of the frame's IP header (`xdp_touch_tx`): the first touch of a frame the generator wrote on the other core, which every program that looks at packets pays and the bare ceiling does not; it is there to show how much of the distance to the ceiling that alone accounts for (its program time is the steadier figure: the rates of modes measured one after another move with the machine's noise, by as much as the read costs), and the targets stay against the bare ceiling.\n\n"
     );
     out += &one_arm_table(&m, "lb (xdp_lb: flow table, Maglev, IPIP, XDP_TX)");
-    let (a, b) = (m.lb.median / m.ceiling.median, m.lb.median / m.nft.median);
+    let (a, b) = (ratio(&m.lb, &m.ceiling), ratio(&m.lb, &m.nft));
     out += &format!(
-        "\nTargets: ≥ 0.8× the ceiling {}, ≥ 6× nftables {}. The modes run one after another, not interleaved (each needs its own program on the balancer's veth, and lb's is the agent's), so the machine's drift between them lands in these ratios: over runs on this machine lb has measured 0.4–0.86× the ceiling and 3.4–5.5× nftables, read one run's tick or cross with that in mind.\n",
+        "\nTargets: ≥ 0.8× the ceiling {}, ≥ 6× nftables {}. The modes are interleaved: each round runs one burst of every mode in turn (its program attached, or the agent started on the maps it pinned in the round before, then taken down again), and a ratio is the median over rounds of that round's ratio, so drift from round to round moves every mode alike. Drift within a round still lands in them: over runs on this machine (other guests share the host) lb has measured 0.4–0.86× the ceiling and 3.4–5.5× nftables, so read one run's tick or cross with that in mind.\n",
         if a >= 0.8 { "✓" } else { "✗ missed" },
         if b >= 6.0 { "✓" } else { "✗ missed" }
     );

@@ -81,19 +81,45 @@ impl Net {
     }
 }
 
-/// Runs `f` while nftables in `ns` DNATs the VIP's UDP port 53 to backends 11, 12 and 13 of
-/// `net`, by a jhash of source address and port (as lb spreads flows).
-pub fn with_nft_dnat<T>(ns: &Netns, net: &Net, f: impl FnOnce() -> T) -> T {
-    let (t, vip) = (net.nft(), net.vip);
-    let (b1, b2, b3) = (net.host(11), net.host(12), net.host(13));
-    ns.sh(&format!(
-        "nft add table {t} lbnat \
-         && nft add chain {t} lbnat pre \"{{ type nat hook prerouting priority -100; }}\" \
-         && nft add rule {t} lbnat pre {t} daddr {vip} udp dport 53 dnat to jhash {t} saddr . udp sport mod 3 map \"{{ 0 : {b1}, 1 : {b2}, 2 : {b3} }}\""
-    ));
-    let r = f();
-    ns.sh(&format!("nft delete table {t} lbnat"));
-    r
+/// nftables in a namespace DNATing the VIP's UDP port 53 to backends 11, 12 and 13 of a
+/// [`Net`], by a jhash of source address and port (as lb spreads flows), for as long as this
+/// lives.
+pub struct NftDnat {
+    ns: String,
+    family: &'static str,
+}
+
+impl NftDnat {
+    pub fn add(ns: &Netns, net: &Net) -> Self {
+        let (t, vip) = (net.nft(), net.vip);
+        let (b1, b2, b3) = (net.host(11), net.host(12), net.host(13));
+        ns.sh(&format!(
+            "nft add table {t} lbnat \
+             && nft add chain {t} lbnat pre \"{{ type nat hook prerouting priority -100; }}\" \
+             && nft add rule {t} lbnat pre {t} daddr {vip} udp dport 53 dnat to jhash {t} saddr . udp sport mod 3 map \"{{ 0 : {b1}, 1 : {b2}, 2 : {b3} }}\""
+        ));
+        NftDnat {
+            ns: ns.name.clone(),
+            family: t,
+        }
+    }
+}
+
+impl Drop for NftDnat {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "nft",
+                "delete",
+                "table",
+                self.family,
+                "lbnat",
+            ])
+            .status();
+    }
 }
 
 /// The agent's config, as an operator would write it: the default flow-table size, one UDP VIP

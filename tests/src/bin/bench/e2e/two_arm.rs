@@ -1,11 +1,12 @@
 //! The two-arm topology: the generator on one side of the balancer, the sink on the other.
 use lb::dataplane::nix_ifindex;
 use lb_common::program_names;
-use lb_tests::{Netns, TempDir, lab};
+use lb_tests::{Netns, TempDir};
 
 use super::{
-    Rates, attached, bursts, generator,
-    net::{Net, V4, agent_config, with_nft_dnat},
+    Rates, attached, burst, generator,
+    modes::{Agent, Up, detach, interleaved},
+    net::{Net, NftDnat, V4, agent_config},
     pin_napi, row, sizes, veth,
 };
 
@@ -34,34 +35,42 @@ pub fn measure_two_arm(quick: bool) -> String {
     ));
     let sink = attached(&sink_ns, program_names::SINK, "s0", |_| {});
     let mut generator = generator(&BACKENDS);
-    let mut run_mode =
-        |what: &str| bursts(what, runs, (&gen_ns, &mut generator, &sink), n, &BACKENDS);
-
-    let redirect = attached(&lb_ns, program_names::REDIRECT_ALL, "l0", |dp| {
-        dp.set_redirect_to(nix_ifindex("l1").expect("l1"))
-            .expect("redirect target")
-    });
-    pin_napi(&lb_ns, "l0", 1);
-    let ceiling = run_mode("redirect ceiling");
-    drop(redirect);
-
-    // nftables DNAT to the three backends behind l1; the kernel routes out of l1.
-    let pass = attached(&lb_ns, program_names::PASS, "l0", |_| {});
-    pin_napi(&lb_ns, "l0", 1);
-    let nft = with_nft_dnat(&lb_ns, &BACKENDS, || run_mode("nftables DNAT two-arm"));
-    drop(pass);
-
     let tmp = TempDir::new("bench-e2e2");
     let cfg = agent_config(&tmp, &["l0", "l1"], &BACKENDS);
-    let (agent, _) = lab::start_agent(&lb_ns, &cfg, &tmp);
-    pin_napi(&lb_ns, "l0", 1);
-    let lb_rate = run_mode("lb two-arm");
-    let stats = lab::stats(&tmp.path("lb.sock"));
-    assert!(
-        stats.outcome("redirect") > 0,
-        "lb redirected nothing: {stats:?}"
+    let program = |name: &'static str| -> Up {
+        let dp = attached(&lb_ns, name, "l0", |dp| {
+            if name == program_names::REDIRECT_ALL {
+                dp.set_redirect_to(nix_ifindex("l1").expect("l1"))
+                    .expect("redirect target")
+            }
+        });
+        pin_napi(&lb_ns, "l0", 1);
+        Box::new(dp)
+    };
+    let r = interleaved(
+        runs,
+        &mut [
+            ("redirect ceiling", &mut || {
+                program(program_names::REDIRECT_ALL)
+            }),
+            // nftables DNAT to the three backends behind l1; the kernel routes out of l1.
+            ("nftables DNAT two-arm", &mut || {
+                Box::new((
+                    program(program_names::PASS),
+                    NftDnat::add(&lb_ns, &BACKENDS),
+                ))
+            }),
+            ("lb two-arm", &mut || {
+                let agent = Agent::start(&lb_ns, &cfg, &tmp, &["l0", "l1"], "redirect");
+                pin_napi(&lb_ns, "l0", 1);
+                Box::new(agent)
+            }),
+        ],
+        |_| burst(&gen_ns, &mut generator, &sink, n, &BACKENDS),
+        None,
     );
-    drop(agent);
+    detach(&tmp);
+    let [ceiling, nft, lb_rate] = <[Rates; 3]>::try_from(r).ok().expect("three modes");
 
     let row = |name: &str, r: &Rates| row(name, r, &ceiling, &nft);
     let mut out = "Two-arm: the same bursts, the generator on one side of the balancer and the sink on the other, so every frame leaves by the other interface (redirected by XDP, or routed by the kernel after nftables' DNAT).\n\n\

@@ -1,0 +1,119 @@
+//! Running the modes of a topology interleaved, round by round, and the agent as a mode.
+use lb_tests::{Netns, TempDir, lab};
+
+use super::{Rates, rates};
+
+/// What a mode leaves set up on the balancer while it runs (programs, rules, an agent);
+/// dropping it tears the mode down.
+pub(super) type Up = Box<dyn std::any::Any>;
+
+/// A mode: its name, and how to set it up.
+pub(super) type Mode<'a> = (&'a str, &'a mut dyn FnMut() -> Up);
+
+/// Runs the modes interleaved: each round, every mode in turn is set up, measured with one
+/// burst and torn down, so that the machine's drift between rounds moves every mode alike
+/// (ratios are then taken round by round). In the last round, where `prog` reads the
+/// balancer program's statistics, each mode gets one more burst with the kernel timing
+/// every run (which costs a little, so not in the measured bursts).
+pub(super) fn interleaved(
+    runs: usize,
+    modes: &mut [Mode],
+    mut burst: impl FnMut(&str) -> f64,
+    mut prog: Option<&mut dyn FnMut() -> Option<(u64, u64)>>,
+) -> Vec<Rates> {
+    let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    let mut prog_ns: Vec<Option<f64>> = vec![None; modes.len()];
+    let stats_was = lb_tests::sh("sysctl -n kernel.bpf_stats_enabled");
+    for round in 0..runs {
+        for (i, (what, up)) in modes.iter_mut().enumerate() {
+            let _up = up();
+            let r = burst(what);
+            assert!(
+                r > 0.0,
+                "{what}: nothing came back to the sink: the harness is broken"
+            );
+            rounds[i].push(r);
+            if round + 1 == runs
+                && let Some(prog) = prog.as_mut()
+            {
+                lb_tests::sh("sysctl -qw kernel.bpf_stats_enabled=1");
+                let before = prog();
+                burst(what);
+                if let (Some((t0, c0)), Some((t1, c1))) = (before, prog())
+                    && c1 > c0
+                {
+                    prog_ns[i] = Some((t1 - t0) as f64 / (c1 - c0) as f64);
+                }
+                lb_tests::sh(&format!(
+                    "sysctl -qw kernel.bpf_stats_enabled={}",
+                    stats_was.trim()
+                ));
+            }
+        }
+    }
+    rounds
+        .into_iter()
+        .zip(prog_ns)
+        .map(|(v, p)| Rates {
+            prog_ns: p,
+            ..rates(v)
+        })
+        .collect()
+}
+
+/// The agent on the balancer, configured as an operator would, while this lives; it must
+/// have sent frames out with `outcome` (`tx`, `redirect`) when it goes. Going: stopped, and
+/// the links it leaves pinned removed, so that the next mode can attach; its maps stay pinned
+/// (the next agent takes them up, flows and all), since freeing a table of a million flows is
+/// kernel work that would land in the next mode's burst. [`detach`] removes them at the end.
+pub(super) struct Agent {
+    proc: lb_tests::Proc,
+    sock: std::path::PathBuf,
+    links: Vec<std::path::PathBuf>,
+    outcome: &'static str,
+}
+
+impl Agent {
+    pub(super) fn start(
+        ns: &Netns,
+        cfg: &str,
+        tmp: &TempDir,
+        interfaces: &[&str],
+        outcome: &'static str,
+    ) -> Self {
+        let (proc, _) = lab::start_agent(ns, cfg, tmp);
+        Agent {
+            proc,
+            sock: tmp.path("lb.sock"),
+            links: interfaces
+                .iter()
+                .map(|i| tmp.pin_dir().join("links").join(i))
+                .collect(),
+            outcome,
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let stats = lab::stats(&self.sock);
+            assert!(
+                stats.outcome(self.outcome) > 0,
+                "lb sent nothing out ({}): {stats:?}",
+                self.outcome
+            );
+        }
+        self.proc.stop();
+        for link in &self.links {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+}
+
+/// `lb detach` for the agent whose config is in `tmp`: its pinned maps go.
+pub(super) fn detach(tmp: &TempDir) {
+    let cfg = tmp.path("lb.toml");
+    let (code, _, err) = lab::cli(&["detach", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "lb detach: {err}");
+}
