@@ -69,9 +69,14 @@ pub enum Flow {
 static LB_BENCH_FIXED_FLOW: Global<u8> = Global::new(0);
 
 /// One flow-table lookup; for a hit, the backend's own entry says whether the flow may keep it
-/// (up, and serving the VIP the packet is addressed to), so no VIP lookup is needed.
+/// (up, and serving the VIP the packet is addressed to), so no VIP lookup is needed. A TCP SYN
+/// is not looked up: it takes the ring whatever the table holds, and [`from_ring`]'s insert
+/// finds out whether the table holds it (one walk of the table for a new connection, not two).
 #[inline(always)]
 pub fn flow(pkt: &Packet) -> Flow {
+    if is_syn(pkt) {
+        return Flow::Miss;
+    }
     let entry = if LB_BENCH_FIXED_FLOW.load() != 0 {
         BENCH_FLOW.get_ptr_mut(0)
     } else {
@@ -80,9 +85,6 @@ pub fn flow(pkt: &Packet) -> Flow {
     let Some(entry) = entry else {
         return Flow::Miss;
     };
-    if is_syn(pkt) {
-        return Flow::Stale(entry);
-    }
     match established(entry, pkt) {
         Some(c) => Flow::Hit(c),
         None => Flow::Stale(entry),
@@ -132,28 +134,39 @@ pub fn from_ring(
     let id = c.id;
     // The clock is read only where it matters: UDP ages by it, TCP does not.
     let seen = if pkt.key.proto == PROTO_UDP { now() } else { 0 };
-    match entry {
-        // Overwritten in place: no update call, and the entry keeps its place in the LRU.
+    // Overwritten in place: no update call, and the entry keeps its place in the LRU.
+    let overwrite = |e: *mut FlowValue| {
         // Safety: the entry stays valid under RCU for this program run.
-        Some(e) => {
-            unsafe {
-                (*e).backend = id;
-                (*e).hash = c.hash;
-                (*e).last_seen_ns = seen;
-            }
-            stats::new_flow(id);
+        unsafe {
+            (*e).backend = id;
+            (*e).hash = c.hash;
+            (*e).last_seen_ns = seen;
         }
+        stats::new_flow(id);
+    };
+    match entry {
+        Some(e) => overwrite(e),
         None => {
             let value = FlowValue {
                 backend: id,
                 hash: c.hash,
                 last_seen_ns: seen,
             };
-            // A full table evicts its least recently used entry; a failed insert (another CPU
-            // added the key meanwhile) only costs a re-pick on the next packet.
-            if FLOWS.insert(&pkt.key, &value, BPF_NOEXIST as u64).is_ok() {
-                stats::flow(FLOW_INSERTS);
-                stats::new_flow(id);
+            // A full table evicts its least recently used entry.
+            match FLOWS.insert(&pkt.key, &value, BPF_NOEXIST as u64) {
+                Ok(()) => {
+                    stats::flow(FLOW_INSERTS);
+                    stats::new_flow(id);
+                }
+                // The table holds the 5-tuple. A SYN was not looked up before (see `flow`):
+                // its pick replaces the entry's. Any other packet: another CPU added the flow
+                // meanwhile, which only costs a re-pick on the next packet.
+                Err(_) if is_syn(pkt) => {
+                    if let Some(e) = FLOWS.get_ptr_mut(&pkt.key) {
+                        overwrite(e);
+                    }
+                }
+                Err(_) => {}
             }
         }
     }

@@ -122,9 +122,16 @@ fn flows_keep_their_backend_until_it_goes() {
             Default::default(),
         )
         .unwrap();
+        let (inserted, _) = dp.flow_counters().unwrap();
         assert!(
             flows.iter().all(|&p| send(&mut dp, tcp(p)) == third_mac),
             "a SYN must take the new ring"
+        );
+        // A SYN of a 5-tuple the table holds replaces the entry's pick: no entry is added.
+        assert_eq!(
+            dp.flow_counters().unwrap().0,
+            inserted,
+            "SYNs of held flows counted as new entries"
         );
         let after_syn: Vec<[u8; 6]> = flows
             .iter()
