@@ -10,8 +10,8 @@ pub(super) type Up = Box<dyn std::any::Any>;
 /// A mode: its name, and how to set it up.
 pub(super) type Mode<'a> = (&'a str, &'a mut dyn FnMut() -> Up);
 
-/// Runs the modes interleaved: each round, every mode in turn is set up, measured with one
-/// burst and torn down, so that the machine's drift between rounds moves every mode alike
+/// Runs the modes interleaved: each round, every mode in turn (the order rotated by one each
+/// round) is set up, measured with one burst and torn down, so that the machine's drift between rounds moves every mode alike
 /// (ratios are then taken round by round). In the last round, where `prog` reads the
 /// balancer program's statistics, each mode gets one more burst with the kernel timing
 /// every run (which costs a little, so not in the measured bursts).
@@ -25,7 +25,11 @@ pub(super) fn interleaved(
     let mut prog_ns: Vec<Option<f64>> = vec![None; modes.len()];
     let stats_was = lb_tests::sh("sysctl -n kernel.bpf_stats_enabled");
     for round in 0..runs {
-        for (i, (what, up)) in modes.iter_mut().enumerate() {
+        // Each round starts one mode further on, so that no mode always comes first (after
+        // the last round's teardown) or always follows the same one.
+        for k in 0..modes.len() {
+            let i = (k + round) % modes.len();
+            let (what, up) = &mut modes[i];
             let _up = up();
             let r = burst(what);
             assert!(
