@@ -55,8 +55,8 @@ pub struct Chosen {
 pub enum Flow {
     /// An established flow that keeps its backend.
     Hit(Chosen),
-    /// The table holds the 5-tuple but the packet takes the ring (a SYN, a backend down or
-    /// gone, an idle UDP flow): the entry to overwrite with the ring's pick.
+    /// The table holds the 5-tuple but the packet takes the ring (a backend down or gone, an
+    /// idle UDP flow): the entry to overwrite with the ring's pick.
     Stale(*mut FlowValue),
     /// A 5-tuple the table does not hold.
     Miss,

@@ -113,8 +113,7 @@ fn route_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend, tot_len: u32, hash
     let Some(cfg) = CONFIG.get(0) else {
         return Verdict::new(xdp_action::XDP_ABORTED, Counter::Aborted).pack() | NOT_ROUTED;
     };
-    let ingress = ctx.ingress_ifindex() as u32;
-    match route(ctx, pkt, cfg, be, (tot_len, hash), ingress) {
+    match route(ctx, pkt, cfg, be, tot_len, hash) {
         Ok(egress) => egress as u64,
         Err(v) => v.pack() | NOT_ROUTED,
     }
@@ -127,12 +126,12 @@ fn route(
     pkt: &Packet,
     cfg: &lb_common::Config,
     be: &Backend,
-    (tot_len, hash): (u32, u32),
-    ingress: u32,
+    tot_len: u32,
+    hash: u32,
 ) -> Result<u32, Verdict> {
     // Safety: an all-zero bpf_fib_lookup is a valid (empty) request.
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
-    fib.ifindex = ingress;
+    fib.ifindex = ctx.ingress_ifindex() as u32;
     fib.__bindgen_anon_1.tot_len = tot_len as u16;
     if pkt.key.family == FAMILY_V4 {
         fib.family = AF_INET;
