@@ -1,12 +1,12 @@
 //! What parts of the balancer cost per packet: the same object loaded with a part and without
 //! it, measured in alternating calls.
-use lb::dataplane::{Dataplane, nix_ifindex};
+use lb::dataplane::{Options, nix_ifindex};
 use lb_common::{Counter, PROTO_TCP, program_names};
 use lb_tests::fixture::{self, Pkt};
 
 use crate::{
     Opts,
-    per_packet::{count, spread, timed},
+    per_packet::{as_the_agent_runs, count, spread, timed},
 };
 
 /// The [`Cost`] of the per-CPU counters.
@@ -29,16 +29,9 @@ pub struct Cost {
 }
 
 pub fn parts_cost(o: &Opts) -> Vec<Cost> {
-    use lb::dataplane::{OBJECT, Options};
     let env = fixture::env();
     env.ns.run(|| {
         let ifindex = nix_ifindex("eth0").expect("eth0");
-        let load = |program, opts: &Options| {
-            let mut dp = Dataplane::load_with(OBJECT, program, opts).expect("load");
-            let vips = fixture::program(&mut dp);
-            fixture::cache_next_hops(&mut dp, &vips);
-            dp
-        };
         // Small flow tables: each load has its own, and two 1M-entry tables placed differently
         // in memory differ in cache and TLB misses by more than what is measured here.
         let base = Options {
@@ -87,8 +80,8 @@ pub fn parts_cost(o: &Opts) -> Vec<Cost> {
             (LOOKUP, &running, &fixed_flow, vec![hit_path]),
         ] {
             for (path, program, frame, action) in paths {
-                let mut a = load(program, with);
-                let mut b = load(program, without);
+                let mut a = as_the_agent_runs(program, with);
+                let mut b = as_the_agent_runs(program, without);
                 let (mut with, mut wo, mut delta) = (Vec::new(), Vec::new(), Vec::new());
                 // Each pair back to back; the first call of each records the hit's flow. The
                 // differences are small next to the drift: three times the usual calls.

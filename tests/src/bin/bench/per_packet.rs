@@ -1,13 +1,13 @@
 //! Per-packet cost through BPF_PROG_TEST_RUN on the loaded programs.
 use aya::programs::{TestRun, TestRunOptions};
-use lb::dataplane::{Dataplane, nix_ifindex};
+use lb::dataplane::{Dataplane, OBJECT, Options, nix_ifindex};
 use lb_common::{Counter, FLOWS_DEFAULT, PROTO_TCP, PROTO_UDP, program_names};
 use lb_tests::fixture::{self, Pkt};
 
 use crate::Opts;
 
 /// What bounds the per-packet numbers, for the report.
-pub const ANALYSIS: &str = "**Where the fast path stands, and what bounds it.** Work so far: each backend's next hop kept in its entry (no per-packet `bpf_fib_lookup`); no BPF `memset` calls; code generation that allows misaligned loads, so a multi-byte header field is one load (the parser went from 329 to 156 instructions); a bitmap of VIP addresses checked inline before the parser, so traffic for any other address costs one array read and no hash lookup (on this kernel every return, a BPF function's included, goes through the SRSO return thunk, so calls saved show: a non-VIP packet went from ~1.75× to ~1.2–1.45× of XDP_PASS); the flow table consulted before the VIP map, each backend's entry recording the VIP it serves, so an established flow costs one hash lookup; a TCP SYN not looked up at all (it takes the ring whatever the table holds: its insert finds out, one walk of the table for a new connection instead of two, ~6–8% of a new flow; a SYN of a 5-tuple the table holds then overwrites the entry in place after the failed insert, at about twice its former cost, still well under a new flow's); the send step and the parser inlined; a per-CPU cache of the coarse clock for UDP's idle time (`bpf_jiffies64` is inlined by the verifier, the clock helper is not); and the IPv6 outer flow label kept in the flow entry (the ring pick's hash), so an IPv6 hit does not hash its 5-tuple again (6.5–7.0× to 5.7–6.5×). Hardening added work to every packet for a VIP address (the IPv4 header checksum, TCP data offsets and UDP lengths checked, IPv6 extension headers walked, ICMP and fragments told apart), about 0.5× of a hit.\n\n**The hit's 3× target.** Each run measures what the kernel's LRU hash lookup costs a hit, against the same program finding its entry in one fixed array slot (the last row above, and a row of the table below): 50–60 ns here, one and a half to two times the whole trivial program. With the array slot, the hit measured 2.5–3.5× over runs here, against 4.5–5.5× with the lookup: 3× is out of reach with the kernel's hash map, and only just within reach without it. The rest is parsing and checking the headers, the backend's entry, four per-CPU counters, growing the head (a helper call) and writing 34 bytes of headers with their checksum. Katran's program measures about 5× on this kind of machine, as does ours. An array-based flow table of our own (our hash, inlined lookups) would cut most of the lookup but give up the LRU's exact eviction and need its own answer for concurrent writers: a design decision, not taken.\n\n**New flows.** A new flow into a table with room costs ~19–22× (22–25× before a SYN skipped the lookup; the profile puts a third of it in `lookup_nulls_elem_raw`, the first walk of a cold bucket in the 16 MB bucket array of a 1M-entry table: a cache and, in this virtual machine, a TLB miss); into a full table, where every insert evicts, ~35–38× (`bpf_lru_pop_free` and the evicted entry's cold bucket on top). Neither is in the program's hands; a smaller table costs less per miss (the agent's `flow_table_size`). End to end, the program costs about twice its BPF_PROG_TEST_RUN figure for the same reasons (4096 flows' buckets spread over 16 MB, `lookup_nulls_elem_raw` ~17% of the balancer's core with 1M entries and ~9% with 64K), plus the first read of a frame written on the other core (the e2e section measures that alone).\n\n**Tried without gain, not kept:** per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`), for hits and for new flows; handing the parser the IP version the inline check had found, so that it starts at the IP header (LLVM merged the two into one state machine that cost the non-VIP path ~0.3× more). Run to run, the same build's hit measures anywhere from 4.4× to 6.1× here (other guests share the host), so a change of a few nanoseconds cannot be told from the noise. Levers left: a 16-byte flow key for IPv4 (a second table: a shorter jhash and compare; more preallocated memory), fewer counter updates (VIP totals derived from backend totals, which needs the agent to keep removed backends' totals so that a VIP's counters never go down), and a VIP lookup through an array the agent lays out (a perfect hash) instead of a hash map, ~40 ns of a new flow (it needs a way over for the pinned VIP map of a running version).";
+pub const ANALYSIS: &str = "**Where the fast path stands, and what bounds it.** Work so far: each backend's next hop kept in its entry (no per-packet `bpf_fib_lookup`); no BPF `memset` calls; code generation that allows misaligned loads, so a multi-byte header field is one load (the parser went from 329 to 156 instructions); a bitmap of VIP addresses checked inline before the parser, so traffic for any other address costs one array read and no hash lookup (on this kernel every return, a BPF function's included, goes through the SRSO return thunk, so calls saved show: a non-VIP packet went from ~1.75× to ~1.2–1.45× of XDP_PASS); the flow table consulted before the VIP map, each backend's entry recording the VIP it serves, so an established flow costs one hash lookup; a TCP SYN not looked up at all (it takes the ring whatever the table holds: its insert finds out, one walk of the table for a new connection instead of two, ~6–8% of a new flow; a SYN of a 5-tuple the table holds then overwrites the entry in place after the failed insert, at about twice its former cost, still well under a new flow's); the send step and the parser inlined; a per-CPU cache of the coarse clock for UDP's idle time (`bpf_jiffies64` is inlined by the verifier, the clock helper is not); and the IPv6 outer flow label kept in the flow entry (the ring pick's hash), so an IPv6 hit does not hash its 5-tuple again (6.5–7.0× to 5.7–6.5×). Hardening added work to every packet for a VIP address (the IPv4 header checksum, TCP data offsets and UDP lengths checked, IPv6 extension headers walked, ICMP and fragments told apart), about 0.5× of a hit.\n\n**The hit's 3× target.** Each run measures what the kernel's LRU hash lookup costs a hit, against the same program finding its entry in one fixed array slot (the last row above, and a row of the table below): 50–60 ns here, one and a half to two times the whole trivial program. With the array slot, the hit measured 2.5–3.5× over runs here, against 4.5–5.5× with the lookup: 3× is out of reach with the kernel's hash map, and only just within reach without it. The rest is parsing and checking the headers, the backend's entry, four per-CPU counters, growing the head (a helper call) and writing 34 bytes of headers with their checksum. Katran's program measures about 5× on this kind of machine, as does ours. An array-based flow table of our own (our hash, inlined lookups) would cut most of the lookup but give up the LRU's exact eviction and need its own answer for concurrent writers: a design decision, not taken.\n\n**New flows.** A new flow into a table with room costs ~19–23× (22–26× before a SYN skipped the lookup; the profile puts a third of it in `lookup_nulls_elem_raw`, the first walk of a cold bucket in the 16 MB bucket array of a 1M-entry table: a cache and, in this virtual machine, a TLB miss); into a full table, where every insert evicts, ~35–38× (`bpf_lru_pop_free` and the evicted entry's cold bucket on top). Neither is in the program's hands; a smaller table costs less per miss (the agent's `flow_table_size`). End to end, the program costs about twice its BPF_PROG_TEST_RUN figure for the same reasons (4096 flows' buckets spread over 16 MB, `lookup_nulls_elem_raw` ~17% of the balancer's core with 1M entries and ~9% with 64K), plus the first read of a frame written on the other core (the e2e section measures that alone).\n\n**Tried without gain, not kept:** per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`), for hits and for new flows; handing the parser the IP version the inline check had found, so that it starts at the IP header (LLVM merged the two into one state machine that cost the non-VIP path ~0.3× more). Run to run, the same build's hit measures anywhere from 4.4× to 6.1× here (other guests share the host), so a change of a few nanoseconds cannot be told from the noise. Levers left: a 16-byte flow key for IPv4 (a second table: a shorter jhash and compare; more preallocated memory), fewer counter updates (VIP totals derived from backend totals, which needs the agent to keep removed backends' totals so that a VIP's counters never go down), and a VIP lookup through an array the agent lays out (a perfect hash) instead of a hash map, ~40 ns of a new flow (it needs a way over for the pinned VIP map of a running version).";
 
 pub fn timed(dp: &mut Dataplane, ifindex: u32, frame: &[u8], repeat: u32) -> (f64, u32) {
     let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
@@ -136,6 +136,16 @@ fn run_case(b: &mut Baselines, c: Case, o: &Opts) -> Row {
     }
 }
 
+/// `program` loaded with `opts` and programmed as the agent would: the fixtures' VIPs, the
+/// next hops in the backends' entries.
+pub fn as_the_agent_runs(program: &'static str, opts: &Options) -> Dataplane {
+    let mut dp = Dataplane::load_with(OBJECT, program, opts)
+        .unwrap_or_else(|e| panic!("load {program}: {e}"));
+    let vips = fixture::program(&mut dp);
+    fixture::cache_next_hops(&mut dp, &vips);
+    dp
+}
+
 /// The options of the new-flow case with room: fewer runs per call, so that all calls' inserts
 /// fit in the table.
 pub fn room(o: &Opts) -> Opts {
@@ -157,13 +167,8 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
             frame: Pkt::new("198.19.0.100", 80, PROTO_TCP).build(),
         };
         // As the agent runs them: the fixtures' VIPs, next hops in the backends' entries.
-        let mut bench = Dataplane::load(program_names::LB_BENCH).expect("load xdp_lb_bench");
-        let vips = fixture::program(&mut bench);
-        fixture::cache_next_hops(&mut bench, &vips);
-        let mut fresh =
-            Dataplane::load(program_names::LB_BENCH_NEW).expect("load xdp_lb_bench_new");
-        let vips_new = fixture::program(&mut fresh);
-        fixture::cache_next_hops(&mut fresh, &vips_new);
+        let mut bench = as_the_agent_runs(program_names::LB_BENCH, &Options::default());
+        let mut fresh = as_the_agent_runs(program_names::LB_BENCH_NEW, &Options::default());
         // Non-VIP traffic, with and without a VIP on every port among the VIPs.
         let mut lb = Dataplane::load(program_names::LB).expect("load xdp_lb");
         fixture::program(&mut lb);
@@ -204,10 +209,7 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
         ));
         // New flows into a table with room: a table of its own, and fewer runs per call than
         // it holds in all.
-        let mut roomy =
-            Dataplane::load(program_names::LB_BENCH_NEW).expect("load xdp_lb_bench_new");
-        let vips_roomy = fixture::program(&mut roomy);
-        fixture::cache_next_hops(&mut roomy, &vips_roomy);
+        let mut roomy = as_the_agent_runs(program_names::LB_BENCH_NEW, &Options::default());
         let room = room(o);
         rows.push(run_case(
             &mut b,
@@ -305,15 +307,12 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
         );
         // The IPv4 TCP hit once more, with one array entry where the flow-table lookup is
         // (benchmarks only): what the rest of a hit costs.
-        let opts = lb::dataplane::Options {
+        let opts = Options {
             bench_fixed_flow: true,
             flows: 4096,
             ..Default::default()
         };
-        let mut fixed = Dataplane::load_with(lb::dataplane::OBJECT, program_names::LB_BENCH, &opts)
-            .expect("load xdp_lb_bench with a fixed flow entry");
-        let vips_fixed = fixture::program(&mut fixed);
-        fixture::cache_next_hops(&mut fixed, &vips_fixed);
+        let mut fixed = as_the_agent_runs(program_names::LB_BENCH, &opts);
         rows.push(run_case(
             &mut b,
             Case {
