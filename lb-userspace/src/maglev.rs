@@ -48,10 +48,11 @@ pub fn fingerprint(ring: &[u32], backends: &[IpAddr]) -> String {
 /// backend it sends to, or [`NO_BACKEND`] when no backend has a weight above zero.
 ///
 /// The walk is most of the work: some m × ln(m) probes in all, most of them on taken slots
-/// near the end. Two things keep a probe cheap: the taken slots are a bitmap (8 KiB for
-/// m = 65537, so it stays in the first-level cache where the ring does not), and the step
-/// to the next slot of a permutation wraps around m with a conditional move, not a branch
-/// (a branch there goes either way at random, about half the time, and mispredicts).
+/// near the end. Three things keep it short. The taken slots are a bitmap (8 KiB for
+/// m = 65537, so it stays in the first-level cache where the ring does not). While most
+/// slots are free, a claim looks at two slots and picks without a branch: which probes hit
+/// a taken slot is random, and a branch on it mispredicts often. And the last few slots
+/// (about √m) are not probed for at all: see [`endgame`].
 pub fn build(backends: &[(IpAddr, u32)], m: u32) -> Vec<u32> {
     assert!(m >= 2, "ring size {m}");
     let mut order: Vec<(Vec<u8>, usize)> = (0..backends.len())
@@ -69,37 +70,41 @@ pub fn build(backends: &[(IpAddr, u32)], m: u32) -> Vec<u32> {
         .iter()
         .map(|(k, i)| {
             let skip = hash_bytes(SKIP_SEED, k) as u64 % (m64 - 1) + 1;
+            let offset = hash_bytes(OFFSET_SEED, k) as u64 % m64;
             Walk {
-                next: hash_bytes(OFFSET_SEED, k) as u64 % m64,
+                next: offset,
                 skip,
                 wrap_at: m64 - skip,
                 weight: backends[*i].1 as u64,
                 credit: 0,
                 index: *i as u32,
+                offset,
+                inverse: inverse(skip, m64),
             }
         })
         .collect();
+    let endgame_at = endgame::size(&walk, m64);
+    let two_until = m64 - m64 / 4;
     let mut taken = Bitmap(vec![0u64; (m as usize).div_ceil(64)]);
     let mut filled = 0u64;
-    loop {
-        for w in walk.iter_mut() {
-            w.credit += w.weight;
-            while w.credit >= max_w {
-                w.credit -= max_w;
-                let mut c = w.next;
-                while taken.has(c) {
-                    c = w.step(c);
-                }
-                w.next = w.step(c);
-                taken.set(c);
-                ring[c as usize] = w.index;
-                filled += 1;
-                if filled == m64 {
-                    return ring;
-                }
+    let resume = 'walk: loop {
+        for (p, w) in walk.iter_mut().enumerate() {
+            if !w.takes_turn(max_w) {
+                continue;
+            }
+            let c = w.claim(&taken, filled < two_until);
+            taken.set(c);
+            ring[c as usize] = w.index;
+            filled += 1;
+            if m64 - filled <= endgame_at {
+                break 'walk p + 1;
             }
         }
+    };
+    if filled < m64 {
+        endgame::finish(&mut walk, resume, &taken, &mut ring, max_w);
     }
+    ring
 }
 
 /// One backend's walk through its permutation offset + j × skip (mod m).
@@ -111,9 +116,24 @@ struct Walk {
     weight: u64,
     credit: u64,
     index: u32,
+    offset: u64,
+    /// skip⁻¹ (mod m), or 0 where there is none (m not prime).
+    inverse: u64,
 }
 
 impl Walk {
+    /// Every round each backend earns its weight in credit and claims one slot per `max_w`
+    /// of it: at most one, since the credit stays below `max_w` between rounds.
+    #[inline(always)]
+    fn takes_turn(&mut self, max_w: u64) -> bool {
+        self.credit += self.weight;
+        let turn = self.credit >= max_w;
+        if turn {
+            self.credit -= max_w;
+        }
+        turn
+    }
+
     #[inline(always)]
     fn step(&self, c: u64) -> u64 {
         // Both candidates are computed from `c` alone and one is picked without a branch:
@@ -124,7 +144,46 @@ impl Walk {
             c + self.skip,
         )
     }
+
+    /// The first free slot from `next` on, which becomes taken.
+    #[inline(always)]
+    fn claim(&mut self, taken: &Bitmap, mostly_free: bool) -> u64 {
+        let mut c = self.next;
+        if mostly_free {
+            // Look at two slots and pick the first free one without a branch; only when
+            // both are taken (rare while most slots are free) does the loop below probe on.
+            let c1 = self.step(c);
+            let (t0, t1) = (taken.has(c), taken.has(c1));
+            c = std::hint::select_unpredictable(
+                t0,
+                std::hint::select_unpredictable(t1, self.step(c1), c1),
+                c,
+            );
+        }
+        while taken.has(c) {
+            c = self.step(c);
+        }
+        self.next = self.step(c);
+        c
+    }
 }
+
+/// a⁻¹ (mod m) by the extended Euclidean algorithm, or 0 when a and m share a factor.
+fn inverse(a: u64, m: u64) -> u64 {
+    let (mut t, mut nt, mut r, mut nr) = (0i64, 1i64, m as i64, a as i64);
+    while nr != 0 {
+        let q = r / nr;
+        (t, nt) = (nt, t - q * nt);
+        (r, nr) = (nr, r - q * nr);
+    }
+    if r == 1 {
+        t.rem_euclid(m as i64) as u64
+    } else {
+        0
+    }
+}
+
+mod endgame;
 
 struct Bitmap(Vec<u64>);
 
@@ -339,6 +398,60 @@ mod tests {
                 }
             }
             assert_eq!(build(&b, m), reference(&b, m), "weighted n={n} m={m}");
+        }
+    }
+
+    #[test]
+    fn inverses_are_inverses() {
+        for (a, m) in [
+            (1u64, 7u64),
+            (3, 7),
+            (40503, 65537),
+            (65536, 65537),
+            (12345, 655373),
+        ] {
+            assert_eq!(a * inverse(a, m) % m, 1, "{a} mod {m}");
+        }
+        // No inverse where a and m share a factor: the endgame is then left out.
+        assert_eq!(inverse(6, 9), 0);
+    }
+
+    #[test]
+    fn the_endgame_picks_what_integer_arithmetic_picks() {
+        // The doubles must be exact up to the largest ring the endgame takes (m < 2^24),
+        // with and without AVX2, for free lists as long as a key can index.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for m in [7u64, 65537, 655373, 16_777_213] {
+            let c = endgame::Consts::new(m);
+            let longest = (1u64 << ((m - 1).leading_zeros() - 32)).min(4096);
+            for round in 0..300 {
+                let (offset, inv) = (rnd() % m, 1 + rnd() % (m - 1));
+                let len = if round % 10 == 0 {
+                    longest
+                } else {
+                    1 + rnd() % longest.min(300)
+                };
+                let free: Vec<f64> = (0..len).map(|_| (rnd() % m) as f64).collect();
+                let j = |s: f64| (s as u64 + m - offset) as u128 * inv as u128 % m as u128;
+                let want = (0..free.len()).min_by_key(|&i| (j(free[i]), i)).unwrap();
+                let back = (m - offset) as f64;
+                assert_eq!(
+                    endgame::first_in(&free, back, inv as f64, &c),
+                    want,
+                    "m={m}"
+                );
+                assert_eq!(
+                    endgame::first_in_portable(&free, back, inv as f64, &c),
+                    want,
+                    "m={m}"
+                );
+            }
         }
     }
 
