@@ -35,13 +35,16 @@ fn main() {
         repeat: if quick { 100_000 } else { 1_000_000 },
         runs: if quick { 1 } else { 7 },
     };
-    if let Some(section) = only {
-        // One section, printed: for working on one number, not for the report.
-        let Some((_, run)) = SECTIONS.iter().find(|(name, _)| *name == section) else {
-            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
-            panic!("no section {section:?}; sections: {}", names.join(", "));
-        };
-        print!("{}", run(&o));
+    if let Some(sections) = only {
+        // Some sections (comma-separated, in that order, in one process), printed: for
+        // working on one number, not for the report.
+        for section in sections.split(',') {
+            let Some((_, run)) = SECTIONS.iter().find(|(name, _)| *name == section) else {
+                let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+                panic!("no section {section:?}; sections: {}", names.join(", "));
+            };
+            print!("{}", run(&o));
+        }
         return;
     }
     let started = Instant::now();
