@@ -34,7 +34,8 @@ enum Cmd {
         /// Fewer repetitions, report to target/bench-quick.md (CI: proves the harness works).
         #[arg(long)]
         quick: bool,
-        /// One section only (per-packet, maglev, e2e, conn, control), printed, not written.
+        /// Some sections only (per-packet, maglev, e2e, conn, control; comma-separated, run in
+        /// that order in one process), printed, not written.
         #[arg(long)]
         only: Option<String>,
     },
