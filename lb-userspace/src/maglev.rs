@@ -145,7 +145,7 @@ impl Walk {
         )
     }
 
-    /// The first free slot from `next` on, which becomes taken.
+    /// The first free slot from `next` on (the caller marks it taken).
     #[inline(always)]
     fn claim(&mut self, taken: &Bitmap, mostly_free: bool) -> u64 {
         let mut c = self.next;
