@@ -7,14 +7,18 @@ use super::{Rates, rates};
 /// dropping it tears the mode down.
 pub(super) type Up = Box<dyn std::any::Any>;
 
+/// How many of the last rounds also time the balancer's program.
+const PROG_ROUNDS: usize = 3;
+
 /// A mode: its name, and how to set it up.
 pub(super) type Mode<'a> = (&'a str, &'a mut dyn FnMut() -> Up);
 
 /// Runs the modes interleaved: each round, every mode in turn (the order rotated by one each
 /// round) is set up, measured with one burst and torn down, so that the machine's drift between rounds moves every mode alike
-/// (ratios are then taken round by round). In the last round, where `prog` reads the
+/// (ratios are then taken round by round). In the last three rounds, where `prog` reads the
 /// balancer program's statistics, each mode gets one more burst with the kernel timing
-/// every run (which costs a little, so not in the measured bursts).
+/// every run (which costs a little, so not in the measured bursts); the program's time per
+/// packet is the median of those three.
 pub(super) fn interleaved(
     runs: usize,
     modes: &mut [Mode],
@@ -22,7 +26,7 @@ pub(super) fn interleaved(
     mut prog: Option<&mut dyn FnMut() -> Option<(u64, u64)>>,
 ) -> Vec<Rates> {
     let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    let mut prog_ns: Vec<Option<f64>> = vec![None; modes.len()];
+    let mut prog_ns: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let stats_was = lb_tests::sh("sysctl -n kernel.bpf_stats_enabled");
     for round in 0..runs {
         // Each round starts one mode further on, so that no mode always comes first (after
@@ -37,7 +41,7 @@ pub(super) fn interleaved(
                 "{what}: nothing came back to the sink: the harness is broken"
             );
             rounds[i].push(r);
-            if round + 1 == runs
+            if round + PROG_ROUNDS >= runs
                 && let Some(prog) = prog.as_mut()
             {
                 lb_tests::sh("sysctl -qw kernel.bpf_stats_enabled=1");
@@ -46,7 +50,7 @@ pub(super) fn interleaved(
                 if let (Some((t0, c0)), Some((t1, c1))) = (before, prog())
                     && c1 > c0
                 {
-                    prog_ns[i] = Some((t1 - t0) as f64 / (c1 - c0) as f64);
+                    prog_ns[i].push((t1 - t0) as f64 / (c1 - c0) as f64);
                 }
                 lb_tests::sh(&format!(
                     "sysctl -qw kernel.bpf_stats_enabled={}",
@@ -58,9 +62,12 @@ pub(super) fn interleaved(
     rounds
         .into_iter()
         .zip(prog_ns)
-        .map(|(v, p)| Rates {
-            prog_ns: p,
-            ..rates(v)
+        .map(|(v, mut p)| {
+            p.sort_by(|a, b| a.total_cmp(b));
+            Rates {
+                prog_ns: p.get(p.len() / 2).copied(),
+                ..rates(v)
+            }
         })
         .collect()
 }
