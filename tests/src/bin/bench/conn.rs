@@ -137,7 +137,12 @@ pub fn measure(quick: bool) -> String {
     }
     out += &format!(
         "\nTarget: through lb ≥ 0.9× direct {}.\n",
-        if lb_ratio >= 0.9 { "✓" } else { "✗ missed" }
+        crate::summary::check(
+            "connections per second through lb against straight to a backend",
+            "≥ 0.9×",
+            format!("{lb_ratio:.2}×"),
+            lb_ratio >= 0.9
+        )
     );
     out
 }

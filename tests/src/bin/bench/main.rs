@@ -9,6 +9,7 @@ mod e2e;
 mod maglev_bench;
 mod parts;
 mod per_packet;
+mod summary;
 
 use maglev_bench::maglev_rows;
 use per_packet::per_packet;
@@ -45,6 +46,7 @@ fn main() {
             };
             print!("{}", run(&o));
         }
+        print!("\n{}", summary::table());
         return;
     }
     let started = Instant::now();
@@ -67,6 +69,7 @@ fn main() {
         kernel(),
         started.elapsed().as_secs_f64()
     );
+    md.push_str(&summary::table());
     md.push_str(&body);
     let _ = writeln!(
         md,
@@ -126,7 +129,9 @@ fn per_packet_section(o: &Opts) -> String {
     for r in &pp {
         let ratio = r.ratio;
         let target = r.target.map_or("".to_string(), |t| {
-            format!("≤ {t}× {}", if ratio <= t { "✓" } else { "✗ missed" })
+            let goal = format!("≤ {t}× {}", r.baseline);
+            let tick = summary::check(&r.name, &goal, format!("{ratio:.2}×"), ratio <= t);
+            format!("≤ {t}× {tick}")
         });
         let _ = writeln!(
             md,
@@ -199,16 +204,30 @@ fn maglev_section(o: &Opts) -> String {
         );
     }
     let n100 = mg.iter().find(|r| r.n == 100 && r.m == 65537);
-    let imbalanced = mg.iter().filter(|r| r.imbalance > 1.01).count();
+    let worst = mg.iter().map(|r| r.imbalance).fold(1.0, f64::max);
+    let build_tick = n100.map_or("?".to_string(), |r| {
+        let tick = summary::check(
+            "Maglev ring build, N = 100, M = 65537 (median)",
+            "≤ 1 ms",
+            format!("{:.2} ms", r.build_ms),
+            r.build_ms <= 1.0,
+        );
+        if r.build_ms <= 1.0 {
+            tick.to_string()
+        } else {
+            format!("{tick} ({:.2} ms)", r.build_ms)
+        }
+    });
+    let imbalance_tick = summary::check(
+        "Maglev imbalance (busiest backend over the mean), every row",
+        "≤ 1%",
+        format!("{:.2}%", (worst - 1.0) * 100.0),
+        worst <= 1.01,
+    );
     let _ = writeln!(
         md,
         "\nTargets: build for N = 100, M = 65537 ≤ 1 ms {}; imbalance ≤ 1% {}.\n\nWhat bounds the build: each backend walks its own permutation and claims the first free slot it meets, about M × H(M) probes in all if every slot were probed for (some 766,000 for M = 65537). A probe is a load from a bitmap of the taken slots (8 KiB for M = 65537, in the first-level cache) and a step to the permutation's next slot, wrapped around M with a conditional move; the search ends after a random number of probes, so a claim often costs a mispredicted branch. Two things cut that: while three quarters of the slots are free a claim looks at two slots and picks without a branch; and the last √M slots, which took half of all probes, are not probed for: each turn computes where every free slot stands in the backend's permutation (its modular inverse, in exact double arithmetic, eight slots at a time with AVX2) and takes the first. Together 1.4–1.7 ms became 0.8–1.1 ms for N = 100 here, the ring unchanged slot for slot (tested against the step-by-step reference and earlier versions' fingerprints). Tried without a gain: probing four or eight slots per branch, per-backend windows of 64 probes, a 16-bit ring during the build. Each build is timed 15 times; the median is what the target is read against, the fastest shows the cost with least interference from the other guests on this machine. Rings are rebuilt only when a VIP's backends change, never per packet, and the control loop's numbers below include it.",
-        n100.map_or("?".into(), |r| if r.build_ms <= 1.0 {
-            "✓".to_string()
-        } else {
-            format!("✗ missed ({:.2} ms)", r.build_ms)
-        }),
-        if imbalanced == 0 { "✓" } else { "✗ missed" }
+        build_tick, imbalance_tick
     );
     md
 }
