@@ -130,7 +130,7 @@ fn per_packet_section(o: &Opts) -> String {
         let ratio = r.ratio;
         let target = r.target.map_or("".to_string(), |t| {
             let goal = format!("≤ {t}× {}", r.baseline);
-            let tick = summary::check(&r.name, &goal, format!("{ratio:.2}×"), ratio <= t);
+            let tick = summary::check(r.name, &goal, format!("{ratio:.2}×"), ratio <= t);
             format!("≤ {t}× {tick}")
         });
         let _ = writeln!(
