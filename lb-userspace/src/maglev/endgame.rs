@@ -22,18 +22,18 @@ pub(super) fn size(walk: &[Walk], m: u64) -> u64 {
 /// Claims every free slot, turn by turn, starting with walk `from`.
 pub(super) fn finish(walk: &mut [Walk], from: usize, taken: &Bitmap, ring: &mut [u32], max_w: u64) {
     let m = ring.len() as u64;
-    let mut free: Vec<u32> = Vec::new();
+    // Slot numbers as doubles, the form `first_in` computes with (exact: m < 2^24).
+    let mut free: Vec<f64> = Vec::new();
     for (i, &word) in taken.0.iter().enumerate() {
         let mut bits = !word;
         while bits != 0 {
             let s = i as u64 * 64 + bits.trailing_zeros() as u64;
             if s < m {
-                free.push(s as u32);
+                free.push(s as f64);
             }
             bits &= bits - 1;
         }
     }
-    let mut free_f: Vec<f64> = free.iter().map(|&s| s as f64).collect();
     let consts = Consts::new(m);
     let mut turn = from;
     while !free.is_empty() {
@@ -45,8 +45,7 @@ pub(super) fn finish(walk: &mut [Walk], from: usize, taken: &Bitmap, ring: &mut 
         if !w.takes_turn(max_w) {
             continue;
         }
-        let i = first_in(&free_f, (m - w.offset) as f64, w.inverse as f64, &consts);
-        free_f.swap_remove(i);
+        let i = first_in(&free, (m - w.offset) as f64, w.inverse as f64, &consts);
         ring[free.swap_remove(i) as usize] = w.index;
     }
 }
