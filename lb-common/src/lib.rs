@@ -6,7 +6,13 @@
 //! with named constants.
 #![no_std]
 
+pub mod flow;
 pub mod hash;
+
+pub use flow::{
+    FLOW_WAYS, FlowKey, FlowSlot, FlowValue, Ways, flow_entries, flow_set_base, flow_sets,
+    flow_table_hash,
+};
 
 use core::mem::size_of;
 
@@ -22,7 +28,12 @@ pub mod map_names {
     pub const BACKEND_STATS: &str = "LB_BE_STATS";
     pub const DEVMAP: &str = "LB_DEVMAP";
     pub const DECAP_DST: &str = "LB_DECAP_DST";
-    pub const FLOWS: &str = "LB_FLOWS";
+    /// The flow table (see [`crate::flow`]).
+    pub const FLOWS: &str = "LB_FLOW_TABLE";
+    /// The flow table of releases before it was our own (an LRU hash map of
+    /// [`crate::FlowKey`] → [`crate::FlowValue`]): a pinned one is read once at start, its
+    /// flows moved into [`FLOWS`], and its pin removed.
+    pub const FLOWS_LRU: &str = "LB_FLOWS";
     pub const FLOW_STATS: &str = "LB_FLOW_STATS";
     pub const GEN_CONFIG: &str = "LB_GEN_CONFIG";
     pub const SINK_COUNT: &str = "LB_SINK_COUNT";
@@ -70,10 +81,11 @@ pub const RING_SIZE_DEFAULT: u32 = 65537;
 pub const RINGS_ENTRIES: u32 = MAX_VIPS * 2 * RING_STRIDE;
 /// A ring slot that names no backend (a VIP without live backends).
 pub const NO_BACKEND: u32 = u32::MAX;
-/// Default size of the flow table (entries); the agent sets the real size at load.
+/// Default size of the flow table (entries, a multiple of [`FLOW_WAYS`]); the agent sets the
+/// real size at load.
 pub const FLOWS_DEFAULT: u32 = 1 << 20;
 /// Index in [`map_names::FLOW_STATS`]: entries added to the flow table (a flow it did not
-/// hold). Added minus present is what the LRU evicted.
+/// hold). Added minus present is what the table evicted to make room.
 pub const FLOW_INSERTS: u32 = 0;
 /// Index in [`map_names::FLOW_STATS`]: packets of established flows that kept their backend.
 pub const FLOW_HITS: u32 = 1;
@@ -221,35 +233,6 @@ pub struct NextHop {
     pub smac: [u8; 6],
 }
 const _: () = assert!(size_of::<NextHop>() == 20);
-
-/// Key of [`map_names::FLOWS`]: a flow's 5-tuple as on the wire.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct FlowKey {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    /// Source then destination port, network byte order.
-    pub ports: [u8; 4],
-    pub proto: u8,
-    pub family: u8,
-    pub _pad: [u8; 2],
-}
-const _: () = assert!(size_of::<FlowKey>() == 40);
-
-/// Value of [`map_names::FLOWS`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct FlowValue {
-    /// The backend the flow is pinned to.
-    pub backend: u32,
-    /// The 5-tuple's flow hash, which picked the ring slot (IPv6's outer flow label is its low
-    /// 20 bits): kept so that a packet of the flow need not hash again. 0: not known (an entry
-    /// written before it was kept), computed when needed.
-    pub hash: u32,
-    /// `bpf_ktime_get_coarse_ns` of the flow's last packet (kept for UDP only).
-    pub last_seen_ns: u64,
-}
-const _: () = assert!(size_of::<FlowValue>() == 16);
 
 /// [`Config::flags`] bit: some VIP takes every port (port 0), so a miss on the exact port
 /// must try port 0 too. Without it, traffic that is not for us costs one lookup, not two.
@@ -481,6 +464,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for GenConfig {}
     unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for FlowSlot {}
     unsafe impl aya::Pod for CaptureCtl {}
 }
 

@@ -14,6 +14,8 @@ mod capture;
 #[cfg(target_arch = "bpf")]
 mod decap;
 #[cfg(target_arch = "bpf")]
+mod flows;
+#[cfg(target_arch = "bpf")]
 mod icmp;
 #[cfg(target_arch = "bpf")]
 mod lookup;

@@ -1,12 +1,12 @@
 //! Every map of the programs. Sizes and names come from `lb-common`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
     AddrKey, Backend, CAPTURE_RING_BYTES, CaptureCtl, Config, Counter, FLOW_STATS_COUNT,
-    FLOWS_DEFAULT, FlowKey, FlowValue, GenConfig, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS,
-    RINGS_ENTRIES, Traffic, VipFilter, VipKey, VipValue,
+    FLOWS_DEFAULT, FlowSlot, GenConfig, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES,
+    Traffic, VipFilter, VipKey, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -65,11 +65,14 @@ pub static ECHO: HashMap<AddrKey, u32> = HashMap::with_max_entries(2 * MAX_VIPS,
 #[map(name = "LB_DECAP_DST")]
 pub static DECAP_DST: HashMap<AddrKey, u32> = HashMap::with_max_entries(64, 0);
 
-/// Flow table: 5-tuple → backend. One LRU table shared by all CPUs rather than one per CPU:
-/// on hosts where a flow's packets may be processed on different CPUs (veth, no RSS), a
-/// per-CPU table would miss and re-pick, and a ring change in between would move the flow.
-#[map(name = "LB_FLOWS")]
-pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOWS_DEFAULT, 0);
+/// Flow table: 5-tuple → backend, a set-associative table of our own (see [`crate::flows`]).
+/// One table shared by all CPUs rather than one per CPU: on hosts where a flow's packets may
+/// be processed on different CPUs (veth, no RSS), a per-CPU table would miss and re-pick, and
+/// a ring change in between would move the flow. Memory-mappable: the agent counts and reads
+/// it without a system call per slot.
+#[map(name = "LB_FLOW_TABLE")]
+pub static FLOWS: Array<FlowSlot> =
+    Array::with_max_entries(FLOWS_DEFAULT, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
 /// Flow table counters: [`lb_common::FLOW_INSERTS`], [`lb_common::FLOW_HITS`] (per CPU).
 #[map(name = "LB_FLOW_STATS")]
@@ -102,7 +105,7 @@ pub static BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 /// Benchmarks: the one flow entry that stands in for the flow table when
 /// `LB_BENCH_FIXED_FLOW` is set (see `pick::flow`).
 #[map(name = "LB_BENCH_FLOW")]
-pub static BENCH_FLOW: Array<FlowValue> = Array::with_max_entries(1, 0);
+pub static BENCH_FLOW: Array<FlowSlot> = Array::with_max_entries(1, 0);
 
 /// Benchmarks: where `xdp_redirect_all` sends everything.
 #[map(name = "LB_REDIRECT_TO")]

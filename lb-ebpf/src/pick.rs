@@ -4,17 +4,16 @@
 //! backend, and the flow table remembers it.
 use aya_ebpf::{
     Global,
-    bindings::BPF_NOEXIST,
     helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
 };
 use lb_common::{
-    BACKEND_UP, Backend, FLOW_INSERTS, FlowValue, MAX_VIPS, NO_BACKEND, PROTO_TCP, PROTO_UDP,
-    RING_STRIDE, VipValue, hash::flow_hash, ring_index,
+    BACKEND_UP, Backend, FLOW_INSERTS, FlowSlot, MAX_VIPS, NO_BACKEND, PROTO_TCP, PROTO_UDP,
+    RING_STRIDE, VipValue, flow_table_hash, hash::flow_hash, ring_index,
 };
 
 use crate::{
-    Fault,
-    maps::{BACKENDS, BENCH_FLOW, CLOCK, FLOWS, RINGS},
+    Fault, flows,
+    maps::{BACKENDS, BENCH_FLOW, CLOCK, RINGS},
     parse::Packet,
     stats,
 };
@@ -47,54 +46,62 @@ fn now() -> u64 {
 pub struct Chosen {
     pub id: u32,
     pub be: &'static Backend,
-    /// The 5-tuple's flow hash, 0 where not known (then computed where needed).
+    /// The 5-tuple's ring hash (the outer IPv6 flow label is made of it).
     pub hash: u32,
 }
 
-/// What the flow table says of a packet.
+/// What the flow table says of a packet. A miss carries the packet's table hash, which the
+/// insert needs next.
 pub enum Flow {
     /// An established flow that keeps its backend.
     Hit(Chosen),
     /// The table holds the 5-tuple but the packet takes the ring (a backend down or gone, an
-    /// idle UDP flow): the entry to overwrite with the ring's pick.
-    Stale(*mut FlowValue),
-    /// A 5-tuple the table does not hold.
-    Miss,
+    /// idle UDP flow): the slot to overwrite with the ring's pick.
+    Stale(*mut FlowSlot),
+    /// A 5-tuple the table does not hold, and its table hash.
+    Miss(u32),
 }
 
 /// Benchmarks only, 0 in every program the agent loads: 1 puts one array entry, whatever the
-/// packet, where the flow-table lookup is, so that the benchmark can tell what the lookup
-/// itself costs. A load-time constant: the verifier removes the side not taken.
+/// packet, where the flow-table lookup (and the hash it starts with) is, so that the benchmark
+/// can tell what the lookup itself costs. A load-time constant: the verifier removes the side
+/// not taken.
 #[unsafe(no_mangle)]
 static LB_BENCH_FIXED_FLOW: Global<u8> = Global::new(0);
 
 /// One flow-table lookup; for a hit, the backend's own entry says whether the flow may keep it
 /// (up, and serving the VIP the packet is addressed to), so no VIP lookup is needed. A TCP SYN
 /// is not looked up: it takes the ring whatever the table holds, and [`from_ring`]'s insert
-/// finds out whether the table holds it (one walk of the table for a new connection, not two).
+/// finds out whether the table holds it (one walk of the set for a new connection, not two).
 #[inline(always)]
 pub fn flow(pkt: &Packet) -> Flow {
     if is_syn(pkt) {
-        return Flow::Miss;
+        return Flow::Miss(flow_table_hash(&pkt.key));
     }
-    let entry = if LB_BENCH_FIXED_FLOW.load() != 0 {
-        BENCH_FLOW.get_ptr_mut(0)
-    } else {
-        FLOWS.get_ptr_mut(&pkt.key)
-    };
-    let Some(entry) = entry else {
-        return Flow::Miss;
-    };
-    match established(entry, pkt) {
+    if LB_BENCH_FIXED_FLOW.load() != 0 {
+        return match BENCH_FLOW.get_ptr_mut(0) {
+            Some(slot) => settle(slot, flows::tag(slot) as u32, pkt),
+            None => Flow::Miss(flow_table_hash(&pkt.key)),
+        };
+    }
+    let h = flow_table_hash(&pkt.key);
+    match flows::find(&pkt.key, h) {
+        Some((slot, id)) => settle(slot, id, pkt),
+        None => Flow::Miss(h),
+    }
+}
+
+/// A hit if the flow may keep backend `id`, else the slot to overwrite.
+#[inline(always)]
+fn settle(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Flow {
+    match established(slot, id, pkt) {
         Some(c) => Flow::Hit(c),
-        None => Flow::Stale(entry),
+        None => Flow::Stale(slot),
     }
 }
 
 #[inline(always)]
-fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<Chosen> {
-    // Safety: the entry stays valid under RCU for this program run.
-    let (id, hash, seen) = unsafe { ((*flow).backend, (*flow).hash, (*flow).last_seen_ns) };
+fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Option<Chosen> {
     let be = BACKENDS.get(id)?;
     let k = &pkt.key;
     let port = u16::from_ne_bytes(pkt.dport());
@@ -106,70 +113,58 @@ fn established(flow: *mut FlowValue, pkt: &Packet) -> Option<Chosen> {
     {
         return None;
     }
-    if k.proto == PROTO_UDP {
-        let now = now();
-        if now.saturating_sub(seen) >= be.udp_idle_s as u64 * 1_000_000_000 {
-            return None;
-        }
-        // UDP has no handshake to tell a new flow: its entry ages by the clock (written only
-        // when the clock moved, so most packets of a busy flow leave its line clean).
-        if now != seen {
-            unsafe { (*flow).last_seen_ns = now };
-        }
+    // Safety: the slot stays valid for this program run.
+    let (seen, hash) = unsafe { ((*slot).last_seen_ns, (*slot).hash) };
+    let now = now();
+    // UDP has no handshake to tell a new flow: its entry ages by the clock.
+    if k.proto == PROTO_UDP && now.saturating_sub(seen) >= be.udp_idle_s as u64 * 1_000_000_000 {
+        return None;
+    }
+    // The set's eviction order; written only when the clock moved past it, so most packets of
+    // a busy flow leave its line clean.
+    if now > seen {
+        unsafe { (*slot).last_seen_ns = now };
     }
     Some(Chosen { id, be, hash })
 }
 
-/// The ring's backend for this packet, recorded in the flow table (in `entry` when the table
-/// holds the 5-tuple already): `Ok(None)` when the VIP has no live backend.
+/// Where [`from_ring`] records its pick: the slot that holds the 5-tuple, or none yet (then the
+/// 5-tuple's table hash).
+pub enum Record {
+    Slot(*mut FlowSlot),
+    New(u32),
+}
+
+/// The ring's backend for this packet, recorded in the flow table: `Ok(None)` when the VIP has
+/// no live backend.
 #[inline(always)]
-pub fn from_ring(
-    pkt: &Packet,
-    vip: &VipValue,
-    entry: Option<*mut FlowValue>,
-) -> Result<Option<Chosen>, Fault> {
+pub fn from_ring(pkt: &Packet, vip: &VipValue, at: Record) -> Result<Option<Chosen>, Fault> {
     let Some(c) = without_flow(pkt, vip)? else {
         return Ok(None);
     };
     let id = c.id;
-    // The clock is read only where it matters: UDP ages by it, TCP does not.
-    let seen = if pkt.key.proto == PROTO_UDP { now() } else { 0 };
-    // Overwritten in place: no update call, and the entry keeps its place in the LRU.
-    let overwrite = |e: *mut FlowValue| {
-        // Safety: the entry stays valid under RCU for this program run.
-        unsafe {
-            (*e).backend = id;
-            (*e).hash = c.hash;
-            (*e).last_seen_ns = seen;
+    let now = now();
+    match at {
+        // Overwritten in place: the slot keeps its key (and so its check and ring hash).
+        Record::Slot(s) => {
+            // Safety: the slot stays valid for this program run.
+            let (check, seen) = unsafe { ((*s).check, (*s).last_seen_ns) };
+            flows::set_tag(s, id, check);
+            if now > seen {
+                unsafe { (*s).last_seen_ns = now };
+            }
         }
-        stats::new_flow(id);
-    };
-    match entry {
-        Some(e) => overwrite(e),
-        None => {
-            let value = FlowValue {
-                backend: id,
-                hash: c.hash,
-                last_seen_ns: seen,
-            };
-            // A full table evicts its least recently used entry.
-            match FLOWS.insert(&pkt.key, &value, BPF_NOEXIST as u64) {
-                Ok(()) => {
-                    stats::flow(FLOW_INSERTS);
-                    stats::new_flow(id);
-                }
-                // The table holds the 5-tuple. A SYN was not looked up before (see `flow`):
-                // its pick replaces the entry's. Any other packet: another CPU added the flow
-                // meanwhile, which only costs a re-pick on the next packet.
-                Err(_) if is_syn(pkt) => {
-                    if let Some(e) = FLOWS.get_ptr_mut(&pkt.key) {
-                        overwrite(e);
-                    }
-                }
-                Err(_) => {}
+        // A full set gives up its least recently seen flow. A SYN was not looked up before
+        // (see `flow`): if the table holds its 5-tuple, its pick replaces the entry's. Any
+        // other packet: another CPU may have added the flow meanwhile, and this pick (the
+        // same ring slot) replaces it.
+        Record::New(h) => {
+            if flows::insert(&pkt.key, h, c.hash, id, now).ok_or(Fault)? {
+                stats::flow(FLOW_INSERTS);
             }
         }
     }
+    stats::new_flow(id);
     Ok(Some(c))
 }
 
@@ -210,7 +205,7 @@ fn ring_id(pkt: &Packet, vip: &VipValue) -> u64 {
     }
 }
 
-/// The ring's backend for the packet, if the slot names one, and the flow hash.
+/// The ring's backend for the packet, if the slot names one, and the ring hash.
 #[inline(always)]
 fn pick(pkt: &Packet, vip: &VipValue) -> Result<(Option<u32>, u32), Fault> {
     if vip.ring_size == 0 || vip.ring_size > RING_STRIDE || vip.id >= MAX_VIPS {

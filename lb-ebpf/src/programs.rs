@@ -209,13 +209,13 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         return send(ctx, pkt, c, len);
     }
     // An established flow: one flow-table lookup and the backend's entry, no VIP lookup.
-    let entry = match pick::flow(pkt) {
+    let record = match pick::flow(pkt) {
         pick::Flow::Hit(c) => {
             stats::flow(FLOW_HITS);
             return send(ctx, pkt, c, len);
         }
-        pick::Flow::Stale(e) => Some(e),
-        pick::Flow::Miss => None,
+        pick::Flow::Stale(slot) => pick::Record::Slot(slot),
+        pick::Flow::Miss(h) => pick::Record::New(h),
     };
     let Some(vip) = lookup::vip(pkt) else {
         return Ok(Verdict::pass(Counter::PassNotVip));
@@ -229,7 +229,7 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         };
         return send(ctx, pkt, c, len);
     }
-    let Some(c) = pick::from_ring(pkt, &vip, entry)? else {
+    let Some(c) = pick::from_ring(pkt, &vip, record)? else {
         stats::vip(vip.id, len);
         return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
     };

@@ -103,6 +103,11 @@ pub fn run(
         let pin_dir = file.agent.pin_dir.clone();
         ensure_bpffs(&pin_dir)?;
         let mut dp = Dataplane::load_pinned(file.agent.flow_table_size, &pin_dir, program_log)?;
+        if let Some((moved, held)) = dp.adopted_flows() {
+            println!(
+                "lb: moved {moved} of {held} flows from the previous release's flow table (the rest take the ring on their next packet)"
+            );
+        }
         // A capture an earlier run left switched on (it stopped mid-capture) ends here.
         dp.set_capture(Default::default())?;
         let capture_ring = crate::capture::shared(dp.take_capture_ring()?)?;
@@ -352,7 +357,7 @@ fn reload(agent: &mut Agent, why: &str) {
                 || file.etcd != agent.file.etcd
             {
                 tracing::warn!(
-                    "agent.interfaces, flow_table_size, state_dir, [bgp] and [discovery] take effect at the next start"
+                    "agent.interfaces, state_dir, [bgp] and [discovery] take effect at the next start; flow_table_size after lb detach"
                 );
             }
             agent.file = file;

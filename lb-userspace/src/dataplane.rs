@@ -10,18 +10,20 @@ use aya::{
     programs::{ProgramError, Xdp, xdp::XdpLinkId},
 };
 use lb_common::{
-    AddrKey, Backend, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT, GenConfig,
-    MAX_BACKENDS, NextHop, VipKey, map_names, program_names,
+    AddrKey, Backend, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOW_WAYS, FLOWS_DEFAULT,
+    GenConfig, MAX_BACKENDS, NextHop, VipKey, map_names, program_names,
 };
 
 mod attach;
 mod capture;
 mod counters;
 mod error;
+mod flows;
 mod mmap;
 mod vips;
 
-pub use counters::{FlowTable, Totals, count_flows};
+pub use counters::Totals;
+pub use flows::{FlowTable, count_flows};
 
 pub use error::{DataplaneError, Result};
 use error::{is_eperm, load_error, map_err};
@@ -140,6 +142,8 @@ pub struct Dataplane {
     rings: Option<mmap::Rings>,
     /// How it was loaded (a capture loads the same program again, hook included).
     opts: Options,
+    /// Flows moved from an older release's table at load, of how many it held.
+    adopted_flows: Option<(u64, usize)>,
 }
 
 impl Dataplane {
@@ -209,19 +213,43 @@ impl Dataplane {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
-        if [
+        let balancer = [
             program_names::LB,
             program_names::LB_BENCH,
             program_names::LB_BENCH_NEW,
         ]
-        .contains(&program)
-        {
-            loader.map_max_entries(map_names::FLOWS, flows);
-        } else {
+        .contains(&program);
+        // The flow table's size is the pinned one's where it exists (the kernel reuses it, and
+        // the program must index what is there), else the one asked for in whole sets.
+        let flow_pin = pin_dir.map(|d| d.join("maps").join(map_names::FLOWS));
+        let asked = lb_common::flow_entries(flows.max(FLOW_WAYS));
+        let flow_slots = match flow_pin.as_deref().and_then(flows::pinned_slots) {
+            Some(n) => {
+                if balancer && n != asked {
+                    tracing::warn!(
+                        pinned = n,
+                        asked,
+                        "the pinned flow table keeps its size (lb detach, then start, to resize it)"
+                    );
+                }
+                n
+            }
+            None if balancer => asked,
+            None => FLOW_WAYS,
+        };
+        let sets = lb_common::flow_sets(flow_slots);
+        loader.map_max_entries(map_names::FLOWS, flow_slots);
+        loader.override_global("LB_FLOW_SETS", &sets, true);
+        // An older release's flow table (an LRU hash map), read before this load replaces it.
+        let old_lru = pin_dir.map(|d| d.join("maps").join(map_names::FLOWS_LRU));
+        let old_flows = match (&old_lru, balancer) {
+            (Some(p), true) => flows::read_lru_flows(p)?,
+            _ => None,
+        };
+        if !balancer {
             // Only the balancer needs its rings, flows and capture buffer: the others keep
             // them at their smallest.
             loader.map_max_entries(map_names::RINGS, 1);
-            loader.map_max_entries(map_names::FLOWS, 1);
             loader.map_max_entries(map_names::CAPTURE, 4096);
             loader.map_max_entries("AYA_LOGS", 4096);
         }
@@ -251,7 +279,14 @@ impl Dataplane {
             pinned: Vec::new(),
             rings: None,
             opts: opts.clone(),
+            adopted_flows: None,
         };
+        if let (Some(flows), Some(path)) = (old_flows, old_lru) {
+            dp.adopted_flows = Some((dp.adopt_flows(&flows)?, flows.len()));
+            // Moved: the old table goes (its program keeps its own reference until replaced).
+            std::fs::remove_file(&path)
+                .map_err(|e| DataplaneError::Limit(format!("removing {}: {e}", path.display())))?;
+        }
         // Pinned VIPs from an earlier run (perhaps one that predates the filter) must pass it.
         dp.rebuild_vip_filter()?;
         Ok(dp)
@@ -270,6 +305,12 @@ impl Dataplane {
                 program: program.into(),
                 source: Box::new(source),
             })
+    }
+
+    /// Flows moved at load from an older release's flow table (an LRU hash map), and how many
+    /// it held: `None` when there was none.
+    pub fn adopted_flows(&self) -> Option<(u64, usize)> {
+        self.adopted_flows
     }
 
     /// The loaded program, for `BPF_PROG_TEST_RUN`.

@@ -167,7 +167,8 @@ fn flows_keep_their_backend_until_it_goes() {
     });
 }
 
-/// A full flow table evicts its least recently used flows, and says how many.
+/// A full flow table evicts, in each set of four, the flow seen least recently, and says how
+/// many.
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
 fn a_full_flow_table_evicts_and_counts() {

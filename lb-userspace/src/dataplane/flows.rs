@@ -1,0 +1,155 @@
+//! The flow table from the agent's side: its size, how full it is, and the flows of an older
+//! release's table moved into it at start.
+use std::path::Path;
+
+use aya::maps::{HashMap, Map, MapData};
+use lb_common::{
+    FLOW_WAYS, FlowKey, FlowSlot, FlowValue, PROTO_UDP, flow_set_base, flow_sets, flow_table_hash,
+    hash::flow_hash, map_names,
+};
+
+use super::{Dataplane, DataplaneError, Result, error::map_err, mmap::FlowSlots};
+
+/// The flow table's size, contents and counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FlowTable {
+    pub capacity: u32,
+    /// Entries present now (counted by reading every slot).
+    pub entries: u64,
+    /// Flows added since the maps were created.
+    pub inserted: u64,
+    /// Flows pushed out of a full set to make room: added minus present.
+    pub evicted: u64,
+    /// Packets of established flows that kept their backend.
+    pub hits: u64,
+}
+
+impl FlowTable {
+    /// With `entries` counted: evictions are the flows added that are no longer there.
+    pub fn with_entries(self, entries: u64) -> Self {
+        FlowTable {
+            entries,
+            evicted: self.inserted.saturating_sub(entries),
+            ..self
+        }
+    }
+}
+
+impl Dataplane {
+    fn flow_map(&self) -> Result<&MapData> {
+        let name = map_names::FLOWS;
+        match self.ebpf.map(name) {
+            Some(Map::Array(data)) => Ok(data),
+            Some(_) => Err(DataplaneError::Limit(format!("map {name} is not an array"))),
+            None => Err(DataplaneError::MissingMap(name)),
+        }
+    }
+
+    fn flow_slots(&self, writable: bool) -> Result<FlowSlots> {
+        FlowSlots::new(self.flow_map()?, writable).map_err(|source| DataplaneError::Mmap {
+            name: map_names::FLOWS,
+            source,
+        })
+    }
+
+    /// The flow table's numbers. Reads every slot: the cost grows with the table's size.
+    pub fn flow_table(&self) -> Result<FlowTable> {
+        let entries = self.flow_slots(false)?.occupied();
+        Ok(self.flow_table_unwalked()?.with_entries(entries))
+    }
+
+    /// The flow table's numbers without reading it: `entries` and `evicted` are left at 0
+    /// (see [`count_flows`], which the API runs off the agent's control loop).
+    pub fn flow_table_unwalked(&self) -> Result<FlowTable> {
+        let name = map_names::FLOWS;
+        let capacity = self
+            .flow_map()?
+            .info()
+            .map_err(map_err(name))?
+            .max_entries();
+        let (inserted, hits) = self.flow_counters()?;
+        Ok(FlowTable {
+            capacity,
+            entries: 0,
+            inserted,
+            evicted: 0,
+            hits,
+        })
+    }
+
+    /// Writes `flows` (from an older release's table) into the flow table, each where the
+    /// program would look for it; a flow that finds its set full is left out (its next packet
+    /// takes the ring). Returns how many went in.
+    pub(super) fn adopt_flows(&mut self, flows: &[(FlowKey, FlowValue)]) -> Result<u64> {
+        let mut slots = self.flow_slots(true)?;
+        let sets = flow_sets(slots.len() as u32);
+        let now = coarse_now();
+        let mut adopted = 0;
+        for (key, value) in flows {
+            let p = |i: usize| [key.ports[i], key.ports[i + 1]];
+            let check = flow_table_hash(key);
+            let base = flow_set_base(check, sets) as usize;
+            let Some(way) = (0..FLOW_WAYS as usize).find(|w| slots.get(base + w).is_empty()) else {
+                continue;
+            };
+            // UDP keeps its idle clock; TCP had none and counts as seen now.
+            let seen = if key.proto == PROTO_UDP {
+                value.last_seen_ns
+            } else {
+                now
+            };
+            slots.set(
+                base + way,
+                FlowSlot {
+                    backend: value.backend,
+                    check,
+                    last_seen_ns: seen,
+                    key: *key,
+                    hash: flow_hash(&key.src, &key.dst, p(0), p(2), key.proto),
+                    _reserved: 0,
+                },
+            );
+            adopted += 1;
+        }
+        Ok(adopted)
+    }
+}
+
+/// The clock the program stamps flows with (`bpf_ktime_get_coarse_ns`).
+fn coarse_now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Slots of the flow table pinned at `path`, if one is.
+pub(super) fn pinned_slots(path: &Path) -> Option<u32> {
+    let data = MapData::from_pin(path).ok()?;
+    Some(data.info().ok()?.max_entries())
+}
+
+/// The flows of an older release's table (an LRU hash map) pinned at `path`, if one is.
+pub(super) fn read_lru_flows(path: &Path) -> Result<Option<Vec<(FlowKey, FlowValue)>>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let name = map_names::FLOWS_LRU;
+    let data = MapData::from_pin(path).map_err(map_err(name))?;
+    let map: HashMap<_, FlowKey, FlowValue> =
+        HashMap::try_from(Map::LruHashMap(data)).map_err(map_err(name))?;
+    Ok(Some(map.iter().filter_map(|e| e.ok()).collect()))
+}
+
+/// Counts the entries of the flow table pinned at `path` (it reads every slot), through a
+/// handle of its own, so that any thread can do it.
+pub fn count_flows(path: &Path) -> Result<u64> {
+    let name = map_names::FLOWS;
+    let data = MapData::from_pin(path).map_err(map_err(name))?;
+    let slots =
+        FlowSlots::new(&data, false).map_err(|source| DataplaneError::Mmap { name, source })?;
+    Ok(slots.occupied())
+}
