@@ -56,8 +56,8 @@ pub enum Flow {
     /// An established flow that keeps its backend.
     Hit(Chosen),
     /// The table holds the 5-tuple but the packet takes the ring (a backend down or gone, an
-    /// idle UDP flow): the slot to overwrite with the ring's pick.
-    Stale(*mut FlowSlot),
+    /// idle UDP flow): the slot to overwrite with the ring's pick, and the 5-tuple's table hash.
+    Stale(*mut FlowSlot, u32),
     /// A 5-tuple the table does not hold, and its table hash.
     Miss(u32),
 }
@@ -80,23 +80,26 @@ pub fn flow(pkt: &Packet) -> Flow {
     }
     if LB_BENCH_FIXED_FLOW.load() != 0 {
         return match BENCH_FLOW.get_ptr_mut(0) {
-            Some(slot) => settle(slot, flows::tag(slot) as u32, pkt),
+            Some(slot) => {
+                let t = flows::tag(slot);
+                settle(slot, t as u32, (t >> 32) as u32, pkt)
+            }
             None => Flow::Miss(flow_table_hash(&pkt.key)),
         };
     }
     let h = flow_table_hash(&pkt.key);
     match flows::find(&pkt.key, h) {
-        Some((slot, id)) => settle(slot, id, pkt),
+        Some((slot, id)) => settle(slot, id, h, pkt),
         None => Flow::Miss(h),
     }
 }
 
 /// A hit if the flow may keep backend `id`, else the slot to overwrite.
 #[inline(always)]
-fn settle(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Flow {
+fn settle(slot: *mut FlowSlot, id: u32, h: u32, pkt: &Packet) -> Flow {
     match established(slot, id, pkt) {
         Some(c) => Flow::Hit(c),
-        None => Flow::Stale(slot),
+        None => Flow::Stale(slot, h),
     }
 }
 
@@ -128,10 +131,10 @@ fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Option<Chosen> {
     Some(Chosen { id, be, hash })
 }
 
-/// Where [`from_ring`] records its pick: the slot that holds the 5-tuple, or none yet (then the
-/// 5-tuple's table hash).
+/// Where [`from_ring`] records its pick: the slot that held the 5-tuple, or none yet; with the
+/// 5-tuple's table hash.
 pub enum Record {
-    Slot(*mut FlowSlot),
+    Slot(*mut FlowSlot, u32),
     New(u32),
 }
 
@@ -145,11 +148,14 @@ pub fn from_ring(pkt: &Packet, vip: &VipValue, at: Record) -> Result<Option<Chos
     let id = c.id;
     let now = now();
     match at {
-        // Overwritten in place: the slot keeps its key (and so its check and ring hash).
-        Record::Slot(s) => {
+        // Overwritten in place: the slot keeps its key and ring hash. The check written is
+        // this 5-tuple's, not read back from the slot: should another CPU have given the slot
+        // to another flow meanwhile, that flow's key then sits under this check, which neither
+        // flow's lookup matches (a miss, never this pick for that flow).
+        Record::Slot(s, h) => {
             // Safety: the slot stays valid for this program run.
-            let (check, seen) = unsafe { ((*s).check, (*s).last_seen_ns) };
-            flows::set_tag(s, id, check);
+            let seen = unsafe { (*s).last_seen_ns };
+            flows::set_tag(s, id, h);
             if now > seen {
                 unsafe { (*s).last_seen_ns = now };
             }

@@ -214,7 +214,7 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
             stats::flow(FLOW_HITS);
             return send(ctx, pkt, c, len);
         }
-        pick::Flow::Stale(slot) => pick::Record::Slot(slot),
+        pick::Flow::Stale(slot, h) => pick::Record::Slot(slot, h),
         pick::Flow::Miss(h) => pick::Record::New(h),
     };
     let Some(vip) = lookup::vip(pkt) else {
