@@ -11,8 +11,8 @@ use crate::{
 
 /// The [`Cost`] of the per-CPU counters.
 pub const COUNTERS: &str = "counters";
-/// The [`Cost`] of the flow-table lookup: the kernel's LRU hash against one fixed array entry.
-pub const LOOKUP: &str = "flow-table lookup (the kernel's LRU hash, against one array entry)";
+/// The [`Cost`] of the flow-table lookup: lb's table against one fixed array entry.
+pub const LOOKUP: &str = "flow-table lookup (hash, set, key compare; against one array entry)";
 
 /// What parts of the program cost per packet: the same object loaded with a part and without it
 /// (load-time constants: the verifier removes the code they switch off). The counters are in
