@@ -14,10 +14,11 @@
 //! Concurrency: every CPU reads and writes the shared table without locks. A slot's backend and
 //! its key's table hash form one 64-bit word ([`FlowSlot::tag`]), written and read in one
 //! access. A writer stores the key before the word, a reader loads the word before the key, and
-//! takes the slot only when the word's hash and the key are both its own: a slot rewritten for
+//! takes the slot only when the word's check and the key are both its own: a slot rewritten for
 //! another flow under a reader gives it a miss (the packet takes the ring), never that flow's
 //! backend. (On a CPU that reorders loads, x86 does not, a reader could pair a new word with
-//! the old key; the word's hash would then have to equal its own 32-bit hash exactly.)
+//! the old key; the other flow's check would then have to equal its own, a 2^-32 chance: the
+//! check is independent of the bits that chose the set.)
 
 use core::mem::size_of;
 
@@ -60,7 +61,7 @@ const _: () = assert!(size_of::<FlowValue>() == 16);
 pub struct FlowSlot {
     /// The backend the flow is pinned to. With `check`, one 64-bit word: [`FlowSlot::tag`].
     pub backend: u32,
-    /// The key's [`flow_table_hash`]: a reader takes the slot only if it is its own.
+    /// The key's [`flow_check`]: a reader takes the slot only if it is its own.
     pub check: u32,
     /// `bpf_ktime_get_coarse_ns` of the flow's last packet, at the clock's resolution (a few
     /// ms): the set's eviction order, and a UDP flow's idle time.
@@ -97,14 +98,16 @@ impl FlowKey {
     }
 }
 
-/// The flow table's own hash of a key: which set holds the flow, and the check its slot
-/// carries. Not the ring's hash ([`crate::hash::flow_hash`]: ten dependent rounds, which BPF,
-/// lacking a rotate instruction, makes a chain of some 120 cycles): five independent
-/// multiplies summed, then a finaliser, so that the top bits (which name the set) depend on
-/// every bit of the key. Only this host's table depends on it, never which backend a flow
-/// gets, so it may differ from one release to the next.
+/// The flow table's own hash of a key, 64 bits: the high half names the flow's set
+/// ([`flow_set_base`]), the low half is the check its slot carries ([`flow_check`]). The two
+/// halves come from one product but neither determines the other, so two flows of one set share
+/// a check by a 2^-32 chance, not by the bits that put them in the same set. Not the ring's hash
+/// ([`crate::hash::flow_hash`]: ten dependent rounds, which BPF, lacking a rotate instruction,
+/// makes a chain of some 120 cycles): five independent multiplies summed, then a finaliser, so
+/// that the high bits depend on every bit of the key. Only this host's table depends on it,
+/// never which backend a flow gets, so it may differ from one release to the next.
 #[inline(always)]
-pub fn flow_table_hash(key: &FlowKey) -> u32 {
+pub fn flow_table_hash(key: &FlowKey) -> u64 {
     let w = key.words();
     let mut x = w[0]
         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -113,8 +116,13 @@ pub fn flow_table_hash(key: &FlowKey) -> u32 {
         .wrapping_add(w[3].wrapping_mul(0x85eb_ca77_c2b2_ae63))
         .wrapping_add(w[4].wrapping_mul(0x27d4_eb2f_1656_67c5));
     x ^= x >> 29;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    (x >> 32) as u32
+    x.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+/// The check a flow's slot carries: the low half of its [`flow_table_hash`].
+#[inline(always)]
+pub const fn flow_check(h: u64) -> u32 {
+    h as u32
 }
 
 /// Slots of a table asked to hold `n` flows: `n` rounded up to whole sets.
@@ -128,11 +136,12 @@ pub const fn flow_sets(entries: u32) -> u32 {
     if s == 0 { 1 } else { s }
 }
 
-/// The first slot of the set of a flow whose hash is `h`, in a table of `sets` sets: the hash
-/// scaled onto `0..sets` (a multiply and a shift, no division, any number of sets).
+/// The first slot of the set of a flow whose table hash is `h`, in a table of `sets` sets: the
+/// hash's high half scaled onto `0..sets` (a multiply and a shift, no division, any number of
+/// sets).
 #[inline(always)]
-pub fn flow_set_base(h: u32, sets: u32) -> u32 {
-    ((h as u64 * sets as u64) >> 32) as u32 * FLOW_WAYS
+pub fn flow_set_base(h: u64, sets: u32) -> u32 {
+    (((h >> 32) * sets as u64) >> 32) as u32 * FLOW_WAYS
 }
 
 /// The way a flow is written to, chosen in one pass over its set.
@@ -211,11 +220,11 @@ mod tests {
         assert_eq!(flow_sets(1028), 257);
         assert_eq!(flow_sets(1), 1);
         for sets in [1u32, 3, 257, 1 << 18, (1 << 26) / FLOW_WAYS] {
-            assert_eq!(flow_set_base(0, sets), 0);
-            assert_eq!(flow_set_base(u32::MAX, sets), (sets - 1) * FLOW_WAYS);
+            assert_eq!(flow_set_base(u32::MAX as u64, sets), 0);
+            assert_eq!(flow_set_base(u64::MAX, sets), (sets - 1) * FLOW_WAYS);
             let mut seen = [0u32; 8];
             for h in 0..4096u32 {
-                let b = flow_set_base(h.wrapping_mul(0x9e37_79b9), sets);
+                let b = flow_set_base((h.wrapping_mul(0x9e37_79b9) as u64) << 32, sets);
                 assert!(
                     b.is_multiple_of(FLOW_WAYS) && b / FLOW_WAYS < sets,
                     "{b} of {sets}"

@@ -1,7 +1,7 @@
 //! Step 3's table: 5-tuple → backend, set-associative, in one array map (layout, eviction
 //! order and why it is safe without locks: [`lb_common::flow`]).
 use aya_ebpf::Global;
-use lb_common::{FLOW_WAYS, FlowKey, FlowSlot, Ways, flow_set_base};
+use lb_common::{FLOW_WAYS, FlowKey, FlowSlot, Ways, flow_check, flow_set_base};
 
 use crate::maps::FLOWS;
 
@@ -11,7 +11,7 @@ use crate::maps::FLOWS;
 static LB_FLOW_SETS: Global<u32> = Global::new(1);
 
 #[inline(always)]
-fn set_base(h: u32) -> u32 {
+fn set_base(h: u64) -> u32 {
     flow_set_base(h, LB_FLOW_SETS.load())
 }
 
@@ -47,12 +47,12 @@ pub fn set_tag(slot: *mut FlowSlot, backend: u32, check: u32) {
 
 /// The slot that holds `key` (whose table hash is `h`), and the backend it names.
 #[inline(always)]
-pub fn find(key: &FlowKey, h: u32) -> Option<(*mut FlowSlot, u32)> {
-    let base = set_base(h);
+pub fn find(key: &FlowKey, h: u64) -> Option<(*mut FlowSlot, u32)> {
+    let (base, check) = (set_base(h), flow_check(h));
     for way in 0..FLOW_WAYS {
         let slot = FLOWS.get_ptr_mut(base + way)?;
         let t = tag(slot);
-        if (t >> 32) as u32 == h && holds(slot, key) {
+        if (t >> 32) as u32 == check && holds(slot, key) {
             return Some((slot, t as u32));
         }
     }
@@ -63,12 +63,12 @@ pub fn find(key: &FlowKey, h: u32) -> Option<(*mut FlowSlot, u32)> {
 /// seen at `now`: in the way that holds it, else an empty way, else in place of the set's least
 /// recently seen flow. `Some(true)` when the flow is new to the table.
 #[inline(always)]
-pub fn insert(key: &FlowKey, h: u32, ring_hash: u32, backend: u32, now: u64) -> Option<bool> {
-    let base = set_base(h);
+pub fn insert(key: &FlowKey, h: u64, ring_hash: u32, backend: u32, now: u64) -> Option<bool> {
+    let (base, check) = (set_base(h), flow_check(h));
     let mut ways = Ways::new();
     for way in 0..FLOW_WAYS {
         let slot = FLOWS.get_ptr_mut(base + way)?;
-        let mine = (tag(slot) >> 32) as u32 == h && holds(slot, key);
+        let mine = (tag(slot) >> 32) as u32 == check && holds(slot, key);
         // Safety: as in `tag`.
         ways.see(way, mine, unsafe { (*slot).last_seen_ns });
     }
@@ -85,7 +85,7 @@ pub fn insert(key: &FlowKey, h: u32, ring_hash: u32, backend: u32, now: u64) -> 
             }
         }
         (*slot).hash = ring_hash;
-        set_tag(slot, backend, h);
+        set_tag(slot, backend, check);
         (*slot).last_seen_ns = ways.stamp(now);
     }
     Some(new)

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     BACKEND_UP, Backend, FLOW_INSERTS, FlowSlot, MAX_VIPS, NO_BACKEND, PROTO_TCP, PROTO_UDP,
-    RING_STRIDE, VipValue, flow_table_hash, hash::flow_hash, ring_index,
+    RING_STRIDE, VipValue, flow_check, flow_table_hash, hash::flow_hash, ring_index,
 };
 
 use crate::{
@@ -57,9 +57,9 @@ pub enum Flow {
     Hit(Chosen),
     /// The table holds the 5-tuple but the packet takes the ring (a backend down or gone, an
     /// idle UDP flow): the slot to overwrite with the ring's pick, and the 5-tuple's table hash.
-    Stale(*mut FlowSlot, u32),
+    Stale(*mut FlowSlot, u64),
     /// A 5-tuple the table does not hold, and its table hash.
-    Miss(u32),
+    Miss(u64),
 }
 
 /// Benchmarks only, 0 in every program the agent loads: 1 puts one array entry, whatever the
@@ -80,9 +80,10 @@ pub fn flow(pkt: &Packet) -> Flow {
     }
     if LB_BENCH_FIXED_FLOW.load() != 0 {
         return match BENCH_FLOW.get_ptr_mut(0) {
+            // The slot's own check stands in for the table hash (its low half).
             Some(slot) => {
                 let t = flows::tag(slot);
-                settle(slot, t as u32, (t >> 32) as u32, pkt)
+                settle(slot, t as u32, t >> 32, pkt)
             }
             None => Flow::Miss(flow_table_hash(&pkt.key)),
         };
@@ -96,7 +97,7 @@ pub fn flow(pkt: &Packet) -> Flow {
 
 /// A hit if the flow may keep backend `id`, else the slot to overwrite.
 #[inline(always)]
-fn settle(slot: *mut FlowSlot, id: u32, h: u32, pkt: &Packet) -> Flow {
+fn settle(slot: *mut FlowSlot, id: u32, h: u64, pkt: &Packet) -> Flow {
     match established(slot, id, pkt) {
         Some(c) => Flow::Hit(c),
         None => Flow::Stale(slot, h),
@@ -134,8 +135,8 @@ fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Option<Chosen> {
 /// Where [`from_ring`] records its pick: the slot that held the 5-tuple, or none yet; with the
 /// 5-tuple's table hash.
 pub enum Record {
-    Slot(*mut FlowSlot, u32),
-    New(u32),
+    Slot(*mut FlowSlot, u64),
+    New(u64),
 }
 
 /// The ring's backend for this packet, recorded in the flow table: `Ok(None)` when the VIP has
@@ -155,7 +156,7 @@ pub fn from_ring(pkt: &Packet, vip: &VipValue, at: Record) -> Result<Option<Chos
         Record::Slot(s, h) => {
             // Safety: the slot stays valid for this program run.
             let seen = unsafe { (*s).last_seen_ns };
-            flows::set_tag(s, id, h);
+            flows::set_tag(s, id, flow_check(h));
             if now > seen {
                 unsafe { (*s).last_seen_ns = now };
             }

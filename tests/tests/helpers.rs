@@ -100,3 +100,34 @@ proptest! {
         prop_assert_ne!(h, flow_hash(&src, &dst, other, dport, proto));
     }
 }
+
+/// The flow table's check is not made of the bits that chose the set: a million flows in a
+/// table of 2^18 sets (1M slots) put ~1.5M pairs of flows in a common set, and a check that
+/// shared the set's 18 bits would match in ~90 of those pairs (2^-14 each); an independent
+/// 32-bit check, in none (~0.0004 expected).
+#[test]
+fn the_flow_tables_check_is_independent_of_the_set() {
+    use lb_common::{FAMILY_V4, FlowKey, flow_check, flow_set_base, flow_table_hash};
+    let sets = 1 << 18;
+    let mut seen: Vec<(u32, u32)> = (0..1u32 << 20)
+        .map(|i| {
+            let mut k = FlowKey {
+                proto: 6,
+                family: FAMILY_V4,
+                ..Default::default()
+            };
+            k.src[..4].copy_from_slice(&[198, 18, (i >> 16) as u8, (i >> 8) as u8]);
+            k.dst[..4].copy_from_slice(&[198, 19, 0, 100]);
+            k.ports[..2].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
+            k.ports[2..].copy_from_slice(&443u16.to_be_bytes());
+            let h = flow_table_hash(&k);
+            (flow_set_base(h, sets), flow_check(h))
+        })
+        .collect();
+    seen.sort_unstable();
+    let shared = seen.windows(2).filter(|w| w[0] == w[1]).count();
+    assert!(
+        shared <= 2,
+        "{shared} pairs of flows share a set and a check"
+    );
+}

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use aya::maps::{HashMap, Map, MapData};
 use lb_common::{
-    FLOW_WAYS, FlowKey, FlowSlot, FlowValue, PROTO_UDP, flow_set_base, flow_sets, flow_table_hash,
-    hash::flow_hash, map_names,
+    FLOW_WAYS, FlowKey, FlowSlot, FlowValue, PROTO_UDP, flow_check, flow_set_base, flow_sets,
+    flow_table_hash, hash::flow_hash, map_names,
 };
 
 use super::{Dataplane, DataplaneError, Result, error::map_err, mmap::FlowSlots};
@@ -87,8 +87,8 @@ impl Dataplane {
         let mut adopted = 0;
         for (key, value) in flows {
             let p = |i: usize| [key.ports[i], key.ports[i + 1]];
-            let check = flow_table_hash(key);
-            let base = flow_set_base(check, sets) as usize;
+            let h = flow_table_hash(key);
+            let base = flow_set_base(h, sets) as usize;
             let Some(way) = (0..FLOW_WAYS as usize).find(|w| slots.get(base + w).is_empty()) else {
                 continue;
             };
@@ -102,7 +102,7 @@ impl Dataplane {
                 base + way,
                 FlowSlot {
                     backend: value.backend,
-                    check,
+                    check: flow_check(h),
                     last_seen_ns: seen,
                     key: *key,
                     hash: flow_hash(&key.src, &key.dst, p(0), p(2), key.proto),
