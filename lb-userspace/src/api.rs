@@ -188,7 +188,8 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// `lb stats` with the flow table's entries counted (and its evictions derived from them):
-/// the walk runs on a blocking thread with its own handle of the pinned table.
+/// the count (a read of every slot) runs on a blocking thread with its own handle of the pinned
+/// table.
 async fn with_flow_count(body: String, pin: std::path::PathBuf) -> Reply {
     let Ok(mut s) = serde_json::from_str::<crate::stats::Stats>(&body) else {
         return (200, body);
