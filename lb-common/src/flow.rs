@@ -41,6 +41,14 @@ pub struct FlowKey {
 }
 const _: () = assert!(size_of::<FlowKey>() == 40);
 
+/// How far the coarse clock must have moved past a slot's `last_seen_ns` before a packet of
+/// its flow writes it again (2^26 ns, about 67 ms): a busy flow's slot is written a few times a
+/// second, not at every tick of the clock (on the wire, writing at every tick cost a packet
+/// some 70 ns more: dirty lines of a table far bigger than the cache). Neither the eviction
+/// order nor UDP's idle time needs a finer grain: a UDP flow counts as idle only once its
+/// stamp is `udp_idle` plus this old, so never before it has been idle `udp_idle`.
+pub const FLOW_STAMP_NS: u64 = 1 << 26;
+
 /// A flow as the kernel's LRU hash map of older releases held it ([`crate::map_names::FLOWS_LRU`]),
 /// read once to move its flows into today's table.
 #[repr(C)]
@@ -63,8 +71,8 @@ pub struct FlowSlot {
     pub backend: u32,
     /// The key's [`flow_check`]: a reader takes the slot only if it is its own.
     pub check: u32,
-    /// `bpf_ktime_get_coarse_ns` of the flow's last packet, at the clock's resolution (a few
-    /// ms): the set's eviction order, and a UDP flow's idle time.
+    /// `bpf_ktime_get_coarse_ns` of the flow's last packet, to within [`FLOW_STAMP_NS`]: the
+    /// set's eviction order, and a UDP flow's idle time.
     pub last_seen_ns: u64,
     pub key: FlowKey,
     /// The ring's flow hash ([`crate::hash::flow_hash`]), which IPv6's outer flow label is

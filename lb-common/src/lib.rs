@@ -10,8 +10,8 @@ pub mod flow;
 pub mod hash;
 
 pub use flow::{
-    FLOW_WAYS, FlowKey, FlowSlot, FlowValue, Ways, flow_check, flow_entries, flow_set_base,
-    flow_sets, flow_table_hash,
+    FLOW_STAMP_NS, FLOW_WAYS, FlowKey, FlowSlot, FlowValue, Ways, flow_check, flow_entries,
+    flow_set_base, flow_sets, flow_table_hash,
 };
 
 use core::mem::size_of;

@@ -7,8 +7,8 @@ use aya_ebpf::{
     helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
 };
 use lb_common::{
-    BACKEND_UP, Backend, FLOW_INSERTS, FlowSlot, MAX_VIPS, NO_BACKEND, PROTO_TCP, PROTO_UDP,
-    RING_STRIDE, VipValue, flow_check, flow_table_hash, hash::flow_hash, ring_index,
+    BACKEND_UP, Backend, FLOW_INSERTS, FLOW_STAMP_NS, FlowSlot, MAX_VIPS, NO_BACKEND, PROTO_TCP,
+    PROTO_UDP, RING_STRIDE, VipValue, flow_check, flow_table_hash, hash::flow_hash, ring_index,
 };
 
 use crate::{
@@ -120,13 +120,17 @@ fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Option<Chosen> {
     // Safety: the slot stays valid for this program run.
     let (seen, hash) = unsafe { ((*slot).last_seen_ns, (*slot).hash) };
     let now = now();
-    // UDP has no handshake to tell a new flow: its entry ages by the clock.
-    if k.proto == PROTO_UDP && now.saturating_sub(seen) >= be.udp_idle_s as u64 * 1_000_000_000 {
+    // UDP has no handshake to tell a new flow: its entry ages by the clock. The stamp lags the
+    // flow's last packet by less than FLOW_STAMP_NS, so the flow counts as idle only past
+    // `udp_idle` plus that (0, in tests only: every packet takes the ring).
+    let idle = be.udp_idle_s as u64 * 1_000_000_000;
+    let limit = if idle == 0 { 0 } else { idle + FLOW_STAMP_NS };
+    if k.proto == PROTO_UDP && now.saturating_sub(seen) >= limit {
         return None;
     }
-    // The set's eviction order; written only when the clock moved past it, so most packets of
-    // a busy flow leave its line clean.
-    if now > seen {
+    // The set's eviction order; written only when the clock is FLOW_STAMP_NS past it, so
+    // nearly every packet of a busy flow leaves its line clean.
+    if now >= seen.saturating_add(FLOW_STAMP_NS) {
         unsafe { (*slot).last_seen_ns = now };
     }
     Some(Chosen { id, be, hash })

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use lb::dataplane::{self, Dataplane, nix_ifindex};
-use lb_common::{FLOW_WAYS, PROTO_TCP, program_names};
+use lb_common::{FLOW_STAMP_NS, FLOW_WAYS, PROTO_TCP, program_names};
 use lb_tests::fixture::*;
 
 /// A full set gives up the flow seen least recently: a flow with a packet after the others
@@ -27,17 +27,17 @@ fn a_full_set_evicts_the_flow_seen_least_recently() {
         for p in 0..4 {
             send(&mut dp, tcp(p));
         }
-        // Flow 0 is seen again once the coarse clock the program stamps with (a few ms a
-        // tick) has moved past the stamps of all four, which are at most 4 ns past the reading
-        // of their tick: its slot is then the newest.
+        // Flow 0 is seen again once the coarse clock the program stamps with has moved
+        // FLOW_STAMP_NS past the stamps of all four (at most 4 ns past the clock's reading when
+        // they were written): its packet then writes a new stamp, and its slot is the newest.
         let written = coarse_ns();
         let t = Instant::now();
-        while coarse_ns() <= written + 4 {
+        while coarse_ns() <= written + 4 + FLOW_STAMP_NS {
             assert!(
                 t.elapsed() < Duration::from_secs(1),
                 "the coarse clock stands still"
             );
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(5));
         }
         send(&mut dp, tcp(0).established());
         // Flow 4 takes the slot of flow 1, the oldest; flow 5 that of flow 2.
