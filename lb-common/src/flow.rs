@@ -2,7 +2,7 @@
 //! the agent (which counts it, and moves an older table's flows into it).
 //!
 //! The table is one array map of [`FlowSlot`]s cut into sets of [`FLOW_WAYS`] consecutive
-//! slots. A flow lives in the set its flow hash names ([`flow_set_base`]), in any of the set's
+//! slots. A flow lives in the set its table hash names ([`flow_set_base`]), in any of the set's
 //! ways; a new flow takes the way that holds its 5-tuple already, else an empty one, else the
 //! one seen least recently ([`Ways`]). It replaces the kernel's LRU hash map, whose lookup
 //! (a jhash of the 40-byte key, a bucket walk, a key compare, behind helper calls) measured
@@ -12,8 +12,8 @@
 //! out of a full set while other sets have room.
 //!
 //! Concurrency: every CPU reads and writes the shared table without locks. A slot's backend and
-//! its key's table hash form one 64-bit word ([`FlowSlot::tag`]), written and read in one
-//! access. A writer stores the key before the word, a reader loads the word before the key, and
+//! its key's check ([`flow_check`]) form one 64-bit word ([`FlowSlot::tag`]), written and read
+//! in one access. A writer stores the key before the word, a reader loads the word before the key, and
 //! takes the slot only when the word's check and the key are both its own: a slot rewritten for
 //! another flow under a reader gives it a miss (the packet takes the ring), never that flow's
 //! backend. (On a CPU that reorders loads, x86 does not, a reader could pair a new word with
