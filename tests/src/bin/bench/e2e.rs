@@ -366,7 +366,7 @@ fn fixed_note(m: &OneArm) -> String {
     let r = ratio(&m.fixed, &m.ceiling);
     let diff = with - without;
     format!(
-        "\nThe last row is lb with its flow-table lookup replaced by one array entry that every packet shares (`LB_BENCH_FIXED_FLOW`, as in the per-packet section, swapped onto the agent's link the way `lb capture` swaps its program in): the program's own time goes from {with:.0} to {without:.0} ns per packet ({diff:.0} ns, against 15–30 ns for the lookup in BPF_PROG_TEST_RUN, where one flow's slot stays in the cache{}), and the rate to {r:.2}× the ceiling. That is the most any flow table could give (one entry, always in the cache, is better than any real table of 4096 flows){}.\n",
+        "\nThe last row is lb with its flow-table lookup replaced by one array entry that every packet shares (`LB_BENCH_FIXED_FLOW`, as in the per-packet section, swapped onto the agent's link the way `lb capture` swaps its program in): the program's own time goes from {with:.0} to {without:.0} ns per packet ({diff:.0} ns, against 10–30 ns for the lookup in BPF_PROG_TEST_RUN, where one flow's slot stays in the cache{}), and the rate to {r:.2}× the ceiling. That is the most any flow table could give (one entry, always in the cache, is better than any real table of 4096 flows){}.\n",
         if diff > 80.0 {
             "; here 4096 flows lie spread over the default table of 1M slots (64 MB), and a packet's slot misses the cache and, in this virtual machine, the TLB"
         } else {
