@@ -10,8 +10,8 @@ use aya::{
     programs::{ProgramError, Xdp, xdp::XdpLinkId},
 };
 use lb_common::{
-    AddrKey, Backend, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOW_WAYS, FLOWS_DEFAULT,
-    GenConfig, MAX_BACKENDS, NextHop, VipKey, map_names, program_names,
+    AddrKey, Backend, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT, GenConfig,
+    MAX_BACKENDS, NextHop, VipKey, map_names, program_names,
 };
 
 mod attach;
@@ -23,7 +23,7 @@ mod mmap;
 mod vips;
 
 pub use counters::Totals;
-pub use flows::{FlowTable, count_flows};
+pub use flows::{FlowTable, coarse_now, count_flows};
 
 pub use error::{DataplaneError, Result};
 use error::{is_eperm, load_error, map_err};
@@ -219,33 +219,9 @@ impl Dataplane {
             program_names::LB_BENCH_NEW,
         ]
         .contains(&program);
-        // The flow table's size is the pinned one's where it exists (the kernel reuses it, and
-        // the program must index what is there), else the one asked for in whole sets.
-        let flow_pin = pin_dir.map(|d| d.join("maps").join(map_names::FLOWS));
-        let asked = lb_common::flow_entries(flows.max(FLOW_WAYS));
-        let flow_slots = match flow_pin.as_deref().and_then(flows::pinned_slots) {
-            Some(n) => {
-                if balancer && n != asked {
-                    tracing::warn!(
-                        pinned = n,
-                        asked,
-                        "the pinned flow table keeps its size (lb detach, then start, to resize it)"
-                    );
-                }
-                n
-            }
-            None if balancer => asked,
-            None => FLOW_WAYS,
-        };
-        let sets = lb_common::flow_sets(flow_slots);
-        loader.map_max_entries(map_names::FLOWS, flow_slots);
-        loader.override_global("LB_FLOW_SETS", &sets, true);
-        // An older release's flow table (an LRU hash map), read before this load replaces it.
-        let old_lru = pin_dir.map(|d| d.join("maps").join(map_names::FLOWS_LRU));
-        let old_flows = match (&old_lru, balancer) {
-            (Some(p), true) => flows::read_lru_flows(p)?,
-            _ => None,
-        };
+        let flow_plan = flows::plan(pin_dir, balancer, flows)?;
+        loader.map_max_entries(map_names::FLOWS, flow_plan.slots);
+        loader.override_global("LB_FLOW_SETS", &flow_plan.sets, true);
         if !balancer {
             // Only the balancer needs its rings, flows and capture buffer: the others keep
             // them at their smallest.
@@ -281,12 +257,7 @@ impl Dataplane {
             opts: opts.clone(),
             adopted_flows: None,
         };
-        if let (Some(flows), Some(path)) = (old_flows, old_lru) {
-            dp.adopted_flows = Some((dp.adopt_flows(&flows)?, flows.len()));
-            // Moved: the old table goes (its program keeps its own reference until replaced).
-            std::fs::remove_file(&path)
-                .map_err(|e| DataplaneError::Limit(format!("removing {}: {e}", path.display())))?;
-        }
+        dp.adopted_flows = dp.adopt_old_flows(flow_plan.old)?;
         // Pinned VIPs from an earlier run (perhaps one that predates the filter) must pass it.
         dp.rebuild_vip_filter()?;
         Ok(dp)

@@ -30,9 +30,9 @@ fn a_full_set_evicts_the_flow_seen_least_recently() {
         // Flow 0 is seen again once the coarse clock the program stamps with has moved
         // FLOW_STAMP_NS past the stamps of all four (at most 4 ns past the clock's reading when
         // they were written): its packet then writes a new stamp, and its slot is the newest.
-        let written = coarse_ns();
+        let written = dataplane::coarse_now();
         let t = Instant::now();
-        while coarse_ns() <= written + 4 + FLOW_STAMP_NS {
+        while dataplane::coarse_now() <= written + 4 + FLOW_STAMP_NS {
             assert!(
                 t.elapsed() < Duration::from_secs(1),
                 "the coarse clock stands still"
@@ -66,15 +66,4 @@ fn a_full_set_evicts_the_flow_seen_least_recently() {
         let f = dp.flow_table().unwrap();
         assert_eq!((f.capacity, f.entries), (FLOW_WAYS, 4), "{f:?}");
     });
-}
-
-/// `bpf_ktime_get_coarse_ns`, read from user space.
-fn coarse_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // Safety: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

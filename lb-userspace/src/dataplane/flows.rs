@@ -1,11 +1,11 @@
 //! The flow table from the agent's side: its size, how full it is, and the flows of an older
 //! release's table moved into it at start.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, Map, MapData};
 use lb_common::{
-    FLOW_WAYS, FlowKey, FlowSlot, FlowValue, PROTO_UDP, flow_check, flow_set_base, flow_sets,
-    flow_table_hash, hash::flow_hash, map_names,
+    FLOW_WAYS, FlowKey, FlowSlot, FlowValue, PROTO_UDP, flow_check, flow_entries, flow_set_base,
+    flow_sets, flow_table_hash, hash::flow_hash, map_names,
 };
 
 use super::{Dataplane, DataplaneError, Result, error::map_err, mmap::FlowSlots};
@@ -80,7 +80,7 @@ impl Dataplane {
     /// Writes `flows` (from an older release's table) into the flow table, each where the
     /// program would look for it; a flow that finds its set full is left out (its next packet
     /// takes the ring). Returns how many went in.
-    pub(super) fn adopt_flows(&mut self, flows: &[(FlowKey, FlowValue)]) -> Result<u64> {
+    fn adopt_flows(&mut self, flows: &[(FlowKey, FlowValue)]) -> Result<u64> {
         let mut slots = self.flow_slots(true)?;
         let sets = flow_sets(slots.len() as u32);
         let now = coarse_now();
@@ -115,8 +115,8 @@ impl Dataplane {
     }
 }
 
-/// The clock the program stamps flows with (`bpf_ktime_get_coarse_ns`).
-fn coarse_now() -> u64 {
+/// The clock the program stamps flows with (`bpf_ktime_get_coarse_ns`), read from user space.
+pub fn coarse_now() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -126,14 +126,78 @@ fn coarse_now() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// How a load lays out the flow table, and the flows of an older release's table to move in.
+pub(super) struct Plan {
+    pub slots: u32,
+    pub sets: u32,
+    /// The older table's pin and its flows (the balancer only, where one is pinned).
+    pub old: Option<(PathBuf, Vec<(FlowKey, FlowValue)>)>,
+}
+
+/// The flow table of a load with maps pinned under `pin_dir` (if any): the pinned table's size
+/// where one exists (the kernel reuses it, and the program must index what is there), else
+/// `flows` in whole sets for the balancer, one set for the other programs. An older release's
+/// table is read here, before the load replaces its program's maps.
+pub(super) fn plan(pin_dir: Option<&Path>, balancer: bool, flows: u32) -> Result<Plan> {
+    let maps = pin_dir.map(|d| d.join("maps"));
+    let asked = flow_entries(flows.max(FLOW_WAYS));
+    let pinned = maps
+        .as_ref()
+        .and_then(|m| pinned_slots(&m.join(map_names::FLOWS)));
+    let slots = match pinned {
+        Some(n) => {
+            if balancer && n != asked {
+                tracing::warn!(
+                    pinned = n,
+                    asked,
+                    "the pinned flow table keeps its size (lb detach, then start, to resize it)"
+                );
+            }
+            n
+        }
+        None if balancer => asked,
+        None => FLOW_WAYS,
+    };
+    let old = match (maps, balancer) {
+        (Some(m), true) => {
+            let path = m.join(map_names::FLOWS_LRU);
+            read_lru_flows(&path)?.map(|f| (path, f))
+        }
+        _ => None,
+    };
+    Ok(Plan {
+        slots,
+        sets: flow_sets(slots),
+        old,
+    })
+}
+
+impl Dataplane {
+    /// Moves the flows an older release's table held (see [`plan`]) into the flow table, then
+    /// removes that table's pin (its program keeps its own reference until replaced). Flows
+    /// moved, of how many it held.
+    pub(super) fn adopt_old_flows(
+        &mut self,
+        old: Option<(PathBuf, Vec<(FlowKey, FlowValue)>)>,
+    ) -> Result<Option<(u64, usize)>> {
+        let Some((path, flows)) = old else {
+            return Ok(None);
+        };
+        let moved = self.adopt_flows(&flows)?;
+        std::fs::remove_file(&path)
+            .map_err(|e| DataplaneError::Limit(format!("removing {}: {e}", path.display())))?;
+        Ok(Some((moved, flows.len())))
+    }
+}
+
 /// Slots of the flow table pinned at `path`, if one is.
-pub(super) fn pinned_slots(path: &Path) -> Option<u32> {
+fn pinned_slots(path: &Path) -> Option<u32> {
     let data = MapData::from_pin(path).ok()?;
     Some(data.info().ok()?.max_entries())
 }
 
 /// The flows of an older release's table (an LRU hash map) pinned at `path`, if one is.
-pub(super) fn read_lru_flows(path: &Path) -> Result<Option<Vec<(FlowKey, FlowValue)>>> {
+fn read_lru_flows(path: &Path) -> Result<Option<Vec<(FlowKey, FlowValue)>>> {
     if !path.exists() {
         return Ok(None);
     }
