@@ -58,6 +58,9 @@ const PACKAGES: &[(&str, &str)] = &[
     ("etcdctl", "etcd-client"),
     ("protoc", "protobuf-compiler"),
     ("dnsmasq", "dnsmasq-base"),
+    // The upgrade test makes an older release's pinned map with it; the e2e bench reads
+    // program stats with it.
+    ("bpftool", "bpftool"),
 ];
 
 fn main() -> std::process::ExitCode {
