@@ -23,14 +23,32 @@ pub struct Opts {
     pub runs: usize,
 }
 
-/// One BPF_PROG_TEST_RUN call of `repeat` runs: ns per run, and the action.
+/// `--quick` and `--only SECTIONS`; anything else is refused, so that a mistyped flag does
+/// not start the full run (minutes) that rewrites BENCHMARKS.md.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(bool, Option<String>), String> {
+    let (mut quick, mut only) = (false, None);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--only" => only = Some(args.next().ok_or("--only needs a section")?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok((quick, only))
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .map(|i| args.get(i + 1).cloned().expect("--only SECTION"));
+    let (quick, only) = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+            eprintln!(
+                "bench: {e}\nusage: bench [--quick] [--only SECTION[,SECTION...]]\n(no --only: every section, written to BENCHMARKS.md; sections: {})",
+                names.join(", ")
+            );
+            std::process::exit(2);
+        }
+    };
     let o = Opts {
         quick,
         repeat: if quick { 100_000 } else { 1_000_000 },
@@ -248,4 +266,25 @@ fn kernel() -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+
+    fn args(a: &[&str]) -> Result<(bool, Option<String>), String> {
+        parse_args(a.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn a_full_run_needs_no_argument_and_any_unknown_one_is_refused() {
+        assert_eq!(args(&[]), Ok((false, None)));
+        assert_eq!(
+            args(&["--quick", "--only", "maglev,control"]),
+            Ok((true, Some("maglev,control".into())))
+        );
+        assert!(args(&["--help"]).is_err());
+        assert!(args(&["--quick", "maglev"]).is_err());
+        assert!(args(&["--only"]).is_err());
+    }
 }
