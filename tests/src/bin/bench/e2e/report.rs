@@ -1,0 +1,82 @@
+//! The one-arm tables and what their last rows say.
+use super::{OneArm, Rates, SMALL_TABLE, ratio};
+
+/// A table row: Mpps, the ratios to the ceiling and to nftables, and the program's own time
+/// per packet where the kernel measured it.
+pub(super) fn row(name: &str, r: &Rates, ceiling: &Rates, nft: &Rates) -> String {
+    let prog = match r.prog_ns {
+        Some(ns) => format!(" {ns:.0} |"),
+        None => String::new(),
+    };
+    format!(
+        "| {name} | {:.2} / {:.2} / {:.2} | {:.2}× | {:.2}× |{prog}\n",
+        r.min,
+        r.median,
+        r.max,
+        ratio(r, ceiling),
+        ratio(r, nft)
+    )
+}
+
+/// The one-arm table of `m`: ceiling, nftables and lb.
+pub(super) fn one_arm_table(m: &OneArm, lb_name: &str) -> String {
+    let mut out = "| mode | Mpps | × XDP_TX ceiling | × nftables | program ns/packet |\n|---|---|---|---|---|\n".to_string();
+    out += &row("bare XDP_TX (ceiling)", &m.ceiling, &m.ceiling, &m.nft);
+    out += &row(
+        "XDP_TX after reading the IP header",
+        &m.touch,
+        &m.ceiling,
+        &m.nft,
+    );
+    out += &row(
+        "nftables DNAT, jhash over 3 backends",
+        &m.nft,
+        &m.ceiling,
+        &m.nft,
+    );
+    out += &row(lb_name, &m.lb, &m.ceiling, &m.nft);
+    out += &row(
+        "lb, its flow-table lookup replaced by one array entry (benchmarks only)",
+        &m.fixed,
+        &m.ceiling,
+        &m.nft,
+    );
+    out += &row(
+        &format!(
+            "lb, a flow table of {SMALL_TABLE} slots ({} MB) instead of the default 1M",
+            (SMALL_TABLE as usize * std::mem::size_of::<lb_common::flow::FlowSlot>()) >> 20
+        ),
+        &m.small,
+        &m.ceiling,
+        &m.nft,
+    );
+    out
+}
+
+/// What the last two rows say: how far a flow lookup that cost nothing would take lb, and
+/// what the default table's size costs on the wire.
+pub(super) fn fixed_note(m: &OneArm) -> String {
+    let (Some(with), Some(without)) = (m.lb.prog_ns, m.fixed.prog_ns) else {
+        return String::new();
+    };
+    let r = ratio(&m.fixed, &m.ceiling);
+    let diff = with - without;
+    let mut out = format!(
+        "\nThe row with one array entry is lb with its flow-table lookup replaced by one entry that every packet shares (`LB_BENCH_FIXED_FLOW`, as in the per-packet section, swapped onto the agent's link the way `lb capture` swaps its program in): the program's own time goes from {with:.0} to {without:.0} ns per packet ({diff:.0} ns, against 10–30 ns for the lookup in BPF_PROG_TEST_RUN, where one flow's slot stays in the cache), and the rate to {r:.2}× the ceiling. That is the most any flow table could give (one entry, always in the cache, is better than any real table of 4096 flows){}.\n",
+        if r < 0.8 {
+            ", and it falls short of 0.8× here"
+        } else {
+            ": at or above 0.8× in this run"
+        }
+    );
+    if let Some(small) = m.small.prog_ns {
+        out += &format!(
+            "\nThe last row is the agent with `flow_table_size = {SMALL_TABLE}` instead of the default 1M slots: {small:.0} ns per packet against {with:.0} ({:.2}× the ceiling against {:.2}×), and {without:.0} with one array entry. The same 4096 flows take 4096 slots of 64 bytes, as many cache lines in either table; what differs is how many pages they lie on: 256 in the small table, some 3600 of the default's 16384. So of the {diff:.0} ns between the default table and one entry, {:.0} follow the pages (TLB misses, whose page walks this virtual machine's nested paging makes longer) and {:.0} the slots themselves (their cache lines, the hash, the compare). Modes measured one after another differ by some 30 ns from noise alone; over runs here the pages' part has measured 20–105 ns. The kernel allocates an array map over 32 KB with vmalloc, in 4 KB pages, and a smaller one with kmalloc, from its direct map, which huge pages cover: a table made of many arrays of at most 32 KB (an array of maps, whose outer array of pointers stays cached: one more load a packet) would keep the default's capacity at about the small table's cost. Not built yet; it would remove the pages' part, not the slots'.\n",
+            ratio(&m.small, &m.ceiling),
+            ratio(&m.lb, &m.ceiling),
+            with - small,
+            small - without,
+        );
+    }
+    out
+}
