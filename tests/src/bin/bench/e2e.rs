@@ -232,15 +232,11 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
     let sink = attached(&gen_ns, program_names::SINK, "g0", |_| {});
     let mut generator = generator(net);
     let tmp = TempDir::new("bench-e2e");
-    let cfg = agent_config(&tmp, &["l0"], net);
+    let cfg = agent_config(&tmp, &["l0"], net, None);
     // The same agent with a small flow table: its own state and pins (a pinned table's size
     // wins over the config's).
     let tmp_small = TempDir::new("bench-e2e-small");
-    let cfg_small = agent_config(&tmp_small, &["l0"], net).replacen(
-        "\n\n",
-        &format!("\nflow_table_size = {SMALL_TABLE}\n\n"),
-        1,
-    );
+    let cfg_small = agent_config(&tmp_small, &["l0"], net, Some(SMALL_TABLE));
     // A program on the balancer's veth, its NAPI poller given the other core.
     let program = |name: &'static str| -> Up {
         let dp = attached(&lb_ns, name, "l0", |_| {});

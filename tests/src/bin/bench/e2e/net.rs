@@ -122,13 +122,22 @@ impl Drop for NftDnat {
     }
 }
 
-/// The agent's config, as an operator would write it: the default flow-table size, one UDP VIP
-/// on port 53 and backends 11, 12, 13 of `net` (whose host 2 is the balancer's source).
-pub fn agent_config(tmp: &TempDir, interfaces: &[&str], net: &Net) -> String {
+/// The agent's config, as an operator would write it: the flow-table size given (`None`: the
+/// default), one UDP VIP on port 53 and backends 11, 12, 13 of `net` (whose host 2 is the
+/// balancer's source).
+pub fn agent_config(
+    tmp: &TempDir,
+    interfaces: &[&str],
+    net: &Net,
+    flow_table_size: Option<u32>,
+) -> String {
     let ifs: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
     let source = if net.v6() { "source_v6" } else { "source_v4" };
+    let table = flow_table_size
+        .map(|n| format!("flow_table_size = {n}\n"))
+        .unwrap_or_default();
     let mut cfg = format!(
-        "[agent]\ninterfaces = [{}]\nsocket = \"{}\"\nstate_dir = \"{}\"\n{source} = \"{}\"\n\n\
+        "[agent]\ninterfaces = [{}]\nsocket = \"{}\"\nstate_dir = \"{}\"\n{source} = \"{}\"\n{table}\n\
          [[vip]]\nname = \"dns\"\naddress = \"{}\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n",
         ifs.join(", "),
         tmp.path("lb.sock").display(),

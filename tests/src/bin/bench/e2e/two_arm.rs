@@ -36,7 +36,7 @@ pub fn measure_two_arm(quick: bool) -> String {
     let sink = attached(&sink_ns, program_names::SINK, "s0", |_| {});
     let mut generator = generator(&BACKENDS);
     let tmp = TempDir::new("bench-e2e2");
-    let cfg = agent_config(&tmp, &["l0", "l1"], &BACKENDS);
+    let cfg = agent_config(&tmp, &["l0", "l1"], &BACKENDS, None);
     let program = |name: &'static str| -> Up {
         let dp = attached(&lb_ns, name, "l0", |dp| {
             if name == program_names::REDIRECT_ALL {
