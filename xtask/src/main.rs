@@ -35,7 +35,8 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// Some sections only (per-packet, maglev, e2e, conn, control; comma-separated, run in
-        /// that order in one process), printed, not written.
+        /// that order in one process), printed, not written. `ab`: this build's data path
+        /// against the object in LB_AB_OBJECT (not in the report).
         #[arg(long)]
         only: Option<String>,
     },

@@ -3,6 +3,7 @@
 //! target/bench-quick.md, for CI: it fails on a broken harness, never on a slow machine).
 use std::{fmt::Write as _, time::Instant};
 
+mod ab;
 mod conn;
 mod control;
 mod e2e;
@@ -43,7 +44,7 @@ fn main() {
         Err(e) => {
             let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
             eprintln!(
-                "bench: {e}\nusage: bench [--quick] [--only SECTION[,SECTION...]]\n(no --only: every section, written to BENCHMARKS.md; sections: {})",
+                "bench: {e}\nusage: bench [--quick] [--only SECTION[,SECTION...]]\n(no --only: every section, written to BENCHMARKS.md; sections: {}; and ab, with LB_AB_OBJECT: see ab.rs)",
                 names.join(", ")
             );
             std::process::exit(2);
@@ -58,9 +59,13 @@ fn main() {
         // Some sections (comma-separated, in that order, in one process), printed: for
         // working on one number, not for the report.
         for section in sections.split(',') {
+            if section == "ab" {
+                print!("{}", ab::measure(&o));
+                continue;
+            }
             let Some((_, run)) = SECTIONS.iter().find(|(name, _)| *name == section) else {
                 let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
-                panic!("no section {section:?}; sections: {}", names.join(", "));
+                panic!("no section {section:?}; sections: {}, ab", names.join(", "));
             };
             print!("{}", run(&o));
         }

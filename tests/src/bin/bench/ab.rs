@@ -1,0 +1,87 @@
+//! `bench --only ab`, for working on the data path, never in the report: this build's balancer
+//! against another build's object (`LB_AB_OBJECT`, a path to its `lb-ebpf`, e.g. a copy of
+//! `target/release/build/lb-userspace-*/out/lb-ebpf` kept from before a change), on the IPv4
+//! TCP hit, a new flow into a full table and the non-VIP pass, in calls that alternate between
+//! the two (and which goes first), so that the machine's drift moves both alike. The median of
+//! the per-pair differences is the number to read: on this machine it tells a hit's 2–3 ns
+//! apart, where two runs of the per-packet section differ by more than that. New flows read
+//! wider (each side's table lies elsewhere in memory): two copies of one object differed by
+//! 8 ns there.
+use std::fmt::Write as _;
+
+use lb::dataplane::{Dataplane, OBJECT, Options, nix_ifindex};
+use lb_common::{PROTO_TCP, program_names};
+use lb_tests::fixture::{self, Pkt};
+
+use crate::{
+    Opts,
+    per_packet::{spread, timed},
+};
+
+fn programmed(object: &[u8], program: &'static str) -> Dataplane {
+    let opts = Options {
+        flows: 4096,
+        ..Options::default()
+    };
+    let mut dp = Dataplane::load_with(object, program, &opts)
+        .unwrap_or_else(|e| panic!("load {program}: {e}"));
+    let vips = fixture::program(&mut dp);
+    fixture::cache_next_hops(&mut dp, &vips);
+    dp
+}
+
+pub fn measure(o: &Opts) -> String {
+    let Ok(path) = std::env::var("LB_AB_OBJECT") else {
+        return "ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into();
+    };
+    let other = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let env = fixture::env();
+    env.ns.run(|| {
+        let ifindex = nix_ifindex("eth0").expect("eth0");
+        let hit = Pkt::new("198.19.0.100", 80, PROTO_TCP)
+            .sport(41000)
+            .established()
+            .build();
+        let pass = Pkt::new("198.18.0.2", 80, PROTO_TCP).build();
+        let new_flow = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
+        let mut out = format!(
+            "this build against {path}, {} pairs of calls of {} runs\n\n| path | this build (median) | other | this − other (median of pairs) |\n|---|---|---|---|\n",
+            6 * o.runs + 1,
+            o.repeat
+        );
+        for (name, program, frame, action) in [
+            ("hit, IPv4 TCP", program_names::LB_BENCH, &hit, fixture::XDP_TX),
+            // A table of 4096 slots is full after the first call: every later run evicts.
+            (
+                "new flow, the table full",
+                program_names::LB_BENCH_NEW,
+                &new_flow,
+                fixture::XDP_TX,
+            ),
+            ("non-VIP pass", program_names::LB, &pass, fixture::XDP_PASS),
+        ] {
+            let mut a = programmed(OBJECT, program);
+            let mut b = programmed(&other, program);
+            let (mut ta, mut tb, mut d) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..(6 * o.runs + 1) {
+                // Alternate which side goes first, too.
+                let (x, rx, y, ry) = if i % 2 == 0 {
+                    let (x, rx) = timed(&mut a, ifindex, frame, o.repeat);
+                    let (y, ry) = timed(&mut b, ifindex, frame, o.repeat);
+                    (x, rx, y, ry)
+                } else {
+                    let (y, ry) = timed(&mut b, ifindex, frame, o.repeat);
+                    let (x, rx) = timed(&mut a, ifindex, frame, o.repeat);
+                    (x, rx, y, ry)
+                };
+                assert_eq!((rx, ry), (action, action), "{name}: verdicts");
+                ta.push(x);
+                tb.push(y);
+                d.push(x - y);
+            }
+            let (a, b, d) = (spread(ta).median, spread(tb).median, spread(d).median);
+            let _ = writeln!(out, "| {name} | {a:.1} ns | {b:.1} ns | {d:+.1} ns |");
+        }
+        out
+    })
+}
