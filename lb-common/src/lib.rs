@@ -65,6 +65,8 @@ pub mod program_names {
     pub const REDIRECT_ALL: &str = "xdp_redirect_all";
     /// Benchmarks: `xdp_tx` after reading a word of the frame's IP header.
     pub const TOUCH_TX: &str = "xdp_touch_tx";
+    /// Benchmarks: `xdp_tx` after an encapsulation with fixed headers, no lookup.
+    pub const ENCAP_TX: &str = "xdp_encap_tx";
     /// A program the verifier refuses, for the tests of how lb reports that.
     pub const REJECT: &str = "xdp_reject";
 }

@@ -198,6 +198,8 @@ pub(super) fn rates(rounds: Vec<f64>) -> Rates {
 struct OneArm {
     ceiling: Rates,
     touch: Rates,
+    /// The ceiling after an encapsulation with fixed headers (`xdp_encap_tx`).
+    encap: Rates,
     nft: Rates,
     lb: Rates,
     /// lb with its flow-table lookup replaced by one array entry.
@@ -251,6 +253,9 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
             ("XDP_TX after a read", &mut || {
                 program(program_names::TOUCH_TX)
             }),
+            ("XDP_TX after an encapsulation", &mut || {
+                program(program_names::ENCAP_TX)
+            }),
             // nftables DNAT, jhash over the backends (xdp_pass on the veth: see the report).
             ("nftables DNAT", &mut || {
                 Box::new((program(program_names::PASS), NftDnat::add(&lb_ns, net)))
@@ -296,11 +301,12 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
     );
     detach(&tmp);
     detach(&tmp_small);
-    let [ceiling, touch, nft, lb, fixed, small] =
-        <[Rates; 6]>::try_from(r).ok().expect("six modes");
+    let [ceiling, touch, encap, nft, lb, fixed, small] =
+        <[Rates; 7]>::try_from(r).ok().expect("seven modes");
     OneArm {
         ceiling,
         touch,
+        encap,
         nft,
         lb,
         fixed,
@@ -313,7 +319,7 @@ pub fn measure(quick: bool) -> String {
     let m = one_arm(quick, &V4);
     let mut out = format!(
         "Bounded bursts of {n} 64-byte UDP packets over 4096 flows (256 sources × 16 ports, cycled), {runs} round(s) of one burst per mode; Mpps that came back to the generator's sink (min / median / max). The balancer's NAPI runs threaded on CPU 1, the generator on CPU 0. The nftables case runs `xdp_pass` on the balancer's veth (a veth drops frames sent to it by XDP unless it runs a program), which costs it a little.\n\n\
-         The last column is the balancer's XDP program's own mean run time per packet, as the kernel counts it (`kernel.bpf_stats_enabled`, on for one extra burst in each of the last three rounds; the median). The second row is the ceiling's program plus one read of the frame's IP header (`xdp_touch_tx`): the first touch of a frame the generator wrote on the other core, which every program that looks at packets pays and the bare ceiling does not; it is there to show how much of the distance to the ceiling that alone accounts for (its program time is the steadier figure: the rates of modes measured one after another move with the machine's noise, by as much as the read costs), and the targets stay against the bare ceiling.\n\n"
+         The last column is the balancer's XDP program's own mean run time per packet, as the kernel counts it (`kernel.bpf_stats_enabled`, on for one extra burst in each of the last three rounds; the median). The second row is the ceiling's program plus one read of the frame's IP header (`xdp_touch_tx`): the first touch of a frame the generator wrote on the other core, which every program that looks at packets pays and the bare ceiling does not; it is there to show how much of the distance to the ceiling that alone accounts for (its program time is the steadier figure: the rates of modes measured one after another move with the machine's noise, by as much as the read costs), and the targets stay against the bare ceiling. The third row goes one step further (`xdp_encap_tx`): it reads the IP header, grows the head by an outer header and writes Ethernet and an outer IP header with fixed addresses, then sends, with no lookup of any kind: the least any balancer that encapsulates pays, and the floor under lb's rows.\n\n"
     );
     out += &one_arm_table(&m, "lb (xdp_lb: flow table, Maglev, IPIP, XDP_TX)");
     let (a, b) = (ratio(&m.lb, &m.ceiling), ratio(&m.lb, &m.nft));

@@ -29,6 +29,12 @@ pub(super) fn one_arm_table(m: &OneArm, lb_name: &str) -> String {
         &m.nft,
     );
     out += &row(
+        "XDP_TX after growing the head and writing the outer headers (no lookup)",
+        &m.encap,
+        &m.ceiling,
+        &m.nft,
+    );
+    out += &row(
         "nftables DNAT, jhash over 3 backends",
         &m.nft,
         &m.ceiling,
@@ -69,6 +75,18 @@ pub(super) fn fixed_note(m: &OneArm) -> String {
             ": at or above 0.8× in this run"
         }
     );
+    if let Some(encap) = m.encap.prog_ns.filter(|e| *e < without) {
+        out += &format!(
+            "\nThe encapsulation alone (the third row: the head grown and the outer headers written, no lookup) takes {encap:.0} ns a packet and reaches {:.2}× the ceiling{}. Of lb's {without:.0} ns with one entry, then, {:.0} are lb's own work (parsing and checking the headers, the backend's entry, the counters) and the rest is what any balancer that encapsulates pays on this path. That own work takes more here than the same path does in the per-packet section's loop (its one-entry row, less the trivial program's time), where one frame and one path run a million times back to back; here the kernel's receive and transmit path for each frame runs between two runs of the program, so its code and data likely meet colder caches and branch predictors (this machine exposes no performance counters to tell which).\n",
+            ratio(&m.encap, &m.ceiling),
+            if ratio(&m.encap, &m.ceiling) < 0.8 {
+                ": below 0.8× before any balancing is done"
+            } else {
+                ""
+            },
+            without - encap,
+        );
+    }
     if let Some(small) = m.small.prog_ns {
         out += &format!(
             "\nThe last row is the agent with `flow_table_size = {SMALL_TABLE}` instead of the default 1M slots: {small:.0} ns per packet against {with:.0} ({:.2}× the ceiling against {:.2}×), and {without:.0} with one array entry. The same 4096 flows take 4096 slots of 64 bytes, as many cache lines in either table; what differs is how many pages they lie on: 256 in the small table, some 3600 of the default's 16384. So of the {diff:.0} ns between the default table and one entry, {:.0} follow the pages (TLB misses, whose page walks this virtual machine's nested paging makes longer) and {:.0} the slots themselves (their cache lines, the hash, the compare). Modes measured one after another differ by some 30 ns from noise alone; over runs here the pages' part has measured 20–105 ns. Tried without a gain: the kernel allocates an array map over 32 KB with vmalloc, in 4 KB pages, and a smaller one with kmalloc, from its direct map (1 GB pages in this guest), so a prototype built the default's capacity as an array of 2341 maps of 112 sets each (both lookups inlined by the verifier, one more load a packet); in its e2e run lb took 311 ns a packet against 178 with one entry (IPv6 411 against 243), the same distance as the vmalloc'ed table, so the guest's page size is not what a big table pays here (the host's mapping of the guest's memory is out of its reach), and filling the outer map took some 20 s at each start (every update of a map of maps waits for an RCU grace period).\n",
