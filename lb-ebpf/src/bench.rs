@@ -1,6 +1,6 @@
 //! Benchmark programs, never attached by lb: a packet generator for BPF_PROG_RUN with live
-//! frames (it sends with XDP_TX from the generator's interface), and a sink that counts and
-//! drops what arrives.
+//! frames (it sends with XDP_TX from the generator's interface), a sink that counts and drops
+//! what arrives, and the ceilings the end-to-end section measures lb against.
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_xdp_adjust_head, macros::xdp,
     programs::XdpContext,
@@ -121,10 +121,9 @@ pub fn xdp_touch_tx(ctx: XdpContext) -> u32 {
 /// cache line before the frame written).
 #[xdp]
 pub fn xdp_encap_tx(ctx: XdpContext) -> u32 {
-    // Words, not byte arrays: an array here becomes a call to BPF's byte-at-a-time memset,
-    // which would make this floor dearer than what it is the floor of.
     // Ethernet and the inner header's first eight bytes (version, TOS or traffic class, the
-    // lengths), behind one bounds check.
+    // lengths), behind one bounds check, as words: a byte array here becomes a call to BPF's
+    // byte-at-a-time memset, which would make this floor dearer than what it is the floor of.
     let Some(head) = crate::mem::ptr_at::<[u8; 22]>(&ctx, 0) else {
         return xdp_action::XDP_ABORTED;
     };

@@ -9,32 +9,24 @@
 //! 8 ns there.
 use std::fmt::Write as _;
 
-use lb::dataplane::{Dataplane, OBJECT, Options, nix_ifindex};
+use lb::dataplane::{OBJECT, Options, nix_ifindex};
 use lb_common::{PROTO_TCP, program_names};
 use lb_tests::fixture::{self, Pkt};
 
 use crate::{
     Opts,
-    per_packet::{spread, timed},
+    per_packet::{programmed, spread, timed},
 };
-
-fn programmed(object: &[u8], program: &'static str) -> Dataplane {
-    let opts = Options {
-        flows: 4096,
-        ..Options::default()
-    };
-    let mut dp = Dataplane::load_with(object, program, &opts)
-        .unwrap_or_else(|e| panic!("load {program}: {e}"));
-    let vips = fixture::program(&mut dp);
-    fixture::cache_next_hops(&mut dp, &vips);
-    dp
-}
 
 pub fn measure(o: &Opts) -> String {
     let Ok(path) = std::env::var("LB_AB_OBJECT") else {
         return "ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into();
     };
     let other = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let opts = Options {
+        flows: 4096,
+        ..Options::default()
+    };
     let env = fixture::env();
     env.ns.run(|| {
         let ifindex = nix_ifindex("eth0").expect("eth0");
@@ -60,8 +52,8 @@ pub fn measure(o: &Opts) -> String {
             ),
             ("non-VIP pass", program_names::LB, &pass, fixture::XDP_PASS),
         ] {
-            let mut a = programmed(OBJECT, program);
-            let mut b = programmed(&other, program);
+            let mut a = programmed(OBJECT, program, &opts);
+            let mut b = programmed(&other, program, &opts);
             let (mut ta, mut tb, mut d) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..(6 * o.runs + 1) {
                 // Alternate which side goes first, too.

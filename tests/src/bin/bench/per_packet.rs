@@ -139,7 +139,12 @@ fn run_case(b: &mut Baselines, c: Case, o: &Opts) -> Row {
 /// `program` loaded with `opts` and programmed as the agent would: the fixtures' VIPs, the
 /// next hops in the backends' entries.
 pub fn as_the_agent_runs(program: &'static str, opts: &Options) -> Dataplane {
-    let mut dp = Dataplane::load_with(OBJECT, program, opts)
+    programmed(OBJECT, program, opts)
+}
+
+/// [`as_the_agent_runs`], from `object` (another build's, for `bench --only ab`).
+pub fn programmed(object: &[u8], program: &'static str, opts: &Options) -> Dataplane {
+    let mut dp = Dataplane::load_with(object, program, opts)
         .unwrap_or_else(|e| panic!("load {program}: {e}"));
     let vips = fixture::program(&mut dp);
     fixture::cache_next_hops(&mut dp, &vips);
