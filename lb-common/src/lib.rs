@@ -6,8 +6,13 @@
 //! with named constants.
 #![no_std]
 
+mod capture;
+mod counter;
 pub mod flow;
 pub mod hash;
+
+pub use capture::{CAPTURE_ANY, CAPTURE_MAX, CAPTURE_RING_BYTES, CaptureCtl, CaptureHeader};
+pub use counter::{Counter, Traffic};
 
 pub use flow::{
     FLOW_STAMP_NS, FLOW_WAYS, FlowKey, FlowSlot, FlowValue, Ways, flow_check, flow_entries,
@@ -281,177 +286,8 @@ pub const GEN_FRAME_V4: usize = 60;
 /// The length of the generator's IPv6 frames: Ethernet, IPv6, UDP, no payload (the smallest).
 pub const GEN_FRAME_V6: usize = 62;
 
-/// `lb capture`: what the program copies into [`map_names::CAPTURE`] (the single entry of
-/// [`map_names::CAPTURE_CTL`]). All zero: nothing.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct CaptureCtl {
-    /// Non-zero while a capture runs.
-    pub on: u32,
-    /// Only packets of this VIP id ([`CAPTURE_ANY`]: any packet).
-    pub vip: u32,
-    /// Non-zero: only packets the program dropped (or aborted).
-    pub drops: u32,
-    /// Bytes copied per packet at most (1..=[`CAPTURE_MAX`]).
-    pub snaplen: u32,
-}
-const _: () = assert!(size_of::<CaptureCtl>() == 16);
-
-/// [`CaptureCtl::vip`]: no VIP filter.
-pub const CAPTURE_ANY: u32 = u32::MAX;
-/// The most bytes of one packet a capture record holds.
-pub const CAPTURE_MAX: u32 = 2048;
-/// The capture ring buffer's size (bytes; a power of two, whole pages).
-pub const CAPTURE_RING_BYTES: u32 = 8 << 20;
-
-/// One captured packet as the ring buffer carries it: this header, then [`CAPTURE_MAX`]
-/// bytes of which the first `caplen` are the frame as the program left it (encapsulated when
-/// forwarded).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct CaptureHeader {
-    /// `CLOCK_MONOTONIC` (bpf_ktime_get_ns).
-    pub ts_ns: u64,
-    /// The frame's length.
-    pub len: u32,
-    /// Bytes copied.
-    pub caplen: u32,
-    /// The VIP id the packet belonged to, or [`CAPTURE_ANY`] (none).
-    pub vip: u32,
-    /// Its [`Counter`].
-    pub counter: u32,
-    /// The interface it arrived on.
-    pub ifindex: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(size_of::<CaptureHeader>() == 32);
-
-/// Packets and bytes: the value of every counter map (per CPU).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Traffic {
-    pub packets: u64,
-    pub bytes: u64,
-}
-const _: () = assert!(size_of::<Traffic>() == 16);
-
-/// Outcomes, the indices of [`map_names::STATS`]. Every packet the program sees lands in
-/// exactly one of them.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    /// Not for a VIP (other address, port or protocol): passed untouched.
-    PassNotVip = 0,
-    /// Not IPv4/IPv6 (ARP, LLDP, ...): passed untouched.
-    PassNotIp = 1,
-    /// The frame is too short for its Ethernet (or VLAN) header: passed untouched, as is every
-    /// malformed packet below, for the kernel to judge and count.
-    PassMalformed = 2,
-    /// Encapsulated and sent back out of the interface it came in on (`XDP_TX`).
-    Tx = 3,
-    /// Encapsulated and redirected to another interface.
-    Redirect = 4,
-    /// The VIP has no live backend.
-    DropNoBackend = 5,
-    /// No route to the backend (`bpf_fib_lookup` failed).
-    DropNoRoute = 6,
-    /// The route's next hop has no resolved neighbour entry.
-    DropNoNeigh = 7,
-    /// The egress interface is not in the redirect map (not one the agent manages).
-    DropNoEgress = 8,
-    /// The packet could not be grown for the outer header, or the result exceeds the MTU.
-    DropEncap = 9,
-    /// Internal fault (a map that should hold an entry did not).
-    Aborted = 10,
-    /// Decapsulated by `xdp_decap` and passed up.
-    Decap = 11,
-    /// An IPv4 fragment (ports unknown or incomplete): passed to the kernel.
-    PassFragment = 12,
-    /// IP header malformed: wrong version, IHL below 5, or cut short.
-    PassBadIp = 13,
-    /// The IP length field disagrees with the frame: longer than what arrived, or shorter
-    /// than the headers it holds.
-    PassBadLength = 14,
-    /// Transport header malformed: cut short, TCP data offset below 5 or past the packet, UDP
-    /// length below 8 or past the packet.
-    PassBadL4 = 15,
-    /// The IPv4 header checksum is wrong. (Transport checksums are the backend's to check:
-    /// they cover the whole payload.)
-    PassBadChecksum = 16,
-    /// IPv6 with more extension headers before the transport header than the program walks
-    /// ([`IPV6_EXT_MAX`]): passed to the kernel.
-    PassExtLimit = 17,
-    /// Too big for the encapsulated path: answered with ICMP "fragmentation needed" or ICMPv6
-    /// "packet too big" carrying the MTU that fits, sent back to the client (`XDP_TX`).
-    IcmpTooBig = 18,
-    /// An echo request to a VIP address, answered by the program (`agent.answer_echo`).
-    IcmpEcho = 19,
-}
-
 /// Extension headers `xdp_lb` walks in an IPv6 packet to find its transport header.
 pub const IPV6_EXT_MAX: usize = 4;
-
-impl Counter {
-    pub const COUNT: u32 = 20;
-    pub const ALL: [Counter; Self::COUNT as usize] = [
-        Counter::PassNotVip,
-        Counter::PassNotIp,
-        Counter::PassMalformed,
-        Counter::Tx,
-        Counter::Redirect,
-        Counter::DropNoBackend,
-        Counter::DropNoRoute,
-        Counter::DropNoNeigh,
-        Counter::DropNoEgress,
-        Counter::DropEncap,
-        Counter::Aborted,
-        Counter::Decap,
-        Counter::PassFragment,
-        Counter::PassBadIp,
-        Counter::PassBadLength,
-        Counter::PassBadL4,
-        Counter::PassBadChecksum,
-        Counter::PassExtLimit,
-        Counter::IcmpTooBig,
-        Counter::IcmpEcho,
-    ];
-
-    /// The counter with index `i` (an unknown index reads as [`Counter::Aborted`]).
-    #[inline(always)]
-    pub const fn from_u32(i: u32) -> Counter {
-        if i < Self::COUNT {
-            Self::ALL[i as usize]
-        } else {
-            Counter::Aborted
-        }
-    }
-
-    /// The name used in `lb stats` and its JSON.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Counter::PassNotVip => "pass_not_vip",
-            Counter::PassNotIp => "pass_not_ip",
-            Counter::PassMalformed => "pass_malformed",
-            Counter::Tx => "tx",
-            Counter::Redirect => "redirect",
-            Counter::DropNoBackend => "drop_no_backend",
-            Counter::DropNoRoute => "drop_no_route",
-            Counter::DropNoNeigh => "drop_no_neigh",
-            Counter::DropNoEgress => "drop_no_egress",
-            Counter::DropEncap => "drop_encap",
-            Counter::Aborted => "aborted",
-            Counter::Decap => "decap",
-            Counter::PassFragment => "pass_fragment",
-            Counter::PassBadIp => "pass_bad_ip",
-            Counter::PassBadLength => "pass_bad_length",
-            Counter::PassBadL4 => "pass_bad_l4",
-            Counter::PassBadChecksum => "pass_bad_checksum",
-            Counter::PassExtLimit => "pass_ext_limit",
-            Counter::IcmpTooBig => "icmp_too_big",
-            Counter::IcmpEcho => "icmp_echo",
-        }
-    }
-}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -473,18 +309,6 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counters_are_dense_and_named_once() {
-        for (i, c) in Counter::ALL.iter().enumerate() {
-            assert_eq!(*c as u32, i as u32, "{c:?}");
-        }
-        for a in Counter::ALL {
-            for b in Counter::ALL {
-                assert!(a == b || a.name() != b.name(), "{a:?} {b:?}");
-            }
-        }
-    }
 
     #[test]
     fn rings_do_not_overlap() {
