@@ -3,6 +3,8 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod manage;
+
 use crate::{
     agent, api, config,
     state::{BackendSpec, VipSpec},
@@ -308,8 +310,8 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Status { json, socket } => api::get(&socket, "/v1/status")
             .and_then(|body| print_as::<status::Status>(json, &body, status::render)),
-        Command::Vip { command, socket } => vip(command, &socket),
-        Command::Backend { command, socket } => backend(command, &socket),
+        Command::Vip { command, socket } => manage::vip(command, &socket),
+        Command::Backend { command, socket } => manage::backend(command, &socket),
         Command::Decap {
             interface,
             xdp_mode,
@@ -336,7 +338,7 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 /// Prints a JSON body as is (`--json`) or through `human`.
-fn print_as<T: serde::de::DeserializeOwned>(
+pub(super) fn print_as<T: serde::de::DeserializeOwned>(
     json: bool,
     body: &str,
     human: impl Fn(&T) -> String,
@@ -347,127 +349,4 @@ fn print_as<T: serde::de::DeserializeOwned>(
         print!("{}", human(&serde_json::from_str::<T>(body)?));
     }
     Ok(())
-}
-
-/// After a change the agent answers with its status: show the VIP concerned.
-fn print_change(json: bool, body: &str, vip: &str) -> anyhow::Result<()> {
-    print_as::<status::Status>(json, body, |s| {
-        s.vips
-            .iter()
-            .filter(|v| v.name == vip)
-            .map(status::render_vip)
-            .collect::<String>()
-    })
-}
-
-fn vip(cmd: VipCommand, socket: &std::path::Path) -> anyhow::Result<()> {
-    match cmd {
-        VipCommand::List { json } => {
-            print_as::<Vec<status::VipStatus>>(json, &api::get(socket, "/v1/vips")?, |vs| {
-                vs.iter().map(status::render_vip).collect()
-            })
-        }
-        VipCommand::Add {
-            name,
-            address,
-            protocol,
-            health,
-            ring_size,
-            backends,
-            json,
-        } => {
-            let backends = backends
-                .iter()
-                .map(|b| {
-                    let (a, w) = b
-                        .split_once('=')
-                        .map_or((b.as_str(), None), |(a, w)| (a, Some(w)));
-                    let address = a.parse().map_err(|_| {
-                        anyhow::anyhow!("--backend {b}: {a:?} is not an IP address")
-                    })?;
-                    let weight = w
-                        .map(|w| {
-                            w.parse().map_err(|_| {
-                                anyhow::anyhow!("--backend {b}: {w:?} is not a weight")
-                            })
-                        })
-                        .transpose()?;
-                    Ok(BackendSpec { address, weight })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let spec = VipSpec {
-                name: name.clone(),
-                address,
-                protocol: Some(protocol),
-                ring_size,
-                health,
-                backends,
-            };
-            let body = api::request(
-                socket,
-                "POST",
-                "/v1/vips",
-                Some(&serde_json::to_string(&spec)?),
-            )?;
-            print_change(json, &body, &name)
-        }
-        VipCommand::Del { name, json } => {
-            let body = api::request(socket, "DELETE", &format!("/v1/vips/{name}"), None)?;
-            print_as::<status::Status>(json, &body, |_| format!("VIP {name} deleted\n"))
-        }
-    }
-}
-
-fn backend(cmd: BackendCommand, socket: &std::path::Path) -> anyhow::Result<()> {
-    let (vip, json, body) = match cmd {
-        BackendCommand::List { vip, json } => {
-            let body = api::get(socket, &format!("/v1/vips/{vip}/backends"))?;
-            return print_as::<Vec<status::BackendStatus>>(json, &body, |bs| {
-                status::render_backends(bs)
-            });
-        }
-        BackendCommand::Add {
-            vip,
-            address,
-            weight,
-            json,
-        } => {
-            let spec = serde_json::to_string(&BackendSpec { address, weight })?;
-            let body = api::request(
-                socket,
-                "POST",
-                &format!("/v1/vips/{vip}/backends"),
-                Some(&spec),
-            )?;
-            (vip, json, body)
-        }
-        BackendCommand::Del { vip, address, json } => {
-            let body = api::request(
-                socket,
-                "DELETE",
-                &format!("/v1/vips/{vip}/backends/{address}"),
-                None,
-            )?;
-            (vip, json, body)
-        }
-        BackendCommand::Drain { vip, address, json } => {
-            let body = api::request(
-                socket,
-                "POST",
-                &format!("/v1/vips/{vip}/backends/{address}/drain"),
-                None,
-            )?;
-            (vip, json, body)
-        }
-        BackendCommand::Undrain { vip, address, json } => {
-            let body = api::request(
-                socket,
-                "POST",
-                &format!("/v1/vips/{vip}/backends/{address}/undrain"),
-                None,
-            )?;
-            (vip, json, body)
-        }
-    };
-    print_change(json, &body, &vip)
 }
