@@ -42,7 +42,8 @@ enum Cmd {
     },
 }
 
-/// Commands the tests, the demo and the benchmarks run, and the Debian package of each.
+/// Commands the tests, the demo and the benchmarks run (or, where it starts with `/`, a file
+/// the build reads), and the Debian package of each.
 const PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("nft", "nftables"),
@@ -58,6 +59,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("etcd", "etcd-server"),
     ("etcdctl", "etcd-client"),
     ("protoc", "protobuf-compiler"),
+    // etcd-client's build compiles protos that import protobuf's own well-known types; they
+    // come with protoc only as a recommendation, which `--no-install-recommends` leaves out.
+    (
+        "/usr/include/google/protobuf/descriptor.proto",
+        "libprotobuf-dev",
+    ),
     ("dnsmasq", "dnsmasq-base"),
     // The upgrade test makes an older release's pinned map with it; the e2e bench reads
     // program stats with it.
@@ -248,7 +255,13 @@ fn ensure_bpf_linker() -> Result<()> {
 fn ensure_packages() -> Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
-        .filter(|(cmd, _)| !quiet_ok(Command::new("sh").args(["-c", &format!("command -v {cmd}")])))
+        .filter(|(cmd, _)| {
+            if cmd.starts_with('/') {
+                !std::path::Path::new(cmd).exists()
+            } else {
+                !quiet_ok(Command::new("sh").args(["-c", &format!("command -v {cmd}")]))
+            }
+        })
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
