@@ -45,7 +45,12 @@ pub(super) fn finish(walk: &mut [Walk], from: usize, taken: &Bitmap, ring: &mut 
         if !w.takes_turn(max_w) {
             continue;
         }
-        let i = first_in(&free, (m - w.offset) as f64, w.inverse as f64, &consts);
+        let i = first_in(
+            &free,
+            (m - w.offset as u64) as f64,
+            w.inverse as f64,
+            &consts,
+        );
         ring[free.swap_remove(i) as usize] = w.index;
     }
 }
