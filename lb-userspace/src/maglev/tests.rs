@@ -263,3 +263,32 @@ fn different_sets_give_different_rings() {
     let b = build(&addrs(4)[1..], 251);
     assert_ne!(a, b);
 }
+
+#[test]
+fn the_step_is_the_portable_step() {
+    // The hand-written step against the plain one, at the wrap and around it, for rings as
+    // small as 2 slots and as large as u32 allows.
+    for m in [2u32, 7, 251, 65537, 655373, 16_777_213, u32::MAX - 4] {
+        for skip in [1, 2, m / 3 + 1, m / 2, m - 2, m - 1] {
+            if skip == 0 || skip >= m {
+                continue;
+            }
+            let wrap_at = m - skip;
+            let around = |x: u32| [x.saturating_sub(1), x, x.saturating_add(1)];
+            for c in [0, 1, m / 2]
+                .into_iter()
+                .chain(around(wrap_at))
+                .chain([m - 1])
+                .filter(|&c| c < m)
+            {
+                let want = ((c as u64 + skip as u64) % m as u64) as u32;
+                assert_eq!(
+                    step_portable(c, skip, wrap_at),
+                    want,
+                    "m={m} skip={skip} c={c}"
+                );
+                assert_eq!(step(c, skip, wrap_at), want, "m={m} skip={skip} c={c}");
+            }
+        }
+    }
+}
