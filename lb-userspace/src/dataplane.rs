@@ -10,14 +10,16 @@ use aya::{
     programs::{ProgramError, Xdp, xdp::XdpLinkId},
 };
 use lb_common::{
-    AddrKey, Backend, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT, GenConfig,
-    MAX_BACKENDS, NextHop, VipKey, map_names, program_names,
+    AddrKey, Config as BpfConfig, FAMILY_V4, FAMILY_V6, FLOWS_DEFAULT, VipKey, map_names,
+    program_names,
 };
 
 mod attach;
+mod backends;
 mod capture;
 mod counters;
 mod error;
+mod fabric;
 mod flows;
 mod mmap;
 mod vips;
@@ -346,99 +348,6 @@ impl Dataplane {
         let mut m: DevMapHash<_> = DevMapHash::try_from(map).map_err(map_err(map_names::DEVMAP))?;
         m.insert(ifindex, ifindex, None, 0)
             .map_err(|e| DataplaneError::Limit(format!("devmap entry for ifindex {ifindex}: {e}")))
-    }
-
-    /// Writes backend `id`: its address, the VIP it serves, its state bits
-    /// ([`lb_common::BACKEND_UP`], [`lb_common::BACKEND_DRAIN`]) and its next hop (all zero:
-    /// the program asks the kernel's route lookup).
-    pub fn set_backend(
-        &mut self,
-        id: u32,
-        addr: IpAddr,
-        vip: ServedVip,
-        state: u8,
-        hop: NextHop,
-    ) -> Result<()> {
-        if id >= MAX_BACKENDS {
-            return Err(DataplaneError::Limit(format!(
-                "backend id {id} over {MAX_BACKENDS}"
-            )));
-        }
-        let (addr, family) = addr_bytes(addr);
-        let entry = Backend {
-            addr,
-            family,
-            state,
-            _pad: [0; 2],
-            vip_id: vip.id,
-            hop,
-            vip: vip.key,
-            udp_idle_s: vip.udp_idle_s,
-        };
-        let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
-        m.set(id, entry, 0).map_err(map_err(map_names::BACKENDS))
-    }
-
-    /// Frees backend `id`: flows recorded for it move on their next packet.
-    pub fn clear_backend(&mut self, id: u32) -> Result<()> {
-        let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
-        m.set(id, Backend::default(), 0)
-            .map_err(map_err(map_names::BACKENDS))
-    }
-
-    /// Every used backend slot: (id, entry).
-    pub fn backends(&mut self) -> Result<Vec<(u32, Backend)>> {
-        let m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
-        let mut out = Vec::new();
-        for id in 0..MAX_BACKENDS {
-            let b = m.get(&id, 0).map_err(map_err(map_names::BACKENDS))?;
-            if b.family != 0 {
-                out.push((id, b));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Benchmarks: what `xdp_gen` writes into every frame.
-    pub fn set_gen_config(&mut self, cfg: GenConfig) -> Result<()> {
-        let mut m: Array<_, GenConfig> = self.map_array(map_names::GEN_CONFIG)?;
-        m.set(0, cfg, 0).map_err(map_err(map_names::GEN_CONFIG))
-    }
-
-    /// Benchmarks: where `xdp_redirect_all` sends every frame.
-    pub fn set_redirect_to(&mut self, ifindex: u32) -> Result<()> {
-        self.allow_egress(ifindex)?;
-        let mut m: Array<_, u32> = self.map_array(map_names::REDIRECT_TO)?;
-        m.set(0, ifindex, 0)
-            .map_err(map_err(map_names::REDIRECT_TO))
-    }
-
-    /// Benchmarks: frames `xdp_sink` has counted (over all CPUs).
-    pub fn sink_count(&self) -> Result<u64> {
-        let name = map_names::SINK_COUNT;
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or(DataplaneError::MissingMap(name))?;
-        let m: aya::maps::PerCpuArray<_, u64> =
-            aya::maps::PerCpuArray::try_from(map).map_err(map_err(name))?;
-        Ok(m.get(&0, 0).map_err(map_err(name))?.iter().sum())
-    }
-
-    /// Marks `addr` as this host's, for `xdp_decap`.
-    pub fn add_decap_address(&mut self, ip: IpAddr) -> Result<()> {
-        let (addr, family) = addr_bytes(ip);
-        let mut m: HashMap<_, AddrKey, u32> = self.map_hash(map_names::DECAP_DST)?;
-        m.insert(
-            AddrKey {
-                addr,
-                family,
-                _pad: [0; 3],
-            },
-            1,
-            0,
-        )
-        .map_err(map_err(map_names::DECAP_DST))
     }
 
     fn map_array<V: aya::Pod>(
