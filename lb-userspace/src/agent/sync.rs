@@ -5,7 +5,6 @@ use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
     path::PathBuf,
-    time::Duration,
 };
 
 use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, NO_BACKEND, NextHop, VipKey};
@@ -15,12 +14,14 @@ use crate::{
     config::{Config, HealthKind, Vip},
     dataplane::{self, Dataplane, ServedVip},
     health::Report,
-    maglev, neigh,
+    maglev,
     state::Change,
 };
 
-/// How long the agent waits for a new backend's next hop to resolve before it warns.
-const NEIGH_WAIT: Duration = Duration::from_secs(3);
+mod hops;
+mod ring_print;
+
+pub(super) use ring_print::RingPrint;
 
 /// Health of one backend as the checks last saw it.
 #[derive(Debug, Clone)]
@@ -354,65 +355,6 @@ impl Agent {
         Ok(())
     }
 
-    /// The backend's next hop for its map entry: resolved once here (waiting up to
-    /// NEIGH_WAIT), then kept current by [`Agent::update_hops`].
-    fn resolve(&mut self, addr: IpAddr) -> NextHop {
-        if let Some(h) = self.hops.get(&addr) {
-            return h.unwrap_or_default();
-        }
-        let hop = match neigh::ensure(addr, NEIGH_WAIT) {
-            Ok(h) => {
-                tracing::info!(backend = %addr, dev = %h.dev, hop = %h.hop, lladdr = %h.lladdr, "next hop resolved");
-                self.usable_hop(&h)
-            }
-            Err(e) => {
-                tracing::warn!(backend = %addr, error = %e, "next hop not resolved yet; the kernel keeps trying, packets to it are dropped and counted (drop_no_neigh) until it answers");
-                None
-            }
-        };
-        self.hops.insert(addr, hop);
-        hop.unwrap_or_default()
-    }
-
-    /// A next hop the program may use without asking the kernel: out of an interface lb is
-    /// attached to (else the route lookup stays the program's way).
-    fn usable_hop(&self, h: &neigh::NextHop) -> Option<NextHop> {
-        if !self.effective.agent.interfaces.contains(&h.dev) {
-            return None;
-        }
-        neigh::cached_hop(h)
-    }
-
-    /// Fresh next hops from the periodic check: entries whose hop changed are rewritten.
-    pub fn update_hops(
-        &mut self,
-        fresh: Vec<(IpAddr, Option<neigh::NextHop>)>,
-    ) -> anyhow::Result<()> {
-        let mut changed = false;
-        for (addr, h) in fresh {
-            let hop = h.as_ref().and_then(|h| self.usable_hop(h));
-            if self.hops.get(&addr) != Some(&hop) {
-                tracing::info!(backend = %addr, ?hop, "next hop changed");
-                self.hops.insert(addr, hop);
-                changed = true;
-            }
-        }
-        if changed { self.sync(None) } else { Ok(()) }
-    }
-
-    /// Backends whose next hop the agent keeps an eye on.
-    pub fn backend_addresses(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self
-            .effective
-            .vips
-            .iter()
-            .flat_map(|v| v.backends.iter().map(|b| b.address))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
     /// Ids of a VIP and its backends, for the counters.
     pub fn ids(&self, vip: &Vip) -> Option<(u32, Vec<Option<u32>>)> {
         let id = *self.vip_ids.get(&key_of(vip))?;
@@ -423,46 +365,5 @@ impl Agent {
                 .map(|b| self.backend_ids.get(&(id, b.address)).copied())
                 .collect(),
         ))
-    }
-}
-
-/// The backends (id, address) a VIP's live ring was built over, and its fingerprint once asked
-/// for.
-pub(super) struct RingPrint {
-    members: Vec<(u32, IpAddr)>,
-    print: std::cell::OnceCell<String>,
-}
-
-impl RingPrint {
-    fn new(members: Vec<(u32, IpAddr)>) -> Self {
-        RingPrint {
-            members,
-            print: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// The fingerprint of `ring` (backend ids per slot, the VIP's live ring).
-    pub(super) fn print(&self, ring: &[u32]) -> String {
-        self.print
-            .get_or_init(|| {
-                // Backend id -> index into `members`, as a dense table: one lookup per slot.
-                let top = self
-                    .members
-                    .iter()
-                    .map(|m| m.0 as usize + 1)
-                    .max()
-                    .unwrap_or(0);
-                let mut index = vec![NO_BACKEND; top];
-                for (i, (id, _)) in self.members.iter().enumerate() {
-                    index[*id as usize] = i as u32;
-                }
-                let slots: Vec<u32> = ring
-                    .iter()
-                    .map(|&id| index.get(id as usize).copied().unwrap_or(NO_BACKEND))
-                    .collect();
-                let addresses: Vec<IpAddr> = self.members.iter().map(|m| m.1).collect();
-                maglev::fingerprint(&slots, &addresses)
-            })
-            .clone()
     }
 }
