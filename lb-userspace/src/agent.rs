@@ -7,7 +7,6 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use lb_common::program_names;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -21,11 +20,15 @@ use crate::{
 };
 
 mod checkers;
+mod decap;
+mod pins;
 mod report;
 mod routes;
 mod sources;
 mod sync;
 
+pub use decap::decap;
+pub use pins::{detach, ensure_bpffs};
 use sync::Agent;
 
 /// How often the agent checks that every backend's next hop is still resolved.
@@ -269,78 +272,6 @@ pub fn run(
     })
 }
 
-/// `BPF_FS_MAGIC`: the pin directory must be on a bpf filesystem.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
-}
-
-/// Makes `pin_dir` (mounting the bpf filesystem at /sys/fs/bpf where nobody has, as systemd
-/// usually does at boot).
-pub fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
-    let sys = Path::new("/sys/fs/bpf");
-    if pin_dir.starts_with(sys) && !is_bpffs(sys) {
-        let (src, dst, fs) = (c"bpf", c"/sys/fs/bpf", c"bpf");
-        let rc =
-            unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
-        if rc != 0 {
-            bail!(
-                "mounting the bpf filesystem at /sys/fs/bpf: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        tracing::info!("mounted the bpf filesystem at /sys/fs/bpf");
-    }
-    std::fs::create_dir_all(pin_dir.join("maps"))
-        .with_context(|| format!("creating {}", pin_dir.display()))?;
-    if !is_bpffs(pin_dir) {
-        bail!(
-            "{} is not on a bpf filesystem (mount one: mount -t bpf bpf DIR)",
-            pin_dir.display()
-        );
-    }
-    Ok(())
-}
-
-/// `lb detach`: removes the pinned data path of the instance `cfg` names: the links (the
-/// program leaves the interfaces) and the maps. Refuses while an agent serves its socket.
-pub fn detach(cfg: &Config, socket: Option<&Path>) -> anyhow::Result<usize> {
-    let socket = socket.unwrap_or(&cfg.agent.socket);
-    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-        bail!("an agent is running on {}: stop it first", socket.display());
-    }
-    let dir = &cfg.agent.pin_dir;
-    let mut removed = 0;
-    for sub in ["links", "maps"] {
-        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            std::fs::remove_file(e.path())
-                .with_context(|| format!("removing {}", e.path().display()))?;
-            removed += 1;
-        }
-        let _ = std::fs::remove_dir(dir.join(sub));
-    }
-    let _ = std::fs::remove_dir(dir);
-    if let Some(b) = &cfg.bgp {
-        // A stopped agent has withdrawn already; one that died has not.
-        match crate::bgp::write_and_configure(b, &cfg.agent.instance, &Default::default()) {
-            Ok(()) => tracing::info!("BGP announcements withdrawn"),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "withdrawing the BGP announcements")
-            }
-        }
-    }
-    tracing::info!(pin_dir = %dir.display(), removed, interfaces = %cfg.agent.interfaces.join(","), "xdp_lb detached");
-    Ok(removed)
-}
-
 /// Reloads the config file; an invalid one is refused and the running state stays.
 fn reload(agent: &mut Agent, why: &str) {
     match config::load(&agent.config_path) {
@@ -390,70 +321,4 @@ fn keep_resolved(backends: &[IpAddr]) -> Vec<(IpAddr, Option<neigh::NextHop>)> {
             }
         })
         .collect()
-}
-
-/// `lb decap`: strip IP-in-IP on this backend host's `interface` until SIGINT/SIGTERM.
-pub fn decap(interface: &str, mode: config::XdpMode, extra: &[IpAddr]) -> anyhow::Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("lb decap needs root (CAP_BPF and CAP_NET_ADMIN to load and attach XDP programs)");
-    }
-    if nix_ifindex(interface).is_none() {
-        bail!("no interface named {interface:?}");
-    }
-    let mut addrs = interface_addresses(interface)?;
-    addrs.extend_from_slice(extra);
-    if addrs.is_empty() {
-        bail!("{interface} has no address: encapsulated packets could not be addressed to it");
-    }
-    let mut dp = Dataplane::load(program_names::DECAP)?;
-    for a in &addrs {
-        dp.add_decap_address(*a)?;
-    }
-    let used = dp.attach(interface, mode)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        // Handlers first, "ready" after (see `run`).
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        println!(
-            "lb: ready: decapsulating on {interface} ({used}) for {}",
-            addrs
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        anyhow::Ok(())
-    })?;
-    drop(dp);
-    Ok(())
-}
-
-/// The addresses of an interface (iproute2's JSON).
-fn interface_addresses(interface: &str) -> anyhow::Result<Vec<IpAddr>> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "addr", "show", "dev", interface])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "ip addr show dev {interface}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let mut addrs = Vec::new();
-    for link in v.as_array().into_iter().flatten() {
-        for a in link["addr_info"].as_array().into_iter().flatten() {
-            if let Some(ip) = a["local"].as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
-                addrs.push(ip);
-            }
-        }
-    }
-    Ok(addrs)
 }
