@@ -12,6 +12,10 @@ use lb_common::{BACKEND_UP, Counter, NO_BACKEND, PROTO_TCP, PROTO_UDP, hash::flo
 
 use crate::Netns;
 
+mod icmp;
+
+pub use icmp::{IcmpKind, icmp_to_vip, reply_from_vip};
+
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -391,98 +395,4 @@ pub fn cache_next_hops(dp: &mut Dataplane, vips: &[Vip]) {
                 .unwrap();
         }
     }
-}
-
-/// What a backend sends a client from the VIP (an answer, direct): its IP packet, no Ethernet.
-pub fn reply_from_vip(vip: &str, vport: u16, client_port: u16, proto: u8) -> Vec<u8> {
-    let vip: std::net::IpAddr = vip.parse().unwrap();
-    let mut out = Vec::new();
-    match vip {
-        std::net::IpAddr::V4(v) => {
-            let b = PacketBuilder::ipv4(v.octets(), CLIENT4, 64);
-            if proto == PROTO_TCP {
-                b.tcp(vport, client_port, 5, 1000)
-                    .ack(1)
-                    .write(&mut out, &[9; 100])
-            } else {
-                b.udp(vport, client_port).write(&mut out, &[9; 100])
-            }
-        }
-        std::net::IpAddr::V6(v) => {
-            let b = PacketBuilder::ipv6(v.octets(), CLIENT6, 64);
-            if proto == PROTO_TCP {
-                b.tcp(vport, client_port, 5, 1000)
-                    .ack(1)
-                    .write(&mut out, &[9; 100])
-            } else {
-                b.udp(vport, client_port).write(&mut out, &[9; 100])
-            }
-        }
-    }
-    .unwrap();
-    out
-}
-
-/// An ICMP error from a router on the client's side to the VIP, quoting `quoted` (cut to what
-/// routers quote: the IP header and 8 bytes, or more for IPv6).
-pub fn icmp_to_vip(vip: &str, ty: IcmpKind, quoted: &[u8]) -> Vec<u8> {
-    use etherparse::{
-        Icmpv4Type, Icmpv6Type, icmpv4::DestUnreachableHeader, icmpv4::TimeExceededCode,
-    };
-    let router_mac = [0x02, 0, 0, 0, 0, 0x99];
-    let b = PacketBuilder::ethernet2(router_mac, ETH0_MAC);
-    let mut out = Vec::new();
-    match vip.parse::<std::net::IpAddr>().unwrap() {
-        std::net::IpAddr::V4(v) => {
-            let t =
-                match ty {
-                    IcmpKind::TooBig => Icmpv4Type::DestinationUnreachable(
-                        DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
-                    ),
-                    IcmpKind::Unreachable => {
-                        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port)
-                    }
-                    IcmpKind::TimeExceeded => {
-                        Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit)
-                    }
-                    IcmpKind::Echo => {
-                        Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id: 1, seq: 1 })
-                    }
-                };
-            b.ipv4([198, 18, 9, 1], v.octets(), 64)
-                .icmpv4(t)
-                .write(&mut out, &quoted[..quoted.len().min(28)])
-        }
-        std::net::IpAddr::V6(v) => {
-            let t = match ty {
-                IcmpKind::TooBig => Icmpv6Type::PacketTooBig { mtu: 1400 },
-                IcmpKind::Unreachable => Icmpv6Type::DestinationUnreachable(
-                    etherparse::icmpv6::DestUnreachableCode::Port,
-                ),
-                IcmpKind::TimeExceeded => {
-                    Icmpv6Type::TimeExceeded(etherparse::icmpv6::TimeExceededCode::HopLimitExceeded)
-                }
-                IcmpKind::Echo => {
-                    Icmpv6Type::EchoRequest(etherparse::IcmpEchoHeader { id: 1, seq: 1 })
-                }
-            };
-            b.ipv6(
-                [0xfd, 0, 0, 0x18, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                v.octets(),
-                64,
-            )
-            .icmpv6(t)
-            .write(&mut out, quoted)
-        }
-    }
-    .unwrap();
-    out
-}
-
-#[derive(Clone, Copy, Debug)]
-pub enum IcmpKind {
-    TooBig,
-    Unreachable,
-    TimeExceeded,
-    Echo,
 }
