@@ -72,6 +72,7 @@ pub struct Snapshot<'a> {
     pub flows_inserted: u64,
     pub flow_hits: u64,
     pub ring_rebuilds: u64,
+    pub ring_builds: u64,
     pub reloads: u64,
     pub reload_failures: u64,
 }
@@ -266,6 +267,12 @@ pub fn render(s: &Snapshot) -> String {
         s.ring_rebuilds,
         &mut r,
     );
+    one(
+        "lb_ring_builds",
+        "Maglev rings built: a VIP's backends, weights, health or ring size changed (a ring built the same as the live one is not written)",
+        s.ring_builds,
+        &mut r,
+    );
     counters(
         &mut r,
         "lb_config_reloads",
@@ -338,6 +345,7 @@ mod tests {
             flows_inserted: 4,
             flow_hits: 6,
             ring_rebuilds: 2,
+            ring_builds: 3,
             reloads: 1,
             reload_failures: 0,
         });
@@ -348,6 +356,7 @@ mod tests {
             "lb_outcome_packets_total{outcome=\"drop_no_backend\"} 3",
             "lb_flow_hits_total 6",
             "lb_ring_rebuilds_total 2",
+            "lb_ring_builds_total 3",
             "lb_config_reloads_total{result=\"applied\"} 1",
             "lb_build_info{version=",
             "lb_backend_new_flows_total{vip=\"web\",backend=\"198.18.0.11\"} 2",
@@ -366,6 +375,7 @@ mod tests {
             flows_inserted: 4,
             flow_hits: 6,
             ring_rebuilds: 2,
+            ring_builds: 3,
             reloads: 1,
             reload_failures: 0,
         });

@@ -283,3 +283,80 @@ fn json_logs_are_one_object_per_event() {
         .unwrap_or_else(|| panic!("no detach event: {err}"));
     assert_eq!(detached["interfaces"], "eth0", "{detached}");
 }
+
+/// A reload builds the rings of the VIPs it changes and no others: `lb_ring_builds_total`
+/// counts rings built, `lb_ring_rebuilds_total` rings written. A VIP added builds one ring; a
+/// weight changed builds that VIP's; a file whose VIPs did not change builds none.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_reload_builds_only_the_rings_it_changes() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("ring-builds");
+    let sock = tmp.path("lb.sock");
+    let metrics = "127.0.0.1:9108";
+    let vip = |name: &str, port: u16, weight: u32| {
+        let mut v = format!(
+            "\n[[vip]]\nname = \"{name}\"\naddress = \"{VIP4}:{port}\"\nprotocol = \"udp\"\n\n[vip.health]\nkind = \"none\"\n"
+        );
+        for b in BACKENDS4 {
+            v += &format!("\n[[vip.backend]]\naddress = \"{b}\"\nweight = {weight}\n");
+        }
+        v
+    };
+    // The same agent table in every version of the file (pins and state where the test keeps
+    // them, as `start_agent` would put them).
+    let head = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\nmetrics = \"{metrics}\"\npin_dir = \"{}\"\nstate_dir = \"{}\"\n",
+        sock.display(),
+        tmp.pin_dir().display(),
+        tmp.path("state").display()
+    );
+    let (agent, config) = lab::start_agent(
+        &topo.lb,
+        &format!("{head}{}{}", vip("a", 53, 100), vip("b", 54, 100)),
+        &tmp,
+    );
+    let counts = || {
+        let (status, body) = get(&topo, metrics, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        let scrape =
+            prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+        (
+            value(&scrape, "lb_ring_builds_total", &[]),
+            value(&scrape, "lb_ring_rebuilds_total", &[]),
+        )
+    };
+    assert_eq!(counts(), (2.0, 2.0), "one ring per VIP at the start");
+    let mut reloads = 0;
+    let mut reload = |cfg: String| {
+        std::fs::write(&config, cfg).unwrap();
+        unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+        reloads += 1;
+        lab::wait_for(Duration::from_secs(5), "the reload applied", || {
+            lab::status(&sock).reloads >= reloads
+        });
+    };
+    reload(format!(
+        "{head}{}{}{}",
+        vip("a", 53, 100),
+        vip("b", 54, 100),
+        vip("c", 55, 100)
+    ));
+    assert_eq!(counts(), (3.0, 3.0), "a VIP added: its ring alone");
+    reload(format!(
+        "{head}{}{}{}",
+        vip("a", 53, 100),
+        vip("b", 54, 50),
+        vip("c", 55, 100)
+    ));
+    // Every backend of b at the same weight: the ring is the same, built but not written.
+    assert_eq!(counts(), (4.0, 3.0), "b's weights changed: b's ring alone");
+    reload(format!(
+        "{head}\n# nothing but a comment changed\n{}{}{}",
+        vip("a", 53, 100),
+        vip("b", 54, 50),
+        vip("c", 55, 100)
+    ));
+    assert_eq!(counts(), (4.0, 3.0), "no VIP changed: no ring built");
+    assert_eq!(lab::status(&sock).reloads, 3);
+}

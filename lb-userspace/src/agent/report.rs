@@ -36,7 +36,11 @@ impl Agent {
             protocol: v.protocol.to_string(),
             ring_size: v.ring_size,
             ring_fingerprint: self.ids(v).and_then(|(id, _)| {
-                Some(self.fingerprints.get(&id)?.print(&self.rings.get(&id)?.0))
+                Some(
+                    self.fingerprints
+                        .get(&id)?
+                        .print(&self.rings.get(&id)?.ring),
+                )
             }),
             live,
             all_down: live == 0,

@@ -219,6 +219,7 @@ impl Agent {
             flows_inserted,
             flow_hits,
             ring_rebuilds: self.ring_rebuilds,
+            ring_builds: self.ring_builds,
             reloads: self.reloads,
             reload_failures: self.reload_failures,
         }))

@@ -19,9 +19,10 @@ use crate::{
 };
 
 mod hops;
-mod ring_print;
+mod rings;
 
-pub(super) use ring_print::RingPrint;
+pub(super) use rings::RingPrint;
+use rings::{LiveRing, RingInputs};
 
 /// Health of one backend as the checks last saw it.
 #[derive(Debug, Clone)]
@@ -42,14 +43,16 @@ pub struct Agent {
     pub reload_failures: u64,
     /// Rings written to the data path.
     pub ring_rebuilds: u64,
+    /// Rings built (some turn out the same as the live one and are not written).
+    pub ring_builds: u64,
     pub reload_error: Option<String>,
     vip_ids: HashMap<VipKey, u32>,
     backend_ids: HashMap<(u32, IpAddr), u32>,
     pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
     pub(super) checkers: HashMap<(String, IpAddr), super::checkers::Checker>,
-    /// Each VIP's live ring as last written (and whether it takes fragments), so that an
-    /// unchanged one is not written again.
-    pub(super) rings: HashMap<u32, (Vec<u32>, bool)>,
+    /// Each VIP's live ring as last written, and what it was built from, so that an
+    /// unchanged one is neither built nor written again.
+    pub(super) rings: HashMap<u32, LiveRing>,
     /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
     hops: HashMap<IpAddr, Option<NextHop>>,
     pub(super) reports: UnboundedSender<Report>,
@@ -117,6 +120,7 @@ impl Agent {
             reloads: 0,
             reload_failures: 0,
             ring_rebuilds: 0,
+            ring_builds: 0,
             reload_error: None,
             vip_ids: HashMap::new(),
             backend_ids: HashMap::new(),
@@ -316,23 +320,42 @@ impl Agent {
                 )
             })
             .collect();
-        let picks = maglev::build(&eligible, vip.ring_size);
+        let inputs = RingInputs {
+            eligible,
+            size: vip.ring_size,
+            ids,
+            fragments: vip.fragments,
+        };
+        // The same inputs build the same ring: a VIP that nothing touched (a reload or a next
+        // hop that changed another VIP) is not built again, which with many VIPs is most of
+        // what a full sync would cost (a ring of 65537 slots takes about a millisecond).
+        if self.rings.get(&id).is_some_and(|l| l.inputs == inputs) {
+            return Ok(());
+        }
+        let picks = maglev::build(&inputs.eligible, inputs.size);
+        self.ring_builds += 1;
         let ring: Vec<u32> = picks
             .iter()
-            .map(|&i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
+            .map(|&i| inputs.ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
             .collect();
         // The fingerprint is hashed when first asked for, not here (hashing every slot costs
         // about half as much as building the ring, and a change waits for this), from the
         // live ring and these ids' addresses.
-        let members: Vec<(u32, IpAddr)> = ids
+        let members: Vec<(u32, IpAddr)> = inputs
+            .ids
             .iter()
             .copied()
-            .zip(eligible.iter().map(|e| e.0))
+            .zip(inputs.eligible.iter().map(|e| e.0))
             .collect();
+        let in_ring = inputs.eligible.iter().filter(|e| e.1 > 0).count();
+        let backends = inputs.ids.len();
         // An unchanged ring is not written again (the backends' entries above carry
         // everything else, the UDP idle time included).
-        let live = (ring, vip.fragments);
-        if self.rings.get(&id) == Some(&live) {
+        if let Some(live) = self.rings.get_mut(&id)
+            && live.ring == ring
+            && live.inputs.fragments == inputs.fragments
+        {
+            live.inputs = inputs;
             // The same ids, perhaps for other addresses (an id freed and taken again).
             if self
                 .fingerprints
@@ -343,12 +366,11 @@ impl Agent {
             }
             return Ok(());
         }
-        self.dp.set_vip(id, key, &live.0, vip.fragments)?;
-        self.rings.insert(id, live);
+        self.dp.set_vip(id, key, &ring, vip.fragments)?;
+        self.rings.insert(id, LiveRing { ring, inputs });
         self.fingerprints.insert(id, RingPrint::new(members));
         self.ring_rebuilds += 1;
-        let in_ring = eligible.iter().filter(|e| e.1 > 0).count();
-        tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends = ids.len(), "ring rebuilt");
+        tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends, "ring rebuilt");
         if in_ring == 0 {
             tracing::error!(vip = %vip.name, "ALL BACKENDS DOWN: packets to this VIP are dropped");
         }

@@ -1,10 +1,28 @@
-//! A VIP's ring fingerprint, worked out once asked for (`lb status` shows it; balancers with
-//! the same one send every 5-tuple alike).
+//! A VIP's live ring: what it was built from, so that the same inputs are not built again,
+//! and its fingerprint, worked out once asked for (`lb status` shows it; balancers with the
+//! same one send every 5-tuple alike).
 use std::net::IpAddr;
 
 use lb_common::NO_BACKEND;
 
 use crate::maglev;
+
+/// A VIP's ring as written to the data path, and what it was built from.
+pub(in crate::agent) struct LiveRing {
+    pub(in crate::agent) ring: Vec<u32>,
+    pub(super) inputs: RingInputs,
+}
+
+/// Everything a VIP's ring depends on: its backends in order with their weights (0 where
+/// down or draining), the ring's size, the backends' ids (what the slots hold), and whether
+/// the VIP takes fragments (written with the ring).
+#[derive(PartialEq)]
+pub(super) struct RingInputs {
+    pub(super) eligible: Vec<(IpAddr, u32)>,
+    pub(super) size: u32,
+    pub(super) ids: Vec<u32>,
+    pub(super) fragments: bool,
+}
 
 /// The backends (id, address) a VIP's live ring was built over, and its fingerprint once asked
 /// for.
