@@ -6,7 +6,7 @@
 //! the per-pair differences is the number to read: on this machine it tells a hit's 2–3 ns
 //! apart, where two runs of the per-packet section differ by more than that. New flows read
 //! wider (each side's table lies elsewhere in memory): two copies of one object differed by
-//! 8 ns there.
+//! 8 ns there. `--quick` (CI) runs it on this build against itself, to prove that it works.
 use std::fmt::Write as _;
 
 use lb::dataplane::{OBJECT, Options, nix_ifindex};
@@ -23,6 +23,11 @@ pub fn measure(o: &Opts) -> String {
         return "ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into();
     };
     let other = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    against(o, &path, &other)
+}
+
+/// This build's object against `other`, called `label` in the output.
+pub fn against(o: &Opts, label: &str, other: &[u8]) -> String {
     let opts = Options {
         flows: 4096,
         ..Options::default()
@@ -37,7 +42,7 @@ pub fn measure(o: &Opts) -> String {
         let pass = Pkt::new("198.18.0.2", 80, PROTO_TCP).build();
         let new_flow = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
         let mut out = format!(
-            "this build against {path}, {} pairs of calls of {} runs\n\n| path | this build (median) | other | this − other (median of pairs) |\n|---|---|---|---|\n",
+            "this build against {label}, {} pairs of calls of {} runs\n\n| path | this build (median) | other | this − other (median of pairs) |\n|---|---|---|---|\n",
             6 * o.runs + 1,
             o.repeat
         );
@@ -53,7 +58,7 @@ pub fn measure(o: &Opts) -> String {
             ("non-VIP pass", program_names::LB, &pass, fixture::XDP_PASS),
         ] {
             let mut a = programmed(OBJECT, program, &opts);
-            let mut b = programmed(&other, program, &opts);
+            let mut b = programmed(other, program, &opts);
             let (mut ta, mut tb, mut d) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..(6 * o.runs + 1) {
                 // Alternate which side goes first, too.

@@ -78,6 +78,16 @@ fn main() {
         eprintln!("bench: {name}");
         body.push_str(&run(&o));
     }
+    if quick {
+        // `ab` compares two builds and has no place in the report; the quick run proves it
+        // still works (loads, programs, verdicts) by comparing this build with itself.
+        eprintln!("bench: ab (this build against itself)");
+        let _ = write!(
+            body,
+            "\n## A/B (`--only ab`), this build against itself\n\n{}",
+            ab::against(&o, "this build's own object", lb::dataplane::OBJECT)
+        );
+    }
     let mut md = String::new();
     let cmd = if quick {
         "cargo xtask bench --quick"
