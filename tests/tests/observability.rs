@@ -336,27 +336,21 @@ fn a_reload_builds_only_the_rings_it_changes() {
             lab::status(&sock).reloads >= reloads
         });
     };
-    reload(format!(
-        "{head}{}{}{}",
-        vip("a", 53, 100),
-        vip("b", 54, 100),
-        vip("c", 55, 100)
-    ));
+    // Three VIPs, b's backends at `b_weight`, and `note` (a comment) in the agent table.
+    let three = |b_weight: u32, note: &str| {
+        format!(
+            "{head}{note}{}{}{}",
+            vip("a", 53, 100),
+            vip("b", 54, b_weight),
+            vip("c", 55, 100)
+        )
+    };
+    reload(three(100, ""));
     assert_eq!(counts(), (3.0, 3.0), "a VIP added: its ring alone");
-    reload(format!(
-        "{head}{}{}{}",
-        vip("a", 53, 100),
-        vip("b", 54, 50),
-        vip("c", 55, 100)
-    ));
+    reload(three(50, ""));
     // Every backend of b at the same weight: the ring is the same, built but not written.
     assert_eq!(counts(), (4.0, 3.0), "b's weights changed: b's ring alone");
-    reload(format!(
-        "{head}\n# nothing but a comment changed\n{}{}{}",
-        vip("a", 53, 100),
-        vip("b", 54, 50),
-        vip("c", 55, 100)
-    ));
+    reload(three(50, "\n# nothing but a comment changed\n"));
     assert_eq!(counts(), (4.0, 3.0), "no VIP changed: no ring built");
     assert_eq!(lab::status(&sock).reloads, 3);
 }
