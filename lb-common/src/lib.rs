@@ -59,11 +59,14 @@ pub mod program_names {
     pub const DECAP: &str = "xdp_decap";
     pub const PASS: &str = "xdp_pass";
     pub const TX: &str = "xdp_tx";
-    /// Benchmarks: `xdp_lb` that restores the frame after each run, and that restoring alone.
+    /// Benchmarks: `xdp_lb` that restores the frame after each run.
     pub const LB_BENCH: &str = "xdp_lb_bench";
     /// Benchmarks: `xdp_lb_bench` on a new 5-tuple every run.
     pub const LB_BENCH_NEW: &str = "xdp_lb_bench_new";
+    /// Benchmarks: the restoring after a grow of the head, and the same with a second grow
+    /// and shrink (their difference: what a grow and a shrink cost).
     pub const BENCH_FLOOR: &str = "xdp_bench_floor";
+    pub const BENCH_FLOOR_TWICE: &str = "xdp_bench_floor_twice";
     /// Benchmarks: a traffic generator (run with live frames) and a counting sink.
     pub const GEN: &str = "xdp_gen";
     pub const SINK: &str = "xdp_sink";
