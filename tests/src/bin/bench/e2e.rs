@@ -10,6 +10,7 @@ use lb::dataplane::{Dataplane, Options, nix_ifindex};
 use lb_common::{GEN_FRAME_V4, GEN_FRAME_V6, GenConfig, program_names};
 use lb_tests::{Netns, TempDir};
 
+pub mod ab;
 mod modes;
 mod net;
 mod report;
@@ -213,28 +214,60 @@ struct OneArm {
 /// (64 MB, 16384 pages) do, in as many cache lines.
 const SMALL_TABLE: u32 = 16384;
 
+/// The one-arm topology's hosts, before any mode: the generator's namespace with its sink and
+/// generator, the balancer's namespace, and an agent configuration for it.
+pub(super) struct OneArmLab {
+    pub(super) gen_ns: Netns,
+    pub(super) lb_ns: Netns,
+    pub(super) sink: Dataplane,
+    pub(super) generator: Dataplane,
+    pub(super) tmp: TempDir,
+    pub(super) cfg: String,
+}
+
+impl OneArmLab {
+    pub(super) fn new(net: &Net) -> Self {
+        let gen_ns = Netns::new("gen");
+        let lb_ns = Netns::new("lbe");
+        veth(&gen_ns, "g0", &lb_ns, "l0");
+        gen_ns.sh(&format!(
+            "ip link set g0 address 02:00:00:00:00:01 && ip link set g0 up && {} addr add {}/{} dev g0{}",
+            net.ip(),
+            net.host(1),
+            net.prefix,
+            if net.v6() { " nodad" } else { "" }
+        ));
+        lb_ns.sh(&format!(
+            "ip link set l0 address 02:00:00:00:00:02 && ip link set l0 up && {}",
+            net.balancer_setup("l0", "02:00:00:00:00:01")
+        ));
+        let sink = attached(&gen_ns, program_names::SINK, "g0", |_| {});
+        let generator = generator(net);
+        let tmp = TempDir::new("bench-e2e");
+        let cfg = agent_config(&tmp, &["l0"], net, None);
+        OneArmLab {
+            gen_ns,
+            lb_ns,
+            sink,
+            generator,
+            tmp,
+            cfg,
+        }
+    }
+}
+
 /// The one-arm topology over `net`'s family: the generator and the balancer on one veth pair,
 /// the backends' frames sent back to the generator's sink.
 fn one_arm(quick: bool, net: &Net) -> OneArm {
     let (n, runs) = sizes(quick);
-    let gen_ns = Netns::new("gen");
-    let lb_ns = Netns::new("lbe");
-    veth(&gen_ns, "g0", &lb_ns, "l0");
-    gen_ns.sh(&format!(
-        "ip link set g0 address 02:00:00:00:00:01 && ip link set g0 up && {} addr add {}/{} dev g0{}",
-        net.ip(),
-        net.host(1),
-        net.prefix,
-        if net.v6() { " nodad" } else { "" }
-    ));
-    lb_ns.sh(&format!(
-        "ip link set l0 address 02:00:00:00:00:02 && ip link set l0 up && {}",
-        net.balancer_setup("l0", "02:00:00:00:00:01")
-    ));
-    let sink = attached(&gen_ns, program_names::SINK, "g0", |_| {});
-    let mut generator = generator(net);
-    let tmp = TempDir::new("bench-e2e");
-    let cfg = agent_config(&tmp, &["l0"], net, None);
+    let OneArmLab {
+        gen_ns,
+        lb_ns,
+        sink,
+        mut generator,
+        tmp,
+        cfg,
+    } = OneArmLab::new(net);
     // The same agent with a small flow table: its own state and pins (a pinned table's size
     // wins over the config's).
     let tmp_small = TempDir::new("bench-e2e-small");

@@ -44,7 +44,7 @@ fn main() {
         Err(e) => {
             let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
             eprintln!(
-                "bench: {e}\nusage: bench [--quick] [--only SECTION[,SECTION...]]\n(no --only: every section, written to BENCHMARKS.md; sections: {}; and ab, with LB_AB_OBJECT: see ab.rs)",
+                "bench: {e}\nusage: bench [--quick] [--only SECTION[,SECTION...]]\n(no --only: every section, written to BENCHMARKS.md; sections: {}; and ab and e2e-ab, with LB_AB_OBJECT: see ab.rs and e2e/ab.rs)",
                 names.join(", ")
             );
             std::process::exit(2);
@@ -63,9 +63,16 @@ fn main() {
                 print!("{}", ab::measure(&o));
                 continue;
             }
+            if section == "e2e-ab" {
+                print!("{}", e2e::ab::measure(o.quick));
+                continue;
+            }
             let Some((_, run)) = SECTIONS.iter().find(|(name, _)| *name == section) else {
                 let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
-                panic!("no section {section:?}; sections: {}, ab", names.join(", "));
+                panic!(
+                    "no section {section:?}; sections: {}, ab, e2e-ab",
+                    names.join(", ")
+                );
             };
             print!("{}", run(&o));
         }
@@ -86,6 +93,15 @@ fn main() {
             body,
             "\n## A/B (`--only ab`), this build against itself\n\n{}",
             ab::against(&o, "this build's own object", lb::dataplane::OBJECT)
+        );
+        eprintln!("bench: e2e-ab (this build against itself)");
+        let _ = write!(
+            body,
+            "
+## A/B on the wire (`--only e2e-ab`), this build against itself
+
+{}",
+            e2e::ab::against(true, "this build's own object", lb::dataplane::OBJECT)
         );
     }
     let mut md = String::new();
