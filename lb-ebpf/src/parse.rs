@@ -297,6 +297,15 @@ struct L4 {
     tcp_flags: u8,
 }
 
+/// Both ports at the start of a transport header, in one 4-byte load: an array built from four
+/// indexed bytes is four loads, each then kept on the stack until the key is written.
+///
+/// Safety: `h` points at 4 bytes the caller checked are inside the packet.
+#[inline(always)]
+unsafe fn ports_at(h: *const u8) -> [u8; 4] {
+    unsafe { (h as *const [u8; 4]).read_unaligned() }
+}
+
 /// The TCP or UDP header at `off`, which must be whole and sane: a TCP data offset of at
 /// least 5 words, a UDP length of at least 8 bytes.
 #[inline(always)]
@@ -306,13 +315,8 @@ fn l4(ctx: &Frame, proto: u8, off: usize) -> Result<L4, Verdict> {
     let l4 = match proto {
         PROTO_TCP => {
             let h = ptr_at::<[u8; 20]>(ctx, off).ok_or(bad_l4())?;
-            let (ports, doff, flags) = unsafe {
-                (
-                    [(*h)[0], (*h)[1], (*h)[2], (*h)[3]],
-                    (*h)[12] >> 4,
-                    (*h)[13],
-                )
-            };
+            let (ports, doff, flags) =
+                unsafe { (ports_at(h as *const u8), (*h)[12] >> 4, (*h)[13]) };
             L4 {
                 ports,
                 min_len: 20,
@@ -324,7 +328,7 @@ fn l4(ctx: &Frame, proto: u8, off: usize) -> Result<L4, Verdict> {
             let h = ptr_at::<[u8; 8]>(ctx, off).ok_or(bad_l4())?;
             let (ports, len) = unsafe {
                 (
-                    [(*h)[0], (*h)[1], (*h)[2], (*h)[3]],
+                    ports_at(h as *const u8),
                     u16::from_be_bytes([(*h)[4], (*h)[5]]),
                 )
             };
