@@ -47,11 +47,16 @@ pub struct Packet {
 }
 
 impl Packet {
+    // The ports are taken out of one 32-bit word, not indexed byte by byte: byte accesses make
+    // LLVM keep the key's ports (and with them its addresses) as separate bytes through the
+    // parser's branches and put them back together where the key is written.
+    #[inline(always)]
     pub fn sport(&self) -> [u8; 2] {
-        [self.key.ports[0], self.key.ports[1]]
+        (u32::from_le_bytes(self.key.ports) as u16).to_le_bytes()
     }
+    #[inline(always)]
     pub fn dport(&self) -> [u8; 2] {
-        [self.key.ports[2], self.key.ports[3]]
+        ((u32::from_le_bytes(self.key.ports) >> 16) as u16).to_le_bytes()
     }
 }
 
