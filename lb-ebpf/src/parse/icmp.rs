@@ -105,7 +105,9 @@ pub(super) fn error(
             // The client's flow: the quoted packet's addresses and ports, reversed.
             src: qdst,
             dst,
-            ports: [ports[2], ports[3], ports[0], ports[1]],
+            // The two ports swapped as the halves of one word (indexed bytes would make LLVM
+            // carry every packet's ports as bytes: see `Packet::sport`).
+            ports: u32::from_le_bytes(ports).rotate_left(16).to_le_bytes(),
             proto,
             family,
             _pad: [0; 2],
