@@ -139,8 +139,22 @@ fn write_v6(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u3
         (*ip).payload_len = pkt.l3_len.to_be_bytes();
         (*ip).next_hdr = IPPROTO_IPV6;
         (*ip).hop_limit = TTL;
-        (*ip).src_addr = cfg.source_v6;
-        (*ip).dst_addr = be.addr;
+        copy16(&mut (*ip).src_addr, &cfg.source_v6);
+        copy16(&mut (*ip).dst_addr, &be.addr);
     }
     Some(())
+}
+
+/// Copies an address as two 8-byte words. A plain assignment of the array became a call of
+/// BPF's `memcpy` for one address (a BPF-to-BPF call, and its return through the SRSO thunk on
+/// this kernel) and sixteen byte loads and stores for the other. `src` is a map value (the
+/// configuration, a backend's entry), where the verifier allows unaligned accesses.
+#[inline(always)]
+fn copy16(dst: &mut [u8; 16], src: &[u8; 16]) {
+    let (s, d) = (src.as_ptr() as *const u64, dst.as_mut_ptr() as *mut u64);
+    // Safety: both are 16 bytes; unaligned accesses.
+    unsafe {
+        d.write_unaligned(s.read_unaligned());
+        d.add(1).write_unaligned(s.add(1).read_unaligned());
+    }
 }

@@ -1,8 +1,9 @@
 //! `bench --only ab`, for working on the data path, never in the report: this build's balancer
 //! against another build's object (`LB_AB_OBJECT`, a path to its `lb-ebpf`, e.g. a copy of
 //! `target/release/build/lb-userspace-*/out/lb-ebpf` kept from before a change), on the IPv4
-//! TCP hit, a new flow into a full table and the non-VIP pass, in calls that alternate between
-//! the two (and which goes first), so that the machine's drift moves both alike. The median of
+//! and IPv6 TCP hits, a new flow into a full table and the non-VIP pass, in calls that
+//! alternate between the two (and which goes first), so that the machine's drift moves both
+//! alike. The median of
 //! the per-pair differences is the number to read: on this machine it tells a hit's 2–3 ns
 //! apart, where two runs of the per-packet section differ by more than that. New flows read
 //! wider (each side's table lies elsewhere in memory): two copies of one object differed by
@@ -39,6 +40,10 @@ pub fn against(o: &Opts, label: &str, other: &[u8]) -> String {
             .sport(41000)
             .established()
             .build();
+        let hit_v6 = Pkt::new("fd00:19::100", 80, PROTO_TCP)
+            .sport(41000)
+            .established()
+            .build();
         let pass = Pkt::new("198.18.0.2", 80, PROTO_TCP).build();
         let new_flow = Pkt::new("198.19.0.100", 80, PROTO_TCP).build();
         let mut out = format!(
@@ -48,6 +53,7 @@ pub fn against(o: &Opts, label: &str, other: &[u8]) -> String {
         );
         for (name, program, frame, action) in [
             ("hit, IPv4 TCP", program_names::LB_BENCH, &hit, fixture::XDP_TX),
+            ("hit, IPv6 TCP", program_names::LB_BENCH, &hit_v6, fixture::XDP_TX),
             // A table of 4096 slots is full after the first call: every later run evicts.
             (
                 "new flow, the table full",
