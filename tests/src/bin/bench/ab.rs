@@ -20,11 +20,17 @@ use crate::{
 };
 
 pub fn measure(o: &Opts) -> String {
-    let Ok(path) = std::env::var("LB_AB_OBJECT") else {
-        return "ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into();
-    };
+    match other_object() {
+        Some((path, other)) => against(o, &path, &other),
+        None => "ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into(),
+    }
+}
+
+/// The object `LB_AB_OBJECT` names, with its path; `None` where it is not set.
+pub fn other_object() -> Option<(String, Vec<u8>)> {
+    let path = std::env::var("LB_AB_OBJECT").ok()?;
     let other = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    against(o, &path, &other)
+    Some((path, other))
 }
 
 /// This build's object against `other`, called `label` in the output.

@@ -16,7 +16,7 @@ mod net;
 mod report;
 mod two_arm;
 
-use modes::{Agent, Up, detach, interleaved};
+use modes::{Agent, Up, agent_swapped, detach, interleaved};
 
 use net::{Net, NftDnat, V4, V6, agent_config};
 use report::{fixed_note, one_arm_table, row};
@@ -302,26 +302,16 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
             // The same, with the flow-table lookup replaced by one array entry (benchmarks
             // only), swapped onto the agent's link as `lb capture` swaps its program in.
             ("lb, one flow entry", &mut || {
-                let agent = Agent::start(&lb_ns, &cfg, &tmp, &["l0"], "tx");
-                let fixed = lb_ns.run(|| {
-                    let mut dp = Dataplane::load_with(
-                        lb::dataplane::OBJECT,
-                        program_names::LB,
-                        &Options {
-                            pin_dir: Some(tmp.pin_dir()),
-                            bench_fixed_flow: true,
-                            ..Options::default()
-                        },
-                    )
-                    .expect("load xdp_lb with one flow entry");
-                    dp.take_over(&["l0".to_string()], &tmp.pin_dir())
-                        .expect("swap it onto the agent's link");
-                    dp
-                });
-                pin_napi(&lb_ns, "l0", 1);
-                // The agent goes first (its counters must show frames sent, then its link
-                // pins go), then this program, and with it the link.
-                Box::new((agent, fixed))
+                Box::new(agent_swapped(
+                    &lb_ns,
+                    &cfg,
+                    &tmp,
+                    lb::dataplane::OBJECT,
+                    Options {
+                        bench_fixed_flow: true,
+                        ..Options::default()
+                    },
+                ))
             }),
             ("lb, small flow table", &mut || {
                 let agent = Agent::start(&lb_ns, &cfg_small, &tmp_small, &["l0"], "tx");

@@ -11,18 +11,16 @@
 //! below that from one run as noise.
 use std::fmt::Write as _;
 
-use lb::dataplane::{Dataplane, OBJECT, Options};
-use lb_common::program_names;
+use lb::dataplane::{OBJECT, Options};
 
-use super::{OneArmLab, V4, burst, modes::Agent, pin_napi, prog_stats, sizes};
+use super::{OneArmLab, V4, burst, modes::agent_swapped, prog_stats, sizes};
 use crate::per_packet::spread;
 
 pub fn measure(quick: bool) -> String {
-    let Ok(path) = std::env::var("LB_AB_OBJECT") else {
-        return "e2e-ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into();
-    };
-    let other = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    against(quick, &path, &other)
+    match crate::ab::other_object() {
+        Some((path, other)) => against(quick, &path, &other),
+        None => "e2e-ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into(),
+    }
 }
 
 /// This build's object against `other`, called `label` in the output.
@@ -39,22 +37,13 @@ pub fn against(quick: bool, label: &str, other: &[u8]) -> String {
         let mut this_round = [0.0; 2];
         for k in 0..2 {
             let side = (k + round) % 2;
-            let agent = Agent::start(&lab.lb_ns, &lab.cfg, &lab.tmp, &["l0"], "tx");
-            let dp = lab.lb_ns.run(|| {
-                let mut dp = Dataplane::load_with(
-                    sides[side],
-                    program_names::LB,
-                    &Options {
-                        pin_dir: Some(lab.tmp.pin_dir()),
-                        ..Options::default()
-                    },
-                )
-                .expect("load xdp_lb");
-                dp.take_over(&["l0".to_string()], &lab.tmp.pin_dir())
-                    .expect("swap it onto the agent's link");
-                dp
-            });
-            pin_napi(&lab.lb_ns, "l0", 1);
+            let up = agent_swapped(
+                &lab.lb_ns,
+                &lab.cfg,
+                &lab.tmp,
+                sides[side],
+                Options::default(),
+            );
             let r = burst(&lab.gen_ns, &mut lab.generator, &lab.sink, n, &V4);
             assert!(
                 r > 0.0,
@@ -75,8 +64,7 @@ pub fn against(quick: bool, label: &str, other: &[u8]) -> String {
             assert!(c1 > c0, "the program did not run: the harness is broken");
             this_round[side] = (t1 - t0) as f64 / (c1 - c0) as f64;
             ns[side].push(this_round[side]);
-            // The agent goes first (its counters must show frames sent), then the program.
-            drop((agent, dp));
+            drop(up);
         }
         diff.push(this_round[0] - this_round[1]);
     }

@@ -1,4 +1,6 @@
 //! Running the modes of a topology interleaved, round by round, and the agent as a mode.
+use lb::dataplane::{Dataplane, Options};
+use lb_common::program_names;
 use lb_tests::{Netns, TempDir, lab};
 
 use super::{Rates, rates};
@@ -120,6 +122,33 @@ impl Drop for Agent {
             let _ = std::fs::remove_file(link);
         }
     }
+}
+
+/// The agent on the balancer's `l0` (configuration `cfg`, state in `tmp`), with `object`'s
+/// `xdp_lb` loaded with `opts` (on the agent's pinned maps) swapped onto its link, as
+/// `lb capture` swaps its program in. Dropped, the agent goes first (its counters must show
+/// frames sent, then its link pins go), then this program, and with it the link.
+pub(super) fn agent_swapped(
+    lb_ns: &Netns,
+    cfg: &str,
+    tmp: &TempDir,
+    object: &[u8],
+    opts: Options,
+) -> (Agent, Dataplane) {
+    let agent = Agent::start(lb_ns, cfg, tmp, &["l0"], "tx");
+    let dp = lb_ns.run(|| {
+        let opts = Options {
+            pin_dir: Some(tmp.pin_dir()),
+            ..opts
+        };
+        let mut dp =
+            Dataplane::load_with(object, program_names::LB, &opts).expect("load xdp_lb to swap in");
+        dp.take_over(&["l0".to_string()], &tmp.pin_dir())
+            .expect("swap it onto the agent's link");
+        dp
+    });
+    super::pin_napi(lb_ns, "l0", 1);
+    (agent, dp)
 }
 
 /// `lb detach` for the agent whose config is in `tmp`: its pinned maps go.
