@@ -20,14 +20,18 @@ use crate::{
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
+/// Writes an address into a `[u32; 4]` of the route lookup's parameters word by word. The
+/// stores are volatile so that LLVM cannot merge two of them into one 8-byte store: the
+/// fields lie 4 bytes off an 8-byte boundary on the stack, and the verifier refuses misaligned
+/// stack access (code generation allows misaligned access, see build.rs, and with ALU32 LLVM
+/// did merge them).
 #[inline(always)]
-fn words(b: &[u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
-        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
-    ]
+fn set_words(dst: &mut [u32; 4], b: &[u8; 16]) {
+    for (i, d) in dst.iter_mut().enumerate() {
+        let w = u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        // Safety: `d` is a valid, aligned &mut u32.
+        unsafe { core::ptr::write_volatile(d, w) };
+    }
 }
 
 /// Encapsulates and sends; returns the verdict ([`Verdict::pack`], or
@@ -142,8 +146,11 @@ fn route(
     } else {
         fib.family = AF_INET6;
         fib.l4_protocol = 41;
-        fib.__bindgen_anon_3.ipv6_src = words(&cfg.source_v6);
-        fib.__bindgen_anon_4.ipv6_dst = words(&be.addr);
+        // Safety: both are plain [u32; 4] fields of `fib`, written in place.
+        unsafe {
+            set_words(&mut fib.__bindgen_anon_3.ipv6_src, &cfg.source_v6);
+            set_words(&mut fib.__bindgen_anon_4.ipv6_dst, &be.addr);
+        }
     }
     let rc = unsafe {
         bpf_fib_lookup(

@@ -23,3 +23,41 @@ fn no_entry_point_calls_an_outlined_body() {
         assert!(outlined.is_empty(), "{p}'s body is outlined: {outlined:?}");
     }
 }
+
+/// The object is built for BPF CPU v3 (`lb-userspace/build.rs`): 32-bit ALU and jump
+/// instructions, without which every `u32` the program computes is zero-extended by two
+/// shifts before it is compared (v3 code is ~7% shorter, a new flow 15-25 ns faster). A build
+/// that lost the flag still loads and passes every other test, so the instructions are
+/// counted here: generic BPF has no JMP32 class at all.
+#[test]
+fn xdp_lb_is_built_for_cpu_v3() {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    const BPF_ALU: u8 = 0x04;
+    const BPF_JMP32: u8 = 0x06;
+    let obj =
+        object::File::parse(lb::dataplane::OBJECT).expect("the BPF object (built by cargo xtask)");
+    let sym = obj
+        .symbols()
+        .find(|s| s.name() == Ok("xdp_lb"))
+        .expect("xdp_lb in the object");
+    let section = obj
+        .section_by_index(sym.section_index().expect("xdp_lb's section"))
+        .expect("xdp_lb's section");
+    let data = section.data().expect("section data");
+    let start = (sym.address() - section.address()) as usize;
+    let code = &data[start..start + sym.size() as usize];
+    let (mut alu32, mut jmp32) = (0, 0);
+    for insn in code.chunks_exact(8) {
+        match insn[0] & 0x07 {
+            BPF_ALU => alu32 += 1,
+            BPF_JMP32 => jmp32 += 1,
+            _ => {}
+        }
+    }
+    let total = code.len() / 8;
+    assert!(
+        jmp32 > 20 && alu32 > 100,
+        "xdp_lb ({total} instructions) has {jmp32} JMP32 and {alu32} 32-bit ALU instructions: \
+         not built for BPF CPU v3"
+    );
+}
