@@ -127,18 +127,18 @@ fn write_v6(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u3
     } else {
         flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto)
     };
-    let fl = hash & 0x000f_ffff;
+    // The header's first 8 bytes (version, traffic class, flow label, payload length, next
+    // header, hop limit) as one big-endian word: one store, where the fields one by one were
+    // eight byte stores and the shifts to make them.
+    let first = 6u64 << 60
+        | (pkt.tos as u64) << 52
+        | ((hash & 0x000f_ffff) as u64) << 32
+        | (pkt.l3_len as u64) << 16
+        | (IPPROTO_IPV6 as u64) << 8
+        | TTL as u64;
     // Safety: ptr_at_mut checked that the header is inside the packet.
     unsafe {
-        (*ip).vcf = [
-            0x60 | (pkt.tos >> 4),
-            (pkt.tos << 4) | (fl >> 16) as u8,
-            (fl >> 8) as u8,
-            fl as u8,
-        ];
-        (*ip).payload_len = pkt.l3_len.to_be_bytes();
-        (*ip).next_hdr = IPPROTO_IPV6;
-        (*ip).hop_limit = TTL;
+        (ip as *mut u64).write_unaligned(first.to_be());
         copy16(&mut (*ip).src_addr, &cfg.source_v6);
         copy16(&mut (*ip).dst_addr, &be.addr);
     }

@@ -3,7 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
-use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId};
+use etherparse::{
+    IpDscp, IpEcn, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId,
+};
 use lb::{
     dataplane::{self, Dataplane, ServedVip, nix_ifindex},
     maglev,
@@ -58,6 +60,8 @@ pub struct Pkt {
     pub payload: Vec<u8>,
     /// A TCP SYN (a new flow); otherwise an ACK of an established one.
     pub syn: bool,
+    /// The IPv4 TOS byte or IPv6 traffic class (DSCP and ECN), which the outer header copies.
+    pub tos: u8,
 }
 
 impl Pkt {
@@ -70,7 +74,13 @@ impl Pkt {
             vlan: None,
             payload: b"hello".to_vec(),
             syn: true,
+            tos: 0,
         }
+    }
+    /// The IPv4 TOS byte or the IPv6 traffic class.
+    pub fn tos(mut self, tos: u8) -> Self {
+        self.tos = tos;
+        self
     }
     /// A packet of an established TCP flow (ACK, no SYN).
     pub fn established(mut self) -> Self {
@@ -127,6 +137,21 @@ impl Pkt {
                     .ipv6(CLIENT6, d.octets(), 64))
             }
         }
+        let l3 = self.l3_off();
+        match self.dst {
+            IpAddr::V4(_) => {
+                let (mut ip, _) = Ipv4Header::from_slice(&out[l3..]).unwrap();
+                ip.dscp = IpDscp::try_new(self.tos >> 2).unwrap();
+                ip.ecn = IpEcn::try_new(self.tos & 3).unwrap();
+                ip.header_checksum = ip.calc_header_checksum();
+                out[l3..l3 + 20].copy_from_slice(&ip.to_bytes());
+            }
+            // No checksum covers the traffic class (the transport's pseudo-header leaves it out).
+            IpAddr::V6(_) => {
+                out[l3] = 0x60 | self.tos >> 4;
+                out[l3 + 1] = self.tos << 4 | (out[l3 + 1] & 0x0f);
+            }
+        }
         out
     }
     pub fn l3_off(&self) -> usize {
@@ -169,6 +194,8 @@ pub fn encapsulated(vip: &Vip, frame: &[u8], l3_off: usize, p: &Pkt) -> (u32, Co
             let inner_len = u16::from_be_bytes([inner[2], inner[3]]);
             let mut ip = Ipv4Header::new(inner_len, 64, IpNumber(4), SRC4, b.octets()).unwrap();
             ip.dont_fragment = inner[6] & 0x40 != 0;
+            ip.dscp = IpDscp::try_new(p.tos >> 2).unwrap();
+            ip.ecn = IpEcn::try_new(p.tos & 3).unwrap();
             ip.header_checksum = ip.calc_header_checksum();
             ip.write(&mut out).unwrap();
             out.extend_from_slice(inner);
@@ -176,7 +203,7 @@ pub fn encapsulated(vip: &Vip, frame: &[u8], l3_off: usize, p: &Pkt) -> (u32, Co
         IpAddr::V6(b) => {
             let inner_len = 40 + u16::from_be_bytes([inner[4], inner[5]]);
             let ip = Ipv6Header {
-                traffic_class: 0,
+                traffic_class: p.tos,
                 flow_label: Ipv6FlowLabel::try_new(h & 0xfffff).unwrap(),
                 payload_length: inner_len,
                 next_header: IpNumber(41),
