@@ -1,11 +1,9 @@
-//! Building fixture packets and the frames `xdp_lb` must turn them into, and running a frame
+//! Fixture packets ([`Pkt`]), the frames `xdp_lb` must turn them into, and running a frame
 //! through the loaded program with BPF_PROG_TEST_RUN.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
-use etherparse::{
-    IpDscp, IpEcn, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId,
-};
+use etherparse::{IpDscp, IpEcn, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header};
 use lb::{
     dataplane::{self, Dataplane, ServedVip, nix_ifindex},
     maglev,
@@ -15,8 +13,10 @@ use lb_common::{BACKEND_UP, Counter, NO_BACKEND, PROTO_TCP, PROTO_UDP, hash::flo
 use crate::Netns;
 
 mod icmp;
+mod pkt;
 
 pub use icmp::{IcmpKind, icmp_to_vip, reply_from_vip};
+pub use pkt::Pkt;
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -47,116 +47,6 @@ pub struct Vip {
     pub ring: Vec<u32>,
     /// What its backends' entries record of it.
     pub served: ServedVip,
-}
-
-/// A client packet: Ethernet (optionally VLAN-tagged), IPv4 or IPv6, TCP or UDP.
-#[derive(Clone)]
-pub struct Pkt {
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
-    pub proto: u8,
-    pub vlan: Option<u16>,
-    pub payload: Vec<u8>,
-    /// A TCP SYN (a new flow); otherwise an ACK of an established one.
-    pub syn: bool,
-    /// The IPv4 TOS byte or IPv6 traffic class (DSCP and ECN), which the outer header copies.
-    pub tos: u8,
-}
-
-impl Pkt {
-    pub fn new(dst: &str, dport: u16, proto: u8) -> Self {
-        Pkt {
-            dst: dst.parse().unwrap(),
-            sport: 40000,
-            dport,
-            proto,
-            vlan: None,
-            payload: b"hello".to_vec(),
-            syn: true,
-            tos: 0,
-        }
-    }
-    /// The IPv4 TOS byte or the IPv6 traffic class.
-    pub fn tos(mut self, tos: u8) -> Self {
-        self.tos = tos;
-        self
-    }
-    /// A packet of an established TCP flow (ACK, no SYN).
-    pub fn established(mut self) -> Self {
-        self.syn = false;
-        self
-    }
-    pub fn sport(mut self, p: u16) -> Self {
-        self.sport = p;
-        self
-    }
-    pub fn vlan(mut self, id: u16) -> Self {
-        self.vlan = Some(id);
-        self
-    }
-    pub fn src(&self) -> IpAddr {
-        match self.dst {
-            IpAddr::V4(_) => IpAddr::from(CLIENT4),
-            IpAddr::V6(_) => IpAddr::from(CLIENT6),
-        }
-    }
-    pub fn build(&self) -> Vec<u8> {
-        let eth = PacketBuilder::ethernet2(CLIENT_MAC, ETH0_MAC);
-        let mut out = Vec::new();
-        macro_rules! l4 {
-            ($ip:expr) => {
-                if self.proto == PROTO_TCP && self.syn {
-                    $ip.tcp(self.sport, self.dport, 1000, 65000)
-                        .syn()
-                        .write(&mut out, &self.payload)
-                        .unwrap()
-                } else if self.proto == PROTO_TCP {
-                    $ip.tcp(self.sport, self.dport, 1000, 65000)
-                        .ack(1)
-                        .write(&mut out, &self.payload)
-                        .unwrap()
-                } else {
-                    $ip.udp(self.sport, self.dport)
-                        .write(&mut out, &self.payload)
-                        .unwrap()
-                }
-            };
-        }
-        match (self.dst, self.vlan) {
-            (IpAddr::V4(d), None) => l4!(eth.ipv4(CLIENT4, d.octets(), 64)),
-            (IpAddr::V6(d), None) => l4!(eth.ipv6(CLIENT6, d.octets(), 64)),
-            (IpAddr::V4(d), Some(v)) => {
-                l4!(eth
-                    .single_vlan(VlanId::try_new(v).unwrap())
-                    .ipv4(CLIENT4, d.octets(), 64))
-            }
-            (IpAddr::V6(d), Some(v)) => {
-                l4!(eth
-                    .single_vlan(VlanId::try_new(v).unwrap())
-                    .ipv6(CLIENT6, d.octets(), 64))
-            }
-        }
-        let l3 = self.l3_off();
-        match self.dst {
-            IpAddr::V4(_) => {
-                let (mut ip, _) = Ipv4Header::from_slice(&out[l3..]).unwrap();
-                ip.dscp = IpDscp::try_new(self.tos >> 2).unwrap();
-                ip.ecn = IpEcn::try_new(self.tos & 3).unwrap();
-                ip.header_checksum = ip.calc_header_checksum();
-                out[l3..l3 + 20].copy_from_slice(&ip.to_bytes());
-            }
-            // No checksum covers the traffic class (the transport's pseudo-header leaves it out).
-            IpAddr::V6(_) => {
-                out[l3] = 0x60 | self.tos >> 4;
-                out[l3 + 1] = self.tos << 4 | (out[l3 + 1] & 0x0f);
-            }
-        }
-        out
-    }
-    pub fn l3_off(&self) -> usize {
-        if self.vlan.is_some() { 18 } else { 14 }
-    }
 }
 
 pub fn addr16(ip: IpAddr) -> [u8; 16] {
