@@ -52,26 +52,27 @@ fn main() -> anyhow::Result<()> {
         "-Clink-arg=--btf".into(),
     ]
     .join("\x1f");
-    let mut cmd = Command::new("rustup");
-    cmd.args([
-        "run",
-        TOOLCHAIN,
-        "cargo",
-        "build",
-        "--package",
-        PACKAGE,
-        "--bins",
-        "--release",
-    ])
-    .args(["--target", TARGET, "-Z", "build-std=core", "--target-dir"])
-    .arg(&target_dir)
-    .current_dir(&root)
-    .env("CARGO_ENCODED_RUSTFLAGS", flags)
-    // This build script's own toolchain must not leak into the nightly build.
-    .env_remove("RUSTC")
-    .env_remove("RUSTC_WRAPPER")
-    .env_remove("RUSTC_WORKSPACE_WRAPPER")
-    .env_remove("CARGO");
+    // The nightly through rustup; without rustup, whatever `cargo` is on the PATH (it must be a
+    // nightly with rust-src for -Z build-std, and says so if it is not).
+    let has_rustup = Command::new("rustup").arg("--version").output().is_ok();
+    let mut cmd = if has_rustup {
+        let mut c = Command::new("rustup");
+        c.args(["run", TOOLCHAIN, "cargo"]);
+        c
+    } else {
+        println!("cargo:warning=no rustup on the PATH: building the BPF programs with `cargo`");
+        Command::new("cargo")
+    };
+    cmd.args(["build", "--package", PACKAGE, "--bins", "--release"])
+        .args(["--target", TARGET, "-Z", "build-std=core", "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(&root)
+        .env("CARGO_ENCODED_RUSTFLAGS", flags)
+        // This build script's own toolchain must not leak into the nightly build.
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO");
     let output = cmd
         .output()
         .with_context(|| format!("running {cmd:?} (is rustup installed? `cargo xtask setup`)"))?;
