@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         .env_remove("CARGO");
     let output = cmd
         .output()
-        .with_context(|| format!("running {cmd:?} (is rustup installed? `cargo xtask setup`)"))?;
+        .with_context(|| format!("running {cmd:?} (`cargo xtask setup` installs what it needs)"))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         bail!(
