@@ -19,7 +19,7 @@ mod two_arm;
 use modes::{Agent, Up, agent_swapped, detach, interleaved};
 
 use net::{Net, NftDnat, V4, V6, agent_config};
-use report::{fixed_note, one_arm_table, row};
+use report::{e2e_bounds, fixed_note, one_arm_table, row};
 pub use two_arm::measure_two_arm;
 
 const GEN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -364,40 +364,6 @@ pub fn measure(quick: bool) -> String {
     out += &fixed_note(&m);
     e2e_bounds(&m);
     out
-}
-
-/// Tells the summary what bounds the end-to-end targets in this run: what lb reaches with one
-/// array entry in place of its flow table, and with a small table.
-fn e2e_bounds(m: &OneArm) {
-    let (fixed, small) = (ratio(&m.fixed, &m.ceiling), ratio(&m.small, &m.ceiling));
-    let pages = match (m.lb.prog_ns, m.small.prog_ns) {
-        (Some(lb), Some(s)) if lb > s => format!(
-            " (in the program's own time, {lb:.0} ns a packet against {s:.0}: the default \
-             table's 4096 flows lie on some 3600 pages, the small one's on 256, and this \
-             virtual machine's page walks are long)"
-        ),
-        _ => String::new(),
-    };
-    crate::summary::bound(
-        "end to end, IPv4: lb against the bare XDP_TX ceiling",
-        format!(
-            "with one array entry in place of its flow table, the most any flow table could \
-             give, lb reaches {fixed:.2}×; with a flow table of {SMALL_TABLE} slots in place of \
-             the default 1M, {small:.2}×{pages}."
-        ),
-    );
-    crate::summary::bound(
-        "end to end, IPv4: lb against nftables DNAT",
-        format!(
-            "the bare XDP_TX ceiling itself is {:.2}× nftables here, so 6× asks for {:.2}× the \
-             ceiling; lb with one array entry in place of its flow table reaches {:.2}× \
-             nftables, with a table of {SMALL_TABLE} slots {:.2}×.",
-            ratio(&m.ceiling, &m.nft),
-            6.0 / ratio(&m.ceiling, &m.nft),
-            ratio(&m.fixed, &m.nft),
-            ratio(&m.small, &m.nft),
-        ),
-    );
 }
 
 /// The one-arm topology over IPv6: the same bursts of the smallest UDP/IPv6 frames (62 bytes)
