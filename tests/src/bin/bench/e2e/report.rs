@@ -140,12 +140,20 @@ pub(super) fn e2e_bounds(m: &OneArm) {
         ),
         _ => String::new(),
     };
+    let noise = match (m.lb.prog_ns, m.fixed.prog_ns) {
+        (Some(lb), Some(f)) if fixed < ratio(&m.lb, &m.ceiling) => format!(
+            " (below lb's own rate: in this run the noise between modes exceeds what the table \
+             costs; the program's own time, the steadier figure, is {f:.0} ns a packet against \
+             lb's {lb:.0})"
+        ),
+        _ => String::new(),
+    };
     crate::summary::bound(
         "end to end, IPv4: lb against the bare XDP_TX ceiling",
         format!(
             "with one array entry in place of its flow table, the most any flow table could \
-             give, lb reaches {fixed:.2}×; with a flow table of {SMALL_TABLE} slots in place of \
-             the default 1M, {small:.2}×{pages}."
+             give, lb reaches {fixed:.2}×{noise}; with a flow table of {SMALL_TABLE} slots in \
+             place of the default 1M, {small:.2}×{pages}."
         ),
     );
     crate::summary::bound(
