@@ -1,5 +1,5 @@
 //! The one-arm tables and what their last rows say.
-use super::{OneArm, Rates, SMALL_TABLE, ratio};
+use super::{OneArm, Rates, SMALL_TABLE, TARGET_CEILING, TARGET_NFT, ratio};
 
 /// A table row: Mpps, the ratios to the ceiling and to nftables, and the program's own time
 /// per packet where the kernel measured it.
@@ -149,7 +149,7 @@ pub(super) fn e2e_bounds(m: &OneArm) {
         _ => String::new(),
     };
     crate::summary::bound(
-        "end to end, IPv4: lb against the bare XDP_TX ceiling",
+        TARGET_CEILING,
         format!(
             "with one array entry in place of its flow table, the most any flow table could \
              give, lb reaches {fixed:.2}×{noise}; with a flow table of {SMALL_TABLE} slots in \
@@ -157,7 +157,7 @@ pub(super) fn e2e_bounds(m: &OneArm) {
         ),
     );
     crate::summary::bound(
-        "end to end, IPv4: lb against nftables DNAT",
+        TARGET_NFT,
         format!(
             "the bare XDP_TX ceiling itself is {:.2}× nftables here, so 6× asks for {:.2}× the \
              ceiling; lb with one array entry in place of its flow table reaches {:.2}× \
