@@ -147,21 +147,32 @@ pub fn run(
         agent.attached = true;
         agent.announce();
         let (calls_tx, mut calls) = mpsc::unbounded_channel();
+        let inbox = api::Inbox(calls_tx);
         let metrics = match agent.effective.agent.metrics {
             Some(addr) => {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("agent.metrics: binding {addr}"))?;
-                Some(tokio::spawn(api::serve_metrics(l, calls_tx.clone())))
+                let inbox = inbox.clone();
+                Some(tokio::spawn(api::server::serve(
+                    l,
+                    api::server::METRICS,
+                    agent.listeners.metrics.clone(),
+                    move |parts, body| api::endpoints::metrics_port(inbox.clone(), parts, body),
+                )))
             }
             None => None,
         };
-        let flows_pin = pin_dir.join("maps").join(lb_common::map_names::FLOWS);
-        let server = tokio::spawn(api::serve(
+        let control = std::sync::Arc::new(api::endpoints::Control {
+            inbox,
+            capture: Some(capture_ring),
+            flows_pin: Some(pin_dir.join("maps").join(lb_common::map_names::FLOWS)),
+        });
+        let server = tokio::spawn(api::server::serve(
             listener,
-            calls_tx,
-            Some(capture_ring),
-            Some(flows_pin),
+            api::server::CONTROL,
+            agent.listeners.control.clone(),
+            move |parts, body| api::endpoints::control(control.clone(), parts, body),
         ));
         // Handlers first, "ready" after: a signal sent on seeing "ready" must find them (the
         // default action of SIGHUP would end the agent).
@@ -246,7 +257,7 @@ pub fn run(
                     }
                 }
                 Some(call) = calls.recv() => {
-                    let reply = agent.route(&call.method, &call.path, &call.body);
+                    let reply = agent.handle(call.command);
                     let _ = call.reply.send(reply);
                 }
             }
@@ -261,7 +272,9 @@ pub fn run(
         }
         agent.stop_checkers();
         // The program outlives the agent: a capture must not run on with nobody reading.
-        agent.stop_capture();
+        if let Err(e) = agent.stop_capture() {
+            tracing::error!(error = %e, "ending the capture at shutdown");
+        }
         // Routers must stop sending here: the balancer's state will not follow changes now.
         agent.attached = false;
         agent.announce();

@@ -1,273 +1,228 @@
-//! The control API: HTTP/1.1 with JSON bodies on a unix socket (mode 0600: root only). The
-//! agent serves it; the CLI is its client. One request per connection (`Connection: close`).
-use std::{
-    io::{Read, Write},
-    os::unix::{fs::PermissionsExt, net::UnixStream},
-    path::Path,
-    time::Duration,
+//! The control API: HTTP/1.1 with JSON bodies on a unix socket (mode 0600: root only), and the
+//! metrics port. Both are served by hyper ([`server`]); the CLI is a hyper client ([`client`]).
+//!
+//! A request becomes a typed [`Command`] here, at the edge; the control loop answers commands
+//! and never sees HTTP. Routing knows every path, so a known path asked with the wrong method
+//! is a 405, an unknown one a 404.
+use std::net::IpAddr;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    capture,
+    state::{BackendSpec, Change, VipSpec},
+    stats::Stats,
 };
 
-use anyhow::{Context, bail};
-use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    net::{TcpListener, UnixListener},
-    sync::{mpsc, oneshot},
-};
+pub mod client;
+pub mod endpoints;
+pub mod server;
 
-/// A request the agent's control loop answers.
+pub use client::{get, request};
+pub use server::bind;
+
+/// What the control loop is asked to do.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// The metrics as OpenMetrics text (the edge turns it into what the scraper accepts).
+    Metrics,
+    /// Counters per VIP, backend and outcome; the flow table's entries are counted by the edge.
+    Stats,
+    Status,
+    Vips,
+    Backends {
+        vip: String,
+    },
+    Change(Change),
+    CaptureStart(capture::Request),
+    CaptureStop,
+}
+
+/// The control loop's answer to a [`Command`].
+#[derive(Debug)]
+pub enum Answer {
+    /// A JSON body, as the agent wrote it.
+    Json(String),
+    /// `lb stats`, still without the flow table's count.
+    Stats(Box<Stats>),
+    /// OpenMetrics text.
+    Metrics(String),
+    /// A capture session started: the data path's lost count at its start.
+    CaptureStarted { lost: u64 },
+}
+
+/// A refusal, with the HTTP status it is sent with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+pub type Reply = Result<Answer, ApiError>;
+
+/// A refusal with its status.
+pub fn error(status: u16, msg: impl std::fmt::Display) -> Reply {
+    Err(ApiError {
+        status,
+        message: msg.to_string(),
+    })
+}
+
+/// A command and where its answer goes.
 #[derive(Debug)]
 pub struct Call {
-    pub method: String,
-    pub path: String,
-    pub body: String,
+    pub command: Command,
     pub reply: oneshot::Sender<Reply>,
 }
 
-/// Status and JSON body.
-pub type Reply = (u16, String);
+/// The control loop's inbox, as the edges hold it.
+#[derive(Clone)]
+pub struct Inbox(pub mpsc::UnboundedSender<Call>);
 
-/// A JSON error body.
-pub fn error(status: u16, msg: impl std::fmt::Display) -> Reply {
-    (
-        status,
-        serde_json::json!({ "error": msg.to_string() }).to_string(),
-    )
-}
-
-/// Largest request accepted.
-const MAX_REQUEST: usize = 1 << 20;
-
-/// Binds the socket: creates its folder, replaces a stale socket file (one nobody answers
-/// on), refuses to steal one that a running agent serves.
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            bail!("{} is served by another running agent", path.display());
+impl Inbox {
+    /// Asks the control loop and waits for its answer.
+    pub async fn ask(&self, command: Command) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(Call { command, reply: tx }).is_err() {
+            return error(503, "the agent is shutting down");
         }
-        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
-    }
-    let l = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
-}
-
-/// Accepts connections and hands each request to `calls`, until the task is dropped; a
-/// capture session (`POST /v1/capture`) reads `capture` itself.
-pub async fn serve(
-    listener: UnixListener,
-    calls: mpsc::UnboundedSender<Call>,
-    capture: Option<crate::capture::SharedRing>,
-    flows_pin: Option<std::path::PathBuf>,
-) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let calls = calls.clone();
-        let control = Endpoint::Control {
-            capture: capture.clone(),
-            flows_pin: flows_pin.clone(),
-        };
-        tokio::spawn(async move {
-            let _ = handle(stream, calls, control).await;
-        });
-    }
-}
-
-/// Which socket a connection came in on.
-enum Endpoint {
-    Control {
-        capture: Option<crate::capture::SharedRing>,
-        /// The pinned flow table, counted here for `GET /v1/stats` (off the control loop).
-        flows_pin: Option<std::path::PathBuf>,
-    },
-    Metrics,
-}
-
-/// The metrics endpoint (`agent.metrics`, TCP): GET /metrics only; the control API stays on
-/// the unix socket.
-pub async fn serve_metrics(listener: TcpListener, calls: mpsc::UnboundedSender<Call>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let calls = calls.clone();
-        tokio::spawn(async move {
-            let _ = handle(stream, calls, Endpoint::Metrics).await;
-        });
-    }
-}
-
-async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    calls: mpsc::UnboundedSender<Call>,
-    endpoint: Endpoint,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_REQUEST {
-            return Ok(());
-        }
-        match stream.read(&mut chunk).await? {
-            0 => return Ok(()),
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0)
-        .min(MAX_REQUEST);
-    while buf.len() < head_end + len {
-        match stream.read(&mut chunk).await? {
-            0 => break,
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let body =
-        String::from_utf8_lossy(&buf[head_end..(head_end + len).min(buf.len())]).into_owned();
-    let mut first = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, path) = (
-        first.next().unwrap_or("").to_string(),
-        first.next().unwrap_or("").to_string(),
-    );
-    let is_metrics = method == "GET" && path == "/metrics";
-    let mut flows_pin = None;
-    match endpoint {
-        Endpoint::Metrics if !is_metrics => {
-            return respond(&mut stream, error(404, "only GET /metrics here")).await;
-        }
-        Endpoint::Control {
-            capture: Some(ring),
-            ..
-        } if method == "POST" && path == "/v1/capture" => {
-            return crate::capture::session(stream, body, calls, ring).await;
-        }
-        Endpoint::Control {
-            flows_pin: Some(p), ..
-        } if method == "GET" && path == "/v1/stats" => flows_pin = Some(p),
-        _ => {}
-    }
-    let (tx, rx) = oneshot::channel();
-    let (status, body) = if calls
-        .send(Call {
-            method,
-            path,
-            body,
-            reply: tx,
-        })
-        .is_ok()
-    {
         rx.await
             .unwrap_or_else(|_| error(503, "the agent is shutting down"))
-    } else {
-        error(503, "the agent is shutting down")
-    };
-    let (status, body) = match flows_pin {
-        Some(p) if status == 200 => with_flow_count(body, p).await,
-        _ => (status, body),
-    };
-    let kind = if is_metrics {
-        "text/plain; version=0.0.4; charset=utf-8"
-    } else {
-        "application/json"
-    };
-    respond_as(&mut stream, (status, body), kind).await
+    }
 }
 
-/// `lb stats` with the flow table's entries counted (and its evictions derived from them):
-/// the count (a read of every slot) runs on a blocking thread with its own handle of the pinned
-/// table.
-async fn with_flow_count(body: String, pin: std::path::PathBuf) -> Reply {
-    let Ok(mut s) = serde_json::from_str::<crate::stats::Stats>(&body) else {
-        return (200, body);
-    };
-    match tokio::task::spawn_blocking(move || crate::dataplane::count_flows(&pin)).await {
-        Ok(Ok(n)) => {
-            s.flows = s.flows.with_entries(n);
-            (200, serde_json::to_string(&s).unwrap_or(body))
+/// What a request asks for, once its path and method are known.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    Command(Command),
+    /// `POST /v1/capture`: a streaming session, run by the edge.
+    Capture(capture::Request),
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError {
+        status: 400,
+        message: format!("bad request body: {e}"),
+    })
+}
+
+fn addr(s: &str) -> Result<IpAddr, ApiError> {
+    s.parse().map_err(|_| ApiError {
+        status: 400,
+        message: format!("{s:?} is not an IP address"),
+    })
+}
+
+/// The control socket's routes. A path that exists with other methods is a 405 (with the
+/// methods it takes), one that does not a 404.
+pub fn route(method: &str, path: &str, body: &[u8]) -> Result<Route, ApiError> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let cmd = |c| Ok(Route::Command(c));
+    let change = |c| Ok(Route::Command(Command::Change(c)));
+    let allowed: &str = match (method, parts.as_slice()) {
+        ("GET", ["metrics"]) => return cmd(Command::Metrics),
+        ("GET", ["v1", "stats"]) => return cmd(Command::Stats),
+        ("GET", ["v1", "status"]) => return cmd(Command::Status),
+        ("GET", ["v1", "vips"]) => return cmd(Command::Vips),
+        ("POST", ["v1", "vips"]) => return change(Change::VipAdd(parse_body::<VipSpec>(body)?)),
+        ("DELETE", ["v1", "vips", name]) => {
+            return change(Change::VipDel {
+                name: name.to_string(),
+            });
         }
-        Ok(Err(e)) => error(500, format!("counting the flow table: {e}")),
-        Err(e) => error(500, format!("counting the flow table: {e}")),
-    }
-}
-
-/// Answers with a JSON body.
-pub async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply) -> std::io::Result<()> {
-    respond_as(stream, reply, "application/json").await
-}
-
-async fn respond_as<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    (status, body): Reply,
-    content_type: &str,
-) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
+        ("GET", ["v1", "vips", name, "backends"]) => {
+            return cmd(Command::Backends {
+                vip: name.to_string(),
+            });
+        }
+        ("POST", ["v1", "vips", name, "backends"]) => {
+            let b = parse_body::<BackendSpec>(body)?;
+            return change(Change::BackendAdd {
+                vip: name.to_string(),
+                address: b.address,
+                weight: b.weight,
+            });
+        }
+        ("DELETE", ["v1", "vips", name, "backends", a]) => {
+            return change(Change::BackendDel {
+                vip: name.to_string(),
+                address: addr(a)?,
+            });
+        }
+        ("POST", ["v1", "vips", name, "backends", a, "drain"]) => {
+            return change(Change::Drain {
+                vip: name.to_string(),
+                address: addr(a)?,
+            });
+        }
+        ("POST", ["v1", "vips", name, "backends", a, "undrain"]) => {
+            return change(Change::Undrain {
+                vip: name.to_string(),
+                address: addr(a)?,
+            });
+        }
+        ("POST", ["v1", "capture"]) => return Ok(Route::Capture(parse_body(body)?)),
+        (_, ["metrics"] | ["v1", "stats" | "status"] | ["v1", "vips", _, "backends", _]) => {
+            if parts.len() == 5 { "DELETE" } else { "GET" }
+        }
+        (_, ["v1", "vips"] | ["v1", "vips", _, "backends"]) => "GET, POST",
+        (_, ["v1", "vips", _]) => "DELETE",
+        (_, ["v1", "vips", _, "backends", _, "drain" | "undrain"] | ["v1", "capture"]) => "POST",
+        _ => {
+            return Err(ApiError {
+                status: 404,
+                message: format!("no such endpoint: {method} {path}"),
+            });
+        }
     };
-    let resp = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(resp.as_bytes()).await
+    Err(ApiError {
+        status: 405,
+        message: format!("{method} is not allowed on {path} (allowed: {allowed})"),
+    })
 }
 
-/// Sends a request to the agent on `socket`; returns the JSON body of a 200 answer, or the
-/// agent's error.
-pub fn request(
-    socket: &Path,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> anyhow::Result<String> {
-    let mut s = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach the agent at {} (is `lb run` running? are you root?)",
-            socket.display()
-        )
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .context("malformed response from the agent")?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        let msg = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| body.to_string());
-        bail!("{msg}");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_known_paths_refuse_wrong_methods_and_unknown_paths() {
+        let ok = |m: &str, p: &str, b: &str| route(m, p, b.as_bytes()).unwrap();
+        let status = |m: &str, p: &str, b: &str| route(m, p, b.as_bytes()).unwrap_err().status;
+        assert_eq!(ok("GET", "/v1/status", ""), Route::Command(Command::Status));
+        assert_eq!(ok("GET", "/metrics", ""), Route::Command(Command::Metrics));
+        assert_eq!(
+            ok("POST", "/v1/vips/web/backends/198.18.0.11/drain", ""),
+            Route::Command(Command::Change(Change::Drain {
+                vip: "web".into(),
+                address: "198.18.0.11".parse().unwrap()
+            }))
+        );
+        assert_eq!(
+            ok("POST", "/v1/capture", r#"{"count":3}"#),
+            Route::Capture(capture::Request {
+                count: Some(3),
+                ..Default::default()
+            })
+        );
+        for (m, p) in [
+            ("POST", "/v1/status"),
+            ("DELETE", "/v1/stats"),
+            ("PUT", "/v1/vips"),
+            ("GET", "/v1/vips/web"),
+            ("GET", "/v1/vips/web/backends/198.18.0.11/drain"),
+            ("GET", "/v1/capture"),
+            ("POST", "/metrics"),
+        ] {
+            assert_eq!(status(m, p, ""), 405, "{m} {p}");
+        }
+        for (m, p) in [("GET", "/"), ("GET", "/v2/status"), ("POST", "/v1/nothing")] {
+            assert_eq!(status(m, p, ""), 404, "{m} {p}");
+        }
+        assert_eq!(status("POST", "/v1/vips", "{"), 400);
+        assert_eq!(status("DELETE", "/v1/vips/web/backends/not-an-ip", ""), 400);
+        let e = route("PUT", "/v1/vips/web/backends", b"").unwrap_err();
+        assert!(e.message.contains("GET, POST"), "{e}");
     }
-    Ok(body.to_string())
-}
-
-/// `GET path`.
-pub fn get(socket: &Path, path: &str) -> anyhow::Result<String> {
-    request(socket, "GET", path, None)
 }

@@ -7,21 +7,22 @@
 //! last, the end (packets captured and lost). Only one capture runs at a time. The program
 //! the agent runs has no capture hook: for the session, the same program with the hook takes
 //! its place on every interface (an atomic link update), and gives it back after.
-use std::{
-    io::{self, Read},
-    sync::Arc,
-    time::Duration,
-};
+use std::{io, sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
+use bytes::Bytes;
+use http::Response;
 use lb_common::{CAPTURE_MAX, CaptureHeader};
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, unix::AsyncFd},
+    io::unix::AsyncFd,
     sync::{Mutex, mpsc},
 };
 
-use crate::api::{self, Call, Reply};
+use crate::api::{
+    Answer, Command, Inbox,
+    server::{Body, refuse},
+};
 
 mod client;
 pub use client::{Summary, client};
@@ -68,11 +69,17 @@ pub struct Packet {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Packet(Packet),
-    End { captured: u64, lost: u64 },
+    End {
+        captured: u64,
+        lost: u64,
+    },
+    /// Nothing captured for a while: sent so that a CLI that hung up is noticed.
+    Tick,
 }
 
 const KIND_PACKET: u32 = 1;
 const KIND_END: u32 = 2;
+const KIND_TICK: u32 = 3;
 /// Packet header on the stream: ts (u64 ns), len, vip, counter, ifindex (u32).
 const PACKET_HEAD: usize = 24;
 
@@ -94,16 +101,19 @@ impl Frame {
                 out.extend(captured.to_le_bytes());
                 out.extend(lost.to_le_bytes());
             }
+            Frame::Tick => {
+                out.extend(KIND_TICK.to_le_bytes());
+                out.extend(0u32.to_le_bytes());
+            }
         }
     }
 
-    /// The next frame, `None` at the end of the stream.
-    pub fn read(r: &mut impl Read) -> io::Result<Option<Frame>> {
-        let mut head = [0u8; 8];
-        match r.read_exact(&mut head) {
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            r => r?,
-        }
+    /// The first frame in `buf` and the bytes it took; `None` while `buf` holds no whole
+    /// frame yet.
+    pub fn decode(buf: &[u8]) -> io::Result<Option<(Frame, usize)>> {
+        let Some(head) = buf.get(..8) else {
+            return Ok(None);
+        };
         let kind = u32::from_le_bytes(head[..4].try_into().unwrap());
         let len = u32::from_le_bytes(head[4..].try_into().unwrap()) as usize;
         if len > PACKET_HEAD + CAPTURE_MAX as usize {
@@ -112,28 +122,33 @@ impl Frame {
                 format!("capture frame of {len} bytes"),
             ));
         }
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body)?;
+        let Some(body) = buf.get(8..8 + len) else {
+            return Ok(None);
+        };
         let u32_at = |i: usize| u32::from_le_bytes(body[i..i + 4].try_into().unwrap());
         let u64_at = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().unwrap());
-        match kind {
-            KIND_PACKET if len >= PACKET_HEAD => Ok(Some(Frame::Packet(Packet {
+        let frame = match kind {
+            KIND_PACKET if len >= PACKET_HEAD => Frame::Packet(Packet {
                 ts: Duration::from_nanos(u64_at(0)),
                 len: u32_at(8),
                 vip: u32_at(12),
                 counter: u32_at(16),
                 ifindex: u32_at(20),
                 data: body[PACKET_HEAD..].to_vec(),
-            }))),
-            KIND_END if len == 16 => Ok(Some(Frame::End {
+            }),
+            KIND_END if len == 16 => Frame::End {
                 captured: u64_at(0),
                 lost: u64_at(8),
-            })),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("capture frame of kind {kind} and {len} bytes"),
-            )),
-        }
+            },
+            KIND_TICK if len == 0 => Frame::Tick,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("capture frame of kind {kind} and {len} bytes"),
+                ));
+            }
+        };
+        Ok(Some((frame, 8 + len)))
     }
 }
 
@@ -180,57 +195,65 @@ pub fn shared(ring: RingBuf<MapData>) -> io::Result<SharedRing> {
     Ok(Arc::new(Mutex::new(fd)))
 }
 
-async fn call(calls: &mpsc::UnboundedSender<Call>, path: &str, body: String) -> Reply {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let call = Call {
-        method: "POST".into(),
-        path: path.into(),
-        body,
-        reply: tx,
-    };
-    if calls.send(call).is_err() {
-        return api::error(503, "the agent is shutting down");
+/// How often a session with nothing to send sends a [`Frame::Tick`]: a CLI that hung up is
+/// noticed on the write that fails, so within this time.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A streamed response body: what the session task sends.
+struct Stream(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Stream {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
     }
-    rx.await
-        .unwrap_or_else(|_| api::error(503, "the agent is shutting down"))
 }
 
-/// One capture session on a control connection (the request read, nothing answered yet).
-pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    body: String,
-    calls: mpsc::UnboundedSender<Call>,
-    ring: SharedRing,
-) -> io::Result<()> {
-    let req: Request = match serde_json::from_str(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return api::respond(
-                &mut stream,
-                api::error(400, format!("bad request body: {e}")),
-            )
-            .await;
-        }
-    };
+/// `POST /v1/capture`: starts a session (the hook in, through the control loop) and answers
+/// with its stream, which a task feeds until the count is reached or the CLI hangs up.
+pub async fn session(req: Request, inbox: Inbox, ring: SharedRing) -> Response<Body> {
     // A session that just ended may still be switching the hook off: wait a moment for it.
-    let Ok(mut ring) = tokio::time::timeout(Duration::from_secs(1), ring.lock()).await else {
-        return api::respond(&mut stream, api::error(409, "a capture is already running")).await;
+    let Ok(mut ring) = tokio::time::timeout(Duration::from_secs(1), ring.lock_owned()).await else {
+        return refuse(409, "a capture is already running");
     };
     // Records a previous session left behind (it stopped at its count) are not this one's.
     while ring.get_mut().next().is_some() {}
-    let (status, started) = call(&calls, "/v1/capture/start", body).await;
-    if status != 200 {
-        return api::respond(&mut stream, (status, started)).await;
-    }
-    let lost_before = serde_json::from_str::<Started>(&started).map_or(0, |s| s.lost);
+    let lost_before = match inbox.ask(Command::CaptureStart(req.clone())).await {
+        Ok(Answer::CaptureStarted { lost }) => lost,
+        Ok(_) => 0,
+        Err(e) => return refuse(e.status, &e.message),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(feed(req, inbox, ring, tx, lost_before));
+    let mut resp = Response::new(http_body_util::BodyExt::boxed(Stream(rx)));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
+}
+
+/// Copies the ring buffer's records into the session's stream until the count is reached or
+/// the stream's reader is gone, then takes the hook out and sends the end.
+async fn feed(
+    req: Request,
+    inbox: Inbox,
+    mut ring: tokio::sync::OwnedMutexGuard<AsyncFd<RingBuf<MapData>>>,
+    tx: mpsc::Sender<Bytes>,
+    lost_before: u64,
+) {
     let offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let head =
-        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
     let mut captured = 0u64;
     let limit = req.count.unwrap_or(u64::MAX);
-    let mut hangup = [0u8; 64];
-    let mut ok = wr.write_all(head.as_bytes()).await.is_ok();
+    let mut tick = tokio::time::interval(TICK);
+    let mut ok = true;
     while ok && captured < limit {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -255,15 +278,20 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     guard.clear_ready();
                 }
                 if !out.is_empty() {
-                    ok = wr.write_all(&out).await.is_ok();
+                    ok = tx.send(out.into()).await.is_ok();
                 }
             }
-            // The CLI sends nothing more: a read that returns is a hang-up (Ctrl-C).
-            _ = rd.read(&mut hangup) => ok = false,
+            _ = tick.tick() => {
+                let mut out = Vec::new();
+                Frame::Tick.encode(&mut out);
+                ok = tx.send(out.into()).await.is_ok();
+            }
         }
     }
-    let (_, stopped) = call(&calls, "/v1/capture/stop", String::new()).await;
-    let lost_after = serde_json::from_str::<Started>(&stopped).map_or(lost_before, |s| s.lost);
+    let lost_after = match inbox.ask(Command::CaptureStop).await {
+        Ok(Answer::CaptureStarted { lost }) => lost,
+        _ => lost_before,
+    };
     if ok {
         let mut out = Vec::new();
         Frame::End {
@@ -271,10 +299,8 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             lost: lost_after.saturating_sub(lost_before),
         }
         .encode(&mut out);
-        let _ = wr.write_all(&out).await;
-        let _ = wr.shutdown().await;
+        let _ = tx.send(out.into()).await;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -298,23 +324,32 @@ mod tests {
             lost: 4,
         }
         .encode(&mut wire);
+        Frame::Tick.encode(&mut wire);
         let mut r = &wire[..];
-        assert_eq!(Frame::read(&mut r).unwrap(), Some(Frame::Packet(p)));
+        let mut next = || {
+            let (f, n) = Frame::decode(r).unwrap()?;
+            r = &r[n..];
+            Some(f)
+        };
+        assert_eq!(next(), Some(Frame::Packet(p)));
         assert_eq!(
-            Frame::read(&mut r).unwrap(),
+            next(),
             Some(Frame::End {
                 captured: 1,
                 lost: 4
             })
         );
-        assert_eq!(Frame::read(&mut r).unwrap(), None);
+        assert_eq!(next(), Some(Frame::Tick));
+        assert_eq!(next(), None);
+        // A frame cut short is not yet a frame.
+        assert_eq!(Frame::decode(&wire[..30]).unwrap(), None);
         // A frame claiming more than a record can hold, and an unknown kind.
         let mut big = KIND_PACKET.to_le_bytes().to_vec();
         big.extend(u32::MAX.to_le_bytes());
-        assert!(Frame::read(&mut &big[..]).is_err());
+        assert!(Frame::decode(&big).is_err());
         let mut odd = 9u32.to_le_bytes().to_vec();
         odd.extend(0u32.to_le_bytes());
-        assert!(Frame::read(&mut &odd[..]).is_err());
+        assert!(Frame::decode(&odd).is_err());
     }
 
     #[test]

@@ -1,91 +1,46 @@
 //! The API's routes, answered on the agent's control loop (so every change is applied in
 //! order, one at a time).
-use std::{net::IpAddr, path::Path, time::Instant};
+use std::{path::Path, time::Instant};
 
 use lb_common::{CAPTURE_ANY, CAPTURE_MAX, CaptureCtl};
 
 use crate::{
-    api::{Reply, error},
+    api::{Answer, Command, Reply, error},
     capture,
-    state::{self, BackendSpec, Change, VipSpec},
+    state::{self, Change},
     stats::{self, BackendStats, Outcome, RateKey, Stats, VipStats},
 };
 
 use super::sync::Agent;
 
 fn json<T: serde::Serialize>(v: &T) -> Reply {
-    (200, serde_json::to_string(v).unwrap_or_default())
-}
-
-fn parse_body<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, Reply> {
-    serde_json::from_str(body).map_err(|e| error(400, format!("bad request body: {e}")))
-}
-
-fn addr(s: &str) -> Result<IpAddr, Reply> {
-    s.parse()
-        .map_err(|_| error(400, format!("{s:?} is not an IP address")))
+    Ok(Answer::Json(serde_json::to_string(v).unwrap_or_default()))
 }
 
 impl Agent {
-    pub fn route(&mut self, method: &str, path: &str, body: &str) -> Reply {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let r = match (method, parts.as_slice()) {
-            ("GET", ["metrics"]) => Ok(self.metrics().map_or_else(|e| error(500, e), |m| (200, m))),
-            ("GET", ["v1", "stats"]) => {
-                Ok(self.stats().map_or_else(|e| error(500, e), |s| json(&s)))
-            }
-            ("GET", ["v1", "status"]) => Ok(json(&self.status())),
-            ("GET", ["v1", "vips"]) => Ok(json(&self.status().vips)),
-            ("POST", ["v1", "vips"]) => {
-                parse_body::<VipSpec>(body).map(|spec| self.change(Change::VipAdd(spec)))
-            }
-            ("DELETE", ["v1", "vips", name]) => Ok(self.change(Change::VipDel {
-                name: name.to_string(),
-            })),
-            ("GET", ["v1", "vips", name, "backends"]) => Ok(
-                match self.status().vips.into_iter().find(|v| v.name == *name) {
+    /// Answers one command of the API (every change applied in order, one at a time).
+    pub fn handle(&mut self, command: Command) -> Reply {
+        match command {
+            Command::Metrics => self
+                .metrics()
+                .map(Answer::Metrics)
+                .or_else(|e| error(500, format!("{e:#}"))),
+            Command::Stats => self
+                .stats()
+                .map(|s| Answer::Stats(Box::new(s)))
+                .or_else(|e| error(500, format!("{e:#}"))),
+            Command::Status => json(&self.status()),
+            Command::Vips => json(&self.status().vips),
+            Command::Backends { vip } => {
+                match self.status().vips.into_iter().find(|v| v.name == vip) {
                     Some(v) => json(&v.backends),
-                    None => error(404, format!("no VIP named {name:?}")),
-                },
-            ),
-            ("POST", ["v1", "vips", name, "backends"]) => {
-                parse_body::<BackendSpec>(body).map(|b| {
-                    self.change(Change::BackendAdd {
-                        vip: name.to_string(),
-                        address: b.address,
-                        weight: b.weight,
-                    })
-                })
+                    None => error(404, format!("no VIP named {vip:?}")),
+                }
             }
-            ("DELETE", ["v1", "vips", name, "backends", a]) => addr(a).map(|address| {
-                self.change(Change::BackendDel {
-                    vip: name.to_string(),
-                    address,
-                })
-            }),
-            ("POST", ["v1", "vips", name, "backends", a, "drain"]) => addr(a).map(|address| {
-                self.change(Change::Drain {
-                    vip: name.to_string(),
-                    address,
-                })
-            }),
-            ("POST", ["v1", "vips", name, "backends", a, "undrain"]) => addr(a).map(|address| {
-                self.change(Change::Undrain {
-                    vip: name.to_string(),
-                    address,
-                })
-            }),
-            // A capture session's own calls (see `capture::session`).
-            ("POST", ["v1", "capture", "start"]) => {
-                parse_body::<capture::Request>(body).map(|r| self.start_capture(&r))
-            }
-            ("POST", ["v1", "capture", "stop"]) => Ok(self.stop_capture()),
-            ("GET", _) | ("POST", _) | ("DELETE", _) => {
-                Ok(error(404, format!("no such endpoint: {method} {path}")))
-            }
-            _ => Ok(error(405, format!("method {method} not allowed"))),
-        };
-        r.unwrap_or_else(|e| e)
+            Command::Change(ch) => self.change(ch),
+            Command::CaptureStart(r) => self.start_capture(&r),
+            Command::CaptureStop => self.stop_capture(),
+        }
     }
 
     /// Switches the program's capture hook on with `r`'s filter.
@@ -131,7 +86,7 @@ impl Agent {
         match started {
             Ok(hooked) => self.capture = Some(hooked),
             Err(e) => {
-                self.stop_capture();
+                let _ = self.stop_capture();
                 return error(500, format!("starting the capture: {e:#}"));
             }
         }
@@ -142,7 +97,7 @@ impl Agent {
             snaplen,
             "capture started"
         );
-        json(&capture::Started { lost })
+        Ok(Answer::CaptureStarted { lost })
     }
 
     /// Puts the program without the hook back, and switches the copying off (idempotent).
@@ -160,7 +115,7 @@ impl Agent {
             return error(500, e);
         }
         tracing::info!("capture stopped");
-        json(&capture::Started {
+        Ok(Answer::CaptureStarted {
             lost: self.dp.capture_lost().unwrap_or(0),
         })
     }
@@ -195,7 +150,7 @@ impl Agent {
     pub fn stats(&self) -> anyhow::Result<Stats> {
         let (outcomes, vips) = self.traffic()?;
         // The flow table is counted by the API task afterwards, off this loop (see
-        // `api::handle`): counting reads every slot of the table (64 MB at the default size).
+        // `api::endpoints`): counting reads every slot of the table (64 MB at the default size).
         let flows = match self.dp.pin_dir() {
             Some(_) => self.dp.flow_table_unwalked()?,
             None => self.dp.flow_table()?,

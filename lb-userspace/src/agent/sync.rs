@@ -75,12 +75,21 @@ pub struct Agent {
     /// What discovery (etcd) adds to the file, as changes applied before the runtime ones.
     pub discovered: Vec<Change>,
     pub discovery: Option<crate::discovery::Status>,
+    /// What the API's listeners have seen (shared with their tasks).
+    pub listeners: Listeners,
     /// The hostnames of backends, for the resolver task.
     pub dns_hosts: tokio::sync::watch::Sender<std::collections::BTreeSet<String>>,
     /// What they resolved to last.
     pub dns_resolved: crate::dns::Resolved,
     /// Resolved addresses that could not be added, and why.
     pub dns_skipped: Vec<String>,
+}
+
+/// The control socket's and the metrics port's counters.
+#[derive(Default)]
+pub struct Listeners {
+    pub control: std::sync::Arc<crate::api::server::ListenerStats>,
+    pub metrics: std::sync::Arc<crate::api::server::ListenerStats>,
 }
 
 fn key_of(v: &Vip) -> VipKey {
@@ -138,6 +147,7 @@ impl Agent {
             attached: false,
             discovered: Vec::new(),
             discovery,
+            listeners: Default::default(),
             dns_hosts: tokio::sync::watch::channel(Default::default()).0,
             dns_resolved: Default::default(),
             dns_skipped: Vec::new(),

@@ -1,50 +1,13 @@
 //! `lb capture`'s side: asks the agent for a session and writes what it streams into a pcap
 //! file, a whole packet at a time, until the count is reached or SIGINT/SIGTERM.
-use std::{
-    io::{self, Read},
-    time::Duration,
-};
+use std::io;
 
+use http_body_util::BodyExt;
 use lb_common::CAPTURE_MAX;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Frame, Request};
-
-/// Set by SIGINT/SIGTERM while `lb capture` runs: stop reading, close the file cleanly.
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-fn stopped() -> bool {
-    STOP.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// The socket, read with a timeout so that a signal is noticed; a timeout is retried unless
-/// the capture was stopped (then it reads as the end).
-struct Interruptible(std::os::unix::net::UnixStream);
-
-impl Read for Interruptible {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.0.read(buf) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    if stopped() {
-                        return Ok(0);
-                    }
-                }
-                r => return r,
-            }
-        }
-    }
-}
+use crate::api;
 
 /// What a capture got.
 #[derive(Debug, Default)]
@@ -81,51 +44,39 @@ pub fn client(
     req: &Request,
     file: &std::path::Path,
 ) -> anyhow::Result<Summary> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(session(socket, req, file))
+}
+
+async fn session(
+    socket: &std::path::Path,
+    req: &Request,
+    file: &std::path::Path,
+) -> anyhow::Result<Summary> {
     use anyhow::Context;
     use pcap_file::{
         DataLink, Endianness, TsResolution,
-        pcap::{PcapHeader, PcapPacket, PcapWriter},
+        pcap::{PcapHeader, PcapWriter},
     };
     use std::io::Write;
 
-    // Safety: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach the agent at {} (is `lb run` running? are you root?)",
-            socket.display()
-        )
-    })?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
     let body = serde_json::to_string(req)?;
-    write!(
-        s,
-        "POST /v1/capture HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    s.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let mut r = io::BufReader::new(Interruptible(s));
-    // The head, a line at a time.
-    let mut status = String::new();
-    io::BufRead::read_line(&mut r, &mut status)?;
-    loop {
-        let mut line = String::new();
-        if io::BufRead::read_line(&mut r, &mut line)? == 0 || line == "\r\n" {
-            break;
-        }
+    let resp = api::client::send(socket, "POST", "/v1/capture", Some(&body)).await?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if status != http::StatusCode::OK {
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        return Err(api::client::refusal(status, &bytes));
     }
-    if status.split_whitespace().nth(1) != Some("200") {
-        let mut body = String::new();
-        let _ = r.read_to_string(&mut body);
-        let msg = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{} {body}", status.trim()));
-        anyhow::bail!("{msg}");
-    }
-    let out: Box<dyn Write> = if file.as_os_str() == "-" {
+    let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
         Box::new(io::stdout().lock())
     } else {
         Box::new(
@@ -147,37 +98,63 @@ pub fn client(
         "lb capture: capturing into {} (Ctrl-C stops)",
         file.display()
     );
-    let mut out = out;
     let staging = Staging::default();
     let mut pcap = PcapWriter::with_header(staging.clone(), header)?;
     staging.drain_into(&mut out)?;
     let mut sum = Summary::default();
+    let mut buf = Vec::new();
     loop {
-        let frame = match Frame::read(&mut r) {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            // Cut short by a signal in the middle of a frame.
-            Err(_) if stopped() => break,
-            Err(e) => return Err(e).context("reading the capture stream"),
+        let chunk = tokio::select! {
+            f = body.frame() => f,
+            _ = int.recv() => break,
+            _ = term.recv() => break,
         };
+        match chunk {
+            None => break,
+            Some(Err(e)) => return Err(e).context("reading the capture stream"),
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+        let mut used = 0;
+        while let Some((frame, n)) =
+            Frame::decode(&buf[used..]).context("reading the capture stream")?
+        {
+            used += n;
+            sum.add(frame, &mut pcap)?;
+        }
+        buf.drain(..used);
+        // Whole packets on disk as they come: a stopped capture leaves a valid file.
+        staging.drain_into(&mut out)?;
+    }
+    Ok(sum)
+}
+
+impl Summary {
+    fn add(
+        &mut self,
+        frame: Frame,
+        pcap: &mut pcap_file::pcap::PcapWriter<Staging>,
+    ) -> anyhow::Result<()> {
         match frame {
             Frame::Packet(p) => {
-                pcap.write_packet(&PcapPacket::new(p.ts, p.len, &p.data))?;
-                // Whole packets on disk as they come: a stopped capture leaves a valid file.
-                staging.drain_into(&mut out)?;
-                sum.captured += 1;
+                pcap.write_packet(&pcap_file::pcap::PcapPacket::new(p.ts, p.len, &p.data))?;
+                self.captured += 1;
                 let name = lb_common::Counter::ALL
                     .get(p.counter as usize)
                     .map_or("unknown", |c| c.name());
-                match sum.outcomes.iter_mut().find(|(n, _)| n == name) {
+                match self.outcomes.iter_mut().find(|(n, _)| n == name) {
                     Some((_, c)) => *c += 1,
-                    None => sum.outcomes.push((name.to_string(), 1)),
+                    None => self.outcomes.push((name.to_string(), 1)),
                 }
             }
-            Frame::End { lost, .. } => sum.lost = lost,
+            Frame::End { lost, .. } => self.lost = lost,
+            Frame::Tick => {}
         }
+        Ok(())
     }
-    Ok(sum)
 }
 
 /// What the pcap writer writes into: a buffer the capture drains into the file after every
