@@ -35,6 +35,8 @@ use sync::Agent;
 const NEIGH_CHECK: Duration = Duration::from_secs(5);
 /// How often the agent looks whether the config file changed on disk.
 const FILE_CHECK: Duration = Duration::from_secs(1);
+/// How often the flow table's entries are counted for the metrics (a count reads every slot).
+const FLOW_COUNT: Duration = Duration::from_secs(5);
 /// How often the counters are sampled for the rates `lb stats` shows.
 const RATE_PERIOD: Duration = Duration::from_secs(1);
 
@@ -81,6 +83,32 @@ fn preflight(cfg: &Config, config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit on open files to the hard limit: the usual soft limit of 1,024 is
+/// for programs that do not expect many connections, and health checks, listeners and maps
+/// all take descriptors. Returns the limit now in force.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // Safety: getrlimit and setrlimit with a valid resource and a struct to fill or read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 /// The file's identity for change detection: modification time and length.
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
@@ -95,6 +123,8 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let file = config::load(config_path)?;
     preflight(&file, config_path)?;
+    let nofile = raise_nofile();
+    tracing::debug!(nofile, "open-file limit");
     let changes = state::load_changes(&file.agent.state_dir)?;
     let socket = socket
         .map(Path::to_path_buf)
@@ -163,10 +193,12 @@ pub fn run(
             }
             None => None,
         };
+        let flows_pin = pin_dir.join("maps").join(lb_common::map_names::FLOWS);
+        let flow_counter = tokio::spawn(count_flows(flows_pin.clone(), agent.flow_entries.clone()));
         let control = std::sync::Arc::new(api::endpoints::Control {
             inbox,
             capture: Some(capture_ring),
-            flows_pin: Some(pin_dir.join("maps").join(lb_common::map_names::FLOWS)),
+            flows_pin: Some(flows_pin),
         });
         let server = tokio::spawn(api::server::serve(
             listener,
@@ -263,6 +295,7 @@ pub fn run(
             }
         }
         server.abort();
+        flow_counter.abort();
         if let Some(w) = watcher {
             w.abort();
         }
@@ -283,6 +316,22 @@ pub fn run(
         tracing::info!(pin_dir = %pin_dir.display(), "agent stopped; the data path keeps forwarding (`lb detach` removes it)");
         Ok(())
     })
+}
+
+/// Counts the pinned flow table's entries every [`FLOW_COUNT`] on a blocking thread, for the
+/// metrics.
+async fn count_flows(pin: std::path::PathBuf, into: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let mut tick = tokio::time::interval(FLOW_COUNT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let pin = pin.clone();
+        match tokio::task::spawn_blocking(move || crate::dataplane::count_flows(&pin)).await {
+            Ok(Ok(n)) => into.store(n, std::sync::atomic::Ordering::Relaxed),
+            Ok(Err(e)) => tracing::warn!(error = %e, "counting the flow table"),
+            Err(e) => tracing::warn!(error = %e, "counting the flow table"),
+        }
+    }
 }
 
 /// Reloads the config file; an invalid one is refused and the running state stays.
@@ -311,6 +360,7 @@ fn reload(agent: &mut Agent, why: &str) {
             }
             agent.reload_error = None;
             agent.reloads += 1;
+            agent.last_reload = SystemTime::now();
             match agent.sync(None) {
                 Ok(()) => tracing::info!(reason = why, "config reloaded"),
                 Err(e) => {

@@ -1,5 +1,9 @@
 //! Health checks: one tokio task per backend. `rise` passes in a row bring a backend up,
 //! `fall` failures in a row take it down; only a change of state is reported.
+//!
+//! A probe that fails for a reason of this host (no file descriptors, no buffers, no route
+//! from here) says nothing about the backend: it is a local fault, counted and reported as
+//! such, and neither a pass nor a failure of the backend.
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -18,7 +22,7 @@ use crate::{
     metrics::HealthTimes,
 };
 
-/// A backend's health changed.
+/// A backend's health, or its checker's local fault, changed.
 #[derive(Debug, Clone)]
 pub struct Report {
     pub vip: String,
@@ -26,19 +30,64 @@ pub struct Report {
     pub up: bool,
     /// Why the last probe failed (when down).
     pub error: Option<String>,
+    /// Why probes cannot run from this host now (EMFILE, ENOBUFS, no route), if they cannot.
+    pub local_fault: Option<String>,
+}
+
+/// Why a probe failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The cause is this host's, not the backend's.
+    pub local: bool,
+    pub message: String,
+}
+
+impl Failure {
+    fn remote(message: String) -> Failure {
+        Failure {
+            local: false,
+            message,
+        }
+    }
+
+    /// From an I/O error: local where the error is this host's own.
+    fn io(what: String, e: &std::io::Error) -> Failure {
+        Failure {
+            local: is_local(e),
+            message: format!("{what}: {e}"),
+        }
+    }
+}
+
+/// Errors that say this host cannot make the probe, not that the backend failed it. (A
+/// connect answered EHOSTUNREACH is the backend's: the kernel says so when its neighbour
+/// does not answer.)
+pub fn is_local(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::ENETUNREACH
+                | libc::EADDRNOTAVAIL
+                | libc::EAFNOSUPPORT
+        )
+    )
 }
 
 /// One probe: `Ok` if healthy, else why not.
-pub async fn probe(h: &Health, target: SocketAddr) -> Result<(), String> {
+pub async fn probe(h: &Health, target: SocketAddr) -> Result<(), Failure> {
     let connect = timeout(h.timeout, TcpStream::connect(target));
     let mut s = match connect.await {
         Err(_) => {
-            return Err(format!(
+            return Err(Failure::remote(format!(
                 "connect to {target}: timed out after {:?}",
                 h.timeout
-            ));
+            )));
         }
-        Ok(Err(e)) => return Err(format!("connect to {target}: {e}")),
+        Ok(Err(e)) => return Err(Failure::io(format!("connect to {target}"), &e)),
         Ok(Ok(s)) => s,
     };
     if h.kind != HealthKind::Http {
@@ -63,18 +112,26 @@ pub async fn probe(h: &Health, target: SocketAddr) -> Result<(), String> {
         Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
     };
     let head = match timeout(h.timeout, exchange).await {
-        Err(_) => return Err(format!("GET {}: no answer within {:?}", h.path, h.timeout)),
-        Ok(Err(e)) => return Err(format!("GET {}: {e}", h.path)),
+        Err(_) => {
+            return Err(Failure::remote(format!(
+                "GET {}: no answer within {:?}",
+                h.path, h.timeout
+            )));
+        }
+        Ok(Err(e)) => return Err(Failure::io(format!("GET {}", h.path), &e)),
         Ok(Ok(head)) => head,
     };
     let status: Option<u16> = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
     match status {
         Some(st) if st == h.expect_status => Ok(()),
-        Some(st) => Err(format!(
+        Some(st) => Err(Failure::remote(format!(
             "GET {}: status {st}, expected {}",
             h.path, h.expect_status
-        )),
-        None => Err(format!("GET {}: not an HTTP answer", h.path)),
+        ))),
+        None => Err(Failure::remote(format!(
+            "GET {}: not an HTTP answer",
+            h.path
+        ))),
     }
 }
 
@@ -83,47 +140,85 @@ pub fn spawn(
     vip: String,
     target: SocketAddr,
     h: Health,
-    mut up: bool,
+    up: bool,
     tx: UnboundedSender<Report>,
     times: HealthTimes,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let (mut passes, mut fails) = (0u32, 0u32);
+        let mut tally = Tally::new(up);
         let mut tick = tokio::time::interval(h.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let started = Instant::now();
             let result = probe(&h, target).await;
-            times.observe(&vip, target.ip(), result.is_ok(), started.elapsed());
-            match result {
-                Ok(()) => {
-                    (passes, fails) = (passes + 1, 0);
-                    if !up && passes >= h.rise {
-                        up = true;
-                        let _ = tx.send(Report {
-                            vip: vip.clone(),
-                            target,
-                            up,
-                            error: None,
-                        });
-                    }
-                }
-                Err(e) => {
-                    (passes, fails) = (0, fails + 1);
-                    if up && fails >= h.fall {
-                        up = false;
-                        let _ = tx.send(Report {
-                            vip: vip.clone(),
-                            target,
-                            up,
-                            error: Some(e),
-                        });
-                    }
-                }
+            match &result {
+                Err(f) if f.local => times.local_fault(&vip, target.ip()),
+                r => times.observe(&vip, target.ip(), r.is_ok(), started.elapsed()),
+            }
+            if let Some((up, error, local_fault)) = tally.take(&h, result) {
+                let _ = tx.send(Report {
+                    vip: vip.clone(),
+                    target,
+                    up,
+                    error,
+                    local_fault,
+                });
             }
         }
     })
+}
+
+/// What a checker knows of its backend between probes.
+#[derive(Debug)]
+struct Tally {
+    up: bool,
+    passes: u32,
+    fails: u32,
+    local_fault: Option<String>,
+}
+
+impl Tally {
+    fn new(up: bool) -> Tally {
+        Tally {
+            up,
+            passes: 0,
+            fails: 0,
+            local_fault: None,
+        }
+    }
+
+    /// Counts one probe. A local failure counts neither way. Returns what to report when the
+    /// backend's state or the local fault changed: (up, why down, local fault).
+    fn take(
+        &mut self,
+        h: &Health,
+        result: Result<(), Failure>,
+    ) -> Option<(bool, Option<String>, Option<String>)> {
+        let (was_up, had_fault) = (self.up, self.local_fault.is_some());
+        let mut error = None;
+        match result {
+            Ok(()) => {
+                self.local_fault = None;
+                (self.passes, self.fails) = (self.passes + 1, 0);
+                self.up |= self.passes >= h.rise;
+            }
+            Err(f) if f.local => self.local_fault = Some(f.message),
+            Err(f) => {
+                self.local_fault = None;
+                (self.passes, self.fails) = (0, self.fails + 1);
+                self.up &= self.fails < h.fall;
+                error = Some(f.message);
+            }
+        }
+        (self.up != was_up || self.local_fault.is_some() != had_fault).then(|| {
+            (
+                self.up,
+                if self.up { None } else { error },
+                self.local_fault.clone(),
+            )
+        })
+    }
 }
 
 /// The check period after which a backend that stopped answering is down: `interval × fall`
@@ -173,48 +268,69 @@ mod tests {
         http.path = "/ok".into();
         assert_eq!(probe(&http, addr).await, Ok(()));
         http.path = "/sick".into();
+        let sick = probe(&http, addr).await.unwrap_err();
         assert!(
-            probe(&http, addr)
-                .await
-                .unwrap_err()
-                .contains("status 503, expected 200")
+            sick.message.contains("status 503, expected 200"),
+            "{sick:?}"
         );
+        assert!(!sick.local);
         // Nobody listening.
         let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert!(
-            probe(&cfg(HealthKind::Tcp), closed)
-                .await
-                .unwrap_err()
-                .contains("connect")
-        );
+        let refused = probe(&cfg(HealthKind::Tcp), closed).await.unwrap_err();
+        assert!(refused.message.contains("connect"), "{refused:?}");
+        assert!(!refused.local, "a refused connection is the backend's");
     }
 
-    #[tokio::test]
-    async fn fall_then_rise_report_once_each() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l); // nothing listens: the backend falls
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let times = HealthTimes::default();
-        let task = spawn(
-            "web".into(),
-            addr,
-            cfg(HealthKind::Tcp),
-            true,
-            tx,
-            times.clone(),
-        );
-        let down = timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(!down.up && down.error.is_some(), "{down:?}");
-        let _l = std::net::TcpListener::bind(addr).unwrap(); // it comes back
-        let up = timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(up.up && up.error.is_none(), "{up:?}");
-        task.abort();
+    #[test]
+    fn exhaustion_and_no_route_here_are_local_faults() {
+        for (errno, local) in [
+            (libc::EMFILE, true),
+            (libc::ENFILE, true),
+            (libc::ENOBUFS, true),
+            (libc::ENETUNREACH, true),
+            (libc::ECONNREFUSED, false),
+            (libc::EHOSTUNREACH, false),
+            (libc::ETIMEDOUT, false),
+            (libc::ECONNRESET, false),
+        ] {
+            let e = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(is_local(&e), local, "{e}");
+        }
+    }
+
+    /// Local faults count neither as passes nor as failures, however many: the backend keeps
+    /// its state, and the fault is reported when it starts and when it clears.
+    #[test]
+    fn local_faults_never_move_a_backend() {
+        let h = Health {
+            rise: 2,
+            fall: 2,
+            ..Health::default()
+        };
+        let local = || {
+            Err(Failure {
+                local: true,
+                message: "connect: Too many open files (os error 24)".into(),
+            })
+        };
+        let remote = || Err(Failure::remote("connect: refused".into()));
+        let mut t = Tally::new(true);
+        let fault = t.take(&h, local()).expect("the fault is reported");
+        assert!(fault.0, "a local fault keeps the backend up");
+        assert!(fault.2.unwrap().contains("Too many open files"));
+        for _ in 0..100 {
+            assert_eq!(t.take(&h, local()), None, "{t:?}");
+        }
+        assert!(t.up, "{t:?}");
+        // One real failure after the fault: the fault clears; the backend is still up (fall 2).
+        assert_eq!(t.take(&h, remote()), Some((true, None, None)));
+        // A local fault between two real failures does not reset their count, nor add to it.
+        assert!(t.take(&h, local()).is_some());
+        let down = t.take(&h, remote()).expect("down after fall failures");
+        assert_eq!(down, (false, Some("connect: refused".into()), None));
+        // Coming back takes rise passes; local faults in between do not count as passes.
+        assert!(t.take(&h, Ok(())).is_none());
+        assert!(t.take(&h, local()).is_some());
+        assert_eq!(t.take(&h, Ok(())), Some((true, None, None)));
     }
 }

@@ -11,12 +11,11 @@ use prometheus_client::{
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
-        info::Info,
     },
     registry::Registry,
 };
 
-use crate::{stats::Outcome, stats::VipStats};
+use crate::{api::server::ListenerStats, stats::Outcome, stats::VipStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
@@ -28,31 +27,60 @@ struct CheckLabels {
 
 type Histograms = Family<CheckLabels, Histogram, fn() -> Histogram>;
 
-/// How long health checks take, per VIP, backend and result: shared by the checker tasks
-/// (which observe) and the scrapes (which read). Buckets from 100 µs to ~3.3 s.
+/// How long health checks take, per VIP, backend and result, and how many could not run for a
+/// local reason: shared by the checker tasks (which observe) and the scrapes (which read).
+/// Buckets from 100 µs to ~3.3 s.
 #[derive(Clone)]
-pub struct HealthTimes(Histograms);
+pub struct HealthTimes {
+    times: Histograms,
+    local_faults: Family<BackendLabels, Counter>,
+}
 
 impl Default for HealthTimes {
     fn default() -> Self {
-        HealthTimes(Family::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
-        }))
+        HealthTimes {
+            times: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
+            local_faults: Default::default(),
+        }
     }
 }
 
 impl HealthTimes {
     pub fn observe(&self, vip: &str, backend: IpAddr, ok: bool, took: Duration) {
-        self.0
+        self.times
             .get_or_create(&check_labels(vip, backend, ok))
             .observe(took.as_secs_f64());
+    }
+
+    /// A probe that could not run for a reason of this host.
+    pub fn local_fault(&self, vip: &str, backend: IpAddr) {
+        self.local_faults
+            .get_or_create(&backend_labels(vip, backend))
+            .inc();
+    }
+
+    /// Probes of a backend that could not run for a reason of this host.
+    pub fn local_faults(&self, vip: &str, backend: IpAddr) -> u64 {
+        self.local_faults
+            .get_or_create(&backend_labels(vip, backend))
+            .get()
     }
 
     /// Drops a backend's series (its checker stopped).
     pub fn forget(&self, vip: &str, backend: IpAddr) {
         for ok in [true, false] {
-            self.0.remove(&check_labels(vip, backend, ok));
+            self.times.remove(&check_labels(vip, backend, ok));
         }
+        self.local_faults.remove(&backend_labels(vip, backend));
+    }
+}
+
+fn backend_labels(vip: &str, backend: IpAddr) -> BackendLabels {
+    BackendLabels {
+        vip: vip.into(),
+        backend: backend.to_string(),
     }
 }
 
@@ -71,10 +99,16 @@ pub struct Snapshot<'a> {
     pub health_times: &'a HealthTimes,
     pub flows_inserted: u64,
     pub flow_hits: u64,
-    pub ring_rebuilds: u64,
+    /// The flow table's entries as last counted (a background count, not one per scrape).
+    pub flow_entries: Option<u64>,
+    pub flow_capacity: u64,
     pub ring_builds: u64,
+    pub ring_writes: u64,
     pub reloads: u64,
     pub reload_failures: u64,
+    /// When the configuration was last loaded successfully (at start or by a reload).
+    pub last_reload: std::time::SystemTime,
+    pub listeners: [(&'a str, &'a ListenerStats); 2],
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +136,18 @@ struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    listener: String,
+    /// accepted, evicted (idle, closed for a new one) or refused (all busy).
     result: String,
 }
 
@@ -171,10 +217,10 @@ impl Format {
 pub fn to_text(openmetrics: &str) -> String {
     let mut kinds = std::collections::HashMap::new();
     for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if let Some((name, kind)) = rest.split_once(' ') {
-                kinds.insert(name.to_string(), kind.to_string());
-            }
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            kinds.insert(name.to_string(), kind.to_string());
         }
     }
     let renamed = |name: &str| -> (String, String) {
@@ -211,13 +257,15 @@ pub fn to_text(openmetrics: &str) -> String {
 /// The OpenMetrics text exposition, as prometheus-client writes it.
 pub fn render(s: &Snapshot) -> String {
     let mut r = Registry::default();
-    r.register(
-        "lb_build",
-        "lb's build",
-        Info::new(BuildLabels {
+    // A gauge of 1 rather than an OpenMetrics info family, as Prometheus's own
+    // `prometheus_build_info`: the 0.0.4 grammar (and promtool's linter) has no info type.
+    let build = Family::<BuildLabels, Gauge>::default();
+    build
+        .get_or_create(&BuildLabels {
             version: env!("CARGO_PKG_VERSION").into(),
-        }),
-    );
+        })
+        .set(1);
+    r.register("lb_build_info", "lb's build (always 1)", build);
     let vip = |v: &VipStats| VipLabels {
         vip: v.name.clone(),
         address: v.address.clone(),
@@ -284,7 +332,12 @@ pub fn render(s: &Snapshot) -> String {
     r.register(
         "lb_health_check_duration_seconds",
         "How long health checks took, by result",
-        s.health_times.0.clone(),
+        s.health_times.times.clone(),
+    );
+    r.register(
+        "lb_health_check_local_faults",
+        "Health checks that could not run for a reason of this host (file descriptors, buffers, no route from here): the backend's state is kept",
+        s.health_times.local_faults.clone(),
     );
     counters(
         &mut r,
@@ -345,15 +398,15 @@ pub fn render(s: &Snapshot) -> String {
         &mut r,
     );
     one(
-        "lb_ring_rebuilds",
-        "Maglev rings written to the data path",
-        s.ring_rebuilds,
+        "lb_ring_builds",
+        "Maglev rings built: a VIP's backends, weights, health or ring size changed",
+        s.ring_builds,
         &mut r,
     );
     one(
-        "lb_ring_builds",
-        "Maglev rings built: a VIP's backends, weights, health or ring size changed (a ring built the same as the live one is not written)",
-        s.ring_builds,
+        "lb_ring_writes",
+        "Maglev rings written to the data path (a ring built the same as the live one is not written)",
+        s.ring_writes,
         &mut r,
     );
     counters(
@@ -375,10 +428,121 @@ pub fn render(s: &Snapshot) -> String {
             ),
         ],
     );
+    agent_gauges(&mut r, s);
+    listeners(&mut r, s);
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &r);
     out
+}
+
+fn gauge(r: &mut Registry, name: &str, help: &str, v: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(v);
+    r.register(name, help, g);
+}
+
+/// What operators look for at a glance: live backends per VIP, the flow table's fill, when the
+/// configuration was last loaded.
+fn agent_gauges(r: &mut Registry, s: &Snapshot) {
+    let live = Family::<VipNameLabels, Gauge>::default();
+    let configured = Family::<VipNameLabels, Gauge>::default();
+    for v in s.vips {
+        let l = VipNameLabels {
+            vip: v.name.clone(),
+        };
+        live.get_or_create(&l)
+            .set(v.backends.iter().filter(|b| b.in_ring).count() as i64);
+        configured.get_or_create(&l).set(v.backends.len() as i64);
+    }
+    r.register(
+        "lb_vip_backends_live",
+        "Backends in the VIP's ring (up and not drained); 0 means the VIP drops new flows",
+        live,
+    );
+    r.register(
+        "lb_vip_backends",
+        "Backends configured for the VIP",
+        configured,
+    );
+    if let Some(n) = s.flow_entries {
+        gauge(
+            r,
+            "lb_flow_table_entries",
+            "Entries in the flow table, as last counted (every few seconds, off the scrape)",
+            n as i64,
+        );
+    }
+    gauge(
+        r,
+        "lb_flow_table_capacity",
+        "Slots in the flow table",
+        s.flow_capacity as i64,
+    );
+    let loaded = s
+        .last_reload
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    g.set(loaded.as_secs_f64());
+    r.register(
+        "lb_config_last_reload_success_timestamp_seconds",
+        "When the configuration was last loaded successfully (at start or by a reload), Unix time",
+        g,
+    );
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VipNameLabels {
+    vip: String,
+}
+
+/// The control socket's and the metrics port's connections.
+fn listeners(r: &mut Registry, s: &Snapshot) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let label = |name: &str| ListenerLabels {
+        listener: name.into(),
+    };
+    let conns = s.listeners.iter().flat_map(|(name, l)| {
+        [
+            ("accepted", &l.accepted),
+            ("evicted", &l.evicted),
+            ("refused", &l.refused),
+        ]
+        .map(|(result, c)| {
+            (
+                ConnectionLabels {
+                    listener: (*name).into(),
+                    result: result.into(),
+                },
+                c.load(Relaxed),
+            )
+        })
+    });
+    counters(
+        r,
+        "lb_api_connections",
+        "Connections to the agent's listeners: accepted; evicted (idle, closed to make room); refused (every connection busy)",
+        conns,
+    );
+    counters(
+        r,
+        "lb_api_accept_errors",
+        "Failed accepts (file descriptors or buffers exhausted); the listener backs off",
+        s.listeners
+            .iter()
+            .map(|(name, l)| (label(name), l.accept_errors.load(Relaxed))),
+    );
+    let open = Family::<ListenerLabels, Gauge>::default();
+    for (name, l) in &s.listeners {
+        open.get_or_create(&label(name))
+            .set(l.open.load(Relaxed) as i64);
+    }
+    r.register(
+        "lb_api_connections_open",
+        "Connections open on the agent's listeners",
+        open,
+    );
 }
 
 #[cfg(test)]
@@ -421,25 +585,44 @@ mod tests {
         let b: IpAddr = "198.18.0.11".parse().unwrap();
         times.observe("web", b, true, Duration::from_millis(3));
         times.observe("web", b, false, Duration::from_secs(1));
-        let text = render(&Snapshot {
+        times.local_fault("web", b);
+        let control = ListenerStats::default();
+        control
+            .evicted
+            .store(7, std::sync::atomic::Ordering::Relaxed);
+        let metrics = ListenerStats::default();
+        let snapshot = |times| Snapshot {
             outcomes: &outcomes,
             vips: &vips,
-            health_times: &times,
+            health_times: times,
             flows_inserted: 4,
             flow_hits: 6,
-            ring_rebuilds: 2,
+            flow_entries: Some(5),
+            flow_capacity: 1024,
             ring_builds: 3,
+            ring_writes: 2,
             reloads: 1,
             reload_failures: 0,
-        });
+            last_reload: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            listeners: [("control", &control), ("metrics", &metrics)],
+        };
+        let text = render(&snapshot(&times));
         for line in [
             "lb_vip_packets_total{vip=\"web\",address=\"198.19.0.100:80\",protocol=\"tcp\"} 10",
             "lb_backend_bytes_total{vip=\"web\",backend=\"198.18.0.11\"} 640",
             "lb_dropped_packets_total{reason=\"no_backend\"} 3",
             "lb_outcome_packets_total{outcome=\"drop_no_backend\"} 3",
             "lb_flow_hits_total 6",
-            "lb_ring_rebuilds_total 2",
+            "lb_ring_writes_total 2",
             "lb_ring_builds_total 3",
+            "lb_vip_backends_live{vip=\"web\"} 0",
+            "lb_vip_backends{vip=\"web\"} 1",
+            "lb_flow_table_entries 5",
+            "lb_flow_table_capacity 1024",
+            "lb_config_last_reload_success_timestamp_seconds 1700000000",
+            "lb_api_connections_total{listener=\"control\",result=\"evicted\"} 7",
+            "lb_api_connections_open{listener=\"metrics\"} 0",
+            "lb_health_check_local_faults_total{vip=\"web\",backend=\"198.18.0.11\"} 1",
             "lb_config_reloads_total{result=\"applied\"} 1",
             "lb_build_info{version=",
             "lb_backend_new_flows_total{vip=\"web\",backend=\"198.18.0.11\"} 2",
@@ -451,17 +634,40 @@ mod tests {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
         times.forget("web", b);
-        let text = render(&Snapshot {
-            outcomes: &outcomes,
-            vips: &vips,
-            health_times: &times,
-            flows_inserted: 4,
-            flow_hits: 6,
-            ring_rebuilds: 2,
-            ring_builds: 3,
-            reloads: 1,
-            reload_failures: 0,
-        });
+        let text = render(&snapshot(&times));
         assert!(!text.contains("result=\"ok\""), "{text}");
+    }
+
+    #[test]
+    fn the_text_format_names_counter_and_info_families_as_their_samples() {
+        let om = "# HELP lb_build lb's \\\"build\\\"\n# TYPE lb_build info\nlb_build_info{version=\"1\"} 1\n\
+                  # HELP lb_x Xs.\n# TYPE lb_x counter\n# UNIT lb_x bytes\nlb_x_total 3\n\
+                  # HELP lb_g G.\n# TYPE lb_g gauge\nlb_g 2\n# EOF\n";
+        assert_eq!(
+            to_text(om),
+            "# HELP lb_build_info lb's \"build\"\n# TYPE lb_build_info gauge\nlb_build_info{version=\"1\"} 1\n\
+             # HELP lb_x_total Xs.\n# TYPE lb_x_total counter\nlb_x_total 3\n\
+             # HELP lb_g G.\n# TYPE lb_g gauge\nlb_g 2\n"
+        );
+    }
+
+    #[test]
+    fn negotiation_follows_the_scrapers_accept_header() {
+        // What Prometheus 2.x sends.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, want) in [
+            (prometheus, Format::OpenMetrics),
+            ("text/plain;version=0.0.4", Format::Text),
+            ("", Format::Text),
+            ("*/*", Format::Text),
+            ("application/openmetrics-text", Format::OpenMetrics),
+            ("application/openmetrics-text;q=0", Format::Text),
+            (
+                "text/plain;q=0.9,application/openmetrics-text;q=0.5",
+                Format::Text,
+            ),
+        ] {
+            assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+        }
     }
 }

@@ -10,6 +10,9 @@ pub struct BackendStatus {
     /// `up`, `down`, or `unchecked` (health kind none: always taken as up).
     pub health: String,
     pub last_error: Option<String>,
+    /// Why its health checks cannot run from this host now (its state is kept meanwhile).
+    #[serde(default)]
+    pub local_fault: Option<String>,
     /// Whether the ring sends new flows to it (up, not draining, weight above 0).
     pub in_ring: bool,
 }
@@ -145,6 +148,9 @@ pub fn render_backends(bs: &[BackendStatus]) -> String {
         out += &format!("  {:<28} w={:<5} {:<16}", b.address, b.weight, state);
         if let Some(e) = &b.last_error {
             out += &format!(" last error: {e}");
+        }
+        if let Some(f) = &b.local_fault {
+            out += &format!(" !!! LOCAL FAULT, checks cannot run from this host (state kept): {f}");
         }
         out += "\n";
     }

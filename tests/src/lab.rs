@@ -163,6 +163,18 @@ pub fn start_agent(ns: &Netns, config: &str, tmp: &TempDir) -> (Proc, PathBuf) {
 
 /// [`start_agent`] with more arguments for `lb run`.
 pub fn start_agent_with(ns: &Netns, config: &str, tmp: &TempDir, args: &[&str]) -> (Proc, PathBuf) {
+    start_agent_under(ns, config, tmp, &[], args)
+}
+
+/// [`start_agent_with`], the agent started through `wrapper` (a command that runs the rest of
+/// its arguments, such as `prlimit --nofile=1024:1024`).
+pub fn start_agent_under(
+    ns: &Netns,
+    config: &str,
+    tmp: &TempDir,
+    wrapper: &[&str],
+    args: &[&str],
+) -> (Proc, PathBuf) {
     let cfg = tmp.path("lb.toml");
     // Pins go to the tests' bpf filesystem, and runtime changes to the test's own folder: a
     // change one test makes (a drain) must not be adopted by the next test's agent.
@@ -183,12 +195,13 @@ pub fn start_agent_with(ns: &Netns, config: &str, tmp: &TempDir, args: &[&str]) 
     }
     std::fs::write(&cfg, config).expect("write config");
     let lb = lb_bin();
-    let mut cmd = vec![
+    let mut cmd = wrapper.to_vec();
+    cmd.extend([
         lb.to_str().unwrap(),
         "run",
         "--config",
         cfg.to_str().unwrap(),
-    ];
+    ]);
     cmd.extend_from_slice(args);
     let mut p = ns.spawn(&cmd, tmp.path("agent.log"));
     p.wait_for("lb: ready", Duration::from_secs(30));

@@ -201,7 +201,7 @@ fn stats_and_metrics_count_exactly_the_traffic_sent() {
         value(&scrape, "lb_flows_inserted_total", &[]),
         stats.flows.inserted as f64
     );
-    assert!(value(&scrape, "lb_ring_rebuilds_total", &[]) >= 1.0);
+    assert!(value(&scrape, "lb_ring_writes_total", &[]) >= 1.0);
     assert_eq!(
         value(&scrape, "lb_config_reloads_total", &[("result", "refused")]),
         0.0
@@ -285,7 +285,7 @@ fn json_logs_are_one_object_per_event() {
 }
 
 /// A reload builds the rings of the VIPs it changes and no others: `lb_ring_builds_total`
-/// counts rings built, `lb_ring_rebuilds_total` rings written. A VIP added builds one ring; a
+/// counts rings built, `lb_ring_writes_total` rings written. A VIP added builds one ring; a
 /// weight changed builds that VIP's; a file whose VIPs did not change builds none.
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
@@ -323,7 +323,7 @@ fn a_reload_builds_only_the_rings_it_changes() {
             prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
         (
             value(&scrape, "lb_ring_builds_total", &[]),
-            value(&scrape, "lb_ring_rebuilds_total", &[]),
+            value(&scrape, "lb_ring_writes_total", &[]),
         )
     };
     assert_eq!(counts(), (2.0, 2.0), "one ring per VIP at the start");

@@ -69,6 +69,14 @@ const PACKAGES: &[(&str, &str)] = &[
     // The upgrade test makes an older release's pinned map with it; the e2e bench reads
     // program stats with it.
     ("bpftool", "bpftool"),
+    // A real Prometheus scrapes the agent in the tests; promtool lints the 0.0.4 exposition.
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
+    // The Prometheus project's reference OpenMetrics parser, for the OpenMetrics exposition.
+    (
+        "/usr/lib/python3/dist-packages/prometheus_client/openmetrics/parser.py",
+        "python3-prometheus-client",
+    ),
 ];
 
 fn main() -> std::process::ExitCode {

@@ -55,6 +55,7 @@ impl Agent {
             self.health.entry(k.clone()).or_insert(BackendHealth {
                 up,
                 last_error: None,
+                local_fault: None,
             });
             let task = health::spawn(
                 k.0.clone(),
@@ -81,19 +82,39 @@ impl Agent {
         if self.checkers.get(&k).is_none_or(|c| c.target != r.target) {
             return Ok(()); // from a checker that has since been replaced
         }
-        if r.up {
+        let before = self.health.get(&k).cloned();
+        let moved = before.as_ref().is_none_or(|b| b.up != r.up);
+        let had_fault = before.as_ref().and_then(|b| b.local_fault.as_ref());
+        match (&r.local_fault, had_fault) {
+            (Some(f), None) => tracing::error!(vip = %r.vip, backend = %r.target, error = %f,
+                "health checks cannot run from this host (a local fault): the backend keeps its state"),
+            (None, Some(_)) => {
+                tracing::info!(vip = %r.vip, backend = %r.target, "health checks run again")
+            }
+            _ => {}
+        }
+        if moved && r.up {
             tracing::info!(vip = %r.vip, backend = %r.target, "backend up");
-        } else {
+        } else if moved {
             tracing::warn!(vip = %r.vip, backend = %r.target, error = r.error.as_deref().unwrap_or(""), "backend down");
         }
+        let last_error = match (r.up, r.error) {
+            (false, None) => before.and_then(|b| b.last_error),
+            (_, e) => e,
+        };
         self.health.insert(
             k,
             BackendHealth {
                 up: r.up,
-                last_error: r.error,
+                last_error,
+                local_fault: r.local_fault,
             },
         );
-        self.sync(Some(&r.vip))
+        if moved {
+            self.sync(Some(&r.vip))
+        } else {
+            Ok(())
+        }
     }
 
     /// Stops every health checker (shutdown).

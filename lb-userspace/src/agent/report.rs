@@ -25,6 +25,7 @@ impl Agent {
                     }
                     .into(),
                     last_error: h.and_then(|h| h.last_error.clone()),
+                    local_fault: h.and_then(|h| h.local_fault.clone()),
                     in_ring: up && !b.drain && b.weight > 0,
                 }
             })

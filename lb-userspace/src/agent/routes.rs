@@ -162,21 +162,29 @@ impl Agent {
         })
     }
 
-    /// The Prometheus text exposition (`agent.metrics`). The flow table's entries are not
-    /// counted: its counters are enough, and a count reads every slot of the table.
+    /// The metrics as OpenMetrics text. The flow table's entries are the background count's
+    /// (a count reads every slot of the table).
     pub fn metrics(&self) -> anyhow::Result<String> {
         let (outcomes, vips) = self.traffic()?;
-        let (flows_inserted, flow_hits) = self.dp.flow_counters()?;
+        let flows = self.dp.flow_table_unwalked()?;
+        let entries = self.flow_entries.load(std::sync::atomic::Ordering::Relaxed);
         Ok(crate::metrics::render(&crate::metrics::Snapshot {
             outcomes: &outcomes,
             vips: &vips,
             health_times: &self.health_times,
-            flows_inserted,
-            flow_hits,
-            ring_rebuilds: self.ring_rebuilds,
+            flows_inserted: flows.inserted,
+            flow_hits: flows.hits,
+            flow_entries: (entries != u64::MAX).then_some(entries),
+            flow_capacity: flows.capacity.into(),
             ring_builds: self.ring_builds,
+            ring_writes: self.ring_writes,
             reloads: self.reloads,
             reload_failures: self.reload_failures,
+            last_reload: self.last_reload,
+            listeners: [
+                ("control", &self.listeners.control),
+                ("metrics", &self.listeners.metrics),
+            ],
         }))
     }
 

@@ -29,6 +29,8 @@ use rings::{LiveRing, RingInputs};
 pub struct BackendHealth {
     pub up: bool,
     pub last_error: Option<String>,
+    /// Why its probes cannot run from this host now, if they cannot.
+    pub local_fault: Option<String>,
 }
 
 pub struct Agent {
@@ -42,10 +44,15 @@ pub struct Agent {
     /// Config reloads refused (the file did not validate).
     pub reload_failures: u64,
     /// Rings written to the data path.
-    pub ring_rebuilds: u64,
+    pub ring_writes: u64,
     /// Rings built (some turn out the same as the live one and are not written).
     pub ring_builds: u64,
     pub reload_error: Option<String>,
+    /// When the configuration was last loaded successfully (at start or by a reload).
+    pub last_reload: std::time::SystemTime,
+    /// The flow table's entries as the background count last found them (`u64::MAX`: not
+    /// counted yet).
+    pub flow_entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     vip_ids: HashMap<VipKey, u32>,
     backend_ids: HashMap<(u32, IpAddr), u32>,
     pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
@@ -128,9 +135,11 @@ impl Agent {
             dp,
             reloads: 0,
             reload_failures: 0,
-            ring_rebuilds: 0,
+            ring_writes: 0,
             ring_builds: 0,
             reload_error: None,
+            last_reload: std::time::SystemTime::now(),
+            flow_entries: std::sync::Arc::new(u64::MAX.into()),
             vip_ids: HashMap::new(),
             backend_ids: HashMap::new(),
             health: HashMap::new(),
@@ -187,6 +196,7 @@ impl Agent {
                     BackendHealth {
                         up: b.state & BACKEND_UP != 0,
                         last_error: None,
+                        local_fault: None,
                     },
                 );
             }
@@ -296,6 +306,7 @@ impl Agent {
                     .or_insert(BackendHealth {
                         up,
                         last_error: None,
+                        local_fault: None,
                     });
             }
             let hop = self.resolve(b.address);
@@ -379,7 +390,7 @@ impl Agent {
         self.dp.set_vip(id, key, &ring, vip.fragments)?;
         self.rings.insert(id, LiveRing { ring, inputs });
         self.fingerprints.insert(id, RingPrint::new(members));
-        self.ring_rebuilds += 1;
+        self.ring_writes += 1;
         tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends, "ring rebuilt");
         if in_ring == 0 {
             tracing::error!(vip = %vip.name, "ALL BACKENDS DOWN: packets to this VIP are dropped");
