@@ -21,6 +21,7 @@ use crate::{
 
 mod checkers;
 mod decap;
+mod links;
 mod pins;
 mod report;
 mod routes;
@@ -31,8 +32,8 @@ pub use decap::decap;
 pub use pins::{detach, ensure_bpffs};
 use sync::Agent;
 
-/// How often the agent checks that every backend's next hop is still resolved.
-const NEIGH_CHECK: Duration = Duration::from_secs(5);
+/// How long a starting agent waits for its backends' next hops to resolve.
+const NEIGH_WAIT: Duration = Duration::from_secs(3);
 /// How often the agent looks whether the config file changed on disk.
 const FILE_CHECK: Duration = Duration::from_secs(1);
 /// How often the flow table's entries are counted for the metrics (a count reads every slot).
@@ -164,12 +165,34 @@ pub fn run(
         if adopted > 0 {
             tracing::info!(vips = adopted, pin_dir = %pin_dir.display(), "adopted the pinned data path");
         }
+        let kernel = neigh::Kernel::connect().context("opening a netlink socket")?;
+        let found = resolve_all(&kernel, agent.backend_addresses()).await;
+        agent.set_hops(found.clone());
         agent.sync(None)?;
         let interfaces = agent.effective.agent.interfaces.clone();
+        let mut links = std::collections::HashMap::new();
         for i in &interfaces {
             let mode = agent.dp.attach_pinned(i, agent.effective.agent.xdp_mode, &pin_dir)?;
             tracing::info!(interface = %i, mode, "xdp_lb attached");
+            let link = kernel.link_by_name(i).await?;
+            agent.interfaces.insert(
+                i.clone(),
+                sync::Interface {
+                    ifindex: link.as_ref().map(|l| l.ifindex),
+                    attached: true,
+                    error: None,
+                },
+            );
+            links.insert(i.clone(), link);
         }
+        let (net_tx, mut net) = mpsc::unbounded_channel();
+        let netlink = neigh::watch::spawn(
+            agent.hop_targets.subscribe(),
+            links,
+            found.into_iter().collect(),
+            net_tx,
+        )
+        .context("watching the kernel's routes, neighbours and links")?;
         let listener = api::bind(&socket)?;
         // Last: until here a failure drops the dataplane, which detaches what this run
         // attached. From here the links outlive the agent.
@@ -218,10 +241,8 @@ pub fn run(
             socket.display()
         );
         let mut file_tick = tokio::time::interval(FILE_CHECK);
-        let mut neigh_tick = tokio::time::interval(NEIGH_CHECK);
         let mut rate_tick = tokio::time::interval(RATE_PERIOD);
         let mut stamp = file_stamp(config_path);
-        let (hops_tx, mut hops) = mpsc::unbounded_channel();
         let (disco_tx, mut disco) = mpsc::unbounded_channel();
         let (dns_tx, mut resolved) = mpsc::unbounded_channel();
         let resolver = crate::dns::spawn(
@@ -254,14 +275,13 @@ pub fn run(
                         b.retry();
                     }
                 }
-                _ = neigh_tick.tick() => {
-                    let addrs = agent.backend_addresses();
-                    let tx = hops_tx.clone();
-                    tokio::task::spawn_blocking(move || { let _ = tx.send(keep_resolved(&addrs)); });
-                }
-                Some(fresh) = hops.recv() => {
-                    if let Err(e) = agent.update_hops(fresh) {
-                        tracing::error!(error = %format!("{e:#}"), "applying next-hop changes");
+                Some(ev) = net.recv() => {
+                    let applied = match ev {
+                        neigh::watch::Event::Hops(h) => agent.update_hops(h),
+                        neigh::watch::Event::Links(l) => agent.on_links(l),
+                    };
+                    if let Err(e) = applied {
+                        tracing::error!(error = %format!("{e:#}"), "applying next-hop or link changes");
                     }
                 }
                 Some(r) = reports.recv() => {
@@ -296,6 +316,7 @@ pub fn run(
         }
         server.abort();
         flow_counter.abort();
+        netlink.abort();
         if let Some(w) = watcher {
             w.abort();
         }
@@ -371,17 +392,20 @@ fn reload(agent: &mut Agent, why: &str) {
     }
 }
 
-/// Asks the kernel again for every backend's next hop (re-triggering resolution where it was
-/// lost); the agent rewrites the entries whose hop changed.
-fn keep_resolved(backends: &[IpAddr]) -> Vec<(IpAddr, Option<neigh::NextHop>)> {
-    backends
-        .iter()
-        .map(|&b| match neigh::ensure(b, Duration::ZERO) {
-            Ok(h) => (b, Some(h)),
-            Err(e) => {
-                tracing::warn!(backend = %b, error = %e, "next hop unresolved");
-                (b, None)
-            }
-        })
-        .collect()
+/// Every backend's next hop, asked in parallel, each waiting up to [`NEIGH_WAIT`] for the
+/// kernel to resolve it (a starting agent, before it serves anything).
+async fn resolve_all(
+    kernel: &neigh::Kernel,
+    backends: std::collections::BTreeSet<IpAddr>,
+) -> Vec<(IpAddr, Result<neigh::NextHop, String>)> {
+    let asks = backends.into_iter().map(|b| async move {
+        (
+            b,
+            kernel
+                .resolve_within(b, NEIGH_WAIT)
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    });
+    futures_util::future::join_all(asks).await
 }

@@ -109,6 +109,8 @@ pub struct Snapshot<'a> {
     /// When the configuration was last loaded successfully (at start or by a reload).
     pub last_reload: std::time::SystemTime,
     pub listeners: [(&'a str, &'a ListenerStats); 2],
+    /// Each configured interface and whether the balancer is attached to it.
+    pub interfaces: Vec<(String, bool)>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -479,6 +481,19 @@ fn agent_gauges(r: &mut Registry, s: &Snapshot) {
         "Slots in the flow table",
         s.flow_capacity as i64,
     );
+    let attached = Family::<InterfaceLabels, Gauge>::default();
+    for (name, on) in &s.interfaces {
+        attached
+            .get_or_create(&InterfaceLabels {
+                interface: name.clone(),
+            })
+            .set(i64::from(*on));
+    }
+    r.register(
+        "lb_interface_attached",
+        "1 while xdp_lb is attached to the interface; 0 while the interface is gone (or attaching failed)",
+        attached,
+    );
     let loaded = s
         .last_reload
         .duration_since(std::time::UNIX_EPOCH)
@@ -490,6 +505,11 @@ fn agent_gauges(r: &mut Registry, s: &Snapshot) {
         "When the configuration was last loaded successfully (at start or by a reload), Unix time",
         g,
     );
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabels {
+    interface: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -605,6 +625,7 @@ mod tests {
             reload_failures: 0,
             last_reload: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             listeners: [("control", &control), ("metrics", &metrics)],
+            interfaces: vec![("eth0".into(), true), ("eth1".into(), false)],
         };
         let text = render(&snapshot(&times));
         for line in [
@@ -622,6 +643,7 @@ mod tests {
             "lb_config_last_reload_success_timestamp_seconds 1700000000",
             "lb_api_connections_total{listener=\"control\",result=\"evicted\"} 7",
             "lb_api_connections_open{listener=\"metrics\"} 0",
+            "lb_interface_attached{interface=\"eth1\"} 0",
             "lb_health_check_local_faults_total{vip=\"web\",backend=\"198.18.0.11\"} 1",
             "lb_config_reloads_total{result=\"applied\"} 1",
             "lb_build_info{version=",

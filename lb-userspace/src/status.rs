@@ -13,6 +13,10 @@ pub struct BackendStatus {
     /// Why its health checks cannot run from this host now (its state is kept meanwhile).
     #[serde(default)]
     pub local_fault: Option<String>,
+    /// The MAC of its next hop as the data path has it (`None`: not resolved, or not out of
+    /// an attached interface; the program then asks the kernel per packet).
+    #[serde(default)]
+    pub next_hop: Option<String>,
     /// Whether the ring sends new flows to it (up, not draining, weight above 0).
     pub in_ring: bool,
 }
@@ -39,6 +43,9 @@ pub struct Status {
     pub instance: String,
     pub config: String,
     pub interfaces: Vec<String>,
+    /// Each interface of `interfaces`: whether it exists and the balancer is attached to it.
+    #[serde(default)]
+    pub links: Vec<LinkStatus>,
     pub reloads: u64,
     /// Why the last reload of the config file was refused, if it was.
     pub reload_error: Option<String>,
@@ -57,6 +64,16 @@ pub struct Status {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LinkStatus {
+    pub name: String,
+    /// Its index, while it exists.
+    pub ifindex: Option<u32>,
+    pub attached: bool,
+    /// Why attaching to it again failed, if it did.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BgpStatus {
     pub announced: Vec<String>,
     pub error: Option<String>,
@@ -71,6 +88,23 @@ pub fn render(s: &Status) -> String {
         s.config,
         s.reloads
     );
+    for l in s.links.iter().filter(|l| !l.attached) {
+        match (&l.ifindex, &l.error) {
+            (None, _) => {
+                out += &format!(
+                    "INTERFACE {} GONE: the balancer is detached there until it returns\n",
+                    l.name
+                )
+            }
+            (Some(_), e) => {
+                out += &format!(
+                    "INTERFACE {} NOT ATTACHED: {}\n",
+                    l.name,
+                    e.as_deref().unwrap_or("-")
+                )
+            }
+        }
+    }
     if let Some(e) = &s.reload_error {
         out += &format!("CONFIG RELOAD REFUSED (running on the previous config): {e}\n");
     }

@@ -430,3 +430,119 @@ fn slow_and_malformed_requests_are_cut_off_or_refused() {
     // The agent still answers.
     assert!(!lab::status(&sock).vips.is_empty());
 }
+
+/// `lb status` through the API (no process to start: the timing is the agent's).
+fn api_status(sock: &Path) -> lb::status::Status {
+    serde_json::from_str(&lb::api::get(sock, "/v1/status").expect("status")).unwrap()
+}
+
+/// A backend's neighbour changes its MAC: the kernel's event reaches the backend's entry
+/// at once (no polling), and traffic follows.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_neighbour_that_changes_its_mac_is_followed_at_once() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("mac");
+    let sock = tmp.path("lb.sock");
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, true, &tmp, |i| format!("be{i}"));
+    let (_agent, _) = lab::start_agent(&topo.lb, &lab::dns_config(&sock), &tmp);
+    let old = topo.backends[0].sh("cat /sys/class/net/eth0/address");
+    let hop_of = |s: &lb::status::Status| s.vips[0].backends[0].next_hop.clone();
+    assert_eq!(hop_of(&api_status(&sock)).as_deref(), Some(old.trim()));
+
+    // The backend's NIC is replaced: a new MAC, which the balancer's kernel learns.
+    let new = "02:00:00:00:aa:01";
+    topo.backends[0].sh(&format!("ip link set eth0 address {new}"));
+    let t = Instant::now();
+    topo.lb.sh(&format!(
+        "ip neigh replace {} dev eth0 lladdr {new}",
+        BACKENDS4[0]
+    ));
+    let took = lab::wait_for(
+        Duration::from_secs(1),
+        "the entry to follow the MAC",
+        || hop_of(&api_status(&sock)).as_deref() == Some(new),
+    );
+    eprintln!(
+        "next hop followed in {took:?} ({:?} since the change)",
+        t.elapsed()
+    );
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    let t = traffic::udp_requests(&topo.client, vip, 60);
+    assert_eq!(t.ok(), 60, "{t:?}");
+    assert!(t.by_server.get("be0").copied().unwrap_or(0) > 0, "{t:?}");
+}
+
+/// The attached interface is deleted under traffic and made again with the same name,
+/// address and MAC: status says detached within a second, traffic flows again within two
+/// seconds of its return, and established connections keep their backends (the flow table
+/// and the maps outlived the interface).
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn an_interface_that_returns_gets_the_balancer_back() {
+    let mut topo = OneArm::new();
+    let tmp = TempDir::new("relink");
+    let sock = tmp.path("lb.sock");
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| format!("be{i}"));
+    let cfg = web_config(&sock, "127.0.0.1:9119").replace("kind = \"tcp\"", "kind = \"none\"");
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let mut long = traffic::LongLived::open(&topo.client, vip, 20);
+    let mac = topo.lb.sh("cat /sys/class/net/eth0/address");
+    let attached = |s: &lb::status::Status| s.links.iter().all(|l| l.attached);
+    assert!(attached(&api_status(&sock)));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = traffic::background_connects(&topo.client, vip, stop.clone());
+    topo.lb.sh("ip link del eth0");
+    let took = lab::wait_for(Duration::from_secs(1), "status to say detached", || {
+        let s = api_status(&sock);
+        !attached(&s) && s.links[0].ifindex.is_none()
+    });
+    eprintln!("detached reported in {took:?}");
+    let (_, body) = topo.lb.run(|| scrape("127.0.0.1:9119", "text/plain"));
+    assert!(
+        body.contains("lb_interface_attached{interface=\"eth0\"} 0"),
+        "{body}"
+    );
+
+    // The same interface again: a new device (and index) with the old name, address and MAC.
+    topo.lab
+        .plug(&topo.lb, "eth0", "br0", &["198.18.0.2/24", "fd00:18::2/64"]);
+    let back = Instant::now();
+    topo.lb
+        .sh(&format!("ip link set eth0 address {}", mac.trim()));
+    let took = lab::wait_for(
+        Duration::from_secs(2),
+        "traffic through the VIP again",
+        || {
+            attached(&api_status(&sock))
+                && traffic::tcp_connects(&topo.client, vip, 5)
+                    .failed
+                    .is_empty()
+        },
+    );
+    eprintln!("traffic flows {took:?} after the interface returned");
+    assert!(
+        back.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        back.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = background.join().unwrap();
+    assert!(during.ok() > 0, "{during:?}");
+    let moved = long.exchange();
+    assert!(
+        moved.is_empty(),
+        "established connections moved or broke: {moved:?}"
+    );
+    let s = api_status(&sock);
+    assert!(
+        s.links[0].ifindex.is_some() && s.links[0].error.is_none(),
+        "{:?}",
+        s.links
+    );
+    // Only the balancer moved packets: the kernel's forward chain dropped none.
+    assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
+}

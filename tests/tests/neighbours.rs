@@ -29,7 +29,7 @@ fn next_hops_are_resolved_managed_and_re_resolved() {
             .run(|| neigh::ensure(ip, Duration::from_secs(5)))
             .expect(backend);
         assert_eq!(
-            (hop.dev.as_str(), hop.hop, hop.lladdr.as_str()),
+            (hop.dev.as_str(), hop.hop, hop.lladdr.to_string().as_str()),
             ("eth0", ip, "02:00:00:00:00:11")
         );
         let table = a.sh(&format!("ip neigh show to {backend}"));
@@ -39,7 +39,7 @@ fn next_hops_are_resolved_managed_and_re_resolved() {
         let hop = a
             .run(|| neigh::ensure(ip, Duration::from_secs(5)))
             .expect(backend);
-        assert_eq!(hop.lladdr, "02:00:00:00:00:11");
+        assert_eq!(hop.lladdr.to_string(), "02:00:00:00:00:11");
     }
 }
 

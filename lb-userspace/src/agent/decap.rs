@@ -1,7 +1,7 @@
 //! `lb decap`: the backend side of IP-in-IP, for hosts whose kernel has no tunnel module.
 use std::net::IpAddr;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use lb_common::program_names;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -53,25 +53,15 @@ pub fn decap(interface: &str, mode: config::XdpMode, extra: &[IpAddr]) -> anyhow
     Ok(())
 }
 
-/// The addresses of an interface (iproute2's JSON).
+/// The addresses of an interface, from the kernel over rtnetlink.
 fn interface_addresses(interface: &str) -> anyhow::Result<Vec<IpAddr>> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "addr", "show", "dev", interface])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "ip addr show dev {interface}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let mut addrs = Vec::new();
-    for link in v.as_array().into_iter().flatten() {
-        for a in link["addr_info"].as_array().into_iter().flatten() {
-            if let Some(ip) = a["local"].as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
-                addrs.push(ip);
-            }
-        }
-    }
-    Ok(addrs)
+    let ifindex =
+        nix_ifindex(interface).with_context(|| format!("no interface named {interface:?}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let kernel = crate::neigh::Kernel::connect()?;
+        Ok(kernel.addresses(ifindex).await?)
+    })
 }

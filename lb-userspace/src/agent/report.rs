@@ -26,6 +26,9 @@ impl Agent {
                     .into(),
                     last_error: h.and_then(|h| h.last_error.clone()),
                     local_fault: h.and_then(|h| h.local_fault.clone()),
+                    next_hop: self
+                        .cached_hop(b.address)
+                        .map(|h| crate::neigh::Mac(h.dmac).to_string()),
                     in_ring: up && !b.drain && b.weight > 0,
                 }
             })
@@ -54,6 +57,16 @@ impl Agent {
             instance: self.effective.agent.instance.clone(),
             config: self.config_path.display().to_string(),
             interfaces: self.effective.agent.interfaces.clone(),
+            links: self
+                .interfaces
+                .iter()
+                .map(|(name, i)| crate::status::LinkStatus {
+                    name: name.clone(),
+                    ifindex: i.ifindex,
+                    attached: i.attached,
+                    error: i.error.clone(),
+                })
+                .collect(),
             reloads: self.reloads,
             reload_error: self.reload_error.clone(),
             skipped_changes: self.skipped.clone(),

@@ -185,6 +185,11 @@ impl Agent {
                 ("control", &self.listeners.control),
                 ("metrics", &self.listeners.metrics),
             ],
+            interfaces: self
+                .interfaces
+                .iter()
+                .map(|(n, i)| (n.clone(), i.attached))
+                .collect(),
         }))
     }
 

@@ -62,6 +62,10 @@ pub struct Agent {
     pub(super) rings: HashMap<u32, LiveRing>,
     /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
     hops: HashMap<IpAddr, Option<NextHop>>,
+    /// The backends whose next hops the netlink watcher follows.
+    pub hop_targets: tokio::sync::watch::Sender<std::collections::BTreeSet<IpAddr>>,
+    /// The interfaces of `agent.interfaces`: present, and whether xdp_lb is attached there.
+    pub interfaces: std::collections::BTreeMap<String, Interface>,
     pub(super) reports: UnboundedSender<Report>,
     /// Until the first sync is done, new backends start up (a starting agent must not drop
     /// traffic while it waits for `rise` checks); after it, backends added at runtime start
@@ -90,6 +94,16 @@ pub struct Agent {
     pub dns_resolved: crate::dns::Resolved,
     /// Resolved addresses that could not be added, and why.
     pub dns_skipped: Vec<String>,
+}
+
+/// One of the interfaces the balancer attaches to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interface {
+    /// Its index while it exists.
+    pub ifindex: Option<u32>,
+    pub attached: bool,
+    /// Why attaching again failed, if it did.
+    pub error: Option<String>,
 }
 
 /// The control socket's and the metrics port's counters.
@@ -146,6 +160,8 @@ impl Agent {
             checkers: HashMap::new(),
             rings: HashMap::new(),
             hops: HashMap::new(),
+            hop_targets: tokio::sync::watch::channel(Default::default()).0,
+            interfaces: Default::default(),
             reports,
             started: false,
             rates: Default::default(),
@@ -234,6 +250,7 @@ impl Agent {
             self.sync_vip(vip)?;
         }
         self.sync_checkers();
+        self.publish_backends();
         self.started = true;
         self.announce();
         Ok(())

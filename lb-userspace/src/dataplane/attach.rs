@@ -124,6 +124,34 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Attaches again to an interface that went away and came back under the same name. The
+    /// old device took its attachment with it (its link, pinned or not, is defunct): that link
+    /// is forgotten and unpinned, a fresh one made and pinned. The maps are untouched, so the
+    /// flow table and every backend entry carry on.
+    pub fn reattach(
+        &mut self,
+        interface: &str,
+        mode: ConfigMode,
+        pin_dir: &Path,
+    ) -> Result<&'static str> {
+        self.pinned.retain(|i| i != interface);
+        self.links.retain(|(i, _)| i != interface);
+        let pin = pin_dir.join("links").join(interface);
+        match std::fs::remove_file(&pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(DataplaneError::Limit(format!(
+                    "removing the defunct link {}: {e}",
+                    pin.display()
+                )));
+            }
+        }
+        let used = self.attach(interface, mode)?;
+        self.pin_links(pin_dir)?;
+        Ok(used)
+    }
+
     /// Interfaces attached so far.
     pub fn attached(&self) -> impl Iterator<Item = &str> {
         self.links
