@@ -17,6 +17,7 @@ use crate::{
 pub mod client;
 pub mod endpoints;
 pub mod server;
+mod session;
 
 pub use client::{get, request};
 pub use server::bind;

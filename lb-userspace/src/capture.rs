@@ -1,31 +1,20 @@
 //! `lb capture`: packets copied by the data path into a BPF ring buffer, streamed by the agent
-//! to the CLI, written by the CLI into a pcap file.
+//! to the CLI (`api::session`), written by the CLI into a pcap file (`cli::capture`). This
+//! module holds what both sides share: the request, the stream's frames, the ring's records.
 //!
 //! The CLI sends `POST /v1/capture` with a [`Request`]; the agent answers `200` and then a
 //! stream of frames until the count is reached or the CLI hangs up: each frame is a kind and a
-//! length (u32, little endian) and that many bytes: a packet (its header, then its bytes) or,
-//! last, the end (packets captured and lost). Only one capture runs at a time. The program
+//! length (u32, little endian) and that many bytes: a packet (its header, then its bytes), a
+//! tick (nothing captured for a while; it lets the agent notice a CLI that hung up) or, last,
+//! the end (packets captured and lost). Only one capture runs at a time. The program
 //! the agent runs has no capture hook: for the session, the same program with the hook takes
 //! its place on every interface (an atomic link update), and gives it back after.
 use std::{io, sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use bytes::Bytes;
-use http::Response;
 use lb_common::{CAPTURE_MAX, CaptureHeader};
 use serde::{Deserialize, Serialize};
-use tokio::{
-    io::unix::AsyncFd,
-    sync::{Mutex, mpsc},
-};
-
-use crate::api::{
-    Answer, Command, Inbox,
-    server::{Body, refuse},
-};
-
-mod client;
-pub use client::{Summary, client};
+use tokio::{io::unix::AsyncFd, sync::Mutex};
 
 /// What to capture.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -172,7 +161,7 @@ pub fn from_record(rec: &[u8], clock_offset_ns: i128) -> Option<Packet> {
     })
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
+pub fn clock_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -193,114 +182,6 @@ pub fn shared(ring: RingBuf<MapData>) -> io::Result<SharedRing> {
             .map_err(io::Error::from)?
     };
     Ok(Arc::new(Mutex::new(fd)))
-}
-
-/// How often a session with nothing to send sends a [`Frame::Tick`]: a CLI that hung up is
-/// noticed on the write that fails, so within this time.
-const TICK: Duration = Duration::from_millis(250);
-
-/// A streamed response body: what the session task sends.
-struct Stream(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for Stream {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
-    }
-}
-
-/// `POST /v1/capture`: starts a session (the hook in, through the control loop) and answers
-/// with its stream, which a task feeds until the count is reached or the CLI hangs up.
-pub async fn session(req: Request, inbox: Inbox, ring: SharedRing) -> Response<Body> {
-    // A session that just ended may still be switching the hook off: wait a moment for it.
-    let Ok(mut ring) = tokio::time::timeout(Duration::from_secs(1), ring.lock_owned()).await else {
-        return refuse(409, "a capture is already running");
-    };
-    // Records a previous session left behind (it stopped at its count) are not this one's.
-    while ring.get_mut().next().is_some() {}
-    let lost_before = match inbox.ask(Command::CaptureStart(req.clone())).await {
-        Ok(Answer::CaptureStarted { lost }) => lost,
-        Ok(_) => 0,
-        Err(e) => return refuse(e.status, &e.message),
-    };
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(feed(req, inbox, ring, tx, lost_before));
-    let mut resp = Response::new(http_body_util::BodyExt::boxed(Stream(rx)));
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/octet-stream"),
-    );
-    resp
-}
-
-/// Copies the ring buffer's records into the session's stream until the count is reached or
-/// the stream's reader is gone, then takes the hook out and sends the end.
-async fn feed(
-    req: Request,
-    inbox: Inbox,
-    mut ring: tokio::sync::OwnedMutexGuard<AsyncFd<RingBuf<MapData>>>,
-    tx: mpsc::Sender<Bytes>,
-    lost_before: u64,
-) {
-    let offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
-    let mut captured = 0u64;
-    let limit = req.count.unwrap_or(u64::MAX);
-    let mut tick = tokio::time::interval(TICK);
-    let mut ok = true;
-    while ok && captured < limit {
-        tokio::select! {
-            guard = ring.readable_mut() => {
-                // An error here must still end in the stop below (the hooked program out).
-                let Ok(mut guard) = guard else {
-                    ok = false;
-                    continue;
-                };
-                let mut out = Vec::new();
-                let mut drained = true;
-                while captured < limit {
-                    let Some(rec) = guard.get_inner_mut().next() else {
-                        break;
-                    };
-                    if let Some(p) = from_record(&rec, offset) {
-                        Frame::Packet(p).encode(&mut out);
-                        captured += 1;
-                    }
-                    drained = false;
-                }
-                if captured < limit || drained {
-                    guard.clear_ready();
-                }
-                if !out.is_empty() {
-                    ok = tx.send(out.into()).await.is_ok();
-                }
-            }
-            _ = tick.tick() => {
-                let mut out = Vec::new();
-                Frame::Tick.encode(&mut out);
-                ok = tx.send(out.into()).await.is_ok();
-            }
-        }
-    }
-    let lost_after = match inbox.ask(Command::CaptureStop).await {
-        Ok(Answer::CaptureStarted { lost }) => lost,
-        _ => lost_before,
-    };
-    if ok {
-        let mut out = Vec::new();
-        Frame::End {
-            captured,
-            lost: lost_after.saturating_sub(lost_before),
-        }
-        .encode(&mut out);
-        let _ = tx.send(out.into()).await;
-    }
 }
 
 #[cfg(test)]

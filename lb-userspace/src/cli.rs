@@ -3,6 +3,7 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod capture;
 mod manage;
 
 use crate::{
@@ -306,7 +307,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 snaplen,
             };
             eprintln!("lb capture: writing to {} (Ctrl-C stops)", file.display());
-            crate::capture::client(&socket, &req, &file).map(|sum| eprintln!("lb capture: {sum}"))
+            capture::client(&socket, &req, &file).map(|sum| eprintln!("lb capture: {sum}"))
         }
         Command::Status { json, socket } => api::get(&socket, "/v1/status")
             .and_then(|body| print_as::<status::Status>(json, &body, status::render)),

@@ -15,7 +15,19 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{api::server::ListenerStats, stats::Outcome, stats::VipStats};
+use crate::{stats::Outcome, stats::VipStats};
+
+/// A listener's connection counters at the time of a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenerCounts {
+    pub accepted: u64,
+    /// Idle connections closed to make room for a new one.
+    pub evicted: u64,
+    /// New connections closed at once because every connection was busy.
+    pub refused: u64,
+    pub accept_errors: u64,
+    pub open: u64,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
@@ -108,7 +120,7 @@ pub struct Snapshot<'a> {
     pub reload_failures: u64,
     /// When the configuration was last loaded successfully (at start or by a reload).
     pub last_reload: std::time::SystemTime,
-    pub listeners: [(&'a str, &'a ListenerStats); 2],
+    pub listeners: [(&'a str, ListenerCounts); 2],
     /// Each configured interface and whether the balancer is attached to it.
     pub interfaces: Vec<(String, bool)>,
 }
@@ -519,23 +531,22 @@ struct VipNameLabels {
 
 /// The control socket's and the metrics port's connections.
 fn listeners(r: &mut Registry, s: &Snapshot) {
-    use std::sync::atomic::Ordering::Relaxed;
     let label = |name: &str| ListenerLabels {
         listener: name.into(),
     };
     let conns = s.listeners.iter().flat_map(|(name, l)| {
         [
-            ("accepted", &l.accepted),
-            ("evicted", &l.evicted),
-            ("refused", &l.refused),
+            ("accepted", l.accepted),
+            ("evicted", l.evicted),
+            ("refused", l.refused),
         ]
-        .map(|(result, c)| {
+        .map(|(result, n)| {
             (
                 ConnectionLabels {
                     listener: (*name).into(),
                     result: result.into(),
                 },
-                c.load(Relaxed),
+                n,
             )
         })
     });
@@ -551,12 +562,11 @@ fn listeners(r: &mut Registry, s: &Snapshot) {
         "Failed accepts (file descriptors or buffers exhausted); the listener backs off",
         s.listeners
             .iter()
-            .map(|(name, l)| (label(name), l.accept_errors.load(Relaxed))),
+            .map(|(name, l)| (label(name), l.accept_errors)),
     );
     let open = Family::<ListenerLabels, Gauge>::default();
     for (name, l) in &s.listeners {
-        open.get_or_create(&label(name))
-            .set(l.open.load(Relaxed) as i64);
+        open.get_or_create(&label(name)).set(l.open as i64);
     }
     r.register(
         "lb_api_connections_open",
@@ -606,11 +616,11 @@ mod tests {
         times.observe("web", b, true, Duration::from_millis(3));
         times.observe("web", b, false, Duration::from_secs(1));
         times.local_fault("web", b);
-        let control = ListenerStats::default();
-        control
-            .evicted
-            .store(7, std::sync::atomic::Ordering::Relaxed);
-        let metrics = ListenerStats::default();
+        let control = ListenerCounts {
+            evicted: 7,
+            ..Default::default()
+        };
+        let metrics = ListenerCounts::default();
         let snapshot = |times| Snapshot {
             outcomes: &outcomes,
             vips: &vips,
@@ -624,7 +634,7 @@ mod tests {
             reloads: 1,
             reload_failures: 0,
             last_reload: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            listeners: [("control", &control), ("metrics", &metrics)],
+            listeners: [("control", control), ("metrics", metrics)],
             interfaces: vec![("eth0".into(), true), ("eth1".into(), false)],
         };
         let text = render(&snapshot(&times));

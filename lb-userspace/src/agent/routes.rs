@@ -182,8 +182,8 @@ impl Agent {
             reload_failures: self.reload_failures,
             last_reload: self.last_reload,
             listeners: [
-                ("control", &self.listeners.control),
-                ("metrics", &self.listeners.metrics),
+                ("control", self.listeners.control.counts()),
+                ("metrics", self.listeners.metrics.counts()),
             ],
             interfaces: self
                 .interfaces

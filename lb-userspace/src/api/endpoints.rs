@@ -35,7 +35,7 @@ pub async fn control(ctx: Arc<Control>, parts: Parts, body: Bytes) -> Response<B
             respond_with(answer, ctx.flows_pin.clone()).await
         }
         Route::Capture(req) => match &ctx.capture {
-            Some(ring) => capture::session(req, ctx.inbox.clone(), ring.clone()).await,
+            Some(ring) => super::session::session(req, ctx.inbox.clone(), ring.clone()).await,
             None => refuse(404, "this agent has no capture ring"),
         },
     }

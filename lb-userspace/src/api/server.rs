@@ -99,6 +99,20 @@ pub fn bind(path: &std::path::Path) -> anyhow::Result<UnixListener> {
     Ok(l)
 }
 
+impl ListenerStats {
+    /// The counters as they are now, for a scrape.
+    pub fn counts(&self) -> crate::metrics::ListenerCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::metrics::ListenerCounts {
+            accepted: get(&self.accepted),
+            evicted: get(&self.evicted),
+            refused: get(&self.refused),
+            accept_errors: get(&self.accept_errors),
+            open: get(&self.open),
+        }
+    }
+}
+
 /// Something connections come from.
 pub trait Listener: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;

@@ -6,8 +6,10 @@ use http_body_util::BodyExt;
 use lb_common::CAPTURE_MAX;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{Frame, Request};
-use crate::api;
+use crate::{
+    api,
+    capture::{Frame, Request},
+};
 
 /// What a capture got.
 #[derive(Debug, Default)]

@@ -1,0 +1,89 @@
+//! The agent's modules form no import cycle: each owns its concern, and the edges (api,
+//! capture, cli) sit on top of the core rather than in a circle with it.
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The top-level modules `text` names: `crate::x` paths and the names of `use crate::{...}`.
+fn uses(text: &str) -> BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("crate::") {
+        let rest = &text[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // Names at the group's own depth, each after `{` or `,`.
+            let (mut depth, mut start) = (1, true);
+            for (j, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 1 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 1 => start = true,
+                    c if c.is_whitespace() => {}
+                    _ if start && depth == 1 => {
+                        out.insert(ident(&group[j..]));
+                        start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            out.insert(ident(rest));
+        }
+    }
+    out
+}
+
+#[test]
+fn modules_import_each_other_in_no_cycle() {
+    let src = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(src).unwrap().to_string_lossy().into_owned();
+            let module = rel.split('/').next().unwrap().trim_end_matches(".rs");
+            if matches!(module, "lib" | "main" | "layering") || !rel.ends_with(".rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            // Tests may reach anywhere.
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            let deps = uses(code)
+                .into_iter()
+                .filter(|m| m != module && !m.is_empty());
+            graph.entry(module.to_string()).or_default().extend(deps);
+        }
+    }
+    assert!(graph.len() > 15, "{graph:?}");
+    assert!(graph["agent"].contains("api"), "{graph:?}");
+    // A module reaches itself through others: a cycle.
+    for start in graph.keys() {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
+        while let Some((m, path)) = stack.pop() {
+            for d in graph.get(&m).into_iter().flatten() {
+                assert!(d != start, "import cycle: {} -> {d}", path.join(" -> "));
+                if seen.insert(d.clone()) {
+                    let mut p = path.clone();
+                    p.push(d.clone());
+                    stack.push((d.clone(), p));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn names_in_use_groups_are_found() {
+    let text = "use crate::{\n    api::{Answer, Command},\n    capture,\n    state::{self, Change},\n};\nlet x = crate::metrics::render(s);";
+    let got: Vec<String> = uses(text).into_iter().collect();
+    assert_eq!(got, ["api", "capture", "metrics", "state"]);
+}
