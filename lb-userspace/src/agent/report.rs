@@ -67,8 +67,8 @@ impl Agent {
                     error: i.error.clone(),
                 })
                 .collect(),
-            reloads: self.reloads,
-            reload_error: self.reload_error.clone(),
+            reloads: self.reloads.applied,
+            reload_error: self.reloads.error.clone(),
             skipped_changes: self.skipped.clone(),
             vips: self
                 .effective

@@ -178,9 +178,9 @@ impl Agent {
             flow_capacity: flows.capacity.into(),
             ring_builds: self.ring_builds,
             ring_writes: self.ring_writes,
-            reloads: self.reloads,
-            reload_failures: self.reload_failures,
-            last_reload: self.last_reload,
+            reloads: self.reloads.applied,
+            reload_failures: self.reloads.refused,
+            last_reload: self.reloads.last_ok,
             listeners: [
                 ("control", self.listeners.control.counts()),
                 ("metrics", self.listeners.metrics.counts()),

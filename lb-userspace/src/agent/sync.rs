@@ -40,16 +40,12 @@ pub struct Agent {
     pub effective: Config,
     pub skipped: Vec<String>,
     pub dp: Dataplane,
-    pub reloads: u64,
-    /// Config reloads refused (the file did not validate).
-    pub reload_failures: u64,
+    /// Config reloads: applied, refused, the last refusal and the last success.
+    pub reloads: super::reload::Reloads,
     /// Rings written to the data path.
     pub ring_writes: u64,
     /// Rings built (some turn out the same as the live one and are not written).
     pub ring_builds: u64,
-    pub reload_error: Option<String>,
-    /// When the configuration was last loaded successfully (at start or by a reload).
-    pub last_reload: std::time::SystemTime,
     /// The flow table's entries as the background count last found them (`u64::MAX`: not
     /// counted yet).
     pub flow_entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -147,12 +143,9 @@ impl Agent {
             effective,
             skipped,
             dp,
-            reloads: 0,
-            reload_failures: 0,
+            reloads: Default::default(),
             ring_writes: 0,
             ring_builds: 0,
-            reload_error: None,
-            last_reload: std::time::SystemTime::now(),
             flow_entries: std::sync::Arc::new(u64::MAX.into()),
             vip_ids: HashMap::new(),
             backend_ids: HashMap::new(),
