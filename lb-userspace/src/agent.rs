@@ -12,6 +12,7 @@ use crate::{
 
 mod checkers;
 mod decap;
+mod ids;
 mod lifecycle;
 mod links;
 mod pins;

@@ -39,13 +39,7 @@ impl Agent {
             address: v.address.to_string(),
             protocol: v.protocol.to_string(),
             ring_size: v.ring_size,
-            ring_fingerprint: self.ids(v).and_then(|(id, _)| {
-                Some(
-                    self.fingerprints
-                        .get(&id)?
-                        .print(&self.rings.get(&id)?.ring),
-                )
-            }),
+            ring_fingerprint: self.ids(v).and_then(|(id, _)| self.rings.fingerprint(id)),
             live,
             all_down: live == 0,
             backends,

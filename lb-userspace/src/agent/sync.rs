@@ -7,22 +7,22 @@ use std::{
     path::PathBuf,
 };
 
-use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, NO_BACKEND, NextHop, VipKey};
+use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, NextHop, VipKey};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     config::{Config, HealthKind, Vip},
     dataplane::{self, Dataplane, ServedVip},
     health::Report,
-    maglev,
     state::Change,
 };
 
 mod hops;
 mod rings;
 
-pub(super) use rings::RingPrint;
-use rings::{LiveRing, RingInputs};
+use super::ids::Given;
+
+use rings::{RingInputs, Rings};
 
 /// Health of one backend as the checks last saw it.
 #[derive(Debug, Clone)]
@@ -42,20 +42,15 @@ pub struct Agent {
     pub dp: Dataplane,
     /// Config reloads: applied, refused, the last refusal and the last success.
     pub reloads: super::reload::Reloads,
-    /// Rings written to the data path.
-    pub ring_writes: u64,
-    /// Rings built (some turn out the same as the live one and are not written).
-    pub ring_builds: u64,
     /// The flow table's entries as the background count last found them (`u64::MAX`: not
     /// counted yet).
     pub flow_entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    vip_ids: HashMap<VipKey, u32>,
-    backend_ids: HashMap<(u32, IpAddr), u32>,
+    /// The ids VIPs and backends have in the maps.
+    ids: super::ids::Ids,
     pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
     pub(super) checkers: HashMap<(String, IpAddr), super::checkers::Checker>,
-    /// Each VIP's live ring as last written, and what it was built from, so that an
-    /// unchanged one is neither built nor written again.
-    pub(super) rings: HashMap<u32, LiveRing>,
+    /// Each VIP's live ring, what it was built from, and how many were built and written.
+    pub(super) rings: Rings,
     /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
     hops: HashMap<IpAddr, Option<NextHop>>,
     /// The backends whose next hops the netlink watcher follows.
@@ -67,8 +62,6 @@ pub struct Agent {
     /// traffic while it waits for `rise` checks); after it, backends added at runtime start
     /// down and come up after `rise` passes.
     pub(super) started: bool,
-    /// Each VIP's ring fingerprint (by VIP id), for comparing balancers.
-    pub(super) fingerprints: HashMap<u32, RingPrint>,
     /// Rates of the last second, for `lb stats`.
     pub(super) rates: crate::stats::Rates,
     /// Health-check durations, observed by the checkers, read by metric scrapes.
@@ -113,11 +106,6 @@ fn key_of(v: &Vip) -> VipKey {
     dataplane::vip_key(v.address.ip(), v.address.port(), v.protocol.number())
 }
 
-fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Option<u32> {
-    let used: HashSet<u32> = used.collect();
-    (0..max).find(|i| !used.contains(i))
-}
-
 impl Agent {
     pub fn new(
         config_path: PathBuf,
@@ -144,21 +132,17 @@ impl Agent {
             skipped,
             dp,
             reloads: Default::default(),
-            ring_writes: 0,
-            ring_builds: 0,
             flow_entries: std::sync::Arc::new(u64::MAX.into()),
-            vip_ids: HashMap::new(),
-            backend_ids: HashMap::new(),
+            ids: Default::default(),
             health: HashMap::new(),
             checkers: HashMap::new(),
-            rings: HashMap::new(),
+            rings: Default::default(),
             hops: HashMap::new(),
             hop_targets: tokio::sync::watch::channel(Default::default()).0,
             interfaces: Default::default(),
             reports,
             started: false,
             rates: Default::default(),
-            fingerprints: HashMap::new(),
             health_times: Default::default(),
             capture: None,
             bgp,
@@ -187,7 +171,7 @@ impl Agent {
             .collect();
         let mut by_id: HashMap<u32, String> = HashMap::new();
         for (key, v) in &vips {
-            self.vip_ids.insert(*key, v.id);
+            self.ids.adopt_vip(*key, v.id);
             if let Some(n) = names.get(key) {
                 by_id.insert(v.id, n.clone());
             }
@@ -198,7 +182,7 @@ impl Agent {
                 lb_common::FAMILY_V4 => IpAddr::from([b.addr[0], b.addr[1], b.addr[2], b.addr[3]]),
                 _ => IpAddr::from(b.addr),
             };
-            self.backend_ids.insert((b.vip_id, addr), *id);
+            self.ids.adopt_backend(b.vip_id, addr, *id);
             if let Some(name) = by_id.get(&b.vip_id) {
                 self.health.insert(
                     (name.clone(), addr),
@@ -251,27 +235,12 @@ impl Agent {
 
     fn remove_stale_vips(&mut self) -> anyhow::Result<()> {
         let wanted: HashSet<VipKey> = self.effective.vips.iter().map(key_of).collect();
-        let stale: Vec<(VipKey, u32)> = self
-            .vip_ids
-            .iter()
-            .filter(|(k, _)| !wanted.contains(k))
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        for (key, id) in stale {
+        for (key, id) in self.ids.vips_not_in(&wanted) {
             self.dp.remove_vip(&key)?;
-            let gone: Vec<((u32, IpAddr), u32)> = self
-                .backend_ids
-                .iter()
-                .filter(|((v, _), _)| *v == id)
-                .map(|(k, b)| (*k, *b))
-                .collect();
-            for (k, bid) in gone {
+            for bid in self.ids.free_vip(&key) {
                 self.dp.clear_backend(bid)?;
-                self.backend_ids.remove(&k);
             }
-            self.rings.remove(&id);
-            self.fingerprints.remove(&id);
-            self.vip_ids.remove(&key);
+            self.rings.remove(id);
             tracing::info!(vip_id = id, "VIP removed");
         }
         Ok(())
@@ -279,16 +248,14 @@ impl Agent {
 
     fn sync_vip(&mut self, vip: &Vip) -> anyhow::Result<()> {
         let key = key_of(vip);
-        let id = match self.vip_ids.get(&key) {
-            Some(id) => *id,
-            None => {
-                let id = lowest_free(self.vip_ids.values().copied(), MAX_VIPS)
-                    .ok_or_else(|| anyhow::anyhow!("out of VIP ids"))?;
+        let id = match self.ids.give_vip(key, MAX_VIPS) {
+            Some(Given::Kept(id)) => id,
+            Some(Given::New(id)) => {
                 // A reused id must not carry a former VIP's traffic.
                 self.dp.reset_vip_counters(id)?;
-                self.vip_ids.insert(key, id);
                 id
             }
+            None => anyhow::bail!("out of VIP ids"),
         };
         let udp_idle_s = vip.udp_idle.as_secs() as u32;
         let served = ServedVip {
@@ -299,15 +266,13 @@ impl Agent {
         // Backends: stable ids per (VIP, address), so flows recorded for one stay valid.
         let mut ids = Vec::new();
         for b in &vip.backends {
-            let bid = match self.backend_ids.get(&(id, b.address)) {
-                Some(bid) => *bid,
-                None => {
-                    let bid = lowest_free(self.backend_ids.values().copied(), MAX_BACKENDS)
-                        .ok_or_else(|| anyhow::anyhow!("out of backend ids"))?;
+            let bid = match self.ids.give_backend(id, b.address, MAX_BACKENDS) {
+                Some(Given::Kept(bid)) => bid,
+                Some(Given::New(bid)) => {
                     self.dp.reset_backend_counters(bid)?;
-                    self.backend_ids.insert((id, b.address), bid);
                     bid
                 }
+                None => anyhow::bail!("out of backend ids"),
             };
             if vip.health.kind != HealthKind::None {
                 let up = !self.started;
@@ -326,15 +291,8 @@ impl Agent {
             ids.push(bid);
         }
         let present: HashSet<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
-        let gone: Vec<((u32, IpAddr), u32)> = self
-            .backend_ids
-            .iter()
-            .filter(|((v, a), _)| *v == id && !present.contains(a))
-            .map(|(k, b)| (*k, *b))
-            .collect();
-        for (k, bid) in gone {
+        for bid in self.ids.free_backends(id, |a| !present.contains(&a)) {
             self.dp.clear_backend(bid)?;
-            self.backend_ids.remove(&k);
         }
         // The ring: up, not draining, weight > 0 (maglev skips weight 0).
         let eligible: Vec<(IpAddr, u32)> = vip
@@ -357,50 +315,12 @@ impl Agent {
             ids,
             fragments: vip.fragments,
         };
-        // The same inputs build the same ring: a VIP that nothing touched (a reload or a next
-        // hop that changed another VIP) is not built again, which with many VIPs is most of
-        // what a full sync would cost (a ring of 65537 slots takes about a millisecond).
-        if self.rings.get(&id).is_some_and(|l| l.inputs == inputs) {
+        let Some(pending) = self.rings.build(id, inputs) else {
             return Ok(());
-        }
-        let picks = maglev::build(&inputs.eligible, inputs.size);
-        self.ring_builds += 1;
-        let ring: Vec<u32> = picks
-            .iter()
-            .map(|&i| inputs.ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
-            .collect();
-        // The fingerprint is hashed when first asked for, not here (hashing every slot costs
-        // about half as much as building the ring, and a change waits for this), from the
-        // live ring and these ids' addresses.
-        let members: Vec<(u32, IpAddr)> = inputs
-            .ids
-            .iter()
-            .copied()
-            .zip(inputs.eligible.iter().map(|e| e.0))
-            .collect();
-        let in_ring = inputs.eligible.iter().filter(|e| e.1 > 0).count();
-        let backends = inputs.ids.len();
-        // An unchanged ring is not written again (the backends' entries above carry
-        // everything else, the UDP idle time included).
-        if let Some(live) = self.rings.get_mut(&id)
-            && live.ring == ring
-            && live.inputs.fragments == inputs.fragments
-        {
-            live.inputs = inputs;
-            // The same ids, perhaps for other addresses (an id freed and taken again).
-            if self
-                .fingerprints
-                .get(&id)
-                .is_none_or(|f| f.members != members)
-            {
-                self.fingerprints.insert(id, RingPrint::new(members));
-            }
-            return Ok(());
-        }
-        self.dp.set_vip(id, key, &ring, vip.fragments)?;
-        self.rings.insert(id, LiveRing { ring, inputs });
-        self.fingerprints.insert(id, RingPrint::new(members));
-        self.ring_writes += 1;
+        };
+        self.dp.set_vip(id, key, &pending.ring, vip.fragments)?;
+        let (in_ring, backends) = pending.live();
+        self.rings.commit(id, pending);
         tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends, "ring rebuilt");
         if in_ring == 0 {
             tracing::error!(vip = %vip.name, "ALL BACKENDS DOWN: packets to this VIP are dropped");
@@ -410,12 +330,12 @@ impl Agent {
 
     /// Ids of a VIP and its backends, for the counters.
     pub fn ids(&self, vip: &Vip) -> Option<(u32, Vec<Option<u32>>)> {
-        let id = *self.vip_ids.get(&key_of(vip))?;
+        let id = self.ids.vip(&key_of(vip))?;
         Some((
             id,
             vip.backends
                 .iter()
-                .map(|b| self.backend_ids.get(&(id, b.address)).copied())
+                .map(|b| self.ids.backend(id, b.address))
                 .collect(),
         ))
     }
