@@ -1,29 +1,178 @@
-//! The health checkers: one task per checked backend, started, restarted and stopped to match
-//! the effective config; their reports rebuild the affected VIP's ring.
+//! The health checks: one checker task per checked backend, started, restarted and stopped to
+//! match the effective config, and each backend's health as its checker last reported it. A
+//! report that moves a backend rebuilds its VIP's ring.
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
 };
 
-use tokio::task::JoinHandle;
+use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle};
 
 use crate::{
     config::{Health, HealthKind},
     health::{self, Report},
+    metrics::HealthTimes,
 };
 
-use super::sync::{Agent, BackendHealth};
+use super::sync::Agent;
 
-pub(super) struct Checker {
-    pub(super) health: Health,
-    pub(super) target: SocketAddr,
-    pub(super) task: JoinHandle<()>,
+/// A backend of a VIP (by name).
+type Key = (String, IpAddr);
+
+/// Health of one backend as the checks last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendHealth {
+    pub up: bool,
+    pub last_error: Option<String>,
+    /// Why its probes cannot run from this host now, if they cannot.
+    pub local_fault: Option<String>,
+}
+
+impl BackendHealth {
+    fn new(up: bool) -> Self {
+        BackendHealth {
+            up,
+            last_error: None,
+            local_fault: None,
+        }
+    }
+}
+
+struct Checker {
+    health: Health,
+    target: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+/// Every checked backend's health and checker.
+pub struct Checks {
+    states: HashMap<Key, BackendHealth>,
+    running: HashMap<Key, Checker>,
+    reports: UnboundedSender<Report>,
+    /// Probe durations and local faults, observed by the checkers, read by metric scrapes.
+    pub times: HealthTimes,
+}
+
+impl Checks {
+    pub fn new(reports: UnboundedSender<Report>) -> Self {
+        Checks {
+            states: HashMap::new(),
+            running: HashMap::new(),
+            reports,
+            times: HealthTimes::default(),
+        }
+    }
+
+    pub fn get(&self, vip: &str, addr: IpAddr) -> Option<&BackendHealth> {
+        self.states.get(&(vip.to_string(), addr))
+    }
+
+    /// Takes a backend's state as the data path had it (a restart changes nothing).
+    pub fn adopt(&mut self, vip: &str, addr: IpAddr, up: bool) {
+        self.states
+            .insert((vip.to_string(), addr), BackendHealth::new(up));
+    }
+
+    /// A checked backend starts `up` unless it has a state already.
+    pub fn ensure(&mut self, vip: &str, addr: IpAddr, up: bool) {
+        self.states
+            .entry((vip.to_string(), addr))
+            .or_insert(BackendHealth::new(up));
+    }
+
+    /// Starts, restarts and stops checkers to match `wanted`; a new checker starts from the
+    /// backend's state, or from `new_up` for a backend that has none.
+    fn sync(&mut self, wanted: HashMap<Key, (Health, SocketAddr)>, new_up: bool) {
+        let times = &self.times;
+        self.running.retain(|k, c| {
+            let keep = wanted
+                .get(k)
+                .is_some_and(|(h, t)| *h == c.health && *t == c.target);
+            if !keep {
+                c.task.abort();
+                times.forget(&k.0, k.1);
+            }
+            keep
+        });
+        self.states.retain(|k, _| wanted.contains_key(k));
+        for (k, (health, target)) in wanted {
+            if self.running.contains_key(&k) {
+                continue;
+            }
+            let up = self
+                .states
+                .entry(k.clone())
+                .or_insert(BackendHealth::new(new_up))
+                .up;
+            let task = health::spawn(
+                k.0.clone(),
+                target,
+                health.clone(),
+                up,
+                self.reports.clone(),
+                self.times.clone(),
+            );
+            let c = Checker {
+                health,
+                target,
+                task,
+            };
+            self.running.insert(k, c);
+        }
+    }
+
+    /// Records a report; whether it moved the backend (up or down). A report from a checker
+    /// that has since been replaced is dropped (`None`).
+    pub fn record(&mut self, r: Report) -> Option<bool> {
+        let k = (r.vip.clone(), r.target.ip());
+        if self.running.get(&k).is_none_or(|c| c.target != r.target) {
+            return None;
+        }
+        let before = self.states.get(&k).cloned();
+        let moved = before.as_ref().is_none_or(|b| b.up != r.up);
+        log_report(&r, before.as_ref(), moved);
+        let last_error = match (r.up, r.error) {
+            (false, None) => before.and_then(|b| b.last_error),
+            (_, e) => e,
+        };
+        let now = BackendHealth {
+            up: r.up,
+            last_error,
+            local_fault: r.local_fault,
+        };
+        self.states.insert(k, now);
+        Some(moved)
+    }
+
+    /// Stops every checker (shutdown).
+    pub fn stop(&mut self) {
+        for c in self.running.values() {
+            c.task.abort();
+        }
+        self.running.clear();
+    }
+}
+
+fn log_report(r: &Report, before: Option<&BackendHealth>, moved: bool) {
+    match (&r.local_fault, before.and_then(|b| b.local_fault.as_ref())) {
+        (Some(f), None) => tracing::error!(vip = %r.vip, backend = %r.target, error = %f,
+            "health checks cannot run from this host (a local fault): the backend keeps its state"),
+        (None, Some(_)) => {
+            tracing::info!(vip = %r.vip, backend = %r.target, "health checks run again")
+        }
+        _ => {}
+    }
+    if moved && r.up {
+        tracing::info!(vip = %r.vip, backend = %r.target, "backend up");
+    } else if moved {
+        tracing::warn!(vip = %r.vip, backend = %r.target, error = r.error.as_deref().unwrap_or(""), "backend down");
+    }
 }
 
 impl Agent {
     /// Starts, restarts and stops health checkers to match the effective config.
     pub(super) fn sync_checkers(&mut self) {
-        let mut wanted: HashMap<(String, IpAddr), (Health, SocketAddr)> = HashMap::new();
+        let mut wanted = HashMap::new();
         for v in &self.effective.vips {
             if v.health.kind == HealthKind::None {
                 continue;
@@ -36,92 +185,80 @@ impl Agent {
                 );
             }
         }
-        self.checkers.retain(|k, c| {
-            let keep = wanted
-                .get(k)
-                .is_some_and(|(h, t)| *h == c.health && *t == c.target);
-            if !keep {
-                c.task.abort();
-                self.health_times.forget(&k.0, k.1);
-            }
-            keep
-        });
-        self.health.retain(|k, _| wanted.contains_key(k));
-        for (k, (h, target)) in wanted {
-            if self.checkers.contains_key(&k) {
-                continue;
-            }
-            let up = self.health.get(&k).map_or(!self.started, |s| s.up);
-            self.health.entry(k.clone()).or_insert(BackendHealth {
-                up,
-                last_error: None,
-                local_fault: None,
-            });
-            let task = health::spawn(
-                k.0.clone(),
-                target,
-                h.clone(),
-                up,
-                self.reports.clone(),
-                self.health_times.clone(),
-            );
-            self.checkers.insert(
-                k,
-                Checker {
-                    health: h,
-                    target,
-                    task,
-                },
-            );
-        }
+        self.checks.sync(wanted, !self.started);
     }
 
-    /// A health report: record it, and rebuild that VIP's ring.
+    /// A health report: record it, and rebuild that VIP's ring if it moved the backend.
     pub fn on_report(&mut self, r: Report) -> anyhow::Result<()> {
-        let k = (r.vip.clone(), r.target.ip());
-        if self.checkers.get(&k).is_none_or(|c| c.target != r.target) {
-            return Ok(()); // from a checker that has since been replaced
-        }
-        let before = self.health.get(&k).cloned();
-        let moved = before.as_ref().is_none_or(|b| b.up != r.up);
-        let had_fault = before.as_ref().and_then(|b| b.local_fault.as_ref());
-        match (&r.local_fault, had_fault) {
-            (Some(f), None) => tracing::error!(vip = %r.vip, backend = %r.target, error = %f,
-                "health checks cannot run from this host (a local fault): the backend keeps its state"),
-            (None, Some(_)) => {
-                tracing::info!(vip = %r.vip, backend = %r.target, "health checks run again")
-            }
-            _ => {}
-        }
-        if moved && r.up {
-            tracing::info!(vip = %r.vip, backend = %r.target, "backend up");
-        } else if moved {
-            tracing::warn!(vip = %r.vip, backend = %r.target, error = r.error.as_deref().unwrap_or(""), "backend down");
-        }
-        let last_error = match (r.up, r.error) {
-            (false, None) => before.and_then(|b| b.last_error),
-            (_, e) => e,
-        };
-        self.health.insert(
-            k,
-            BackendHealth {
-                up: r.up,
-                last_error,
-                local_fault: r.local_fault,
-            },
-        );
-        if moved {
-            self.sync(Some(&r.vip))
-        } else {
-            Ok(())
+        let vip = r.vip.clone();
+        match self.checks.record(r) {
+            Some(true) => self.sync(Some(&vip)),
+            _ => Ok(()),
         }
     }
 
     /// Stops every health checker (shutdown).
     pub fn stop_checkers(&mut self) {
-        for c in self.checkers.values() {
-            c.task.abort();
+        self.checks.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn report(target: SocketAddr, up: bool, error: Option<&str>, fault: Option<&str>) -> Report {
+        Report {
+            vip: "web".into(),
+            target,
+            up,
+            error: error.map(str::to_string),
+            local_fault: fault.map(str::to_string),
         }
-        self.checkers.clear();
+    }
+
+    #[tokio::test]
+    async fn reports_move_backends_keep_the_last_error_and_stale_ones_are_dropped() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut c = Checks::new(tx);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let slow = Health {
+            kind: HealthKind::Tcp,
+            interval: Duration::from_secs(3600),
+            ..Health::default()
+        };
+        let port1 = SocketAddr::new(a, 1);
+        let wanted = |t: SocketAddr| HashMap::from([(("web".to_string(), a), (slow.clone(), t))]);
+        c.sync(wanted(port1), true);
+        assert!(c.get("web", a).unwrap().up, "a new backend starts as asked");
+        assert_eq!(
+            c.record(report(port1, false, Some("refused"), None)),
+            Some(true)
+        );
+        // A local fault moves nothing and keeps why it went down.
+        assert_eq!(
+            c.record(report(port1, false, None, Some("EMFILE"))),
+            Some(false)
+        );
+        let h = c.get("web", a).unwrap();
+        assert_eq!(
+            (h.up, h.last_error.as_deref(), h.local_fault.as_deref()),
+            (false, Some("refused"), Some("EMFILE"))
+        );
+        // The check moves to another port: the old checker's reports are stale.
+        let port2 = SocketAddr::new(a, 2);
+        c.sync(wanted(port2), true);
+        assert_eq!(c.record(report(port1, true, None, None)), None);
+        assert!(
+            !c.get("web", a).unwrap().up,
+            "the state carries over to the new checker"
+        );
+        assert_eq!(c.record(report(port2, true, None, None)), Some(true));
+        // Not wanted any more: no state, no checker, reports dropped.
+        c.sync(HashMap::new(), true);
+        assert!(c.get("web", a).is_none());
+        assert_eq!(c.record(report(port2, false, Some("x"), None)), None);
+        c.stop();
     }
 }

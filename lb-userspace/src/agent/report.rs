@@ -12,7 +12,7 @@ impl Agent {
             .backends
             .iter()
             .map(|b| {
-                let h = self.health.get(&(v.name.clone(), b.address));
+                let h = self.checks.get(&v.name, b.address);
                 let up = self.is_up(v, b.address);
                 BackendStatus {
                     address: b.address.to_string(),

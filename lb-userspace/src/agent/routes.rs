@@ -171,7 +171,7 @@ impl Agent {
         Ok(crate::metrics::render(&crate::metrics::Snapshot {
             outcomes: &outcomes,
             vips: &vips,
-            health_times: &self.health_times,
+            health_times: &self.checks.times,
             flows_inserted: flows.inserted,
             flow_hits: flows.hits,
             flow_entries: (entries != u64::MAX).then_some(entries),

@@ -24,15 +24,6 @@ use super::ids::Given;
 
 use rings::{RingInputs, Rings};
 
-/// Health of one backend as the checks last saw it.
-#[derive(Debug, Clone)]
-pub struct BackendHealth {
-    pub up: bool,
-    pub last_error: Option<String>,
-    /// Why its probes cannot run from this host now, if they cannot.
-    pub local_fault: Option<String>,
-}
-
 pub struct Agent {
     pub config_path: PathBuf,
     pub file: Config,
@@ -47,8 +38,8 @@ pub struct Agent {
     pub flow_entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The ids VIPs and backends have in the maps.
     ids: super::ids::Ids,
-    pub(super) health: HashMap<(String, IpAddr), BackendHealth>,
-    pub(super) checkers: HashMap<(String, IpAddr), super::checkers::Checker>,
+    /// Each checked backend's health and checker.
+    pub(super) checks: super::checkers::Checks,
     /// Each VIP's live ring, what it was built from, and how many were built and written.
     pub(super) rings: Rings,
     /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
@@ -57,15 +48,12 @@ pub struct Agent {
     pub hop_targets: tokio::sync::watch::Sender<std::collections::BTreeSet<IpAddr>>,
     /// The interfaces of `agent.interfaces`: present, and whether xdp_lb is attached there.
     pub interfaces: std::collections::BTreeMap<String, Interface>,
-    pub(super) reports: UnboundedSender<Report>,
     /// Until the first sync is done, new backends start up (a starting agent must not drop
     /// traffic while it waits for `rise` checks); after it, backends added at runtime start
     /// down and come up after `rise` passes.
     pub(super) started: bool,
     /// Rates of the last second, for `lb stats`.
     pub(super) rates: crate::stats::Rates,
-    /// Health-check durations, observed by the checkers, read by metric scrapes.
-    pub(super) health_times: crate::metrics::HealthTimes,
     /// While a capture runs: the program with the capture hook, swapped in for it.
     pub(super) capture: Option<Dataplane>,
     /// `[bgp]`: what BIRD announces for this balancer.
@@ -134,16 +122,13 @@ impl Agent {
             reloads: Default::default(),
             flow_entries: std::sync::Arc::new(u64::MAX.into()),
             ids: Default::default(),
-            health: HashMap::new(),
-            checkers: HashMap::new(),
+            checks: super::checkers::Checks::new(reports),
             rings: Default::default(),
             hops: HashMap::new(),
             hop_targets: tokio::sync::watch::channel(Default::default()).0,
             interfaces: Default::default(),
-            reports,
             started: false,
             rates: Default::default(),
-            health_times: Default::default(),
             capture: None,
             bgp,
             attached: false,
@@ -184,14 +169,7 @@ impl Agent {
             };
             self.ids.adopt_backend(b.vip_id, addr, *id);
             if let Some(name) = by_id.get(&b.vip_id) {
-                self.health.insert(
-                    (name.clone(), addr),
-                    BackendHealth {
-                        up: b.state & BACKEND_UP != 0,
-                        last_error: None,
-                        local_fault: None,
-                    },
-                );
+                self.checks.adopt(name, addr, b.state & BACKEND_UP != 0);
             }
         }
         Ok(vips.len())
@@ -199,11 +177,7 @@ impl Agent {
 
     /// Whether the ring may give `addr` of `vip` new flows, and whether flows to it may stay.
     pub(super) fn is_up(&self, vip: &Vip, addr: IpAddr) -> bool {
-        vip.health.kind == HealthKind::None
-            || self
-                .health
-                .get(&(vip.name.clone(), addr))
-                .is_none_or(|h| h.up)
+        vip.health.kind == HealthKind::None || self.checks.get(&vip.name, addr).is_none_or(|h| h.up)
     }
 
     /// Writes the effective config to the data path: every VIP, or only `only`.
@@ -275,14 +249,7 @@ impl Agent {
                 None => anyhow::bail!("out of backend ids"),
             };
             if vip.health.kind != HealthKind::None {
-                let up = !self.started;
-                self.health
-                    .entry((vip.name.clone(), b.address))
-                    .or_insert(BackendHealth {
-                        up,
-                        last_error: None,
-                        local_fault: None,
-                    });
+                self.checks.ensure(&vip.name, b.address, !self.started);
             }
             let hop = self.resolve(b.address);
             let up = self.is_up(vip, b.address);
