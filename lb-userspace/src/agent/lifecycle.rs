@@ -18,11 +18,7 @@ use tokio::{
     time::Interval,
 };
 
-use super::{
-    ensure_bpffs,
-    reload::file_stamp,
-    sync::{Agent, Interface},
-};
+use super::{ensure_bpffs, links::Interface, reload::file_stamp, sync::Agent};
 use crate::{
     api,
     config::Config,
@@ -92,7 +88,7 @@ pub async fn start(
     let (net_tx, net) = unbounded_channel();
     let mut tasks = vec![
         neigh::watch::spawn(
-            agent.hop_targets.subscribe(),
+            agent.hops.subscribe(),
             links,
             found.into_iter().collect(),
             net_tx,
@@ -208,7 +204,7 @@ async fn attach(
             attached: true,
             error: None,
         };
-        agent.interfaces.insert(i.clone(), state);
+        agent.interfaces.set(&i, state);
         links.insert(i, link);
     }
     Ok(links)

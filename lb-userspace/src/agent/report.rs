@@ -27,7 +27,8 @@ impl Agent {
                     last_error: h.and_then(|h| h.last_error.clone()),
                     local_fault: h.and_then(|h| h.local_fault.clone()),
                     next_hop: self
-                        .cached_hop(b.address)
+                        .hops
+                        .get(b.address)
                         .map(|h| crate::neigh::Mac(h.dmac).to_string()),
                     in_ring: up && !b.drain && b.weight > 0,
                 }

@@ -7,7 +7,7 @@ use std::{
     path::PathBuf,
 };
 
-use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, NextHop, VipKey};
+use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, VipKey};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
@@ -42,12 +42,10 @@ pub struct Agent {
     pub(super) checks: super::checkers::Checks,
     /// Each VIP's live ring, what it was built from, and how many were built and written.
     pub(super) rings: Rings,
-    /// Next hops by backend address (`None`: unresolved, or not out of an lb interface).
-    hops: HashMap<IpAddr, Option<NextHop>>,
-    /// The backends whose next hops the netlink watcher follows.
-    pub hop_targets: tokio::sync::watch::Sender<std::collections::BTreeSet<IpAddr>>,
+    /// The backends' next hops, and the backends the netlink watcher follows.
+    pub hops: hops::NextHops,
     /// The interfaces of `agent.interfaces`: present, and whether xdp_lb is attached there.
-    pub interfaces: std::collections::BTreeMap<String, Interface>,
+    pub interfaces: super::links::Interfaces,
     /// Until the first sync is done, new backends start up (a starting agent must not drop
     /// traffic while it waits for `rise` checks); after it, backends added at runtime start
     /// down and come up after `rise` passes.
@@ -71,16 +69,6 @@ pub struct Agent {
     pub dns_resolved: crate::dns::Resolved,
     /// Resolved addresses that could not be added, and why.
     pub dns_skipped: Vec<String>,
-}
-
-/// One of the interfaces the balancer attaches to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Interface {
-    /// Its index while it exists.
-    pub ifindex: Option<u32>,
-    pub attached: bool,
-    /// Why attaching again failed, if it did.
-    pub error: Option<String>,
 }
 
 /// The control socket's and the metrics port's counters.
@@ -124,8 +112,7 @@ impl Agent {
             ids: Default::default(),
             checks: super::checkers::Checks::new(reports),
             rings: Default::default(),
-            hops: HashMap::new(),
-            hop_targets: tokio::sync::watch::channel(Default::default()).0,
+            hops: Default::default(),
             interfaces: Default::default(),
             started: false,
             rates: Default::default(),
@@ -201,7 +188,7 @@ impl Agent {
             self.sync_vip(vip)?;
         }
         self.sync_checkers();
-        self.publish_backends();
+        self.hops.follow(self.backend_addresses());
         self.started = true;
         self.announce();
         Ok(())
@@ -251,7 +238,7 @@ impl Agent {
             if vip.health.kind != HealthKind::None {
                 self.checks.ensure(&vip.name, b.address, !self.started);
             }
-            let hop = self.resolve(b.address);
+            let hop = self.hops.get(b.address).unwrap_or_default();
             let up = self.is_up(vip, b.address);
             let state = if up { BACKEND_UP } else { 0 } | if b.drain { BACKEND_DRAIN } else { 0 };
             self.dp.set_backend(bid, b.address, served, state, hop)?;

@@ -2,54 +2,80 @@
 //! kernel's route lookup per packet. The control loop never waits for the kernel: it writes
 //! what the netlink watcher last found ([`crate::neigh::watch`]), and a backend whose hop is
 //! not known yet takes the program's `bpf_fib_lookup` until the watcher's answer arrives.
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+};
 
 use lb_common::NextHop;
+use tokio::sync::watch;
 
 use super::Agent;
 use crate::neigh;
 
-impl Agent {
-    /// The backend's next hop for its map entry, as last found.
-    pub(super) fn resolve(&self, addr: IpAddr) -> NextHop {
-        self.hops.get(&addr).copied().flatten().unwrap_or_default()
+/// The backends' next hops as their entries carry them, and the set of backends the
+/// watcher follows.
+#[derive(Default)]
+pub struct NextHops {
+    /// By backend address (`None`: unresolved, or not out of an attached interface).
+    cached: HashMap<IpAddr, Option<NextHop>>,
+    targets: watch::Sender<BTreeSet<IpAddr>>,
+}
+
+impl NextHops {
+    pub fn get(&self, addr: IpAddr) -> Option<NextHop> {
+        self.cached.get(&addr).copied().flatten()
     }
 
-    /// The backend's next hop as its entry carries it, if it carries one.
-    pub fn cached_hop(&self, addr: IpAddr) -> Option<NextHop> {
-        self.hops.get(&addr).copied().flatten()
+    /// The backends to follow, as they change.
+    pub fn subscribe(&self) -> watch::Receiver<BTreeSet<IpAddr>> {
+        self.targets.subscribe()
     }
 
-    /// A next hop the program may use without asking the kernel: out of an interface lb is
-    /// attached to (else the route lookup stays the program's way).
-    fn usable_hop(&self, h: &neigh::NextHop) -> Option<NextHop> {
-        self.effective
-            .agent
-            .interfaces
-            .contains(&h.dev)
-            .then(|| h.cached())
-    }
-
-    /// Takes next hops as found, without writing the data path (before the first sync).
-    pub fn set_hops(&mut self, found: Vec<(IpAddr, Result<neigh::NextHop, String>)>) -> bool {
+    /// Takes next hops as found. One the program may use without asking the kernel leaves
+    /// through one of `interfaces` (else the route lookup stays the program's way). Returns
+    /// whether any entry must change.
+    pub fn take(
+        &mut self,
+        found: Vec<(IpAddr, Result<neigh::NextHop, String>)>,
+        interfaces: &[String],
+    ) -> bool {
         let mut changed = false;
         for (addr, h) in found {
             let hop = match &h {
                 Ok(h) => {
                     tracing::info!(backend = %addr, dev = %h.dev, hop = %h.hop, lladdr = %h.lladdr, "next hop");
-                    self.usable_hop(h)
+                    interfaces.contains(&h.dev).then(|| h.cached())
                 }
                 Err(e) => {
                     tracing::warn!(backend = %addr, error = %e, "next hop not resolved; the kernel keeps trying, packets to it are dropped and counted (drop_no_neigh) until it answers");
                     None
                 }
             };
-            if self.hops.get(&addr) != Some(&hop) {
-                self.hops.insert(addr, hop);
+            if self.cached.get(&addr) != Some(&hop) {
+                self.cached.insert(addr, hop);
                 changed = true;
             }
         }
         changed
+    }
+
+    /// The backends of the effective config: the ones gone are forgotten, and the watcher is
+    /// told where the set changed.
+    pub fn follow(&mut self, backends: BTreeSet<IpAddr>) {
+        self.cached.retain(|a, _| backends.contains(a));
+        self.targets.send_if_modified(|s| {
+            let changed = *s != backends;
+            *s = backends;
+            changed
+        });
+    }
+}
+
+impl Agent {
+    /// Takes next hops as found, without writing the data path (before the first sync).
+    pub fn set_hops(&mut self, found: Vec<(IpAddr, Result<neigh::NextHop, String>)>) -> bool {
+        self.hops.take(found, &self.effective.agent.interfaces)
     }
 
     /// Next hops that changed, from the watcher: the entries concerned are rewritten.
@@ -72,15 +98,52 @@ impl Agent {
             .flat_map(|v| v.backends.iter().map(|b| b.address))
             .collect()
     }
+}
 
-    /// Tells the watcher the backends of the effective config, where they changed.
-    pub(super) fn publish_backends(&mut self) {
-        let now = self.backend_addresses();
-        self.hops.retain(|a, _| now.contains(a));
-        self.hop_targets.send_if_modified(|s| {
-            let changed = *s != now;
-            *s = now;
-            changed
-        });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(dev: &str, mac: u8) -> neigh::NextHop {
+        neigh::NextHop {
+            dev: dev.into(),
+            ifindex: 2,
+            hop: "198.18.0.11".parse().unwrap(),
+            lladdr: neigh::Mac([2, 0, 0, 0, 0, mac]),
+            smac: neigh::Mac([2, 0, 0, 0, 0, 1]),
+            mtu: 1500,
+        }
+    }
+
+    #[test]
+    fn hops_are_cached_only_out_of_attached_interfaces_and_changes_are_told() {
+        let mut h = NextHops::default();
+        let mut watcher = h.subscribe();
+        let (a, b): (IpAddr, IpAddr) = (
+            "198.18.0.11".parse().unwrap(),
+            "198.18.0.12".parse().unwrap(),
+        );
+        let eth0 = ["eth0".to_string()];
+        assert!(h.take(vec![(a, Ok(hop("eth0", 0x11)))], &eth0));
+        assert_eq!(h.get(a).unwrap().dmac, [2, 0, 0, 0, 0, 0x11]);
+        assert!(
+            !h.take(vec![(a, Ok(hop("eth0", 0x11)))], &eth0),
+            "the same hop"
+        );
+        assert!(h.take(vec![(a, Ok(hop("eth0", 0x22)))], &eth0), "a new MAC");
+        // Out of an interface lb is not on: the program asks the kernel instead.
+        assert!(h.take(vec![(b, Ok(hop("eth9", 0x33)))], &eth0));
+        assert_eq!(h.get(b), None);
+        assert!(h.take(vec![(a, Err("unresolved".into()))], &eth0));
+        assert_eq!(h.get(a), None);
+        h.follow([a, b].into());
+        assert!(watcher.has_changed().unwrap());
+        watcher.borrow_and_update();
+        h.follow([a, b].into());
+        assert!(!watcher.has_changed().unwrap(), "the same set is not told");
+        h.take(vec![(b, Ok(hop("eth0", 0x44)))], &eth0);
+        h.follow([a].into());
+        assert_eq!(h.get(b), None, "a backend gone is forgotten");
+        assert!(watcher.has_changed().unwrap());
     }
 }
