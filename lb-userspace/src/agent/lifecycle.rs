@@ -114,12 +114,12 @@ pub async fn start(
     );
     let (dns_tx, resolved) = unbounded_channel();
     tasks.push(crate::dns::spawn(
-        agent.file.dns_servers.clone(),
-        agent.dns_hosts.subscribe(),
+        agent.sources.file.dns_servers.clone(),
+        agent.sources.hostnames(),
         dns_tx,
     ));
     let (disco_tx, discovered) = unbounded_channel();
-    if let Some(e) = agent.file.etcd.clone() {
+    if let Some(e) = agent.sources.file.etcd.clone() {
         tasks.push(crate::discovery::spawn(e, disco_tx));
     }
     // Handlers first, "ready" after: a signal sent on seeing "ready" must find them (the

@@ -58,17 +58,17 @@ impl Agent {
                 return;
             }
         };
-        if file.agent.interfaces != self.file.agent.interfaces
-            || file.agent.flow_table_size != self.file.agent.flow_table_size
-            || file.agent.state_dir != self.file.agent.state_dir
-            || file.bgp != self.file.bgp
-            || file.etcd != self.file.etcd
+        if file.agent.interfaces != self.sources.file.agent.interfaces
+            || file.agent.flow_table_size != self.sources.file.agent.flow_table_size
+            || file.agent.state_dir != self.sources.file.agent.state_dir
+            || file.bgp != self.sources.file.bgp
+            || file.etcd != self.sources.file.etcd
         {
             tracing::warn!(
                 "agent.interfaces, state_dir, [bgp] and [discovery] take effect at the next start; flow_table_size after lb detach"
             );
         }
-        self.file = file;
+        self.sources.file = file;
         self.rebuild_effective();
         for s in &self.skipped {
             tracing::warn!(change = %s, "runtime change no longer applies; skipped");

@@ -71,26 +71,8 @@ impl Agent {
                 .iter()
                 .map(|v| self.vip_status(v))
                 .collect(),
-            discovery: self.discovery.clone(),
-            dns: (!self.dns_hosts.borrow().is_empty()).then(|| crate::dns::Status {
-                hosts: self
-                    .dns_resolved
-                    .addrs
-                    .iter()
-                    .map(|(h, a)| (h.clone(), a.iter().map(|x| x.to_string()).collect()))
-                    .collect(),
-                errors: self
-                    .dns_resolved
-                    .errors
-                    .clone()
-                    .into_iter()
-                    .chain(
-                        self.dns_skipped
-                            .iter()
-                            .map(|s| ("(skipped)".to_string(), s.clone())),
-                    )
-                    .collect(),
-            }),
+            discovery: self.sources.discovery.clone(),
+            dns: self.sources.dns_status(),
             bgp: self.bgp.as_ref().map(|b| crate::status::BgpStatus {
                 announced: b.wanted.iter().map(|a| a.to_string()).collect(),
                 error: b.last_error.clone(),

@@ -126,9 +126,10 @@ impl Agent {
             Ok(n) => n,
             Err(e) => return error(400, e),
         };
-        self.changes.push(ch.clone());
-        if let Err(e) = state::save_changes(&self.effective.agent.state_dir, &self.changes) {
-            self.changes.pop();
+        self.sources.changes.push(ch.clone());
+        let saved = state::save_changes(&self.effective.agent.state_dir, &self.sources.changes);
+        if let Err(e) = saved {
+            self.sources.changes.pop();
             return error(500, format!("{e:#}"));
         }
         self.effective = next;

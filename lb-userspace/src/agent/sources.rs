@@ -1,22 +1,70 @@
-//! Where the effective config comes from besides the file (etcd, DNS) and where it goes
-//! besides the data path (BGP announcements through BIRD).
-use std::net::IpAddr;
+//! Where the effective config comes from: the file, what discovery (etcd) adds, the
+//! addresses of hostname backends (DNS), then the runtime changes; and where it goes besides
+//! the data path (BGP announcements through BIRD).
+use std::{collections::BTreeSet, net::IpAddr};
 
-use crate::state::Change;
+use tokio::sync::watch;
+
+use crate::{
+    config::Config,
+    discovery::{self, Event},
+    dns,
+    state::{self, Change},
+};
 
 use super::sync::Agent;
 
-impl Agent {
-    /// The effective config anew: the file, what discovery adds, then the runtime changes.
-    pub fn rebuild_effective(&mut self) {
-        let (base, dskipped) = crate::state::effective(&self.file, &self.discovered);
-        // Hostname backends: each resolved address of the VIP's family is a backend.
-        let names: std::collections::BTreeSet<String> = base
+/// The config's sources, and what each last gave.
+pub struct Sources {
+    pub file: Config,
+    /// Runtime changes (the API's), kept under the state directory.
+    pub changes: Vec<Change>,
+    /// What discovery adds to the file, as changes applied before the runtime ones.
+    discovered: Vec<Change>,
+    /// How discovery stands (`[discovery.etcd]` only).
+    pub discovery: Option<discovery::Status>,
+    /// The hostnames of backends, for the resolver task.
+    hosts: watch::Sender<BTreeSet<String>>,
+    /// What they resolved to last.
+    resolved: dns::Resolved,
+    /// Resolved addresses that could not be added, and why.
+    dns_skipped: Vec<String>,
+}
+
+impl Sources {
+    pub fn new(file: Config, changes: Vec<Change>) -> Self {
+        let discovery = file.etcd.as_ref().map(|_| discovery::Status {
+            source: "etcd".into(),
+            state: "connecting".into(),
+            ..Default::default()
+        });
+        Sources {
+            file,
+            changes,
+            discovered: Vec::new(),
+            discovery,
+            hosts: watch::channel(Default::default()).0,
+            resolved: Default::default(),
+            dns_skipped: Vec::new(),
+        }
+    }
+
+    /// The hostnames to resolve, as they change.
+    pub fn hostnames(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.hosts.subscribe()
+    }
+
+    /// The effective config: the file, then what discovery adds, then each hostname
+    /// backend's resolved addresses of its VIP's family, then the runtime changes. With it,
+    /// the runtime changes that no longer apply.
+    pub fn effective(&mut self) -> (Config, Vec<String>) {
+        let (base, dskipped) = state::effective(&self.file, &self.discovered);
+        let names: BTreeSet<String> = base
             .vips
             .iter()
             .flat_map(|v| v.hosts.iter().map(|h| h.host.clone()))
             .collect();
-        self.dns_hosts.send_if_modified(|cur| {
+        self.hosts.send_if_modified(|cur| {
             let changed = *cur != names;
             *cur = names;
             changed
@@ -24,7 +72,7 @@ impl Agent {
         let mut resolved = Vec::new();
         for v in &base.vips {
             for h in &v.hosts {
-                for a in self.dns_resolved.addrs.get(&h.host).into_iter().flatten() {
+                for a in self.resolved.addrs.get(&h.host).into_iter().flatten() {
                     if a.is_ipv4() == v.address.is_ipv4() {
                         resolved.push(Change::BackendAdd {
                             vip: v.name.clone(),
@@ -35,24 +83,22 @@ impl Agent {
                 }
             }
         }
-        let (base, dns_skipped) = crate::state::effective(&base, &resolved);
+        let (base, dns_skipped) = state::effective(&base, &resolved);
         self.dns_skipped = dns_skipped;
-        let (effective, skipped) = crate::state::effective(&base, &self.changes);
-        self.effective = effective;
-        self.skipped = skipped;
         if let Some(d) = self.discovery.as_mut() {
             d.skipped.retain(|s| s.starts_with("etcd "));
             d.skipped.extend(dskipped);
         }
+        state::effective(&base, &self.changes)
     }
 
-    /// New addresses for hostname backends.
-    pub fn on_resolved(&mut self, r: crate::dns::Resolved) -> anyhow::Result<()> {
-        if r == self.dns_resolved {
-            return Ok(());
+    /// New addresses for hostname backends; whether anything changed.
+    pub fn resolve(&mut self, r: dns::Resolved) -> bool {
+        if r == self.resolved {
+            return false;
         }
         for (host, addrs) in &r.addrs {
-            if self.dns_resolved.addrs.get(host) != Some(addrs) {
+            if self.resolved.addrs.get(host) != Some(addrs) {
                 let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                 tracing::info!(host = %host, addresses = %list.join(","), "hostname resolved");
             }
@@ -60,17 +106,15 @@ impl Agent {
         for (host, e) in &r.errors {
             tracing::warn!(host = %host, error = %e, "hostname not resolved; keeping its last addresses");
         }
-        self.dns_resolved = r;
-        self.rebuild_effective();
-        self.sync(None)
+        self.resolved = r;
+        true
     }
 
-    /// A report from the etcd watcher: a new state to apply, or etcd out of reach (the last
-    /// state stays).
-    pub fn on_discovery(&mut self, ev: crate::discovery::Event) -> anyhow::Result<()> {
-        use crate::discovery::Event;
+    /// A report from the etcd watcher; whether the discovered state changed. Etcd out of
+    /// reach keeps the last state, marked stale.
+    pub fn discover(&mut self, ev: Event) -> bool {
         let Some(prefix) = self.file.etcd.as_ref().map(|e| e.prefix.clone()) else {
-            return Ok(());
+            return false;
         };
         match ev {
             Event::Unreachable(e) => {
@@ -81,10 +125,10 @@ impl Agent {
                     d.state = "stale".into();
                     d.error = Some(e);
                 }
-                Ok(())
+                false
             }
             Event::Snapshot(keys) => {
-                let (changes, bad) = crate::discovery::changes(&prefix, &keys);
+                let (changes, bad) = discovery::changes(&prefix, &keys);
                 for b in &bad {
                     tracing::warn!(entry = %b, "etcd entry skipped");
                 }
@@ -95,18 +139,67 @@ impl Agent {
                     d.skipped = bad;
                 }
                 if changes == self.discovered {
-                    return Ok(());
+                    return false;
                 }
                 self.discovered = changes;
-                self.rebuild_effective();
-                tracing::info!(
-                    keys = keys.len(),
-                    vips = self.effective.vips.len(),
-                    "discovered state applied"
-                );
-                self.sync(None)
+                true
             }
         }
+    }
+
+    /// How the hostname backends stand, for `lb status` (none when there are none).
+    pub fn dns_status(&self) -> Option<dns::Status> {
+        if self.hosts.borrow().is_empty() {
+            return None;
+        }
+        Some(dns::Status {
+            hosts: self
+                .resolved
+                .addrs
+                .iter()
+                .map(|(h, a)| (h.clone(), a.iter().map(|x| x.to_string()).collect()))
+                .collect(),
+            errors: self
+                .resolved
+                .errors
+                .clone()
+                .into_iter()
+                .chain(
+                    self.dns_skipped
+                        .iter()
+                        .map(|s| ("(skipped)".to_string(), s.clone())),
+                )
+                .collect(),
+        })
+    }
+}
+
+impl Agent {
+    /// The effective config anew from its sources.
+    pub fn rebuild_effective(&mut self) {
+        let (effective, skipped) = self.sources.effective();
+        self.effective = effective;
+        self.skipped = skipped;
+    }
+
+    /// New addresses for hostname backends.
+    pub fn on_resolved(&mut self, r: dns::Resolved) -> anyhow::Result<()> {
+        if !self.sources.resolve(r) {
+            return Ok(());
+        }
+        self.rebuild_effective();
+        self.sync(None)
+    }
+
+    /// A report from the etcd watcher: a new state to apply, or etcd out of reach (the last
+    /// state stays).
+    pub fn on_discovery(&mut self, ev: Event) -> anyhow::Result<()> {
+        if !self.sources.discover(ev) {
+            return Ok(());
+        }
+        self.rebuild_effective();
+        tracing::info!(vips = self.effective.vips.len(), "discovered state applied");
+        self.sync(None)
     }
 
     /// Has BIRD announce every VIP address with a healthy backend while the program is
@@ -134,5 +227,68 @@ impl Agent {
         if let Some(b) = self.bgp.as_mut() {
             b.announce(wanted);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "[agent]\ninterfaces = [\"eth0\"]\nsource_v4 = \"198.18.0.2\"\n\n\
+        [[vip]]\nname = \"web\"\naddress = \"198.19.0.1:80\"\nprotocol = \"tcp\"\n\n\
+        [[vip.backend]]\naddress = \"198.18.0.11\"\n\n[[vip.backend]]\nhost = \"app.test\"\n";
+
+    fn backends(c: &Config) -> Vec<String> {
+        c.vips[0]
+            .backends
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_effective_config_is_file_then_dns_then_runtime_changes() {
+        let file = crate::config::parse("lb.toml", FILE).unwrap();
+        let changes = vec![
+            Change::BackendAdd {
+                vip: "web".into(),
+                address: "198.18.0.13".parse().unwrap(),
+                weight: None,
+            },
+            Change::Drain {
+                vip: "gone".into(),
+                address: "198.18.0.11".parse().unwrap(),
+            },
+        ];
+        let mut s = Sources::new(file, changes);
+        let names = s.hostnames();
+        let (eff, skipped) = s.effective();
+        assert_eq!(backends(&eff), ["198.18.0.11", "198.18.0.13"]);
+        assert_eq!(
+            skipped.len(),
+            1,
+            "the drain of a VIP that is not there: {skipped:?}"
+        );
+        assert!(names.borrow().contains("app.test"));
+        assert!(s.dns_status().is_some());
+        // The name resolves: its address of the VIP's family joins, before the changes.
+        let resolved = dns::Resolved {
+            addrs: [(
+                "app.test".to_string(),
+                vec!["198.18.0.12".parse().unwrap(), "fd00::12".parse().unwrap()],
+            )]
+            .into(),
+            errors: Default::default(),
+        };
+        assert!(s.resolve(resolved.clone()));
+        assert!(!s.resolve(resolved), "the same answer changes nothing");
+        let (eff, _) = s.effective();
+        assert_eq!(
+            backends(&eff),
+            ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
+        );
+        // No etcd configured: discovery reports change nothing.
+        assert!(!s.discover(Event::Unreachable("down".into())));
+        assert!(s.discovery.is_none());
     }
 }

@@ -26,8 +26,8 @@ use rings::{RingInputs, Rings};
 
 pub struct Agent {
     pub config_path: PathBuf,
-    pub file: Config,
-    pub changes: Vec<Change>,
+    /// The file, discovery, DNS and runtime changes, from which `effective` is made.
+    pub sources: super::sources::Sources,
     pub effective: Config,
     pub skipped: Vec<String>,
     pub dp: Dataplane,
@@ -58,17 +58,8 @@ pub struct Agent {
     pub bgp: Option<crate::bgp::Announcer>,
     /// Whether the program is attached (and VIPs may be announced).
     pub attached: bool,
-    /// What discovery (etcd) adds to the file, as changes applied before the runtime ones.
-    pub discovered: Vec<Change>,
-    pub discovery: Option<crate::discovery::Status>,
     /// What the API's listeners have seen (shared with their tasks).
     pub listeners: Listeners,
-    /// The hostnames of backends, for the resolver task.
-    pub dns_hosts: tokio::sync::watch::Sender<std::collections::BTreeSet<String>>,
-    /// What they resolved to last.
-    pub dns_resolved: crate::dns::Resolved,
-    /// Resolved addresses that could not be added, and why.
-    pub dns_skipped: Vec<String>,
 }
 
 /// The control socket's and the metrics port's counters.
@@ -90,20 +81,15 @@ impl Agent {
         dp: Dataplane,
         reports: UnboundedSender<Report>,
     ) -> Self {
-        let (effective, skipped) = crate::state::effective(&file, &changes);
         let bgp = file
             .bgp
             .clone()
             .map(|b| crate::bgp::Announcer::new(b, &file.agent.instance));
-        let discovery = file.etcd.as_ref().map(|_| crate::discovery::Status {
-            source: "etcd".into(),
-            state: "connecting".into(),
-            ..Default::default()
-        });
-        let mut agent = Agent {
+        let mut sources = super::sources::Sources::new(file, changes);
+        let (effective, skipped) = sources.effective();
+        Agent {
             config_path,
-            file,
-            changes,
+            sources,
             effective,
             skipped,
             dp,
@@ -119,15 +105,8 @@ impl Agent {
             capture: None,
             bgp,
             attached: false,
-            discovered: Vec::new(),
-            discovery,
             listeners: Default::default(),
-            dns_hosts: tokio::sync::watch::channel(Default::default()).0,
-            dns_resolved: Default::default(),
-            dns_skipped: Vec::new(),
-        };
-        agent.rebuild_effective();
-        agent
+        }
     }
 
     /// Takes over what an earlier run left in pinned maps: VIP and backend ids (the flow
