@@ -102,15 +102,26 @@ pub fn measure(quick: bool) -> String {
     let real = real.trim().to_string();
     let mut neigh = Vec::new();
     for i in 0..rounds * 2 {
-        let mac = if i % 2 == 0 { "02:00:00:00:aa:01" } else { real.as_str() };
+        let mac = if i % 2 == 0 {
+            "02:00:00:00:aa:01"
+        } else {
+            real.as_str()
+        };
         let t = Instant::now();
-        topo.lb.sh(&format!("ip neigh replace {} dev eth0 lladdr {mac}", backend4(0)));
-        lab::wait_for(Duration::from_secs(2), "the entry to follow the MAC", || {
-            std::thread::sleep(Duration::from_millis(1));
-            let body = lb::api::get(&sock, "/v1/status").expect("status");
-            let st: lb::status::Status = serde_json::from_str(&body).unwrap();
-            st.vips[0].backends[0].next_hop.as_deref() == Some(mac)
-        });
+        topo.lb.sh(&format!(
+            "ip neigh replace {} dev eth0 lladdr {mac}",
+            backend4(0)
+        ));
+        lab::wait_for(
+            Duration::from_secs(2),
+            "the entry to follow the MAC",
+            || {
+                std::thread::sleep(Duration::from_millis(1));
+                let body = lb::api::get(&sock, "/v1/status").expect("status");
+                let st: lb::status::Status = serde_json::from_str(&body).unwrap();
+                st.vips[0].backends[0].next_hop.as_deref() == Some(mac)
+            },
+        );
         neigh.push(t.elapsed().as_secs_f64() * 1000.0);
     }
 
