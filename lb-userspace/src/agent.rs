@@ -104,7 +104,7 @@ pub fn run(
     preflight(&file, config_path)?;
     let nofile = raise_nofile();
     tracing::debug!(nofile, "open-file limit");
-    let changes = state::load_changes(&file.agent.state_dir)?;
+    let changes = state::Store::open(&file.agent.state_dir)?;
     let socket = socket
         .map(Path::to_path_buf)
         .unwrap_or_else(|| file.agent.socket.clone());

@@ -1,13 +1,10 @@
 //! Desired state: the config file plus the runtime changes made through the API, kept in the
-//! state directory so that a restart restores them. A change is applied to a copy and the
+//! state directory ([`Store`]: a snapshot and a journal, [`compact`]ed as they grow) so that a
+//! restart restores them. A change is applied to a copy and the
 //! result validated exactly as a file is (it is rendered back to TOML and parsed), so the API
 //! accepts nothing the file would refuse.
-use std::{
-    net::IpAddr,
-    path::{Path, PathBuf},
-};
+use std::net::IpAddr;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, Config, HealthKind, Vip};
@@ -311,29 +308,10 @@ fn render_vip(v: &Vip) -> toml::Table {
     t
 }
 
-/// The runtime changes kept in `dir`.
-pub fn load_changes(dir: &Path) -> anyhow::Result<Vec<Change>> {
-    let f = changes_file(dir);
-    match std::fs::read_to_string(&f) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("reading {}", f.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", f.display())),
-    }
-}
-
-/// Keeps `changes` in `dir`, atomically (write a temporary file, then rename it).
-pub fn save_changes(dir: &Path, changes: &[Change]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let f = changes_file(dir);
-    let tmp = f.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(changes)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &f).with_context(|| format!("renaming to {}", f.display()))
-}
-
-fn changes_file(dir: &Path) -> PathBuf {
-    dir.join("runtime-changes.json")
-}
+mod compact;
+mod store;
+pub use compact::compact;
+pub use store::{JOURNAL_MAX, Store};
 
 #[cfg(test)]
 mod tests;

@@ -65,7 +65,7 @@ pub struct Running {
 pub async fn start(
     config_path: &Path,
     file: Config,
-    changes: Vec<state::Change>,
+    changes: (state::Store, Vec<state::Change>),
     socket: PathBuf,
     program_log: ProgramLog,
 ) -> anyhow::Result<Running> {

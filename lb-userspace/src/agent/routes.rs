@@ -126,11 +126,8 @@ impl Agent {
             Ok(n) => n,
             Err(e) => return error(400, e),
         };
-        self.sources.changes.push(ch.clone());
-        let saved = state::save_changes(&self.effective.agent.state_dir, &self.sources.changes);
-        if let Err(e) = saved {
-            self.sources.changes.pop();
-            return error(500, format!("{e:#}"));
+        if let Err(e) = self.sources.record(ch.clone()) {
+            return error(500, format!("keeping the change: {e:#}"));
         }
         self.effective = next;
         let only = match &ch {

@@ -17,8 +17,9 @@ use super::sync::Agent;
 /// The config's sources, and what each last gave.
 pub struct Sources {
     pub file: Config,
-    /// Runtime changes (the API's), kept under the state directory.
-    pub changes: Vec<Change>,
+    /// Runtime changes (the API's), kept in `store`.
+    changes: Vec<Change>,
+    store: state::Store,
     /// What discovery adds to the file, as changes applied before the runtime ones.
     discovered: Vec<Change>,
     /// How discovery stands (`[discovery.etcd]` only).
@@ -32,7 +33,7 @@ pub struct Sources {
 }
 
 impl Sources {
-    pub fn new(file: Config, changes: Vec<Change>) -> Self {
+    pub fn new(file: Config, store: state::Store, changes: Vec<Change>) -> Self {
         let discovery = file.etcd.as_ref().map(|_| discovery::Status {
             source: "etcd".into(),
             state: "connecting".into(),
@@ -41,6 +42,7 @@ impl Sources {
         Sources {
             file,
             changes,
+            store,
             discovered: Vec::new(),
             discovery,
             hosts: watch::channel(Default::default()).0,
@@ -58,6 +60,56 @@ impl Sources {
     /// backend's resolved addresses of its VIP's family, then the runtime changes. With it,
     /// the runtime changes that no longer apply.
     pub fn effective(&mut self) -> (Config, Vec<String>) {
+        let base = self.base();
+        state::effective(&base, &self.changes)
+    }
+
+    /// A runtime change, kept (fsync'd) before it is taken: once this returns it survives a
+    /// crash. Every [`state::JOURNAL_MAX`] changes the kept ones are compacted.
+    pub fn record(&mut self, ch: Change) -> anyhow::Result<()> {
+        self.store.append(&ch)?;
+        self.changes.push(ch);
+        if self.store.journal_len() >= state::JOURNAL_MAX {
+            self.compact();
+        }
+        Ok(())
+    }
+
+    /// Replaces the kept changes by their compaction, when it makes the same config from
+    /// what is under them now (it does, unless a limit shared between keys decides), and
+    /// writes it as the new snapshot. A failure here loses nothing: the journal stays.
+    pub fn compact(&mut self) {
+        let compacted = state::compact(&self.changes);
+        let base = self.base();
+        let keep =
+            if state::effective(&base, &compacted).0 == state::effective(&base, &self.changes).0 {
+                compacted
+            } else {
+                tracing::warn!(
+                    "the compacted runtime changes would make another config: keeping them all"
+                );
+                self.changes.clone()
+            };
+        match self.store.rewrite(&keep) {
+            Ok(()) => {
+                tracing::debug!(
+                    kept = keep.len(),
+                    of = self.changes.len(),
+                    "runtime changes compacted"
+                );
+                self.changes = keep;
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "compacting the runtime changes"),
+        }
+    }
+
+    /// Whether a start should compact first (a journal at its bound).
+    pub fn compaction_due(&self) -> bool {
+        self.store.journal_len() >= state::JOURNAL_MAX
+    }
+
+    /// The config under the runtime changes: the file, discovery, DNS.
+    fn base(&mut self) -> Config {
         let (base, dskipped) = state::effective(&self.file, &self.discovered);
         let names: BTreeSet<String> = base
             .vips
@@ -89,7 +141,7 @@ impl Sources {
             d.skipped.retain(|s| s.starts_with("etcd "));
             d.skipped.extend(dskipped);
         }
-        state::effective(&base, &self.changes)
+        base
     }
 
     /// New addresses for hostname backends; whether anything changed.
@@ -260,7 +312,9 @@ mod tests {
                 address: "198.18.0.11".parse().unwrap(),
             },
         ];
-        let mut s = Sources::new(file, changes);
+        let dir = std::env::temp_dir().join(format!("lb-sources-{}", std::process::id()));
+        let (store, _) = state::Store::open(&dir).unwrap();
+        let mut s = Sources::new(file, store, changes);
         let names = s.hostnames();
         let (eff, skipped) = s.effective();
         assert_eq!(backends(&eff), ["198.18.0.11", "198.18.0.13"]);
@@ -290,5 +344,34 @@ mod tests {
         // No etcd configured: discovery reports change nothing.
         assert!(!s.discover(Event::Unreachable("down".into())));
         assert!(s.discovery.is_none());
+        // Recorded changes are kept, and compacted every JOURNAL_MAX of them.
+        let x: IpAddr = "198.18.0.13".parse().unwrap();
+        for i in 0..state::JOURNAL_MAX * 3 {
+            let ch = if i % 2 == 0 {
+                Change::Drain {
+                    vip: "web".into(),
+                    address: x,
+                }
+            } else {
+                Change::Undrain {
+                    vip: "web".into(),
+                    address: x,
+                }
+            };
+            s.record(ch).unwrap();
+        }
+        assert!(
+            s.changes.len() < state::JOURNAL_MAX + 3,
+            "{}",
+            s.changes.len()
+        );
+        let (eff, _) = s.effective();
+        assert!(
+            !eff.vips[0].backends.iter().any(|b| b.drain),
+            "the last was an undrain"
+        );
+        let (_, kept) = state::Store::open(&dir).unwrap();
+        assert_eq!(kept, s.changes);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

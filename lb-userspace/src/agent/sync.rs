@@ -77,7 +77,7 @@ impl Agent {
     pub fn new(
         config_path: PathBuf,
         file: Config,
-        changes: Vec<Change>,
+        (store, changes): (crate::state::Store, Vec<Change>),
         dp: Dataplane,
         reports: UnboundedSender<Report>,
     ) -> Self {
@@ -85,7 +85,10 @@ impl Agent {
             .bgp
             .clone()
             .map(|b| crate::bgp::Announcer::new(b, &file.agent.instance));
-        let mut sources = super::sources::Sources::new(file, changes);
+        let mut sources = super::sources::Sources::new(file, store, changes);
+        if sources.compaction_due() {
+            sources.compact();
+        }
         let (effective, skipped) = sources.effective();
         Agent {
             config_path,

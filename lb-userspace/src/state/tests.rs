@@ -135,13 +135,3 @@ fn a_change_the_file_made_moot_is_skipped() {
     assert_eq!(c, file());
     assert_eq!(skipped.len(), 1, "{skipped:?}");
 }
-
-#[test]
-fn changes_survive_a_save_and_load() {
-    let dir = std::env::temp_dir().join(format!("lb-state-test-{}", std::process::id()));
-    let changes = vec![Change::VipDel { name: "web".into() }];
-    save_changes(&dir, &changes).unwrap();
-    assert_eq!(load_changes(&dir).unwrap(), changes);
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(load_changes(&dir).unwrap().is_empty());
-}

@@ -1,0 +1,203 @@
+//! Runtime changes on disk, as operators and accidents treat them: thousands of changes keep
+//! the state directory small and the start fast, a restart restores exactly what was
+//! acknowledged, and so does SIGKILL in the middle of a burst.
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    Proc, TempDir,
+    lab::{self, OneArm},
+};
+
+/// What the agent's view of VIPs, backends and drains is, for comparing two agents' states.
+fn view(sock: &Path) -> BTreeSet<String> {
+    let st = lab::status(sock);
+    st.vips
+        .iter()
+        .flat_map(|v| {
+            v.backends
+                .iter()
+                .map(move |b| format!("{} {} w={} drain={}", v.name, b.address, b.weight, b.drain))
+        })
+        .chain(st.vips.iter().map(|v| format!("{} {}", v.name, v.address)))
+        .collect()
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+fn api(sock: &Path, method: &str, path: &str, body: Option<&str>) {
+    lb::api::request(sock, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e:#}"));
+}
+
+/// Restarts the agent (after a stop or a kill) and returns it with how long it took to be
+/// ready.
+fn restart(topo: &OneArm, tmp: &TempDir, cfg: &Path) -> (Proc, Duration) {
+    let lb = lb_tests::lb_bin();
+    let t = Instant::now();
+    let mut p = topo.lb.spawn(
+        &[
+            lb.to_str().unwrap(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        tmp.path("agent-again.log"),
+    );
+    p.wait_for("lb: ready", Duration::from_secs(30));
+    (p, t.elapsed())
+}
+
+/// The state directory stays under this after any number of changes to a handful of VIPs
+/// and backends: a snapshot of the compacted changes and at most one journal of 64 lines.
+const STATE_BOUND: u64 = 32 * 1024;
+
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn five_thousand_changes_keep_the_state_small_and_the_start_fast() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("state");
+    let sock = tmp.path("lb.sock");
+    // Small rings: each change rebuilds one, and this is a debug build.
+    let config = lab::dns_config(&sock).replace(
+        "protocol = \"udp\"\n",
+        "protocol = \"udp\"\nring_size = 251\n",
+    );
+    let (mut agent, cfg) = lab::start_agent(&topo.lb, &config, &tmp);
+    // No route leads to the extra backend: its next hop fails at once (a start waits a moment
+    // for next hops that may still resolve, which is not what this test times).
+    let (b, extra) = ("/v1/vips/dns/backends", "198.18.9.14");
+    // The changes the API makes as the CLI sends them (without starting a process each).
+    for i in 0..5000u32 {
+        match i % 10 {
+            0..=5 => {
+                let verb = if i % 2 == 0 { "drain" } else { "undrain" };
+                api(
+                    &sock,
+                    "POST",
+                    &format!("{b}/{}/{verb}", lab::backend4((i % 3) as usize)),
+                    None,
+                );
+            }
+            6 => api(
+                &sock,
+                "POST",
+                b,
+                Some(&format!(
+                    "{{\"address\":\"{extra}\",\"weight\":{}}}",
+                    i % 50 + 1
+                )),
+            ),
+            7 => api(&sock, "DELETE", &format!("{b}/{extra}"), None),
+            8 => api(
+                &sock,
+                "POST",
+                "/v1/vips",
+                Some(
+                    "{\"name\":\"extra\",\"address\":\"198.19.0.9:53\",\"protocol\":\"udp\",\"health\":\"none\",\"ring_size\":251,\"backends\":[{\"address\":\"198.18.0.11\"}]}",
+                ),
+            ),
+            _ => api(&sock, "DELETE", "/v1/vips/extra", None),
+        }
+    }
+    // One more of each kind, so the last state is not the empty one.
+    api(
+        &sock,
+        "POST",
+        &format!("{b}/{}/drain", lab::backend4(1)),
+        None,
+    );
+    api(
+        &sock,
+        "POST",
+        b,
+        Some(&format!("{{\"address\":\"{extra}\",\"weight\":7}}")),
+    );
+    let before = view(&sock);
+    assert!(
+        before.contains(&format!("dns {extra} w=7 drain=false")),
+        "{before:?}"
+    );
+    let state = tmp.path("state");
+    let bytes = dir_bytes(&state);
+    assert!(bytes < STATE_BOUND, "{bytes} bytes in {}", state.display());
+
+    agent.stop();
+    let (_agent, took) = restart(&topo, &tmp, &cfg);
+    assert_eq!(view(&sock), before, "the restart restored another state");
+    assert!(
+        took < Duration::from_secs(1),
+        "the agent took {took:?} to start"
+    );
+    eprintln!("5002 changes: {bytes} bytes of state, a start in {took:?}");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn sigkill_during_a_burst_loses_no_acknowledged_change() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("kill");
+    let sock = tmp.path("lb.sock");
+    let (agent, cfg) = lab::start_agent(&topo.lb, &lab::dns_config(&sock), &tmp);
+    // Each change adds a backend of its own (no route leads there: it stays unresolved), so
+    // every acknowledged change is one address that must be back after the kill.
+    let acked = Arc::new(Mutex::new(Vec::<IpAddr>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (acked, stop, sock) = (acked.clone(), stop.clone(), sock.clone());
+        std::thread::spawn(move || {
+            for k in 0..2000u32 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let a = IpAddr::from([198, 18, 1 + (k / 250) as u8, (k % 250) as u8 + 1]);
+                let body = format!("{{\"address\":\"{a}\"}}");
+                match lb::api::request(&sock, "POST", "/v1/vips/dns/backends", Some(&body)) {
+                    Ok(_) => acked.lock().unwrap().push(a),
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    lab::wait_for(Duration::from_secs(30), "150 changes acknowledged", || {
+        acked.lock().unwrap().len() >= 150
+    });
+    // SIGKILL: no chance to flush or tidy anything.
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGKILL) };
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    drop(agent);
+    let acked = acked.lock().unwrap().clone();
+    let _ = std::fs::remove_file(&sock);
+    let (_agent, _) = restart(&topo, &tmp, &cfg);
+    let st = lab::status(&sock);
+    let back: BTreeSet<IpAddr> = st.vips[0]
+        .backends
+        .iter()
+        .map(|b| b.address.parse().unwrap())
+        .collect();
+    let lost: Vec<&IpAddr> = acked.iter().filter(|a| !back.contains(a)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged changes lost: {lost:?}",
+        lost.len()
+    );
+    // Besides the three of the file and the acknowledged ones, at most the one in flight.
+    assert!(back.len() <= 3 + acked.len() + 1, "{} backends", back.len());
+    eprintln!(
+        "{} changes acknowledged before the kill, all back",
+        acked.len()
+    );
+}
