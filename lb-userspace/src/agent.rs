@@ -19,6 +19,7 @@ mod pins;
 mod reload;
 mod report;
 mod routes;
+mod settle;
 mod sources;
 mod sync;
 

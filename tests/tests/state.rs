@@ -201,3 +201,63 @@ fn sigkill_during_a_burst_loses_no_acknowledged_change() {
         acked.len()
     );
 }
+
+/// The config file written in place in two halves 300 ms apart, the first half valid on its
+/// own (the `[agent]` table: no VIP at all), once through one open file and once through two:
+/// connections through the VIP never fail and the VIP is never removed; the whole file is
+/// applied once it settles.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_config_written_in_place_in_two_halves_is_applied_whole() {
+    use std::io::Write;
+    let topo = OneArm::new();
+    let tmp = TempDir::new("halves");
+    let sock = tmp.path("lb.sock");
+    let vip: std::net::SocketAddr = format!("{}:80", lab::VIP4).parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| format!("be{i}"));
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{vip}\"\nprotocol = \"tcp\"\n[vip.health]\nkind = \"none\"\n",
+        sock.display()
+    );
+    for b in lab::BACKENDS4 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
+    }
+    let (agent, path) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    // The file as the agent has it (with its pin and state directories), cut after [agent].
+    let whole = std::fs::read_to_string(&path).unwrap();
+    let cut = whole.find("[[vip]]").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let background = lb_tests::traffic::background_connects(&topo.client, vip, stop.clone());
+    let reloads = |s: &lb::status::Status| s.reloads;
+    for round in 0..2 {
+        let before = reloads(&lab::status(&sock));
+        if round == 0 {
+            let mut f = std::fs::File::create(&path).unwrap();
+            f.write_all(&whole.as_bytes()[..cut]).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            f.write_all(&whole.as_bytes()[cut..]).unwrap();
+        } else {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(&whole.as_bytes()[cut..]).unwrap();
+        }
+        lab::wait_for(Duration::from_secs(5), "the whole file applied", || {
+            reloads(&lab::status(&sock)) > before
+        });
+        let st = lab::status(&sock);
+        assert_eq!(reloads(&st), before + 1, "round {round}: applied once");
+        assert_eq!(st.vips.len(), 1, "round {round}: {st:?}");
+        assert!(st.vips[0].backends.iter().all(|b| b.in_ring), "{st:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let t = background.join().unwrap();
+    assert!(t.ok() > 50 && t.failed.is_empty(), "{t:?}");
+    let log = agent.log_text();
+    assert!(!log.contains("VIP removed"), "{log}");
+}

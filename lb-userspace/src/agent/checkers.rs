@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
 };
 
 use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle};
@@ -44,9 +45,16 @@ struct Checker {
     task: JoinHandle<()>,
 }
 
+/// How long the health of a backend no longer checked is remembered: a VIP removed and added
+/// again within this (a config file written in two goes, a hand slip) gets it back, rather
+/// than starting every backend down.
+const REMEMBER: Duration = Duration::from_secs(120);
+
 /// Every checked backend's health and checker.
 pub struct Checks {
     states: HashMap<Key, BackendHealth>,
+    /// States of backends that stopped being checked, and when.
+    recent: HashMap<Key, (BackendHealth, Instant)>,
     running: HashMap<Key, Checker>,
     reports: UnboundedSender<Report>,
     /// Probe durations and local faults, observed by the checkers, read by metric scrapes.
@@ -57,6 +65,7 @@ impl Checks {
     pub fn new(reports: UnboundedSender<Report>) -> Self {
         Checks {
             states: HashMap::new(),
+            recent: HashMap::new(),
             running: HashMap::new(),
             reports,
             times: HealthTimes::default(),
@@ -73,11 +82,24 @@ impl Checks {
             .insert((vip.to_string(), addr), BackendHealth::new(up));
     }
 
-    /// A checked backend starts `up` unless it has a state already.
+    /// A checked backend starts `up` unless it has a state already, or had one recently.
     pub fn ensure(&mut self, vip: &str, addr: IpAddr, up: bool) {
-        self.states
-            .entry((vip.to_string(), addr))
-            .or_insert(BackendHealth::new(up));
+        let k = (vip.to_string(), addr);
+        if !self.states.contains_key(&k) {
+            let h = self.initial(&k, up);
+            self.states.insert(k, h);
+        }
+    }
+
+    /// A new backend's state: what it had when it stopped being checked, if that was recent.
+    fn initial(&mut self, k: &Key, up: bool) -> BackendHealth {
+        match self.recent.remove(k) {
+            Some((h, since)) if since.elapsed() < REMEMBER => {
+                tracing::info!(vip = %k.0, backend = %k.1, up = h.up, "health state kept from before the backend's VIP or check was removed");
+                h
+            }
+            _ => BackendHealth::new(up),
+        }
     }
 
     /// Starts, restarts and stops checkers to match `wanted`; a new checker starts from the
@@ -94,16 +116,29 @@ impl Checks {
             }
             keep
         });
-        self.states.retain(|k, _| wanted.contains_key(k));
+        let now = Instant::now();
+        self.recent
+            .retain(|_, (_, since)| now.duration_since(*since) < REMEMBER);
+        let gone: Vec<Key> = self
+            .states
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(h) = self.states.remove(&k) {
+                self.recent.insert(k, (h, now));
+            }
+        }
         for (k, (health, target)) in wanted {
             if self.running.contains_key(&k) {
                 continue;
             }
-            let up = self
-                .states
-                .entry(k.clone())
-                .or_insert(BackendHealth::new(new_up))
-                .up;
+            if !self.states.contains_key(&k) {
+                let h = self.initial(&k, new_up);
+                self.states.insert(k.clone(), h);
+            }
+            let up = self.states[&k].up;
             let task = health::spawn(
                 k.0.clone(),
                 target,
@@ -206,7 +241,6 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn report(target: SocketAddr, up: bool, error: Option<&str>, fault: Option<&str>) -> Report {
         Report {
@@ -259,6 +293,11 @@ mod tests {
         c.sync(HashMap::new(), true);
         assert!(c.get("web", a).is_none());
         assert_eq!(c.record(report(port2, false, Some("x"), None)), None);
+        // Wanted again soon after (a VIP removed and re-added): its state is back, not the
+        // state of a new backend.
+        c.record(report(port2, false, None, None));
+        c.ensure("web", a, false);
+        assert!(c.get("web", a).unwrap().up, "kept from before");
         c.stop();
     }
 }

@@ -18,7 +18,12 @@ use tokio::{
     time::Interval,
 };
 
-use super::{ensure_bpffs, links::Interface, reload::file_stamp, sync::Agent};
+use super::{
+    ensure_bpffs,
+    links::Interface,
+    settle::{FileEvents, Settle, Touch, file_stamp},
+    sync::Agent,
+};
 use crate::{
     api,
     config::Config,
@@ -28,8 +33,9 @@ use crate::{
 
 /// How long a starting agent waits for its backends' next hops to resolve.
 const NEIGH_WAIT: Duration = Duration::from_secs(3);
-/// How often the agent looks whether the config file changed on disk.
-const FILE_CHECK: Duration = Duration::from_secs(1);
+/// How often the agent looks whether a change of the config file has settled (and, where
+/// inotify is not to be had, whether the file changed).
+const FILE_CHECK: Duration = Duration::from_millis(100);
 /// How often the flow table's entries are counted for the metrics (a count reads every slot).
 const FLOW_COUNT: Duration = Duration::from_secs(5);
 /// How often the counters are sampled for the rates `lb stats` shows.
@@ -46,6 +52,9 @@ struct Inputs {
     term: Signal,
     int: Signal,
     hup: Signal,
+    /// The config file's inotify events (`None`: no watch could be set; polled instead).
+    file_events: Option<FileEvents>,
+    settle: Settle,
     file_tick: Interval,
     rate_tick: Interval,
 }
@@ -134,6 +143,14 @@ pub async fn start(
         term: signal(SignalKind::terminate())?,
         int: signal(SignalKind::interrupt())?,
         hup: signal(SignalKind::hangup())?,
+        file_events: match FileEvents::watch(config_path) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "no inotify watch on the config file: polling it instead");
+                None
+            }
+        },
+        settle: Settle::default(),
         file_tick: tokio::time::interval(FILE_CHECK),
         rate_tick: tokio::time::interval(RATE_PERIOD),
     };
@@ -264,10 +281,24 @@ impl Running {
                     agent.reload("SIGHUP");
                     Ok(())
                 }
+                Some(t) = async {
+                    match i.file_events.as_mut() {
+                        Some(f) => f.touches.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    i.settle.touch(t, std::time::Instant::now());
+                    Ok(())
+                }
                 _ = i.file_tick.tick() => {
-                    let now = file_stamp(&agent.config_path);
-                    if now != stamp {
-                        stamp = now;
+                    if i.file_events.is_none() {
+                        let now = file_stamp(&agent.config_path);
+                        if now != stamp {
+                            stamp = now;
+                            i.settle.touch(Touch::Closed, std::time::Instant::now());
+                        }
+                    }
+                    if i.settle.due(std::time::Instant::now()) {
                         agent.reload("file changed");
                     }
                     Ok(())

@@ -1,6 +1,6 @@
 //! Reloading the config file, and the account of reloads: how many applied and refused,
 //! the last refusal, the last success. An invalid file is refused and the running state stays.
-use std::{path::Path, time::SystemTime};
+use std::time::SystemTime;
 
 use super::sync::Agent;
 use crate::config;
@@ -39,12 +39,6 @@ impl Reloads {
         self.error = None;
         self.last_ok = at;
     }
-}
-
-/// The file's identity for change detection: modification time and length.
-pub fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 impl Agent {
