@@ -262,6 +262,9 @@ pub fn main(cli: Cli) -> ExitCode {
                     c.vips.len(),
                     backends
                 );
+                for v in &c.vips {
+                    println!("  {}", config::describe(v));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -306,7 +309,6 @@ pub fn main(cli: Cli) -> ExitCode {
                 count,
                 snaplen,
             };
-            eprintln!("lb capture: writing to {} (Ctrl-C stops)", file.display());
             capture::client(&socket, &req, &file).map(|sum| eprintln!("lb capture: {sum}"))
         }
         Command::Status { json, socket } => api::get(&socket, "/v1/status")
@@ -329,7 +331,12 @@ pub fn main(cli: Cli) -> ExitCode {
                 .collect::<Vec<_>>()
                 .join(": ");
             eprintln!("lb: {msg}");
-            if e.downcast_ref::<config::ConfigError>().is_some() {
+            // A refused config, or a runtime change the agent refused (it validates changes
+            // like the file): exit 2, as `lb check` does.
+            let refused = e.downcast_ref::<config::ConfigError>().is_some()
+                || e.downcast_ref::<api::ApiError>()
+                    .is_some_and(|a| a.status == 400 || a.status == 404 || a.status == 409);
+            if refused {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::FAILURE

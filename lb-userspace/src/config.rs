@@ -202,8 +202,36 @@ pub struct Bgp {
 
 mod check;
 mod raw;
+mod rules;
 
 use raw::{Ctx, RawFile};
+
+/// One line on what a VIP gets: its backends and how they are checked (`lb check`).
+pub fn describe(v: &Vip) -> String {
+    let h = &v.health;
+    let health = match h.kind {
+        HealthKind::None if v.protocol == Protocol::Udp => {
+            "not checked (a UDP VIP is checked only as [vip.health] says)".to_string()
+        }
+        HealthKind::None => "not checked".to_string(),
+        kind => format!(
+            "{} check on port {} every {:?}, {} to rise, {} to fall",
+            format!("{kind:?}").to_lowercase(),
+            h.port.unwrap_or(v.address.port()),
+            h.interval,
+            h.rise,
+            h.fall
+        ),
+    };
+    format!(
+        "VIP {} {} {}: {} backend(s), {} hostname(s); health: {health}",
+        v.name,
+        v.protocol,
+        v.address,
+        v.backends.len(),
+        v.hosts.len()
+    )
+}
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -229,7 +257,13 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             .unwrap_or("invalid TOML")
             .trim()
             .to_string();
-        let field = check::field_of(e.message());
+        // The key at the error's span, under its table (a type error names none itself);
+        // else the one serde's message names.
+        let field = rules::key_at(text, &span).unwrap_or_else(|| check::field_of(e.message()));
+        let reason = match rules::suggestion(e.message()) {
+            Some(s) => format!("{reason} (did you mean `{s}`?)"),
+            None => reason,
+        };
         cx.err(span, field, reason)
     })?;
     let agent = check::agent(&cx, raw.agent)?;
@@ -249,7 +283,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         let v = v.into_inner();
         let (name_span, addr_span) = (v.name.span(), v.address.span());
         let frag_span = v.fragments.as_ref().map(|f| f.span());
-        let vip = check::vip(&cx, v)?;
+        let vip = check::vip(&cx, v, &agent)?;
         if !names.insert(vip.name.clone()) {
             return Err(cx.err(
                 name_span,
@@ -339,6 +373,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "d" => Duration::from_secs(n.checked_mul(86_400)?),
         _ => return None,
     };
     (!d.is_zero()).then_some(d)

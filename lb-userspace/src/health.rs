@@ -96,7 +96,7 @@ pub async fn probe(h: &Health, target: SocketAddr) -> Result<(), Failure> {
     let req = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: lb-health\r\n\r\n",
         h.path,
-        target.ip()
+        host_header(target.ip())
     );
     let exchange = async {
         s.write_all(req.as_bytes()).await?;
@@ -132,6 +132,14 @@ pub async fn probe(h: &Health, target: SocketAddr) -> Result<(), Failure> {
             "GET {}: not an HTTP answer",
             h.path
         ))),
+    }
+}
+
+/// The `Host` header for an address: an IPv6 one in brackets (RFC 7230, section 5.4).
+fn host_header(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
     }
 }
 
@@ -279,6 +287,12 @@ mod tests {
         let refused = probe(&cfg(HealthKind::Tcp), closed).await.unwrap_err();
         assert!(refused.message.contains("connect"), "{refused:?}");
         assert!(!refused.local, "a refused connection is the backend's");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(host_header("198.18.0.11".parse().unwrap()), "198.18.0.11");
+        assert_eq!(host_header("fd00:18::11".parse().unwrap()), "[fd00:18::11]");
     }
 
     #[test]

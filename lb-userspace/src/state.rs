@@ -83,7 +83,8 @@ fn apply_one(c: &mut Config, ch: &Change) -> Result<(), String> {
             }
             // Parse the spec as a one-VIP file: the same checks, the same defaults.
             let text = spec_toml(c, spec);
-            let parsed = config::parse("vip add", &text).map_err(|e| e.to_string())?;
+            // Errors name the field and reason only: the text parsed is ours, not the user's.
+            let parsed = config::parse("vip add", &text).map_err(|e| runtime_error(&e))?;
             c.vips.extend(parsed.vips);
         }
         Change::VipDel { name } => {
@@ -176,7 +177,13 @@ pub fn try_apply(current: &Config, ch: &Change) -> Result<Config, String> {
 
 /// Renders `c` to TOML and parses it again: every check of the file applies.
 pub fn validate(c: &Config) -> Result<Config, String> {
-    config::parse("runtime state", &render(c)).map_err(|e| e.to_string())
+    config::parse("runtime state", &render(c)).map_err(|e| runtime_error(&e))
+}
+
+/// A refusal of a runtime change, in the words of the change: the field and the reason
+/// (the line is of text the agent rendered, which the user never saw).
+fn runtime_error(e: &config::ConfigError) -> String {
+    format!("{}: {}", e.field, e.reason)
 }
 
 fn ms(d: std::time::Duration) -> toml::Value {

@@ -189,11 +189,30 @@ fn cli_changes_apply_and_survive_a_restart() {
         "--socket",
         s.socket.to_str().unwrap(),
     ]);
-    assert_eq!(code, 1);
+    // Refused: exit 2, as for a refused file.
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("address family"), "{err}");
     let (code, _, err) = lab::cli(&["vip", "del", "nope", "--socket", s.socket.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("no VIP named"), "{err}");
+    // The refusal of a VIP names the user's own input, not a line of text rendered for it.
+    let (code, _, err) = lab::cli(&[
+        "vip",
+        "add",
+        "api",
+        "--address",
+        "198.19.0.7:80",
+        "--backend",
+        "127.0.0.1",
+        "--socket",
+        s.socket.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("vip.backend.address: 127.0.0.1") && err.contains("loopback"),
+        "{err}"
+    );
+    assert!(!err.contains("vip add:"), "{err}");
 
     let st = s.agent.stop().expect("agent exit");
     assert!(st.success());

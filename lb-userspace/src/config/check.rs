@@ -20,6 +20,34 @@ pub(super) fn field_of(msg: &str) -> String {
     "-".into()
 }
 
+/// An outer source address: of its family, and one a host can send from.
+fn source<A: std::str::FromStr + Into<std::net::IpAddr> + Copy>(
+    cx: &Ctx,
+    raw: Option<Spanned<String>>,
+    field: &str,
+    family: &str,
+) -> Result<Option<A>, ConfigError> {
+    let Some(s) = raw else { return Ok(None) };
+    let a: A = s.get_ref().parse().map_err(|_| {
+        cx.err(
+            s.span(),
+            field,
+            format!("{:?} is not an {family} address", s.get_ref()),
+        )
+    })?;
+    if let Some(why) = super::rules::unusable(&a.into()) {
+        return Err(cx.err(
+            s.span(),
+            field,
+            format!(
+                "{}: {why} cannot be the source of encapsulated packets",
+                s.get_ref()
+            ),
+        ));
+    }
+    Ok(Some(a))
+}
+
 pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigError> {
     let raw = raw.into_inner();
     let ifaces_span = raw.interfaces.span();
@@ -34,6 +62,17 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
             ifaces_span,
             "agent.interfaces",
             "name at least one interface",
+        ));
+    }
+    if let Some(twice) = interfaces
+        .iter()
+        .enumerate()
+        .find_map(|(i, x)| interfaces[..i].contains(x).then_some(x))
+    {
+        return Err(cx.err(
+            ifaces_span,
+            "agent.interfaces",
+            format!("{twice:?} is named twice"),
         ));
     }
     if let Some(bad) = interfaces
@@ -112,26 +151,8 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
             )
         })?),
     };
-    let source_v4 = match raw.source_v4 {
-        None => None,
-        Some(s) => Some(s.get_ref().parse().map_err(|_| {
-            cx.err(
-                s.span(),
-                "agent.source_v4",
-                format!("{:?} is not an IPv4 address", s.get_ref()),
-            )
-        })?),
-    };
-    let source_v6 = match raw.source_v6 {
-        None => None,
-        Some(s) => Some(s.get_ref().parse().map_err(|_| {
-            cx.err(
-                s.span(),
-                "agent.source_v6",
-                format!("{:?} is not an IPv6 address", s.get_ref()),
-            )
-        })?),
-    };
+    let source_v4 = source(cx, raw.source_v4, "agent.source_v4", "IPv4")?;
+    let source_v6 = source(cx, raw.source_v6, "agent.source_v6", "IPv6")?;
     let path_mtu = match raw.path_mtu {
         None => None,
         Some(n) if (1280..=65535).contains(n.get_ref()) => Some(*n.get_ref() as u32),

@@ -158,7 +158,7 @@ fn errors_name_file_line_and_field() {
             "interfaces = [\"eth0\"]",
             "interfaces = [\"eth0\"]\ncolour = \"blue\"",
             4,
-            "colour",
+            "agent.colour",
             "unknown field",
         ),
         (
@@ -175,7 +175,13 @@ fn errors_name_file_line_and_field() {
             "agent.source_v6",
             "IPv6",
         ),
-        ("weight = 50", "weight = \"heavy\"", 20, "-", "invalid type"),
+        (
+            "weight = 50",
+            "weight = \"heavy\"",
+            20,
+            "vip.backend.weight",
+            "invalid type",
+        ),
         (
             "interfaces = [\"eth0\"]",
             "interfaces = [\"eth0\"]\npath_mtu = 576",
@@ -250,11 +256,173 @@ fn one_vip_per_address_and_protocol_takes_fragments() {
         "{err}"
     );
     assert!(err.reason.contains("takes fragments already"), "{err}");
-    // Another protocol on the same address may.
+    // A TCP VIP takes none: fragments carry no ports to follow their connection by.
     let tcp = two("fragments = true").replacen(
         "address = \"198.19.0.1:5353\"\nprotocol = \"udp\"",
         "address = \"198.19.0.1:5353\"\nprotocol = \"tcp\"",
         1,
     );
-    parse("lb.toml", &tcp).unwrap();
+    let err = parse("lb.toml", &tcp).unwrap_err();
+    assert_eq!(err.field, "vip.fragments", "{err}");
+    assert!(
+        err.reason.contains("TCP VIP cannot take fragments"),
+        "{err}"
+    );
+}
+
+/// What no backend, source or VIP can be, the durations, the keys named by type errors and
+/// the suggestion for a misspelt key: each case one change to a good file, and the field and
+/// words of the refusal (or `None`: accepted).
+#[test]
+fn refused_addresses_durations_type_errors_and_suggestions() {
+    let good = "[agent]\ninterfaces = [\"eth0\", \"eth1\"]\nsource_v4 = \"198.18.0.2\"\nsource_v6 = \"fd00:18::2\"\n\n\
+                [[vip]]\nname = \"web\"\naddress = \"198.19.0.1:80\"\nudp_idle = \"30s\"\n\n\
+                [vip.health]\ninterval = \"1s\"\n\n\
+                [[vip.backend]]\naddress = \"198.18.0.11\"\nweight = 10\n";
+    parse("lb.toml", good).unwrap();
+    // (from, to, refused with (field, words) or accepted).
+    type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+    let cases: &[Case] = &[
+        (
+            "\"198.18.0.11\"",
+            "\"0.0.0.0\"",
+            Some(("vip.backend.address", "unspecified")),
+        ),
+        (
+            "\"198.18.0.11\"",
+            "\"255.255.255.255\"",
+            Some(("vip.backend.address", "broadcast")),
+        ),
+        (
+            "\"198.18.0.11\"",
+            "\"224.0.0.9\"",
+            Some(("vip.backend.address", "multicast")),
+        ),
+        (
+            "\"198.18.0.11\"",
+            "\"127.0.0.1\"",
+            Some(("vip.backend.address", "loopback")),
+        ),
+        (
+            "\"198.18.0.11\"",
+            "\"198.19.0.1\"",
+            Some(("vip.backend.address", "the VIP itself")),
+        ),
+        (
+            "\"198.18.0.11\"",
+            "\"198.18.0.2\"",
+            Some(("vip.backend.address", "own source")),
+        ),
+        (
+            "\"198.19.0.1:80\"",
+            "\"0.0.0.0:80\"",
+            Some(("vip.address", "unspecified")),
+        ),
+        (
+            "source_v4 = \"198.18.0.2\"",
+            "source_v4 = \"0.0.0.0\"",
+            Some(("agent.source_v4", "unspecified")),
+        ),
+        (
+            "source_v6 = \"fd00:18::2\"",
+            "source_v6 = \"::1\"",
+            Some(("agent.source_v6", "loopback")),
+        ),
+        (
+            "\"eth0\", \"eth1\"",
+            "\"eth0\", \"eth0\"",
+            Some(("agent.interfaces", "named twice")),
+        ),
+        ("udp_idle = \"30s\"", "udp_idle = \"24h\"", None),
+        ("udp_idle = \"30s\"", "udp_idle = \"1d\"", None),
+        (
+            "udp_idle = \"30s\"",
+            "udp_idle = \"2d\"",
+            Some(("vip.udp_idle", "1s to 24h")),
+        ),
+        ("interval = \"1s\"", "interval = \"1h\"", None),
+        (
+            "interval = \"1s\"",
+            "interval = \"1w\"",
+            Some(("vip.health.interval", "not a duration")),
+        ),
+        (
+            "weight = 10",
+            "weight = \"heavy\"",
+            Some(("vip.backend.weight", "invalid type")),
+        ),
+        (
+            "udp_idle = \"30s\"",
+            "udp_idle = 30",
+            Some(("vip.udp_idle", "invalid type")),
+        ),
+        (
+            "interval = \"1s\"",
+            "interval = true",
+            Some(("vip.health.interval", "invalid type")),
+        ),
+        (
+            "source_v4 = \"198.18.0.2\"",
+            "source_v4 = 7",
+            Some(("agent.source_v4", "invalid type")),
+        ),
+        (
+            "name = \"web\"",
+            "nmae = \"web\"",
+            Some(("vip.nmae", "did you mean `name`?")),
+        ),
+        (
+            "address = \"198.19.0.1:80\"",
+            "adress = \"198.19.0.1:80\"",
+            Some(("vip.adress", "did you mean `address`?")),
+        ),
+        (
+            "weight = 10",
+            "wieght = 10",
+            Some(("vip.backend.wieght", "did you mean `weight`?")),
+        ),
+        (
+            "interval = \"1s\"",
+            "intervall = \"1s\"",
+            Some(("vip.health.intervall", "did you mean `interval`?")),
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(good.contains(from), "{from}");
+        let text = good.replacen(from, to, 1);
+        match (parse("lb.toml", &text), want) {
+            (Ok(_), None) => {}
+            (Ok(_), Some(w)) => panic!("{to}: accepted, want {w:?}"),
+            (Err(e), None) => panic!("{to}: refused: {e}"),
+            (Err(e), Some((field, words))) => {
+                assert_eq!(e.field, *field, "{to}: {e}");
+                assert!(e.reason.contains(words), "{to}: {e}");
+                assert!(e.line > 0, "{to}: {e}");
+            }
+        }
+    }
+}
+
+/// A UDP VIP without `[vip.health]` is not checked (a TCP connect would fail it); a TCP one
+/// gets a TCP connect.
+#[test]
+fn a_udp_vip_is_never_checked_by_a_tcp_connect_unless_asked() {
+    let text = |proto: &str, health: &str| {
+        format!(
+            "[agent]\ninterfaces = [\"eth0\"]\nsource_v4 = \"198.18.0.2\"\n\n\
+             [[vip]]\nname = \"v\"\naddress = \"198.19.0.1:53\"\nprotocol = \"{proto}\"\n{health}\n\
+             [[vip.backend]]\naddress = \"198.18.0.11\"\n"
+        )
+    };
+    let kind = |proto, health| {
+        parse("lb.toml", &text(proto, health)).unwrap().vips[0]
+            .health
+            .kind
+    };
+    assert_eq!(kind("udp", ""), HealthKind::None);
+    assert_eq!(kind("tcp", ""), HealthKind::Tcp);
+    assert_eq!(
+        kind("udp", "[vip.health]\nkind = \"tcp\"\nport = 8053"),
+        HealthKind::Tcp
+    );
 }

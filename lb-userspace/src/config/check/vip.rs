@@ -2,75 +2,24 @@
 use std::{collections::HashSet, net::IpAddr};
 
 use lb_common::{RING_SIZE_DEFAULT, RING_STRIDE};
+use toml::Spanned;
 
 use crate::config::{raw::*, *};
 
-pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> {
-    let name = raw.name.get_ref().clone();
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(cx.err(
-            raw.name.span(),
-            "vip.name",
-            format!("{name:?}: use 1-64 letters, digits, '-', '_' or '.'"),
-        ));
-    }
-    let address: SocketAddr = raw.address.get_ref().parse().map_err(|_| {
-        cx.err(
-            raw.address.span(),
-            "vip.address",
-            format!(
-                "{:?} is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)",
-                raw.address.get_ref()
-            ),
-        )
-    })?;
-    let protocol = match raw.protocol {
-        None => Protocol::Tcp,
-        Some(p) => match p.get_ref().as_str() {
-            "tcp" => Protocol::Tcp,
-            "udp" => Protocol::Udp,
-            other => {
-                return Err(cx.err(
-                    p.span(),
-                    "vip.protocol",
-                    format!("{other:?}: expected tcp or udp"),
-                ));
-            }
-        },
-    };
-    let forwarding = match raw.forwarding {
-        None => Forwarding::Ipip,
-        Some(f) => match f.get_ref().as_str() {
-            "ipip" => Forwarding::Ipip,
-            other => {
-                return Err(cx.err(
-                    f.span(),
-                    "vip.forwarding",
-                    format!("{other:?}: only ipip is supported yet"),
-                ));
-            }
-        },
-    };
-    let ring_size = match raw.ring_size {
-        None => RING_SIZE_DEFAULT,
-        Some(r) => {
-            let n = *r.get_ref();
-            if n < 7 || n > RING_STRIDE as i64 || !is_prime(n as u64) {
-                return Err(cx.err(
-                    r.span(),
-                    "vip.ring_size",
-                    format!("{n}: must be a prime from 7 to {RING_STRIDE}"),
-                ));
-            }
-            n as u32
-        }
-    };
+/// A `[[vip]]` table, checked step by step; `agent` is the balancer's own part of the file
+/// (its sources are no backend's address).
+pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip, ConfigError> {
+    let name = name(cx, &raw.name)?;
+    let address = address(cx, &raw.address)?;
+    let protocol = protocol(cx, raw.protocol)?;
+    let forwarding = forwarding(cx, raw.forwarding)?;
+    let ring_size = ring_size(cx, raw.ring_size)?;
     let health = match raw.health {
+        // A UDP service answers no TCP connect: unchecked unless the file says how.
+        None if protocol == Protocol::Udp => Health {
+            kind: HealthKind::None,
+            ..Health::default()
+        },
         None => Health::default(),
         Some(h) => health(cx, h.into_inner())?,
     };
@@ -81,109 +30,9 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> 
             "a VIP on every port (port 0) needs health.port, or kind = \"none\"",
         ));
     }
-    let udp_idle = match raw.udp_idle {
-        None => Duration::from_secs(lb_common::UDP_IDLE_DEFAULT_S as u64),
-        Some(d) => parse_duration(d.get_ref())
-            .filter(|d| d.as_secs() >= 1 && d.as_secs() <= 86_400)
-            .ok_or_else(|| {
-                cx.err(
-                    d.span(),
-                    "vip.udp_idle",
-                    format!("{:?}: a duration from 1s to 24h", d.get_ref()),
-                )
-            })?,
-    };
-    let vip_address = address;
-    let mut backends = Vec::new();
-    let mut hosts: Vec<HostBackend> = Vec::new();
-    let mut seen = HashSet::new();
-    for b in raw.backend {
-        let span = b.span();
-        let b = b.into_inner();
-        let weight = match &b.weight {
-            None => 100,
-            Some(w) => {
-                let n = *w.get_ref();
-                if !(0..=10_000).contains(&n) {
-                    return Err(cx.err(
-                        w.span(),
-                        "vip.backend.weight",
-                        format!("{n}: must be from 0 to 10000"),
-                    ));
-                }
-                n as u32
-            }
-        };
-        let address = match (b.address, b.host) {
-            (Some(a), None) => a,
-            (None, Some(h)) => {
-                let name = h.get_ref().trim_end_matches('.');
-                let ok = !name.is_empty()
-                    && name.len() <= 253
-                    && name.parse::<IpAddr>().is_err()
-                    && name.split('.').all(|l| {
-                        !l.is_empty()
-                            && l.len() <= 63
-                            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    });
-                if !ok {
-                    return Err(cx.err(
-                        h.span(),
-                        "vip.backend.host",
-                        format!("{:?} is not a hostname", h.get_ref()),
-                    ));
-                }
-                if b.drain.is_some() {
-                    return Err(cx.err(
-                        h.span(),
-                        "vip.backend.drain",
-                        "drain applies to an address (drain the resolved address with the CLI)",
-                    ));
-                }
-                if hosts.iter().any(|x| x.host == name) {
-                    return Err(cx.err(
-                        h.span(),
-                        "vip.backend.host",
-                        format!("duplicate backend host {name:?}"),
-                    ));
-                }
-                hosts.push(HostBackend {
-                    host: name.to_string(),
-                    weight,
-                });
-                continue;
-            }
-            _ => {
-                return Err(cx.err(span, "vip.backend", "give either address or host"));
-            }
-        };
-        let ip: IpAddr = address.get_ref().parse().map_err(|_| {
-            cx.err(
-                address.span(),
-                "vip.backend.address",
-                format!("{:?} is not an IP address", address.get_ref()),
-            )
-        })?;
-        if ip.is_ipv4() != vip_address.is_ipv4() {
-            return Err(cx.err(
-                address.span(),
-                "vip.backend.address",
-                format!("{ip} is not of the VIP's address family ({vip_address})"),
-            ));
-        }
-        if !seen.insert(ip) {
-            return Err(cx.err(
-                address.span(),
-                "vip.backend.address",
-                format!("duplicate backend {ip}"),
-            ));
-        }
-        backends.push(Backend {
-            address: ip,
-            weight,
-            drain: b.drain.unwrap_or(false),
-        });
-    }
+    let udp_idle = udp_idle(cx, raw.udp_idle)?;
+    let fragments = fragments(cx, raw.fragments, protocol)?;
+    let (backends, hosts) = backends(cx, raw.backend, address, agent)?;
     if backends.len() as u64 >= ring_size as u64 {
         return Err(cx.err(
             raw.address.span(),
@@ -200,12 +49,251 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip) -> Result<Vip, ConfigError> 
         protocol,
         forwarding,
         udp_idle,
-        fragments: raw.fragments.is_some_and(|f| f.into_inner()),
+        fragments,
         ring_size,
         health,
         backends,
         hosts,
     })
+}
+
+fn name(cx: &Ctx, raw: &Spanned<String>) -> Result<String, ConfigError> {
+    let name = raw.get_ref().clone();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        return Err(cx.err(
+            raw.span(),
+            "vip.name",
+            format!("{name:?}: use 1-64 letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    Ok(name)
+}
+
+fn address(cx: &Ctx, raw: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    let address: SocketAddr = raw.get_ref().parse().map_err(|_| {
+        cx.err(
+            raw.span(),
+            "vip.address",
+            format!(
+                "{:?} is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)",
+                raw.get_ref()
+            ),
+        )
+    })?;
+    if let Some(why) = super::super::rules::unusable(&address.ip()) {
+        return Err(cx.err(
+            raw.span(),
+            "vip.address",
+            format!("{}: {why} cannot be a VIP", address.ip()),
+        ));
+    }
+    Ok(address)
+}
+
+fn protocol(cx: &Ctx, raw: Option<Spanned<String>>) -> Result<Protocol, ConfigError> {
+    match raw {
+        None => Ok(Protocol::Tcp),
+        Some(p) => match p.get_ref().as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            other => Err(cx.err(
+                p.span(),
+                "vip.protocol",
+                format!("{other:?}: expected tcp or udp"),
+            )),
+        },
+    }
+}
+
+fn forwarding(cx: &Ctx, raw: Option<Spanned<String>>) -> Result<Forwarding, ConfigError> {
+    match raw {
+        None => Ok(Forwarding::Ipip),
+        Some(f) => match f.get_ref().as_str() {
+            "ipip" => Ok(Forwarding::Ipip),
+            other => Err(cx.err(
+                f.span(),
+                "vip.forwarding",
+                format!("{other:?}: only ipip is supported yet"),
+            )),
+        },
+    }
+}
+
+fn ring_size(cx: &Ctx, raw: Option<Spanned<i64>>) -> Result<u32, ConfigError> {
+    let Some(r) = raw else {
+        return Ok(RING_SIZE_DEFAULT);
+    };
+    let n = *r.get_ref();
+    if n < 7 || n > RING_STRIDE as i64 || !is_prime(n as u64) {
+        return Err(cx.err(
+            r.span(),
+            "vip.ring_size",
+            format!("{n}: must be a prime from 7 to {RING_STRIDE}"),
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn udp_idle(cx: &Ctx, raw: Option<Spanned<String>>) -> Result<Duration, ConfigError> {
+    let Some(d) = raw else {
+        return Ok(Duration::from_secs(lb_common::UDP_IDLE_DEFAULT_S as u64));
+    };
+    parse_duration(d.get_ref())
+        .filter(|d| d.as_secs() >= 1 && d.as_secs() <= 86_400)
+        .ok_or_else(|| {
+            cx.err(
+                d.span(),
+                "vip.udp_idle",
+                format!("{:?}: a duration from 1s to 24h", d.get_ref()),
+            )
+        })
+}
+
+/// Fragments follow the VIP's 3-tuple, not the 5-tuple of a connection: for TCP they would
+/// reach another backend than the connection's, so TCP VIPs refuse them.
+fn fragments(
+    cx: &Ctx,
+    raw: Option<Spanned<bool>>,
+    protocol: Protocol,
+) -> Result<bool, ConfigError> {
+    let Some(f) = raw else { return Ok(false) };
+    if *f.get_ref() && protocol == Protocol::Tcp {
+        return Err(cx.err(
+            f.span(),
+            "vip.fragments",
+            "a TCP VIP cannot take fragments: they carry no ports, so they would be balanced apart from their connection (TCP avoids fragments with path MTU discovery)",
+        ));
+    }
+    Ok(f.into_inner())
+}
+
+/// The `[[vip.backend]]` tables: addresses (checked by [`backend_address`]) and hostnames.
+fn backends(
+    cx: &Ctx,
+    raw: Vec<Spanned<RawBackend>>,
+    vip: SocketAddr,
+    agent: &Agent,
+) -> Result<(Vec<Backend>, Vec<HostBackend>), ConfigError> {
+    let mut backends = Vec::new();
+    let mut hosts: Vec<HostBackend> = Vec::new();
+    let mut seen = HashSet::new();
+    for b in raw {
+        let span = b.span();
+        let b = b.into_inner();
+        let weight = weight(cx, b.weight.as_ref())?;
+        match (b.address, b.host) {
+            (Some(a), None) => {
+                let ip = backend_address(cx, &a, vip, agent)?;
+                if !seen.insert(ip) {
+                    return Err(cx.err(
+                        a.span(),
+                        "vip.backend.address",
+                        format!("duplicate backend {ip}"),
+                    ));
+                }
+                backends.push(Backend {
+                    address: ip,
+                    weight,
+                    drain: b.drain.unwrap_or(false),
+                });
+            }
+            (None, Some(h)) => {
+                if b.drain.is_some() {
+                    return Err(cx.err(
+                        h.span(),
+                        "vip.backend.drain",
+                        "drain applies to an address (drain the resolved address with the CLI)",
+                    ));
+                }
+                let host = hostname(cx, &h)?;
+                if hosts.iter().any(|x| x.host == host) {
+                    return Err(cx.err(
+                        h.span(),
+                        "vip.backend.host",
+                        format!("duplicate backend host {host:?}"),
+                    ));
+                }
+                hosts.push(HostBackend { host, weight });
+            }
+            _ => return Err(cx.err(span, "vip.backend", "give either address or host")),
+        }
+    }
+    Ok((backends, hosts))
+}
+
+fn weight(cx: &Ctx, raw: Option<&Spanned<i64>>) -> Result<u32, ConfigError> {
+    let Some(w) = raw else { return Ok(100) };
+    let n = *w.get_ref();
+    if !(0..=10_000).contains(&n) {
+        return Err(cx.err(
+            w.span(),
+            "vip.backend.weight",
+            format!("{n}: must be from 0 to 10000"),
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn hostname(cx: &Ctx, h: &Spanned<String>) -> Result<String, ConfigError> {
+    let name = h.get_ref().trim_end_matches('.');
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.parse::<IpAddr>().is_err()
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !ok {
+        return Err(cx.err(
+            h.span(),
+            "vip.backend.host",
+            format!("{:?} is not a hostname", h.get_ref()),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// A backend's address: an IP address of the VIP's family that some other host can have.
+fn backend_address(
+    cx: &Ctx,
+    raw: &Spanned<String>,
+    vip: SocketAddr,
+    agent: &Agent,
+) -> Result<IpAddr, ConfigError> {
+    let refuse = |reason: String| cx.err(raw.span(), "vip.backend.address", reason);
+    let ip: IpAddr = raw
+        .get_ref()
+        .parse()
+        .map_err(|_| refuse(format!("{:?} is not an IP address", raw.get_ref())))?;
+    if ip.is_ipv4() != vip.is_ipv4() {
+        return Err(refuse(format!(
+            "{ip} is not of the VIP's address family ({vip})"
+        )));
+    }
+    if let Some(why) = super::super::rules::unusable(&ip) {
+        return Err(refuse(format!("{ip}: {why} cannot be a backend")));
+    }
+    if ip == vip.ip() {
+        return Err(refuse(format!(
+            "{ip} is the VIP itself: its packets would come back to the balancer"
+        )));
+    }
+    let own = [
+        agent.source_v4.map(IpAddr::from),
+        agent.source_v6.map(IpAddr::from),
+    ];
+    if own.contains(&Some(ip)) {
+        return Err(refuse(format!(
+            "{ip} is the balancer's own source address (agent.source_v4/v6)"
+        )));
+    }
+    Ok(ip)
 }
 
 fn health(cx: &Ctx, raw: RawHealth) -> Result<Health, ConfigError> {
