@@ -204,6 +204,10 @@ const _: () = assert!(size_of::<AddrKey>() == 20);
 pub const BACKEND_UP: u8 = 1;
 /// [`Backend::state`] bit: draining: existing flows stay, the ring gives it no new ones.
 pub const BACKEND_DRAIN: u8 = 2;
+/// [`Backend::state`] bit: down (or damped), but its established flows are held on it
+/// (`on_down = "keep"`): written with [`BACKEND_UP`], so the data path honours them; the ring
+/// gives it none. Only the agent reads it (a restart must not take the backend as healthy).
+pub const BACKEND_HELD: u8 = 4;
 
 /// Value of [`map_names::BACKENDS`], indexed by backend id.
 #[repr(C)]
@@ -213,7 +217,7 @@ pub struct Backend {
     pub addr: [u8; 16],
     /// [`FAMILY_V4`], [`FAMILY_V6`], or 0 for an unused slot.
     pub family: u8,
-    /// [`BACKEND_UP`] | [`BACKEND_DRAIN`].
+    /// [`BACKEND_UP`] | [`BACKEND_DRAIN`] | [`BACKEND_HELD`].
     pub state: u8,
     pub _pad: [u8; 2],
     /// The VIP this backend serves (a flow entry is honoured only for its own VIP).

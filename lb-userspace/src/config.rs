@@ -157,9 +157,23 @@ pub struct Vip {
     /// datagram to one backend, by source, destination and protocol) rather than passed.
     pub fragments: bool,
     pub health: Health,
+    /// What a backend's established flows do when it goes down.
+    pub on_down: OnDown,
     pub backends: Vec<Backend>,
     /// Backends named by hostname (resolved into `backends` by the agent).
     pub hosts: Vec<HostBackend>,
+}
+
+/// What a backend's established flows do when its health checks (or flap damping) take it
+/// down. Under direct server return an established TCP connection cannot move: another
+/// backend answers it with a reset. So TCP VIPs `keep` by default (a connection to a backend
+/// that only failed its check lives on; one to a dead host fails as it would have), and UDP
+/// VIPs `move` (the next datagram of a flow goes to a live backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDown {
+    Move,
+    Keep,
 }
 
 /// A validated configuration.

@@ -336,12 +336,24 @@ pub fn render(s: &Snapshot) -> String {
     );
     let up = Family::<BackendLabels, Gauge>::default();
     for (l, b) in backends() {
-        up.get_or_create(&l).set(i64::from(b.health != "down"));
+        up.get_or_create(&l)
+            .set(i64::from(b.health == "up" || b.health == "unchecked"));
     }
     r.register(
         "lb_backend_up",
-        "1 while the backend passes its health checks (or is not checked), 0 while down",
+        "1 while the backend passes its health checks (or is not checked), 0 while down or damped",
         up,
+    );
+    let damped = Family::<BackendLabels, Gauge>::default();
+    for (l, b) in backends() {
+        damped
+            .get_or_create(&l)
+            .set(i64::from(b.health == "damped"));
+    }
+    r.register(
+        "lb_backend_damped",
+        "1 while the backend is held out of the ring for flapping",
+        damped,
     );
     r.register(
         "lb_health_check_duration_seconds",

@@ -276,6 +276,11 @@ fn render_vip(v: &Vip) -> toml::Table {
     if v.fragments {
         t.insert("fragments".into(), true.into());
     }
+    let on_down = match v.on_down {
+        config::OnDown::Keep => "keep",
+        config::OnDown::Move => "move",
+    };
+    t.insert("on_down".into(), on_down.into());
     let h = &v.health;
     let mut ht = toml::Table::new();
     let kind = match h.kind {

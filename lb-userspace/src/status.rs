@@ -7,8 +7,12 @@ pub struct BackendStatus {
     pub address: String,
     pub weight: u32,
     pub drain: bool,
-    /// `up`, `down`, or `unchecked` (health kind none: always taken as up).
+    /// `up`, `down`, `damped` (held out of the ring for flapping, whatever its last check),
+    /// or `unchecked` (health kind none: always taken as up).
     pub health: String,
+    /// While damped: about how many seconds more it is held out.
+    #[serde(default)]
+    pub held_s: Option<u64>,
     pub last_error: Option<String>,
     /// Why its health checks cannot run from this host now (its state is kept meanwhile).
     #[serde(default)]
@@ -182,6 +186,9 @@ pub fn render_backends(bs: &[BackendStatus]) -> String {
         out += &format!("  {:<28} w={:<5} {:<16}", b.address, b.weight, state);
         if let Some(e) = &b.last_error {
             out += &format!(" last error: {e}");
+        }
+        if let Some(s) = b.held_s {
+            out += &format!(" !!! FLAPPING: held out of the ring for ~{s} s more");
         }
         if let Some(f) = &b.local_fault {
             out += &format!(" !!! LOCAL FAULT, checks cannot run from this host (state kept): {f}");

@@ -261,3 +261,87 @@ fn a_config_written_in_place_in_two_halves_is_applied_whole() {
     let log = agent.log_text();
     assert!(!log.contains("VIP removed"), "{log}");
 }
+
+/// A backend whose health port flaps every 200 ms for 20 s (checks every 100 ms, rise 1,
+/// fall 1): it is damped (held out, shown by `lb status`), the ring is rebuilt a handful of
+/// times rather than at every change, and with the TCP default `on_down = "keep"` the
+/// established connections on it survive.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_flapping_backend_is_damped_and_its_connections_kept() {
+    let topo = OneArm::new();
+    let tmp = TempDir::new("flap");
+    let sock = tmp.path("lb.sock");
+    let vip: std::net::SocketAddr = format!("{}:80", lab::VIP4).parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| format!("be{i}"));
+    const HEALTH: u16 = 8081;
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{vip}\"\nprotocol = \"tcp\"\n\
+         [vip.health]\nkind = \"tcp\"\nport = {HEALTH}\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n",
+        sock.display()
+    );
+    for b in lab::BACKENDS4 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{b}\"\n");
+    }
+    // The other backends' health ports stay open; be0's flaps.
+    let _steady: Vec<std::net::TcpListener> = topo.backends[1..]
+        .iter()
+        .zip(&lab::BACKENDS4[1..])
+        .map(|(ns, b)| ns.run(|| std::net::TcpListener::bind((*b, HEALTH)).unwrap()))
+        .collect();
+    let be0 = std::net::SocketAddr::new(lab::BACKENDS4[0].parse().unwrap(), HEALTH);
+    let steady0 = topo.backends[0].run(|| std::net::TcpListener::bind(be0).unwrap());
+    let (agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    lab::wait_for(Duration::from_secs(5), "all backends up", || {
+        lab::status(&sock).vips[0]
+            .backends
+            .iter()
+            .all(|b| b.in_ring)
+    });
+    let mut long = lb_tests::traffic::LongLived::open(&topo.client, vip, 30);
+    let on_be0 = long.by_server().get("be0").copied().unwrap_or(0);
+    assert!(on_be0 > 0, "{:?}", long.by_server());
+    let rebuilt = |log: &str| log.matches("ring rebuilt").count();
+    let before = rebuilt(&agent.log_text());
+    drop(steady0);
+
+    let path = format!("/run/netns/{}", topo.backends[0].name);
+    let flapper = std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        assert_eq!(
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) },
+            0
+        );
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            let l = std::net::TcpListener::bind(be0).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(l);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut damped_seen = false;
+    while !flapper.is_finished() {
+        let st = lab::status(&sock);
+        let b = &st.vips[0].backends[0];
+        if b.health == "damped" {
+            assert!(b.held_s.is_some() && !b.in_ring, "{b:?}");
+            damped_seen = true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    flapper.join().unwrap();
+    assert!(damped_seen, "never shown as damped");
+    let rebuilds = rebuilt(&agent.log_text()) - before;
+    assert!(
+        rebuilds <= 6,
+        "{rebuilds} ring rebuilds for ~100 changes of state"
+    );
+    let broken = long.exchange();
+    assert!(
+        broken.is_empty(),
+        "{} of {on_be0} on be0: {broken:?}",
+        broken.len()
+    );
+}

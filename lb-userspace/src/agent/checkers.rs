@@ -45,6 +45,50 @@ struct Checker {
     task: JoinHandle<()>,
 }
 
+/// Flap damping, after BGP's route-flap damping (RFC 2439): every change of a backend's state
+/// adds [`PENALTY`], and the penalty halves every [`HALF_LIFE`]. Past [`SUPPRESS`] (three
+/// changes in quick succession) the backend is held out of the ring, whatever its checks say,
+/// until the penalty decays under [`REUSE`]; a backend that keeps flapping while held keeps
+/// adding to it, so the hold grows with the flapping, up to the [`CEILING`] (about 40 s).
+const PENALTY: f64 = 1000.0;
+const SUPPRESS: f64 = 2500.0;
+const REUSE: f64 = 800.0;
+const CEILING: f64 = 16_000.0;
+const HALF_LIFE: Duration = Duration::from_secs(10);
+
+/// A backend's flap penalty.
+#[derive(Debug, Clone)]
+struct Damping {
+    penalty: f64,
+    at: Instant,
+    held: bool,
+}
+
+impl Damping {
+    fn decayed(&self, now: Instant) -> f64 {
+        let halves = now.duration_since(self.at).as_secs_f64() / HALF_LIFE.as_secs_f64();
+        self.penalty * 0.5f64.powf(halves)
+    }
+
+    /// A change of state; whether it put the backend on hold.
+    fn change(&mut self, now: Instant) -> bool {
+        self.penalty = (self.decayed(now) + PENALTY).min(CEILING);
+        self.at = now;
+        let newly = !self.held && self.penalty >= SUPPRESS;
+        self.held |= newly;
+        newly
+    }
+
+    /// How long the hold lasts from `now` if nothing changes.
+    fn left(&self, now: Instant) -> Duration {
+        let p = self.decayed(now);
+        if !self.held || p < REUSE {
+            return Duration::ZERO;
+        }
+        HALF_LIFE.mul_f64((p / REUSE).log2())
+    }
+}
+
 /// How long the health of a backend no longer checked is remembered: a VIP removed and added
 /// again within this (a config file written in two goes, a hand slip) gets it back, rather
 /// than starting every backend down.
@@ -55,6 +99,8 @@ pub struct Checks {
     states: HashMap<Key, BackendHealth>,
     /// States of backends that stopped being checked, and when.
     recent: HashMap<Key, (BackendHealth, Instant)>,
+    /// Flap penalties, of backends that changed state.
+    damping: HashMap<Key, Damping>,
     running: HashMap<Key, Checker>,
     reports: UnboundedSender<Report>,
     /// Probe durations and local faults, observed by the checkers, read by metric scrapes.
@@ -66,6 +112,7 @@ impl Checks {
         Checks {
             states: HashMap::new(),
             recent: HashMap::new(),
+            damping: HashMap::new(),
             running: HashMap::new(),
             reports,
             times: HealthTimes::default(),
@@ -74,6 +121,38 @@ impl Checks {
 
     pub fn get(&self, vip: &str, addr: IpAddr) -> Option<&BackendHealth> {
         self.states.get(&(vip.to_string(), addr))
+    }
+
+    /// Whether the backend may have new flows: up (or not checked), and not held for flapping.
+    pub fn in_service(&self, vip: &str, addr: IpAddr) -> bool {
+        let k = (vip.to_string(), addr);
+        self.states.get(&k).is_none_or(|h| h.up) && !self.damping.get(&k).is_some_and(|d| d.held)
+    }
+
+    /// How long more the backend is held out for flapping, if it is.
+    pub fn held_for(&self, vip: &str, addr: IpAddr) -> Option<Duration> {
+        let d = self.damping.get(&(vip.to_string(), addr))?;
+        d.held.then(|| d.left(Instant::now()))
+    }
+
+    /// Ends the holds whose penalty decayed; the VIPs whose rings change for it.
+    pub fn release_held(&mut self, now: Instant) -> Vec<String> {
+        let mut vips = Vec::new();
+        for (k, d) in self.damping.iter_mut() {
+            if d.held && d.decayed(now) < REUSE {
+                d.held = false;
+                tracing::info!(vip = %k.0, backend = %k.1, "backend no longer held for flapping");
+                if self.states.get(k).is_some_and(|h| h.up) {
+                    vips.push(k.0.clone());
+                }
+            }
+        }
+        // A penalty that decayed to nothing is forgotten.
+        self.damping
+            .retain(|_, d| d.held || d.decayed(now) >= PENALTY / 16.0);
+        vips.sort();
+        vips.dedup();
+        vips
     }
 
     /// Takes a backend's state as the data path had it (a restart changes nothing).
@@ -156,8 +235,9 @@ impl Checks {
         }
     }
 
-    /// Records a report; whether it moved the backend (up or down). A report from a checker
-    /// that has since been replaced is dropped (`None`).
+    /// Records a report; whether it changed the backend's service (it moved up or down, or
+    /// was put on hold for flapping). A report from a checker that has since been replaced is
+    /// dropped (`None`).
     pub fn record(&mut self, r: Report) -> Option<bool> {
         let k = (r.vip.clone(), r.target.ip());
         if self.running.get(&k).is_none_or(|c| c.target != r.target) {
@@ -166,6 +246,7 @@ impl Checks {
         let before = self.states.get(&k).cloned();
         let moved = before.as_ref().is_none_or(|b| b.up != r.up);
         log_report(&r, before.as_ref(), moved);
+        let was_in_service = self.in_service(&k.0, k.1);
         let last_error = match (r.up, r.error) {
             (false, None) => before.and_then(|b| b.last_error),
             (_, e) => e,
@@ -175,8 +256,19 @@ impl Checks {
             last_error,
             local_fault: r.local_fault,
         };
-        self.states.insert(k, now);
-        Some(moved)
+        self.states.insert(k.clone(), now);
+        if moved {
+            let at = Instant::now();
+            let d = self.damping.entry(k.clone()).or_insert(Damping {
+                penalty: 0.0,
+                at,
+                held: false,
+            });
+            if d.change(at) {
+                tracing::warn!(vip = %k.0, backend = %k.1, hold = ?d.left(at), "backend flapping: held out of the ring");
+            }
+        }
+        Some(self.in_service(&k.0, k.1) != was_in_service)
     }
 
     /// Stops every checker (shutdown).
@@ -230,6 +322,14 @@ impl Agent {
             Some(true) => self.sync(Some(&vip)),
             _ => Ok(()),
         }
+    }
+
+    /// Ends the holds of backends that stopped flapping, rebuilding their VIPs' rings.
+    pub fn release_held(&mut self) -> anyhow::Result<()> {
+        for vip in self.checks.release_held(Instant::now()) {
+            self.sync(Some(&vip))?;
+        }
+        Ok(())
     }
 
     /// Stops every health checker (shutdown).
@@ -298,6 +398,70 @@ mod tests {
         c.record(report(port2, false, None, None));
         c.ensure("web", a, false);
         assert!(c.get("web", a).unwrap().up, "kept from before");
+        c.stop();
+    }
+
+    #[test]
+    fn a_flapping_backend_is_held_for_longer_the_more_it_flaps() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut d = Damping {
+            penalty: 0.0,
+            at: t0,
+            held: false,
+        };
+        // Two changes: a blip, not flapping.
+        assert!(!d.change(s(0)));
+        assert!(!d.change(s(1)));
+        assert!(!d.held);
+        // The third in quick succession holds it.
+        assert!(d.change(s(2)));
+        let first = d.left(s(2));
+        assert!(
+            first > Duration::from_secs(5) && first < Duration::from_secs(30),
+            "{first:?}"
+        );
+        // Flapping on while held: the hold grows, up to the ceiling.
+        for i in 3..40 {
+            d.change(s(i));
+        }
+        let longer = d.left(s(40));
+        assert!(longer > first, "{longer:?} after {first:?}");
+        assert!(
+            longer <= HALF_LIFE.mul_f64((CEILING / REUSE).log2()),
+            "{longer:?}"
+        );
+        // Left alone, it decays and the hold ends.
+        assert_eq!(
+            d.left(s(40) + longer + Duration::from_secs(1)),
+            Duration::ZERO
+        );
+    }
+
+    #[tokio::test]
+    async fn a_held_backend_is_out_of_service_until_released() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut c = Checks::new(tx);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let t = SocketAddr::new(a, 1);
+        let slow = Health {
+            kind: HealthKind::Tcp,
+            interval: Duration::from_secs(3600),
+            ..Health::default()
+        };
+        c.sync(HashMap::from([(("web".to_string(), a), (slow, t))]), true);
+        assert_eq!(c.record(report(t, false, Some("x"), None)), Some(true));
+        assert_eq!(c.record(report(t, true, None, None)), Some(true));
+        // The third change takes it down and holds it...
+        assert_eq!(c.record(report(t, false, Some("x"), None)), Some(true));
+        assert!(c.held_for("web", a).is_some());
+        // ...so coming up changes nothing: held.
+        assert_eq!(c.record(report(t, true, None, None)), Some(false));
+        assert!(!c.in_service("web", a));
+        assert!(c.release_held(Instant::now()).is_empty(), "not decayed yet");
+        let later = Instant::now() + Duration::from_secs(120);
+        assert_eq!(c.release_held(later), vec!["web".to_string()]);
+        assert!(c.in_service("web", a));
         c.stop();
     }
 }

@@ -307,7 +307,10 @@ impl Running {
                     if let Some(b) = agent.bgp.as_mut() {
                         b.retry();
                     }
-                    agent.sample_rates().context("sampling counters for rates")
+                    agent
+                        .release_held()
+                        .context("ending flap holds")
+                        .and_then(|()| agent.sample_rates().context("sampling counters for rates"))
                 }
                 Some(ev) = i.net.recv() => match ev {
                     neigh::watch::Event::Hops(h) => agent.update_hops(h),

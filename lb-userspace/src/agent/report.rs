@@ -14,16 +14,19 @@ impl Agent {
             .map(|b| {
                 let h = self.checks.get(&v.name, b.address);
                 let up = self.is_up(v, b.address);
+                let held = self.checks.held_for(&v.name, b.address);
                 BackendStatus {
                     address: b.address.to_string(),
                     weight: b.weight,
                     drain: b.drain,
-                    health: match (v.health.kind, up) {
-                        (HealthKind::None, _) => "unchecked",
-                        (_, true) => "up",
-                        (_, false) => "down",
+                    health: match (v.health.kind, up, held) {
+                        (HealthKind::None, _, _) => "unchecked",
+                        (_, _, Some(_)) => "damped",
+                        (_, true, _) => "up",
+                        (_, false, _) => "down",
                     }
                     .into(),
+                    held_s: held.map(|d| d.as_secs()),
                     last_error: h.and_then(|h| h.last_error.clone()),
                     local_fault: h.and_then(|h| h.local_fault.clone()),
                     next_hop: self

@@ -269,7 +269,7 @@ impl Agent {
                     self.vip_status(v)
                         .backends
                         .iter()
-                        .any(|b| b.health != "down")
+                        .any(|b| b.health != "down" && b.health != "damped")
                 })
                 .map(|v| v.address.ip())
                 .collect()

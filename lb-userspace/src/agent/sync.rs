@@ -7,11 +7,11 @@ use std::{
     path::PathBuf,
 };
 
-use lb_common::{BACKEND_DRAIN, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, VipKey};
+use lb_common::{BACKEND_DRAIN, BACKEND_HELD, BACKEND_UP, MAX_BACKENDS, MAX_VIPS, VipKey};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    config::{Config, HealthKind, Vip},
+    config::{Config, HealthKind, OnDown, Vip},
     dataplane::{self, Dataplane, ServedVip},
     health::Report,
     state::Change,
@@ -138,15 +138,17 @@ impl Agent {
             };
             self.ids.adopt_backend(b.vip_id, addr, *id);
             if let Some(name) = by_id.get(&b.vip_id) {
-                self.checks.adopt(name, addr, b.state & BACKEND_UP != 0);
+                let up = b.state & BACKEND_UP != 0 && b.state & BACKEND_HELD == 0;
+                self.checks.adopt(name, addr, up);
             }
         }
         Ok(vips.len())
     }
 
-    /// Whether the ring may give `addr` of `vip` new flows, and whether flows to it may stay.
+    /// Whether the ring may give `addr` of `vip` new flows: unchecked, or up and not held for
+    /// flapping (its established flows follow the VIP's `on_down`).
     pub(super) fn is_up(&self, vip: &Vip, addr: IpAddr) -> bool {
-        vip.health.kind == HealthKind::None || self.checks.get(&vip.name, addr).is_none_or(|h| h.up)
+        vip.health.kind == HealthKind::None || self.checks.in_service(&vip.name, addr)
     }
 
     /// Writes the effective config to the data path: every VIP, or only `only`.
@@ -221,8 +223,14 @@ impl Agent {
                 self.checks.ensure(&vip.name, b.address, !self.started);
             }
             let hop = self.hops.get(b.address).unwrap_or_default();
+            // A backend out of service keeps its established flows where the VIP says so.
             let up = self.is_up(vip, b.address);
-            let state = if up { BACKEND_UP } else { 0 } | if b.drain { BACKEND_DRAIN } else { 0 };
+            let keep = vip.on_down == OnDown::Keep;
+            let state = match (up, keep) {
+                (true, _) => BACKEND_UP,
+                (false, true) => BACKEND_UP | BACKEND_HELD,
+                (false, false) => 0,
+            } | if b.drain { BACKEND_DRAIN } else { 0 };
             self.dp.set_backend(bid, b.address, served, state, hop)?;
             ids.push(bid);
         }

@@ -71,6 +71,7 @@ pub(super) struct RawVip {
     pub(super) ring_size: Option<Spanned<i64>>,
     pub(super) udp_idle: Option<Spanned<String>>,
     pub(super) fragments: Option<Spanned<bool>>,
+    pub(super) on_down: Option<Spanned<String>>,
     pub(super) health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     pub(super) backend: Vec<Spanned<RawBackend>>,

@@ -32,6 +32,7 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
     }
     let udp_idle = udp_idle(cx, raw.udp_idle)?;
     let fragments = fragments(cx, raw.fragments, protocol)?;
+    let on_down = on_down(cx, raw.on_down, protocol)?;
     let (backends, hosts) = backends(cx, raw.backend, address, agent)?;
     if backends.len() as u64 >= ring_size as u64 {
         return Err(cx.err(
@@ -52,9 +53,30 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
         fragments,
         ring_size,
         health,
+        on_down,
         backends,
         hosts,
     })
+}
+
+fn on_down(
+    cx: &Ctx,
+    raw: Option<Spanned<String>>,
+    protocol: Protocol,
+) -> Result<OnDown, ConfigError> {
+    match raw {
+        None if protocol == Protocol::Tcp => Ok(OnDown::Keep),
+        None => Ok(OnDown::Move),
+        Some(o) => match o.get_ref().as_str() {
+            "keep" => Ok(OnDown::Keep),
+            "move" => Ok(OnDown::Move),
+            other => Err(cx.err(
+                o.span(),
+                "vip.on_down",
+                format!("{other:?}: expected keep (established flows stay) or move (they take the ring again)"),
+            )),
+        },
+    }
 }
 
 fn name(cx: &Ctx, raw: &Spanned<String>) -> Result<String, ConfigError> {
