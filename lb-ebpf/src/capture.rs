@@ -12,8 +12,8 @@ use aya_ebpf::{
 use lb_common::{CAPTURE_ANY, CAPTURE_MAX, CaptureHeader};
 
 use crate::{
-    Verdict,
     maps::{CAPTURE, CAPTURE_CTL, CAPTURE_LOST},
+    verdict::Verdict,
 };
 
 /// One ring-buffer record: the header, then the frame's first bytes.

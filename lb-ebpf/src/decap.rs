@@ -9,10 +9,10 @@ use network_types::{
 };
 
 use crate::{
-    Verdict,
     maps::DECAP_DST,
     mem::{ptr_at_mut, read},
     parse::{ETH_P_IP, ETH_P_IPV6},
+    verdict::Verdict,
 };
 
 const IPPROTO_IPIP: u8 = 4;

@@ -13,9 +13,9 @@ use aya_ebpf::{
 use lb_common::{Counter, FAMILY_V4, hash::csum_fold, hash::ipv4_checksum_of};
 
 use crate::{
-    Verdict,
     mem::{Frame, ptr_at, ptr_at_mut},
     parse::Packet,
+    verdict::Verdict,
 };
 
 const ICMP_HDR: usize = 8;

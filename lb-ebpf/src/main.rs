@@ -6,6 +6,9 @@
 //! `send`, with `stats` counting each packet's outcome exactly once, in `finish`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Map keys are passed by reference on purpose: `get(key)` by value (`impl Borrow<K>`) copies
+// the key into a second stack slot first, which costs the hit path instructions.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 #[cfg(target_arch = "bpf")]
 mod bench;
@@ -37,9 +40,16 @@ mod send;
 mod stats;
 #[cfg(target_arch = "bpf")]
 mod trace;
-
 #[cfg(target_arch = "bpf")]
-pub use programs::{Fault, Verdict};
+mod verdict;
+
+/// The programs' license as the kernel reads it: GPL-compatible, as the helpers they call
+/// (`bpf_fib_lookup`, the ring buffer's) require. The same as `license` in this crate's
+/// Cargo.toml (`MIT OR GPL-2.0-only`); a test checks that the two agree.
+#[cfg(target_arch = "bpf")]
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "license")]
+pub static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
 /// The verifier rejects any program from which this is reachable, so it never runs.
 #[cfg(target_arch = "bpf")]

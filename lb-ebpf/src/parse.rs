@@ -12,8 +12,8 @@ mod quick;
 pub use quick::{Quick, quick_pass};
 
 use crate::{
-    Verdict,
     mem::{Bounds, Frame, ptr_at, read},
+    verdict::Verdict,
 };
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -85,7 +85,7 @@ fn maybe_vip(dst: &[u8; 16]) -> bool {
         .is_none_or(|f| lb_common::hash::vip_filter_has(f, dst))
 }
 
-/// Parses into `out`; returns [`crate::programs::GO_ON`] or a packed pass verdict. Inlined into
+/// Parses into `out`; returns [`crate::verdict::GO_ON`] or a packed pass verdict. Inlined into
 /// the balancer: a BPF function call and its return (through the SRSO return thunk on this
 /// kernel) cost a VIP packet more than the extra stack. `vip_checked`: [`quick_pass`] found
 /// the destination may be a VIP's, so the filter is not asked again.
@@ -94,7 +94,7 @@ pub fn parse_packed(frame: Frame, out: &mut MaybeUninit<Packet>, vip_checked: bo
     match parse(&frame, vip_checked) {
         Ok(p) => {
             out.write(p);
-            crate::programs::GO_ON
+            crate::verdict::GO_ON
         }
         Err(v) => v.pack(),
     }

@@ -12,10 +12,11 @@ use lb_common::{
 };
 
 use crate::{
-    Fault, flows,
+    flows,
     maps::{BACKENDS, BENCH_FLOW, CLOCK, RINGS},
     parse::Packet,
     stats,
+    verdict::Fault,
 };
 
 /// The clock UDP flows age by: the coarse one (jiffies resolution, a few ms) is plenty for idle

@@ -1,66 +1,13 @@
 //! The entry points: thin wrappers that run one core function and count its verdict once.
 use aya_ebpf::{Global, bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::{CAPTURE_ANY, Counter, FLOW_HITS};
+use lb_common::{Counter, FLOW_HITS};
 
 use aya_ebpf::helpers::generated::bpf_xdp_adjust_head;
 
-use crate::{capture, decap, lookup, mem, parse, pick, send, stats, trace};
-
-/// What became of a packet: the action for the kernel and the counter it lands in.
-///
-/// Aligned to 8: the code generator stores `action` and `counter` as one 64-bit word, and
-/// the verifier refuses a stack access that is not aligned to its size.
-#[derive(Clone, Copy)]
-#[repr(C, align(8))]
-pub struct Verdict {
-    pub action: u32,
-    /// A [`Counter`] index.
-    pub counter: u32,
-    /// The VIP id the packet belonged to ([`CAPTURE_ANY`]: none known), for `lb capture`.
-    pub vip: u32,
-}
-
-impl Verdict {
-    pub const fn new(action: u32, counter: Counter) -> Self {
-        Verdict {
-            action,
-            counter: counter as u32,
-            vip: CAPTURE_ANY,
-        }
-    }
-    /// The same verdict, for a packet of VIP `id`.
-    #[inline(always)]
-    pub const fn of_vip(self, id: u32) -> Self {
-        Verdict { vip: id, ..self }
-    }
-    pub const fn pass(counter: Counter) -> Self {
-        Self::new(xdp_action::XDP_PASS, counter)
-    }
-    pub const fn drop(counter: Counter) -> Self {
-        Self::new(xdp_action::XDP_DROP, counter)
-    }
-    /// As one integer, for the return value of a function that is not inlined (a BPF
-    /// function returns one register, and may not return a pointer into its own stack).
-    #[inline(always)]
-    pub const fn pack(self) -> u64 {
-        self.action as u64 | (self.counter as u64) << 32
-    }
-    #[inline(always)]
-    pub const fn unpack(v: u64) -> Self {
-        Verdict {
-            action: v as u32,
-            counter: (v >> 32) as u32,
-            vip: CAPTURE_ANY,
-        }
-    }
-}
-
-/// Packed returns that are not verdicts: "parsed, go on", and an internal fault.
-pub const GO_ON: u64 = u64::MAX;
-pub const FAULT: u64 = u64::MAX - 1;
-
-/// A real internal fault: a map entry that must exist did not. Counted and `XDP_ABORTED`.
-pub struct Fault;
+use crate::{
+    capture, decap, lookup, mem, parse, pick, send, stats, trace,
+    verdict::{FAULT, Fault, GO_ON, Verdict},
+};
 
 /// Whether the capture hook is in the program: 0 in the program the agent runs, 1 in the one
 /// it swaps in while `lb capture` runs. A load-time constant: the verifier drops the code it

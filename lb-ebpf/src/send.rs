@@ -11,10 +11,10 @@ use aya_ebpf::{
 use lb_common::{Backend, Counter, FAMILY_V4};
 
 use crate::{
-    Fault, Verdict,
     maps::{CONFIG, DEVMAP},
     parse::Packet,
     rewrite::{self, outer_len},
+    verdict::{Fault, Verdict},
 };
 
 const AF_INET: u8 = 2;
@@ -35,14 +35,14 @@ fn set_words(dst: &mut [u32; 4], b: &[u8; 16]) {
 }
 
 /// Encapsulates and sends; returns the verdict ([`Verdict::pack`], or
-/// [`crate::programs::FAULT`]). Inlined: the common case (the next hop cached in the backend's
+/// [`crate::verdict::FAULT`]). Inlined: the common case (the next hop cached in the backend's
 /// entry) costs no function call; the route lookup, with its 64-byte parameters, is the one
 /// part kept in a frame of its own ([`route_packed`]), within the verifier's 512 bytes.
 #[inline(always)]
 pub fn encap_and_send_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend, hash: u32) -> u64 {
     match encap_and_send(ctx, pkt, be, hash) {
         Ok(v) => v.pack(),
-        Err(Fault) => crate::programs::FAULT,
+        Err(Fault) => crate::verdict::FAULT,
     }
 }
 

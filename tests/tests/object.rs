@@ -61,3 +61,27 @@ fn xdp_lb_is_built_for_cpu_v3() {
          not built for BPF CPU v3"
     );
 }
+
+/// The object declares its license (a `license` section; without one aya would say "GPL"
+/// for it), GPL-compatible for the kernel, and the same as lb-ebpf's Cargo.toml says.
+#[test]
+fn the_object_declares_the_license_its_crate_has() {
+    use object::{Object, ObjectSection};
+    let obj =
+        object::File::parse(lb::dataplane::OBJECT).expect("the BPF object (built by cargo xtask)");
+    let section = obj.section_by_name("license").expect("a license section");
+    assert_eq!(section.data().unwrap(), b"Dual MIT/GPL\0");
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../lb-ebpf/Cargo.toml"
+    ))
+    .unwrap();
+    let license = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("license = "))
+        .expect("lb-ebpf declares a license");
+    assert_eq!(
+        license, "\"MIT OR GPL-2.0-only\"",
+        "the crate and the object disagree"
+    );
+}

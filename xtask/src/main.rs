@@ -17,7 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing (idempotent): nightly rust-src, bpf-linker, Debian packages.
+    /// Install what is missing (idempotent): nightly rust-src and clippy, bpf-linker, Debian
+    /// packages.
     Setup,
     /// Build the agent with its embedded BPF programs.
     Build,
@@ -176,7 +177,7 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 fn setup() -> Result<()> {
-    // rust-src: `-Z build-std=core` for the BPF target.
+    // rust-src: `-Z build-std=core` for the BPF target; clippy: CI lints the BPF programs.
     let installed = output(Command::new("rustup").args([
         "component",
         "list",
@@ -184,15 +185,17 @@ fn setup() -> Result<()> {
         "nightly",
         "--installed",
     ]))?;
-    if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        eprintln!("xtask: installing rust-src for nightly");
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
+    for component in ["rust-src", "clippy"] {
+        if !installed.lines().any(|l| l.starts_with(component)) {
+            eprintln!("xtask: installing {component} for nightly");
+            run(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                "nightly",
+            ]))?;
+        }
     }
     ensure_bpf_linker()?;
     ensure_packages()

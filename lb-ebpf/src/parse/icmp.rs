@@ -5,8 +5,8 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use super::{Packet, bad_ip, bad_l4, bad_length, eq16, header_sum};
 use crate::{
-    Verdict,
     mem::{Bounds, Frame, ptr_at},
+    verdict::Verdict,
 };
 
 pub(super) const PROTO_ICMP: u8 = 1;

@@ -5,8 +5,8 @@ use network_types::ip::Ipv6Hdr;
 
 use super::{Packet, bad_ip, bad_l4, bad_length, icmp, l4, maybe_vip};
 use crate::{
-    Verdict,
     mem::{Bounds, Frame, ptr_at},
+    verdict::Verdict,
 };
 
 #[inline(always)]

@@ -4,8 +4,8 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use super::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, maybe_vip};
 use crate::{
-    Verdict,
     mem::{Frame, ptr_at, read},
+    verdict::Verdict,
 };
 
 /// What [`quick_pass`] found out.
