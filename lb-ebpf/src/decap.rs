@@ -15,8 +15,7 @@ use crate::{
     verdict::Verdict,
 };
 
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_IPV6: u8 = 41;
+use crate::wire::{IPPROTO_IPIP, IPPROTO_IPV6};
 
 #[inline(always)]
 fn ours(addr: [u8; 16], family: u8) -> bool {

@@ -122,9 +122,9 @@ fn too_big(ctx: &XdpContext, pkt: &Packet, path_mtu: u32) -> Verdict {
     let mut sum = if v4 {
         0u32
     } else {
-        pseudo_v6(&k.dst, &k.src, icmp_len as u32)
+        crate::csum::pseudo_v6(&k.dst, &k.src, icmp_len as u32)
     };
-    sum += words(&frame, icmp_off, icmp_len as usize);
+    sum += crate::csum::words(&frame, icmp_off, icmp_len as usize);
     let check = !csum_fold(sum);
     match ptr_at_mut::<[u8; 2]>(ctx, icmp_off + 2) {
         Some(c) => unsafe { c.write_unaligned(check.to_be_bytes()) },
@@ -175,32 +175,4 @@ fn half(a: &[u8; 16], at: usize) -> [u8; 8] {
         a[at + 6],
         a[at + 7],
     ]
-}
-
-/// The one's-complement sum, as big-endian 16-bit words, of `len` (even) bytes at `off`.
-#[inline(always)]
-fn words(f: &Frame, off: usize, len: usize) -> u32 {
-    let mut sum = 0u32;
-    // At most the ICMP header, a 60-byte IPv4 header and 8 bytes: 38 words.
-    for i in 0..38 {
-        if i * 2 >= len {
-            break;
-        }
-        match ptr_at::<[u8; 2]>(f, off + i * 2) {
-            Some(w) => sum += u16::from_be_bytes(unsafe { w.read_unaligned() }) as u32,
-            None => break,
-        }
-    }
-    sum
-}
-
-/// The IPv6 pseudo-header's sum: addresses, upper-layer length, next header 58.
-#[inline(always)]
-fn pseudo_v6(src: &[u8; 16], dst: &[u8; 16], len: u32) -> u32 {
-    let mut sum = len + 58;
-    for i in 0..8 {
-        sum += u16::from_be_bytes([src[2 * i], src[2 * i + 1]]) as u32;
-        sum += u16::from_be_bytes([dst[2 * i], dst[2 * i + 1]]) as u32;
-    }
-    sum
 }

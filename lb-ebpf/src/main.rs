@@ -15,6 +15,8 @@ mod bench;
 #[cfg(target_arch = "bpf")]
 mod capture;
 #[cfg(target_arch = "bpf")]
+mod csum;
+#[cfg(target_arch = "bpf")]
 mod decap;
 #[cfg(target_arch = "bpf")]
 mod flows;
@@ -42,6 +44,8 @@ mod stats;
 mod trace;
 #[cfg(target_arch = "bpf")]
 mod verdict;
+#[cfg(target_arch = "bpf")]
+mod wire;
 
 /// The programs' license as the kernel reads it: GPL-compatible, as the helpers they call
 /// (`bpf_fib_lookup`, the ring buffer's) require. The same as `license` in this crate's

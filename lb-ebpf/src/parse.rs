@@ -153,7 +153,7 @@ fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict
     // packet) before the length fields are judged: were the length check first, LLVM would
     // prove the bounds check redundant and drop it, and the verifier (which tracks pointers,
     // not that proof) would reject the program.
-    if proto == icmp::PROTO_ICMP {
+    if proto == crate::wire::IPPROTO_ICMP {
         return icmp::error(ctx, l3_off, ihl, FAMILY_V4, dst);
     }
     let l4 = l4(ctx, proto, l3_off + ihl)?;
@@ -170,9 +170,9 @@ fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict
     // The common 20-byte header is summed here, through the pointer already checked; a header
     // with options, in a function of its own.
     let sum = if ihl == 20 {
-        fold5(ip as *const u32)
+        crate::csum::fold5(ip as *const u32)
     } else {
-        header_sum(ctx, l3_off, ihl)
+        crate::csum::header_sum(ctx, l3_off, ihl)
     };
     if sum != 0xffff {
         return Err(Verdict::pass(Counter::PassBadChecksum));
@@ -213,7 +213,7 @@ fn ipv4_fragment(
     if ctx.data() + l3_off + l3_len_us > ctx.data_end() || l3_len_us <= ihl {
         return Err(bad_length());
     }
-    if header_sum(ctx, l3_off, ihl) != 0xffff {
+    if crate::csum::header_sum(ctx, l3_off, ihl) != 0xffff {
         return Err(Verdict::pass(Counter::PassBadChecksum));
     }
     Ok(Packet {
@@ -233,50 +233,6 @@ fn ipv4_fragment(
         fragment: true,
         icmp_error: false,
     })
-}
-
-/// The folded one's-complement sum of five 32-bit words at `w` (a 20-byte IPv4 header the
-/// caller checked is inside the packet).
-#[inline(always)]
-fn fold5(w: *const u32) -> u16 {
-    let mut sum: u64 = 0;
-    for i in 0..5 {
-        // Safety: the caller checked the 20 bytes; unaligned reads.
-        sum += unsafe { w.add(i).read_unaligned() } as u64;
-    }
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    lb_common::hash::csum_fold(sum as u32)
-}
-
-/// The one's-complement sum of the IPv4 header at `off`, `ihl` bytes long (20 to 60), folded:
-/// 0xffff when its checksum is right. The fixed 20 bytes are read as five words; options,
-/// when there are any, a word at a time. Not inlined: inlined, LLVM drops the options' bounds
-/// checks as implied by checks made elsewhere, which the verifier cannot follow.
-#[inline(never)]
-pub(crate) fn header_sum(ctx: &Frame, off: usize, ihl: usize) -> u16 {
-    let Some(h) = ptr_at::<[u32; 5]>(ctx, off) else {
-        return 0;
-    };
-    // Safety: ptr_at checked the 20 bytes; unaligned reads.
-    let mut sum: u64 = 0;
-    for i in 0..5 {
-        sum += unsafe { (h as *const u32).add(i).read_unaligned() } as u64;
-    }
-    for i in 5..15 {
-        if i * 4 >= ihl {
-            break;
-        }
-        match ptr_at::<u32>(ctx, off + i * 4) {
-            Some(w) => sum += unsafe { w.read_unaligned() } as u64,
-            None => return 0,
-        }
-    }
-    // Fold the 32-bit words' sum to 16 bits: byte order does not matter to a one's-complement
-    // sum of 16-bit words, as long as the result is compared with all ones.
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    lb_common::hash::csum_fold(sum as u32)
 }
 
 /// Two addresses equal, as two 64-bit compares (an array compare may become a `memcmp` call).

@@ -17,8 +17,7 @@ use crate::{
     parse::{ETH_P_IP, ETH_P_IPV6, Packet},
 };
 
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_IPV6: u8 = 41;
+use crate::wire::{IPPROTO_IPIP, IPPROTO_IPV6};
 const TTL: u8 = 64;
 
 /// Bytes the outer IP header adds.

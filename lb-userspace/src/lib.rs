@@ -9,8 +9,6 @@ pub mod dataplane;
 pub mod discovery;
 pub mod dns;
 pub mod health;
-#[cfg(test)]
-mod layering;
 pub mod maglev;
 pub mod metrics;
 pub mod neigh;

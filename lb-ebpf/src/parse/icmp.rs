@@ -3,14 +3,11 @@
 use lb_common::{Counter, FAMILY_V4, FAMILY_V6, FlowKey, PROTO_TCP, PROTO_UDP};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
-use super::{Packet, bad_ip, bad_l4, bad_length, eq16, header_sum};
+use super::{Packet, bad_ip, bad_l4, bad_length, eq16};
 use crate::{
     mem::{Bounds, Frame, ptr_at},
     verdict::Verdict,
 };
-
-pub(super) const PROTO_ICMP: u8 = 1;
-pub(super) const PROTO_ICMPV6: u8 = 58;
 
 /// An ICMP error (IPv4: destination unreachable, time exceeded, parameter problem; IPv6: the
 /// same and packet too big) at `l3_off + hdrs`, quoting a TCP or UDP packet sent from `dst` (a
@@ -81,7 +78,7 @@ pub(super) fn error(
                 u16::from_be_bytes((*ip).frags),
             )
         };
-        if header_sum(ctx, l3_off, hdrs) != 0xffff {
+        if crate::csum::header_sum(ctx, l3_off, hdrs) != 0xffff {
             return Err(Verdict::pass(Counter::PassBadChecksum));
         }
         (len as usize, tos, frags & 0x4000 != 0)
@@ -154,7 +151,7 @@ fn echo(ctx: &Frame, l3_off: usize, icmp_off: usize, v4: bool, dst: &[u8; 16]) -
         let new = u16::from_ne_bytes([if v4 { 0 } else { 129 }, old.to_ne_bytes()[1]]);
         w.write_unaligned(new);
         let check = w.add(1);
-        check.write_unaligned(mend(check.read_unaligned(), old, new));
+        check.write_unaligned(crate::csum::mend(check.read_unaligned(), old, new));
     }
     // Addresses swap; the sums over them (IPv4 header, ICMPv6 pseudo-header) stay as they are.
     let swapped = if v4 {
@@ -178,12 +175,4 @@ fn echo(ctx: &Frame, l3_off: usize, icmp_off: usize, v4: bool, dst: &[u8; 16]) -
         Some(()) => Verdict::new(aya_ebpf::bindings::xdp_action::XDP_TX, Counter::IcmpEcho),
         None => bad_ip(),
     }
-}
-
-/// A one's-complement checksum (as stored) after one 16-bit word (as stored) changed from
-/// `old` to `new` (RFC 1624): the words' byte order does not matter, as long as it is one.
-#[inline(always)]
-fn mend(check: u16, old: u16, new: u16) -> u16 {
-    let sum = (!check as u32) + (!old as u32) + new as u32;
-    !lb_common::hash::csum_fold(sum)
 }

@@ -24,7 +24,7 @@ pub(super) fn ipv6(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Pack
     if fragment {
         return ipv6_fragment(ctx, l3_off, l4_off, proto, dst);
     }
-    if proto == icmp::PROTO_ICMPV6 {
+    if proto == crate::wire::IPPROTO_ICMPV6 {
         return icmp::error(ctx, l3_off, l4_off - l3_off, FAMILY_V6, dst);
     }
     let l4 = l4(ctx, proto, l4_off)?;
