@@ -11,8 +11,8 @@ use network_types::{
 use crate::{
     maps::DECAP_DST,
     mem::{ptr_at_mut, read},
-    parse::{ETH_P_IP, ETH_P_IPV6},
     verdict::Verdict,
+    wire::{ETH_P_IP, ETH_P_IPV6},
 };
 
 use crate::wire::{IPPROTO_IPIP, IPPROTO_IPV6};

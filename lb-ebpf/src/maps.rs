@@ -65,7 +65,7 @@ pub static ECHO: HashMap<AddrKey, u32> = HashMap::with_max_entries(2 * MAX_VIPS,
 #[map(name = "LB_DECAP_DST")]
 pub static DECAP_DST: HashMap<AddrKey, u32> = HashMap::with_max_entries(64, 0);
 
-/// Flow table: 5-tuple → backend, a set-associative table of our own (see [`crate::flows`]).
+/// Flow table: 5-tuple → backend, a set-associative table of our own (see [`crate::flow_table`]).
 /// One table shared by all CPUs rather than one per CPU: on hosts where a flow's packets may
 /// be processed on different CPUs (veth, no RSS), a per-CPU table would miss and re-pick, and
 /// a ring change in between would move the flow. Memory-mappable: the agent counts and reads
@@ -87,7 +87,7 @@ pub static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
 pub static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
 /// Per CPU: the coarse clock's last reading and the jiffies it was taken at (see
-/// `pick::now`). Not pinned: a new program starts with an empty one.
+/// `flow_table::now`). Not pinned: a new program starts with an empty one.
 #[map(name = "LB_CLOCK")]
 pub static CLOCK: PerCpuArray<Clock> = PerCpuArray::with_max_entries(1, 0);
 
@@ -103,7 +103,7 @@ pub struct Clock {
 pub static BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Benchmarks: the one flow entry that stands in for the flow table when
-/// `LB_BENCH_FIXED_FLOW` is set (see `pick::flow`).
+/// `LB_BENCH_FIXED_FLOW` is set (see `flow_table::flow`).
 #[map(name = "LB_BENCH_FLOW")]
 pub static BENCH_FLOW: Array<FlowSlot> = Array::with_max_entries(1, 0);
 

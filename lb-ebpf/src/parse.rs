@@ -1,4 +1,4 @@
-//! Step 1: Ethernet (one 802.1Q/802.1ad tag allowed), IPv4 (any IHL) or IPv6, TCP or UDP ports.
+//! Step 2: Ethernet (one 802.1Q/802.1ad tag allowed), IPv4 (any IHL) or IPv6, TCP or UDP ports.
 //! Anything we do not balance comes back as a pass verdict, counted by why.
 use core::mem::MaybeUninit;
 
@@ -7,20 +7,13 @@ use network_types::ip::Ipv4Hdr;
 
 mod icmp;
 mod ipv6;
-mod quick;
-
-pub use quick::{Quick, quick_pass};
 
 use crate::{
     mem::{Bounds, Frame, ptr_at, read},
     verdict::Verdict,
+    wire::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
 };
 
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 
 /// What the later steps need of a packet headed (perhaps) for a VIP.
@@ -60,9 +53,6 @@ impl Packet {
     }
 }
 
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_ACK: u8 = 0x10;
-
 const fn malformed() -> Verdict {
     Verdict::pass(Counter::PassMalformed)
 }
@@ -76,18 +66,9 @@ pub(crate) const fn bad_l4() -> Verdict {
     Verdict::pass(Counter::PassBadL4)
 }
 
-/// Whether `dst` may be a VIP's address: a clear filter bit says certainly not, so traffic
-/// for the host itself or routed past it costs no hash lookup.
-#[inline(always)]
-fn maybe_vip(dst: &[u8; 16]) -> bool {
-    crate::maps::VIP_FILTER
-        .get(0)
-        .is_none_or(|f| lb_common::hash::vip_filter_has(f, dst))
-}
-
 /// Parses into `out`; returns [`crate::verdict::GO_ON`] or a packed pass verdict. Inlined into
 /// the balancer: a BPF function call and its return (through the SRSO return thunk on this
-/// kernel) cost a VIP packet more than the extra stack. `vip_checked`: [`quick_pass`] found
+/// kernel) cost a VIP packet more than the extra stack. `vip_checked`: [`crate::guard::quick_pass`] found
 /// the destination may be a VIP's, so the filter is not asked again.
 #[inline(always)]
 pub fn parse_packed(frame: Frame, out: &mut MaybeUninit<Packet>, vip_checked: bool) -> u64 {
@@ -137,7 +118,7 @@ fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict
     if vihl >> 4 != 4 {
         return Err(bad_ip());
     }
-    if !vip_checked && !maybe_vip(&dst) {
+    if !vip_checked && !crate::guard::maybe_vip(&dst) {
         return Err(Verdict::pass(Counter::PassNotVip));
     }
     let ihl = ((vihl & 0x0f) as usize) * 4;

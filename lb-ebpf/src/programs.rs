@@ -5,8 +5,9 @@ use lb_common::{Counter, FLOW_HITS};
 use aya_ebpf::helpers::generated::bpf_xdp_adjust_head;
 
 use crate::{
-    capture, decap, lookup, mem, parse, pick, send, stats, trace,
+    capture, count, decap, flow_table, guard, mem, parse, ring, send, trace,
     verdict::{FAULT, Fault, GO_ON, Verdict},
+    vip,
 };
 
 /// Whether the capture hook is in the program: 0 in the program the agent runs, 1 in the one
@@ -20,7 +21,7 @@ static LB_CAPTURE_HOOK: Global<u8> = Global::new(1);
 #[inline(always)]
 fn finish(ctx: &XdpContext, len: u64, r: Result<Verdict, Fault>) -> u32 {
     let v = r.unwrap_or(Verdict::new(xdp_action::XDP_ABORTED, Counter::Aborted));
-    stats::count(v.counter, len);
+    count::count(v.counter, len);
     trace::outcome(ctx, v.counter, len);
     if LB_CAPTURE_HOOK.load() != 0 {
         capture::hook(ctx, &v);
@@ -158,10 +159,10 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    let vip_checked = match parse::quick_pass(&frame) {
-        parse::Quick::Pass(v) => return Ok(v),
-        parse::Quick::MaybeVip => true,
-        parse::Quick::Parse => false,
+    let vip_checked = match guard::quick_pass(&frame) {
+        guard::Quick::Pass(v) => return Ok(v),
+        guard::Quick::MaybeVip => true,
+        guard::Quick::Parse => false,
     };
     match parse::parse_packed(frame, &mut pkt, vip_checked) {
         GO_ON => {}
@@ -171,38 +172,38 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
     // (By reference: taken by value, the 56 bytes would be copied to another stack slot.)
     let pkt = unsafe { pkt.assume_init_ref() };
     if pkt.fragment {
-        let Some(vip) = lookup::fragment_vip(pkt) else {
+        let Some(vip) = vip::fragment_vip(pkt) else {
             return Ok(Verdict::pass(Counter::PassFragment));
         };
-        let Some(c) = pick::without_flow(pkt, &vip)? else {
-            stats::vip(vip.id, len);
+        let Some(c) = ring::without_flow(pkt, &vip)? else {
+            count::vip(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
         return send(ctx, pkt, c, len);
     }
     // An established flow: one flow-table lookup and the backend's entry, no VIP lookup.
-    let record = match pick::flow(pkt) {
-        pick::Flow::Hit(c) => {
-            stats::flow(FLOW_HITS);
+    let record = match flow_table::flow(pkt) {
+        flow_table::Flow::Hit(c) => {
+            count::flow(FLOW_HITS);
             return send(ctx, pkt, c, len);
         }
-        pick::Flow::Stale(slot, h) => pick::Record::Slot(slot, h),
-        pick::Flow::Miss(h) => pick::Record::New(h),
+        flow_table::Flow::Stale(slot, h) => flow_table::Record::Slot(slot, h),
+        flow_table::Flow::Miss(h) => flow_table::Record::New(h),
     };
-    let Some(vip) = lookup::vip(pkt) else {
+    let Some(vip) = vip::vip(pkt) else {
         return Ok(Verdict::pass(Counter::PassNotVip));
     };
     // An ICMP error about a flow the table does not hold: the backend the ring gives the flow,
     // which is the one that answered it unless the ring changed since; never recorded.
     if pkt.icmp_error {
-        let Some(c) = pick::without_flow(pkt, &vip)? else {
-            stats::vip(vip.id, len);
+        let Some(c) = ring::without_flow(pkt, &vip)? else {
+            count::vip(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
         return send(ctx, pkt, c, len);
     }
-    let Some(c) = pick::from_ring(pkt, &vip, record)? else {
-        stats::vip(vip.id, len);
+    let Some(c) = ring::from_ring(pkt, &vip, record)? else {
+        count::vip(vip.id, len);
         return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
     };
     trace::new_flow(
@@ -221,17 +222,17 @@ fn balance(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
 fn send(
     ctx: &XdpContext,
     pkt: &parse::Packet,
-    c: pick::Chosen,
+    c: flow_table::Chosen,
     len: u64,
 ) -> Result<Verdict, Fault> {
     let backend = c.be;
-    stats::vip(backend.vip_id, len);
+    count::vip(backend.vip_id, len);
     let verdict = match send::encap_and_send_packed(ctx, pkt, backend, c.hash) {
         FAULT => return Err(Fault),
         v => Verdict::unpack(v).of_vip(backend.vip_id),
     };
     if verdict.action != xdp_action::XDP_DROP {
-        stats::backend(c.id, len);
+        count::backend(c.id, len);
     }
     Ok(verdict)
 }

@@ -1,4 +1,4 @@
-//! Step 6: the kernel's own routes and neighbours say where the encapsulated packet goes
+//! Step 7: the kernel's own routes and neighbours say where the encapsulated packet goes
 //! (`bpf_fib_lookup`); same interface: `XDP_TX`, another: redirect through the devmap.
 use aya_ebpf::{
     bindings::{
@@ -11,9 +11,9 @@ use aya_ebpf::{
 use lb_common::{Backend, Counter, FAMILY_V4};
 
 use crate::{
+    encap::{self, outer_len},
     maps::{CONFIG, DEVMAP},
     parse::Packet,
-    rewrite::{self, outer_len},
     verdict::{Fault, Verdict},
 };
 
@@ -66,7 +66,7 @@ fn encap_and_send(
         if tot_len > mtu {
             return Ok(Verdict::unpack(crate::icmp::too_big_packed(ctx, pkt, mtu)));
         }
-        if rewrite::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac, hash).is_none() {
+        if encap::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac, hash).is_none() {
             return Ok(Verdict::drop(Counter::DropEncap));
         }
         be.hop.ifindex
@@ -170,7 +170,7 @@ fn route(
                     vip: lb_common::CAPTURE_ANY,
                 });
             }
-            if rewrite::encap(ctx, pkt, cfg, be, &fib.dmac, &fib.smac, hash).is_none() {
+            if encap::encap(ctx, pkt, cfg, be, &fib.dmac, &fib.smac, hash).is_none() {
                 return Err(Verdict::drop(Counter::DropEncap));
             }
             Ok(fib.ifindex)

@@ -3,7 +3,7 @@
 use lb_common::{Counter, FAMILY_V6, FlowKey};
 use network_types::ip::Ipv6Hdr;
 
-use super::{Packet, bad_ip, bad_l4, bad_length, icmp, l4, maybe_vip};
+use super::{Packet, bad_ip, bad_l4, bad_length, icmp, l4};
 use crate::{
     mem::{Bounds, Frame, ptr_at},
     verdict::Verdict,
@@ -17,7 +17,7 @@ pub(super) fn ipv6(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Pack
     if v0 >> 4 != 6 {
         return Err(bad_ip());
     }
-    if !vip_checked && !maybe_vip(&dst) {
+    if !vip_checked && !crate::guard::maybe_vip(&dst) {
         return Err(Verdict::pass(Counter::PassNotVip));
     }
     let (proto, l4_off, fragment) = ext_headers(ctx, next, l3_off + 40)?;

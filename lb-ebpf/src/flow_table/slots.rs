@@ -1,4 +1,4 @@
-//! Step 3's table: 5-tuple → backend, set-associative, in one array map (layout, eviction
+//! The flow table's slots: 5-tuple → backend, set-associative, in one array map (layout, eviction
 //! order and why it is safe without locks: [`lb_common::flow`]).
 use aya_ebpf::Global;
 use lb_common::{FLOW_WAYS, FlowKey, FlowSlot, Ways, flow_check, flow_set_base};

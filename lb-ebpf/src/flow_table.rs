@@ -1,23 +1,24 @@
-//! Steps 3 and 4: the flow table, then Maglev. An established flow keeps its backend while
-//! that backend is up and serves the packet's VIP; a TCP SYN, a miss, a stale UDP entry or a
-//! down backend takes the VIP's live ring: the 5-tuple's hash picks a slot, the slot names the
-//! backend, and the flow table remembers it.
+//! Step 3: the flow table. An established flow keeps its backend while that backend is up and
+//! serves the packet's VIP; a TCP SYN, a miss, a stale UDP entry or a down backend takes the
+//! ring (step 5), and the table remembers the pick. The table itself, its slots and sets:
+//! [`slots`].
 use aya_ebpf::{
     Global,
     helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
 };
 use lb_common::{
-    BACKEND_UP, Backend, FLOW_INSERTS, FLOW_STAMP_NS, FlowSlot, MAX_VIPS, NO_BACKEND, PROTO_TCP,
-    PROTO_UDP, RING_STRIDE, VipValue, flow_check, flow_table_hash, hash::flow_hash, ring_index,
+    BACKEND_UP, Backend, FLOW_INSERTS, FLOW_STAMP_NS, FlowSlot, PROTO_TCP, PROTO_UDP, flow_check,
+    flow_table_hash,
 };
 
 use crate::{
-    flows,
-    maps::{BACKENDS, BENCH_FLOW, CLOCK, RINGS},
+    count,
+    maps::{BACKENDS, BENCH_FLOW, CLOCK},
     parse::Packet,
-    stats,
     verdict::Fault,
 };
+
+mod slots;
 
 /// The clock UDP flows age by: the coarse one (jiffies resolution, a few ms) is plenty for idle
 /// times of seconds, and costs a fraction of the precise one (which, in a virtual machine, can
@@ -83,14 +84,14 @@ pub fn flow(pkt: &Packet) -> Flow {
         return match BENCH_FLOW.get_ptr_mut(0) {
             // The slot's own check stands in for the table hash (its low half).
             Some(slot) => {
-                let t = flows::tag(slot);
+                let t = slots::tag(slot);
                 settle(slot, t as u32, t >> 32, pkt)
             }
             None => Flow::Miss(flow_table_hash(&pkt.key)),
         };
     }
     let h = flow_table_hash(&pkt.key);
-    match flows::find(&pkt.key, h) {
+    match slots::find(&pkt.key, h) {
         Some((slot, id)) => settle(slot, id, h, pkt),
         None => Flow::Miss(h),
     }
@@ -144,14 +145,9 @@ pub enum Record {
     New(u64),
 }
 
-/// The ring's backend for this packet, recorded in the flow table: `Ok(None)` when the VIP has
-/// no live backend.
+/// Records the ring's pick (backend `id`, ring hash `hash`) in the table, at `at`.
 #[inline(always)]
-pub fn from_ring(pkt: &Packet, vip: &VipValue, at: Record) -> Result<Option<Chosen>, Fault> {
-    let Some(c) = without_flow(pkt, vip)? else {
-        return Ok(None);
-    };
-    let id = c.id;
+pub fn record(pkt: &Packet, at: Record, id: u32, hash: u32) -> Result<(), Fault> {
     let now = now();
     match at {
         // Overwritten in place: the slot keeps its key and ring hash. The check written is
@@ -161,7 +157,7 @@ pub fn from_ring(pkt: &Packet, vip: &VipValue, at: Record) -> Result<Option<Chos
         Record::Slot(s, h) => {
             // Safety: the slot stays valid for this program run.
             let seen = unsafe { (*s).last_seen_ns };
-            flows::set_tag(s, id, flow_check(h));
+            slots::set_tag(s, id, flow_check(h));
             if now > seen {
                 unsafe { (*s).last_seen_ns = now };
             }
@@ -171,68 +167,12 @@ pub fn from_ring(pkt: &Packet, vip: &VipValue, at: Record) -> Result<Option<Chos
         // other packet: another CPU may have added the flow meanwhile, and this pick (the
         // same ring slot) replaces it.
         Record::New(h) => {
-            if flows::insert(&pkt.key, h, c.hash, id, now).ok_or(Fault)? {
-                stats::flow(FLOW_INSERTS);
+            if slots::insert(&pkt.key, h, hash, id, now).ok_or(Fault)? {
+                count::flow(FLOW_INSERTS);
             }
         }
     }
-    stats::new_flow(id);
-    Ok(Some(c))
-}
-
-/// The ring's backend for the packet's key, not recorded in the flow table: for a fragment
-/// (its ports are zero in its key, so every fragment of a datagram, first and later alike,
-/// picks the same slot) and for an ICMP error about a flow the table does not hold.
-#[inline(always)]
-pub fn without_flow(pkt: &Packet, vip: &VipValue) -> Result<Option<Chosen>, Fault> {
-    let r = ring_id(pkt, vip);
-    let (id, hash) = (r as u32, (r >> 32) as u32);
-    let id = match id {
-        FAULT => return Err(Fault),
-        NO_BACKEND => return Ok(None),
-        id => id,
-    };
-    // A reference into the map, not a copy: nothing of it need go on the stack.
-    let be = BACKENDS.get(id).ok_or(Fault)?;
-    if be.family != pkt.key.family {
-        return Ok(None);
-    }
-    Ok(Some(Chosen { id, be, hash }))
-}
-
-/// A backend id, [`NO_BACKEND`], or [`FAULT`].
-const FAULT: u32 = NO_BACKEND - 1;
-
-/// The ring's pick as one integer: the backend id (or [`NO_BACKEND`], or [`FAULT`]) in the low
-/// 32 bits, the flow hash that picked the slot in the high 32. Not inlined, and returning a
-/// plain integer: its own stack frame keeps the program's frames within the verifier's 512
-/// bytes (and a BPF function may not return a pointer into its stack, which a larger return
-/// value would be).
-#[inline(never)]
-fn ring_id(pkt: &Packet, vip: &VipValue) -> u64 {
-    match pick(pkt, vip) {
-        Ok((Some(id), h)) => id as u64 | (h as u64) << 32,
-        Ok((None, h)) => NO_BACKEND as u64 | (h as u64) << 32,
-        Err(Fault) => FAULT as u64,
-    }
-}
-
-/// The ring's backend for the packet, if the slot names one, and the ring hash.
-#[inline(always)]
-fn pick(pkt: &Packet, vip: &VipValue) -> Result<(Option<u32>, u32), Fault> {
-    if vip.ring_size == 0 || vip.ring_size > RING_STRIDE || vip.id >= MAX_VIPS {
-        return Err(Fault);
-    }
-    let key = &pkt.key;
-    let h = flow_hash(&key.src, &key.dst, pkt.sport(), pkt.dport(), key.proto);
-    let slot = h % vip.ring_size;
-    let id = *RINGS
-        .get(ring_index(vip.id, vip.active_ring, slot))
-        .ok_or(Fault)?;
-    if id == NO_BACKEND {
-        return Ok((None, h));
-    }
-    Ok((Some(id), h))
+    Ok(())
 }
 
 /// Whether the packet opens a TCP connection (SYN without ACK): it takes the ring even when
@@ -240,5 +180,5 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<(Option<u32>, u32), Fault> {
 #[inline(always)]
 pub fn is_syn(pkt: &Packet) -> bool {
     pkt.key.proto == PROTO_TCP
-        && pkt.tcp_flags & (crate::parse::TCP_SYN | crate::parse::TCP_ACK) == crate::parse::TCP_SYN
+        && pkt.tcp_flags & (crate::wire::TCP_SYN | crate::wire::TCP_ACK) == crate::wire::TCP_SYN
 }

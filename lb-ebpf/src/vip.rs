@@ -1,4 +1,4 @@
-//! Step 2: is the packet for a VIP? Exact port first, then the VIP's every-port entry.
+//! Step 4: is the packet for a VIP? Exact port first, then the VIP's every-port entry.
 use lb_common::{CONFIG_ANY_PORT_VIP, VipKey, VipValue};
 
 use crate::{

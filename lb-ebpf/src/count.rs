@@ -1,4 +1,4 @@
-//! Per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
+//! Step 8: per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
 use aya_ebpf::{Global, maps::PerCpuArray};
 use lb_common::Traffic;
 

@@ -1,12 +1,22 @@
-//! The common cases of traffic that is not ours, turned away before the parser is called.
+//! Step 1: the common cases of traffic that is not ours, turned away before the parser is
+//! called (a bitmap of VIP addresses: one array read, no hash lookup).
 use lb_common::Counter;
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
-use super::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, maybe_vip};
 use crate::{
     mem::{Frame, ptr_at, read},
     verdict::Verdict,
+    wire::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
 };
+
+/// Whether `dst` may be a VIP's address: a clear filter bit says certainly not, so traffic
+/// for the host itself or routed past it costs no hash lookup.
+#[inline(always)]
+pub fn maybe_vip(dst: &[u8; 16]) -> bool {
+    crate::maps::VIP_FILTER
+        .get(0)
+        .is_none_or(|f| lb_common::hash::vip_filter_has(f, dst))
+}
 
 /// What [`quick_pass`] found out.
 pub enum Quick {
