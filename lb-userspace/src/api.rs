@@ -30,6 +30,8 @@ pub enum Command {
     /// Counters per VIP, backend and outcome; the flow table's entries are counted by the edge.
     Stats,
     Status,
+    /// The effective configuration (file, discovery, DNS, runtime changes) as TOML.
+    Config,
     Vips,
     Backends {
         vip: String,
@@ -48,6 +50,8 @@ pub enum Answer {
     Stats(Box<Stats>),
     /// OpenMetrics text.
     Metrics(String),
+    /// Plain text (the effective configuration, as TOML).
+    Text(String),
     /// A capture session started: the data path's lost count at its start.
     CaptureStarted { lost: u64 },
 }
@@ -101,6 +105,12 @@ pub enum Route {
     Capture(capture::Request),
 }
 
+/// `PUT /v1/vips/NAME/backends/ADDR/weight`'s body.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct WeightSpec {
+    pub weight: u32,
+}
+
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError {
         status: 400,
@@ -125,6 +135,7 @@ pub fn route(method: &str, path: &str, body: &[u8]) -> Result<Route, ApiError> {
         ("GET", ["metrics"]) => return cmd(Command::Metrics),
         ("GET", ["v1", "stats"]) => return cmd(Command::Stats),
         ("GET", ["v1", "status"]) => return cmd(Command::Status),
+        ("GET", ["v1", "config"]) => return cmd(Command::Config),
         ("GET", ["v1", "vips"]) => return cmd(Command::Vips),
         ("POST", ["v1", "vips"]) => return change(Change::VipAdd(parse_body::<VipSpec>(body)?)),
         ("DELETE", ["v1", "vips", name]) => {
@@ -163,9 +174,25 @@ pub fn route(method: &str, path: &str, body: &[u8]) -> Result<Route, ApiError> {
                 address: addr(a)?,
             });
         }
+        ("PUT", ["v1", "vips", name, "backends", a, "weight"]) => {
+            let w = parse_body::<WeightSpec>(body)?;
+            return change(Change::Weight {
+                vip: name.to_string(),
+                address: addr(a)?,
+                weight: w.weight,
+            });
+        }
         ("POST", ["v1", "capture"]) => return Ok(Route::Capture(parse_body(body)?)),
-        (_, ["metrics"] | ["v1", "stats" | "status"] | ["v1", "vips", _, "backends", _]) => {
-            if parts.len() == 5 { "DELETE" } else { "GET" }
+        (_, ["v1", "vips", _, "backends", _, "weight"]) => "PUT",
+        (
+            _,
+            ["metrics"] | ["v1", "stats" | "status" | "config"] | ["v1", "vips", _, "backends", _],
+        ) => {
+            if parts.len() == 5 {
+                "DELETE"
+            } else {
+                "GET"
+            }
         }
         (_, ["v1", "vips"] | ["v1", "vips", _, "backends"]) => "GET, POST",
         (_, ["v1", "vips", _]) => "DELETE",
@@ -207,7 +234,22 @@ mod tests {
                 ..Default::default()
             })
         );
+        assert_eq!(ok("GET", "/v1/config", ""), Route::Command(Command::Config));
+        assert_eq!(
+            ok(
+                "PUT",
+                "/v1/vips/web/backends/198.18.0.11/weight",
+                r#"{"weight":300}"#
+            ),
+            Route::Command(Command::Change(Change::Weight {
+                vip: "web".into(),
+                address: "198.18.0.11".parse().unwrap(),
+                weight: 300
+            }))
+        );
         for (m, p) in [
+            ("GET", "/v1/vips/web/backends/198.18.0.11/weight"),
+            ("POST", "/v1/config"),
             ("POST", "/v1/status"),
             ("DELETE", "/v1/stats"),
             ("PUT", "/v1/vips"),

@@ -66,6 +66,12 @@ pub enum Command {
         #[arg(long, default_value = config::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// The effective configuration, as TOML: the file with what discovery, DNS and runtime
+    /// changes made of it (it parses back: `lb check` takes it).
+    Config {
+        #[arg(long, default_value = config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// VIPs: list, add, delete (runtime changes, kept across restarts).
     Vip {
         #[command(subcommand)]
@@ -209,6 +215,17 @@ pub enum BackendCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a backend in place: its health state and established flows are kept.
+    Set {
+        #[arg(long)]
+        vip: String,
+        address: IpAddr,
+        /// The new weight, 0 to 10000 (0: no new flows).
+        #[arg(long)]
+        weight: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -311,6 +328,7 @@ pub fn main(cli: Cli) -> ExitCode {
             };
             capture::client(&socket, &req, &file).map(|sum| eprintln!("lb capture: {sum}"))
         }
+        Command::Config { socket } => api::get(&socket, "/v1/config").map(|t| print!("{t}")),
         Command::Status { json, socket } => api::get(&socket, "/v1/status")
             .and_then(|body| print_as::<status::Status>(json, &body, status::render)),
         Command::Vip { command, socket } => manage::vip(command, &socket),

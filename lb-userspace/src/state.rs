@@ -34,6 +34,12 @@ pub enum Change {
         vip: String,
         address: IpAddr,
     },
+    /// A backend's weight, changed in place: its health state and flows are kept.
+    Weight {
+        vip: String,
+        address: IpAddr,
+        weight: u32,
+    },
 }
 
 /// A VIP added at runtime: the fields of a `[[vip]]` table.
@@ -118,6 +124,11 @@ fn apply_one(c: &mut Config, ch: &Change) -> Result<(), String> {
         Change::Undrain { vip, address } => {
             find_backend(find_vip(c, vip)?, *address)?.drain = false
         }
+        Change::Weight {
+            vip,
+            address,
+            weight,
+        } => find_backend(find_vip(c, vip)?, *address)?.weight = *weight,
     }
     Ok(())
 }

@@ -283,3 +283,58 @@ fn the_control_socket_refuses_other_users() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("Permission denied"), "{err}");
 }
+
+/// `lb backend set --weight` in place: a 1:1 spread becomes 1:3 on the wire, the backend
+/// stays in the ring without a new `rise` wait, established connections keep their backends,
+/// and `lb config` shows the weight in a file `lb check` accepts.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_weight_set_in_place_moves_the_spread_and_nothing_else() {
+    let topo = lab::OneArm::with_backends(2);
+    let tmp = lb_tests::TempDir::new("weight");
+    let sock = tmp.path("lb.sock");
+    let vip: std::net::SocketAddr = format!("{}:80", lab::VIP4).parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| format!("be{i}"));
+    let _health: Vec<std::net::TcpListener> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            ns.run(|| std::net::TcpListener::bind((lab::backend4(i).as_str(), 8081)).unwrap())
+        })
+        .collect();
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{vip}\"\n\
+         [vip.health]\nkind = \"tcp\"\nport = 8081\ninterval = \"200ms\"\nrise = 10\n",
+        sock.display()
+    );
+    for i in 0..2 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{}\"\n", lab::backend4(i));
+    }
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let mut long = traffic::LongLived::open(&topo.client, vip, 20);
+    let be1 = lab::backend4(1);
+    lab::cli_ok(
+        &sock,
+        &["backend", "set", "--vip", "web", &be1, "--weight", "300"],
+    );
+    let b = lab::status(&sock).vips[0].backends[1].clone();
+    assert_eq!(
+        (b.weight, b.in_ring, b.health.as_str()),
+        (300, true, "up"),
+        "{b:?}"
+    );
+    let t = traffic::tcp_connects(&topo.client, vip, 1000);
+    assert!(t.failed.is_empty(), "{t:?}");
+    let share = t.by_server.get("be1").copied().unwrap_or(0) as f64 / 1000.0;
+    assert!(
+        (0.70..=0.80).contains(&share),
+        "be1 took {share} of new connections, want 0.75"
+    );
+    let moved = long.exchange();
+    assert!(moved.is_empty(), "{moved:?}");
+    let effective = lab::cli_ok(&sock, &["config"]);
+    let parsed = lb::config::parse("lb config", &effective).expect("lb config parses");
+    assert_eq!(parsed.vips[0].backends[1].weight, 300, "{effective}");
+}

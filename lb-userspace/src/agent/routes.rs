@@ -30,6 +30,7 @@ impl Agent {
                 .map(|s| Answer::Stats(Box::new(s)))
                 .or_else(|e| error(500, format!("{e:#}"))),
             Command::Status => json(&self.status()),
+            Command::Config => Ok(Answer::Text(crate::state::render(&self.effective))),
             Command::Vips => json(&self.status().vips),
             Command::Backends { vip } => {
                 match self.status().vips.into_iter().find(|v| v.name == vip) {
@@ -136,7 +137,8 @@ impl Agent {
             Change::BackendAdd { vip, .. }
             | Change::BackendDel { vip, .. }
             | Change::Drain { vip, .. }
-            | Change::Undrain { vip, .. } => Some(vip.clone()),
+            | Change::Undrain { vip, .. }
+            | Change::Weight { vip, .. } => Some(vip.clone()),
         };
         log_change(&ch);
         if let Err(e) = self.sync(only.as_deref()) {
@@ -297,6 +299,13 @@ fn log_change(ch: &Change) {
         }
         Change::Undrain { vip, address } => {
             tracing::info!(vip = %vip, backend = %address, source = "api", "backend undrained")
+        }
+        Change::Weight {
+            vip,
+            address,
+            weight,
+        } => {
+            tracing::info!(vip = %vip, backend = %address, weight, source = "api", "backend weight set")
         }
     }
 }

@@ -69,6 +69,7 @@ async fn respond_with(answer: super::Reply, flows_pin: Option<PathBuf>) -> Respo
             respond(200, JSON, serde_json::to_string(&stats).unwrap_or_default())
         }
         Ok(Answer::Metrics(text)) => respond(200, metrics::OPENMETRICS, text),
+        Ok(Answer::Text(text)) => respond(200, "application/toml", text),
         Ok(Answer::CaptureStarted { lost }) => respond(
             200,
             JSON,

@@ -111,6 +111,21 @@ pub(super) fn backend(cmd: BackendCommand, socket: &std::path::Path) -> anyhow::
             )?;
             (vip, json, body)
         }
+        BackendCommand::Set {
+            vip,
+            address,
+            weight,
+            json,
+        } => {
+            let body = serde_json::to_string(&api::WeightSpec { weight })?;
+            let body = api::request(
+                socket,
+                "PUT",
+                &format!("/v1/vips/{vip}/backends/{address}/weight"),
+                Some(&body),
+            )?;
+            (vip, json, body)
+        }
         BackendCommand::Undrain { vip, address, json } => {
             let body = api::request(
                 socket,

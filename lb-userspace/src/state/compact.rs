@@ -5,7 +5,8 @@
 //! - a backend's add, delete, drain and undrain before a `BackendDel` of it (a `VipAdd` in
 //!   between does not matter: before a `VipAdd` that applies, its VIP was absent, so the
 //!   changes to its backends were skipped, or a `VipDel` dropped them already);
-//! - a backend's drain or undrain before a later drain or undrain of it (the last says).
+//! - a backend's drain or undrain before a later drain or undrain of it, and a weight
+//!   before a later weight of it (the last says).
 //!
 //! Every rule holds whatever the file under the changes is: a dropped change either had no
 //! effect or one that a kept change overwrites. Only a limit shared between keys (a VIP's
@@ -21,7 +22,8 @@ fn about(c: &Change) -> (&str, Option<std::net::IpAddr>) {
         Change::BackendAdd { vip, address, .. }
         | Change::BackendDel { vip, address }
         | Change::Drain { vip, address }
-        | Change::Undrain { vip, address } => (vip, Some(*address)),
+        | Change::Undrain { vip, address }
+        | Change::Weight { vip, address, .. } => (vip, Some(*address)),
     }
 }
 
@@ -37,6 +39,9 @@ pub fn compact(changes: &[Change]) -> Vec<Change> {
                 !(matches!(o, Change::Drain { .. } | Change::Undrain { .. })
                     && about(o) == (vip, addr))
             }),
+            Change::Weight { .. } => {
+                out.retain(|o| !(matches!(o, Change::Weight { .. }) && about(o) == (vip, addr)))
+            }
             Change::VipAdd(_) | Change::BackendAdd { .. } => {}
         }
         out.push(c.clone());
@@ -83,7 +88,7 @@ mod tests {
 
     fn change() -> impl Strategy<Value = Change> {
         let vip = prop_oneof![Just("a".to_string()), Just("b".to_string())];
-        (0u8..6, vip, 0u8..3, 1u32..4).prop_map(|(kind, vip, a, w)| {
+        (0u8..7, vip, 0u8..3, 1u32..4).prop_map(|(kind, vip, a, w)| {
             let address = addr(a);
             match kind {
                 0 => Change::BackendAdd {
@@ -95,6 +100,11 @@ mod tests {
                 2 => Change::Drain { vip, address },
                 3 => Change::Undrain { vip, address },
                 4 => Change::VipDel { name: vip },
+                5 => Change::Weight {
+                    vip,
+                    address,
+                    weight: w * 7,
+                },
                 _ => Change::VipAdd(VipSpec {
                     address: if vip == "a" {
                         "198.19.0.1:80"
