@@ -31,8 +31,73 @@ fn main() -> anyhow::Result<()> {
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if skip {
         fs::write(out.join(PACKAGE), [])?;
-        return Ok(());
+    } else {
+        build_object(&out)?;
     }
+    version(&fs::read(out.join(PACKAGE))?);
+    Ok(())
+}
+
+/// `lb --version`: the version, the commit built (with `-dirty` for uncommitted changes), the
+/// build date (`SOURCE_DATE_EPOCH` if set, for reproducible builds) and a hash of the BPF
+/// object embedded (FNV-1a, 64 bits: two builds with the same hash run the same programs).
+fn version(object: &[u8]) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = match (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["status", "--porcelain", "--untracked-files=no"]),
+    ) {
+        (Some(c), Some(st)) if !st.is_empty() => format!("{c}-dirty"),
+        (Some(c), _) => c,
+        _ => "unknown".into(),
+    };
+    if let Some(top) = git(&["rev-parse", "--git-dir"]) {
+        println!("cargo:rerun-if-changed={top}/HEAD");
+        println!("cargo:rerun-if-changed={top}/index");
+    }
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let secs = env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+    let hash = object.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    println!(
+        "cargo:rustc-env=LB_VERSION={} (commit {commit}, built {}, BPF object {hash:016x})",
+        env::var("CARGO_PKG_VERSION").unwrap_or_default(),
+        civil_date(secs / 86_400)
+    );
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01, as YYYY-MM-DD (Howard Hinnant's
+/// civil_from_days).
+fn civil_date(days: u64) -> String {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Builds lb-ebpf for the BPF target into `out`.
+fn build_object(out: &Path) -> anyhow::Result<()> {
     if env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() != Ok("little") {
         bail!("lb's BPF object is built for {TARGET}: little-endian hosts only");
     }

@@ -14,7 +14,7 @@ use crate::{
 
 /// lb: an XDP layer-4 load balancer (Maglev hashing, IP-in-IP direct server return).
 #[derive(Parser, Debug)]
-#[command(name = "lb", version)]
+#[command(name = "lb", version = env!("LB_VERSION"))]
 pub struct Cli {
     /// How log events are written to standard error: `human` lines, or one JSON object per
     /// event (`json`), for a log collector.

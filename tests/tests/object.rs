@@ -85,3 +85,39 @@ fn the_object_declares_the_license_its_crate_has() {
         "the crate and the object disagree"
     );
 }
+
+/// `lb --version` names the version, the commit, the build date and the embedded object's
+/// hash (FNV-1a 64 of its bytes): two binaries with the same hash run the same programs.
+#[test]
+fn the_version_names_the_object_it_embeds() {
+    let out = std::process::Command::new(lb_tests::lb_bin())
+        .arg("--version")
+        .output()
+        .expect("run lb --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hash = lb::dataplane::OBJECT
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    assert!(
+        text.starts_with(&format!("lb {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains(&format!("BPF object {hash:016x})")), "{text}");
+    let date = text
+        .split("built ")
+        .nth(1)
+        .unwrap_or("")
+        .get(..10)
+        .unwrap_or("");
+    let ok = date.len() == 10
+        && date.chars().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    assert!(ok && date.starts_with("20"), "{text}");
+}
