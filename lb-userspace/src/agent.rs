@@ -15,6 +15,7 @@ mod decap;
 mod ids;
 mod lifecycle;
 mod links;
+mod notify;
 mod pins;
 mod reload;
 mod report;

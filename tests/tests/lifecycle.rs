@@ -338,3 +338,42 @@ fn a_weight_set_in_place_moves_the_spread_and_nothing_else() {
     let parsed = lb::config::parse("lb config", &effective).expect("lb config parses");
     assert_eq!(parsed.vips[0].backends[1].weight, 300, "{effective}");
 }
+
+/// With `NOTIFY_SOCKET` set (as systemd sets it for `Type=notify-reload`): READY=1 arrives
+/// once the program is attached, RELOADING=1 (with MONOTONIC_USEC) and READY=1 again around a
+/// SIGHUP, STOPPING=1 at the end.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn the_service_manager_hears_ready_reloading_and_stopping() {
+    let topo = lab::OneArm::new();
+    let tmp = lb_tests::TempDir::new("notify");
+    let sock = tmp.path("lb.sock");
+    let notify = tmp.path("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let env = format!("NOTIFY_SOCKET={}", notify.display());
+    let (mut agent, _) =
+        lab::start_agent_under(&topo.lb, &lab::dns_config(&sock), &tmp, &["env", &env], &[]);
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = listener.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    // By READY=1 the program is attached.
+    let link = topo.lb.sh("ip -d link show eth0");
+    assert!(link.contains("xdp"), "{link}");
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+    let reloading = next();
+    assert!(
+        reloading.lines().any(|l| l == "RELOADING=1"),
+        "{reloading:?}"
+    );
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
+    assert!(next().lines().any(|l| l == "READY=1"));
+    agent.stop();
+    assert!(next().lines().any(|l| l == "STOPPING=1"));
+}

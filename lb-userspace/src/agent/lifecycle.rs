@@ -154,12 +154,14 @@ pub async fn start(
         file_tick: tokio::time::interval(FILE_CHECK),
         rate_tick: tokio::time::interval(RATE_PERIOD),
     };
-    println!(
-        "lb: ready: {} VIP(s) on {}; control socket {}",
+    let ready = format!(
+        "{} VIP(s) on {}; control socket {}",
         agent.effective.vips.len(),
         agent.effective.agent.interfaces.join(","),
         socket.display()
     );
+    println!("lb: ready: {ready}");
+    super::notify::ready(&ready);
     Ok(Running {
         agent,
         inputs,
@@ -278,7 +280,7 @@ impl Running {
                 _ = i.term.recv() => break,
                 _ = i.int.recv() => break,
                 _ = i.hup.recv() => {
-                    agent.reload("SIGHUP");
+                    reload(agent, "SIGHUP");
                     Ok(())
                 }
                 Some(t) = async {
@@ -299,7 +301,7 @@ impl Running {
                         }
                     }
                     if i.settle.due(std::time::Instant::now()) {
-                        agent.reload("file changed");
+                        reload(agent, "file changed");
                     }
                     Ok(())
                 }
@@ -350,6 +352,7 @@ impl Running {
     /// Ends every task, takes a running capture's hook out, withdraws BGP announcements and
     /// removes the control socket. The data path stays attached and keeps forwarding.
     pub fn stop(mut self) {
+        super::notify::stopping();
         for t in &self.tasks {
             t.abort();
         }
@@ -365,6 +368,17 @@ impl Running {
         drop(self.agent);
         tracing::info!(pin_dir = %self.pin_dir.display(), "agent stopped; the data path keeps forwarding (`lb detach` removes it)");
     }
+}
+
+/// A reload, told to the service manager: reloading, then ready again (whether the file was
+/// applied or refused: the agent serves either way).
+fn reload(agent: &mut Agent, why: &str) {
+    super::notify::reloading();
+    agent.reload(why);
+    super::notify::ready(match &agent.reloads.error {
+        None => "configuration reloaded",
+        Some(_) => "configuration reload refused; running on the previous one",
+    });
 }
 
 /// Counts the pinned flow table's entries every [`FLOW_COUNT`] on a blocking thread, for the
