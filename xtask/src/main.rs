@@ -252,6 +252,8 @@ fn ensure_bpf_linker() -> Result<()> {
             "+nightly",
             "install",
             "bpf-linker",
+            // The dependency versions bpf-linker was released and tested with.
+            "--locked",
             "--no-default-features",
             "--features",
             &format!("llvm-{major}"),
