@@ -48,9 +48,47 @@ pub fn forwarding_problems(cfg: &Config) -> Vec<String> {
     out
 }
 
+/// The capabilities `lb run` needs: CAP_BPF (programs and maps), CAP_NET_ADMIN (XDP, the
+/// devmap, neighbour entries) and CAP_PERFMON (the verifier's checks for privileged programs:
+/// without it the balancer's pointer arithmetic is refused). Root has them all.
+pub const CAPABILITIES: &[&str] = &["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"];
+
+fn capability_bit(name: &str) -> u32 {
+    match name {
+        "CAP_NET_ADMIN" => 12,
+        "CAP_SYS_ADMIN" => 21,
+        "CAP_PERFMON" => 38,
+        "CAP_BPF" => 39,
+        _ => 63,
+    }
+}
+
+/// Which of [`CAPABILITIES`] this process does not have in its effective set. CAP_SYS_ADMIN
+/// stands in for CAP_BPF and CAP_PERFMON, as the kernel lets it.
+pub fn missing_capabilities() -> Vec<&'static str> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |c: &str| eff & (1 << capability_bit(c)) != 0;
+    CAPABILITIES
+        .iter()
+        .copied()
+        .filter(|c| !(has(c) || (matches!(*c, "CAP_BPF" | "CAP_PERFMON") && has("CAP_SYS_ADMIN"))))
+        .collect()
+}
+
 fn preflight(cfg: &Config, config_path: &Path) -> anyhow::Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("lb run needs root (CAP_BPF and CAP_NET_ADMIN to load and attach XDP programs)");
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
+        bail!(
+            "lb run lacks {}: it needs {} (to load BPF programs and maps, to attach XDP and \
+             manage neighbours), as root or as a user given them (AmbientCapabilities= in a unit)",
+            missing.join(" and "),
+            CAPABILITIES.join(", ")
+        );
     }
     let problems = forwarding_problems(cfg);
     if !problems.is_empty() {

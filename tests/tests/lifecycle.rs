@@ -377,3 +377,89 @@ fn the_service_manager_hears_ready_reloading_and_stopping() {
     agent.stop();
     assert!(next().lines().any(|l| l == "STOPPING=1"));
 }
+
+/// The agent as a user that is not root, with only the capabilities the packaged unit gives
+/// it (set with setpriv, as systemd's AmbientCapabilities would): it attaches and forwards;
+/// without CAP_BPF it says that CAP_BPF is missing, and nothing else.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn the_agent_runs_as_a_user_with_only_its_capabilities() {
+    let topo = lab::OneArm::new();
+    let tmp = lb_tests::TempDir::new("caps");
+    // What the unit's StateDirectory and RuntimeDirectory would give the user: its own.
+    let (state, run) = (tmp.path("state"), tmp.path("run"));
+    let pins = tmp.pin_dir();
+    for d in [&state, &run, &pins] {
+        std::fs::create_dir_all(d).unwrap();
+        lb_tests::sh(&format!(
+            "chown nobody:nogroup {} && chmod 700 {}",
+            d.display(),
+            d.display()
+        ));
+    }
+    lb_tests::sh(&format!("chmod 755 {}", tmp.0.display()));
+    let sock = run.join("lb.sock");
+    let vip: std::net::SocketAddr = format!("{}:53", lab::VIP4).parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, true, &tmp, |i| format!("be{i}"));
+    let cfg = lab::dns_config(&sock);
+    let caps = lb::agent::CAPABILITIES
+        .iter()
+        .map(|c| format!("+{}", c.to_lowercase().trim_start_matches("cap_")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let setpriv = |caps: &str| -> Vec<String> {
+        vec![
+            "setpriv".into(),
+            "--reuid=nobody".into(),
+            "--regid=nogroup".into(),
+            "--clear-groups".into(),
+            format!("--inh-caps=-all,{caps}"),
+            format!("--ambient-caps=-all,{caps}"),
+            format!("--bounding-set=-all,{caps}"),
+        ]
+    };
+    let wrapper = setpriv(&caps);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let (agent, cfg_path) = lab::start_agent_under(&topo.lb, &cfg, &tmp, &wrapper, &[]);
+    let uid = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
+    assert!(
+        uid.lines()
+            .any(|l| l.starts_with("Uid:") && !l.contains("\t0\t")),
+        "{uid}"
+    );
+    let t = traffic::udp_requests(&topo.client, vip, 30);
+    assert_eq!(t.ok(), 30, "{t:?}");
+    assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
+    drop(agent);
+    // One capability short: refused, naming it.
+    let fewer: Vec<&str> = lb::agent::CAPABILITIES
+        .iter()
+        .filter(|c| **c != "CAP_BPF")
+        .copied()
+        .collect();
+    let fewer = fewer
+        .iter()
+        .map(|c| format!("+{}", c.to_lowercase().trim_start_matches("cap_")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = setpriv(&fewer);
+    cmd.extend([
+        lb_tests::lb_bin().display().to_string(),
+        "run".into(),
+        "--config".into(),
+        cfg_path.display().to_string(),
+    ]);
+    let mut p = topo.lb.spawn(
+        &cmd.iter().map(String::as_str).collect::<Vec<_>>(),
+        tmp.path("fewer.log"),
+    );
+    let status = p.child.wait().unwrap();
+    let log = p.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("lacks CAP_BPF:"), "{log}");
+    assert_eq!(
+        log.matches("lacks").count(),
+        1,
+        "only CAP_BPF is missing: {log}"
+    );
+}

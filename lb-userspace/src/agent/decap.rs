@@ -12,8 +12,13 @@ use crate::{
 
 /// `lb decap`: strip IP-in-IP on this backend host's `interface` until SIGINT/SIGTERM.
 pub fn decap(interface: &str, mode: config::XdpMode, extra: &[IpAddr]) -> anyhow::Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("lb decap needs root (CAP_BPF and CAP_NET_ADMIN to load and attach XDP programs)");
+    let missing = super::missing_capabilities();
+    if !missing.is_empty() {
+        bail!(
+            "lb decap lacks {}: it needs {} to load and attach its XDP program",
+            missing.join(" and "),
+            super::CAPABILITIES.join(", ")
+        );
     }
     if nix_ifindex(interface).is_none() {
         bail!("no interface named {interface:?}");
