@@ -123,6 +123,12 @@ pub enum Command {
         #[arg(long, default_value = config::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// A shell completion script for lb, on standard output (bash, zsh, fish, elvish or
+    /// powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write lb's manual pages (lb.1 and one per subcommand) into a directory.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
     /// On a backend host: strip IP-in-IP packets addressed to this host (no ipip module needed).
     Decap {
         /// The interface the encapsulated packets arrive on.
@@ -329,6 +335,12 @@ pub fn main(cli: Cli) -> ExitCode {
             capture::client(&socket, &req, &file).map(|sum| eprintln!("lb capture: {sum}"))
         }
         Command::Config { socket } => api::get(&socket, "/v1/config").map(|t| print!("{t}")),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "lb", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpages { dir } => manpages(&dir),
         Command::Status { json, socket } => api::get(&socket, "/v1/status")
             .and_then(|body| print_as::<status::Status>(json, &body, status::render)),
         Command::Vip { command, socket } => manage::vip(command, &socket),
@@ -361,6 +373,15 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// `lb.1` and a page per subcommand (`lb-backend-set.1`, ...) into `dir`.
+fn manpages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::generate_to(cmd, dir).with_context(|| format!("writing to {}", dir.display()))?;
+    Ok(())
 }
 
 /// Prints a JSON body as is (`--json`) or through `human`.
