@@ -126,7 +126,7 @@ pub enum Command {
     /// A shell completion script for lb, on standard output (bash, zsh, fish, elvish or
     /// powershell).
     Completions { shell: clap_complete::Shell },
-    /// Write lb's manual pages (lb.1 and one per subcommand) into a directory.
+    /// Write lb's manual pages (lb.8 and one per subcommand) into a directory.
     #[command(hide = true)]
     Manpages { dir: PathBuf },
     /// On a backend host: strip IP-in-IP packets addressed to this host (no ipip module needed).
@@ -375,13 +375,21 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// `lb.1` and a page per subcommand (`lb-backend-set.1`, ...) into `dir`.
+/// `lb.8` and a page per subcommand (`lb-backend-set.8`, ...) into `dir`. Section 8: lb is a
+/// system administration command (in /usr/sbin), and section 1's `lb` is live-build's.
 fn manpages(dir: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
+    fn write(cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            write(sub, dir)?;
+        }
+        clap_mangen::Man::new(cmd).section("8").generate_to(dir)?;
+        Ok(())
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let cmd = <Cli as clap::CommandFactory>::command();
-    clap_mangen::generate_to(cmd, dir).with_context(|| format!("writing to {}", dir.display()))?;
-    Ok(())
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    write(cmd, dir).with_context(|| format!("writing to {}", dir.display()))
 }
 
 /// Prints a JSON body as is (`--json`) or through `human`.

@@ -17,9 +17,9 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Writes lb's manual pages into `dir/man1`.
+/// Writes lb's manual pages into `dir/man8`.
 fn manpages(dir: &Path) {
-    let (ok, text) = run(Command::new(lb_bin()).arg("manpages").arg(dir.join("man1")));
+    let (ok, text) = run(Command::new(lb_bin()).arg("manpages").arg(dir.join("man8")));
     assert!(ok, "{text}");
 }
 
@@ -84,7 +84,7 @@ fn systemd_accepts_the_units() {
 fn every_manual_page_renders() {
     let tmp = TempDir::new("man");
     manpages(&tmp.0);
-    let pages: Vec<_> = std::fs::read_dir(tmp.path("man1"))
+    let pages: Vec<_> = std::fs::read_dir(tmp.path("man8"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -130,4 +130,67 @@ fn the_default_configuration_checks() {
         .args(["check", "--config"])
         .arg(format!("{PACKAGING}/lb.toml")));
     assert!(ok && text.contains("ok"), "{text}");
+}
+
+/// `cargo xtask package` (from the binary under test): lintian reports no error and no
+/// warning; the package holds the binary, both units, the config as a conffile, every manual
+/// page, the three completions, the copyright with its licenses and the changelog; systemd
+/// verifies the units as installed from it and man renders its pages.
+#[test]
+fn the_package_passes_debians_own_checks() {
+    let tmp = TempDir::new("deb");
+    let xtask = lb_bin().with_file_name("xtask");
+    let (ok, text) = run(Command::new(&xtask)
+        .args(["package", "--binary"])
+        .arg(lb_bin())
+        .arg("--out")
+        .arg(&tmp.0));
+    assert!(ok, "{text}");
+    let deb = text.lines().last().unwrap().trim().to_string();
+    assert!(deb.ends_with(".deb") && deb.contains("lb-xdp_"), "{text}");
+    let (ok, text) = run(Command::new("lintian")
+        .args(["--fail-on", "error,warning"])
+        .arg(&deb));
+    assert!(ok, "lintian: {text}");
+    let (ok, listing) = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    assert!(ok, "{listing}");
+    for path in [
+        "./usr/sbin/lb",
+        "./lib/systemd/system/lb.service",
+        "./lib/systemd/system/lb-decap@.service",
+        "./etc/lb/lb.toml",
+        "./usr/share/man/man8/lb.8.gz",
+        "./usr/share/man/man8/lb-run.8.gz",
+        "./usr/share/man/man8/lb-backend-set.8.gz",
+        "./usr/share/bash-completion/completions/lb",
+        "./usr/share/zsh/vendor-completions/_lb",
+        "./usr/share/fish/vendor_completions.d/lb.fish",
+        "./usr/share/doc/lb-xdp/copyright",
+        "./usr/share/doc/lb-xdp/changelog.gz",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(path)),
+            "{path} not in:\n{listing}"
+        );
+    }
+    let (ok, conffiles) = run(Command::new("dpkg-deb").args(["-f", &deb, "Package"]));
+    assert!(ok && conffiles.trim() == "lb-xdp", "{conffiles}");
+    let x = tmp.path("x");
+    let (ok, text) = run(Command::new("dpkg-deb").arg("-R").arg(&deb).arg(&x));
+    assert!(ok, "{text}");
+    let conffiles = std::fs::read_to_string(x.join("DEBIAN/conffiles")).unwrap();
+    assert_eq!(conffiles, "/etc/lb/lb.toml\n");
+    let copyright = std::fs::read_to_string(x.join("usr/share/doc/lb-xdp/copyright")).unwrap();
+    for license in ["License: MIT", "License: Apache-2.0", "License: GPL-2"] {
+        assert!(copyright.contains(license), "{license}:\n{copyright}");
+    }
+    let pages: Vec<_> = std::fs::read_dir(x.join("usr/share/man/man8"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(pages.len() >= 20);
+    for page in &pages {
+        let (ok, text) = run(Command::new("man").args(["-l", "-P", "cat"]).arg(page));
+        assert!(ok && text.contains("lb"), "{}: {text}", page.display());
+    }
 }

@@ -8,6 +8,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod package;
+
 #[derive(Parser)]
 #[command(name = "xtask")]
 struct Cli {
@@ -30,6 +32,16 @@ enum Cmd {
     },
     /// A throwaway topology with real traffic through the balancer (needs root).
     Demo,
+    /// A Debian package (lb-xdp) under target/package/: binary, systemd units, default
+    /// config, manual pages, completions, licenses, changelog.
+    Package {
+        /// Package this binary rather than a fresh release build.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Where the .deb goes (default target/package).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Measure, next to baselines from the same run, and write BENCHMARKS.md (needs root).
     Bench {
         /// Fewer repetitions, report to target/bench-quick.md (CI: proves the harness works).
@@ -70,6 +82,13 @@ const PACKAGES: &[(&str, &str)] = &[
     // The upgrade test makes an older release's pinned map with it; the e2e bench reads
     // program stats with it.
     ("bpftool", "bpftool"),
+    // The package: built with dpkg-deb, stripped, checked by lintian, its units by
+    // systemd-analyze, its pages by man.
+    ("dpkg-deb", "dpkg"),
+    ("strip", "binutils"),
+    ("lintian", "lintian"),
+    ("systemd-analyze", "systemd"),
+    ("man", "man-db"),
     // A real Prometheus scrapes the agent in the tests; promtool lints the 0.0.4 exposition.
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
@@ -93,6 +112,27 @@ fn main() -> std::process::ExitCode {
 fn xtask(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Setup => setup(),
+        Cmd::Package { binary, out } => {
+            let lb = match binary {
+                Some(b) => b,
+                None => {
+                    setup()?;
+                    run(Command::new("cargo").current_dir(root()).args([
+                        "build",
+                        "--release",
+                        "--package",
+                        "lb-userspace",
+                        "--bin",
+                        "lb",
+                    ]))?;
+                    root().join("target/release/lb")
+                }
+            };
+            let out = out.unwrap_or_else(|| root().join("target/package"));
+            let deb = package::package(&lb, &out)?;
+            println!("{}", deb.display());
+            Ok(())
+        }
         Cmd::Build => {
             setup()?;
             build()
