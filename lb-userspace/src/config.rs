@@ -125,6 +125,9 @@ pub struct Agent {
     pub pin_dir: PathBuf,
     /// Entries of the flow table.
     pub flow_table_size: u32,
+    /// A flow seen within this long counts as active (per backend, in `lb status` and the
+    /// metrics: a drained backend is done when it has none).
+    pub flow_active: Duration,
     pub metrics: Option<SocketAddr>,
     pub source_v4: Option<Ipv4Addr>,
     pub source_v6: Option<Ipv6Addr>,

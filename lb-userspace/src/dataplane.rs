@@ -25,7 +25,7 @@ mod mmap;
 mod vips;
 
 pub use counters::Totals;
-pub use flows::{FlowTable, coarse_now, count_flows};
+pub use flows::{FlowCount, FlowTable, coarse_now, count_flows, count_flows_by_backend};
 
 pub use error::{DataplaneError, Result};
 use error::{is_eperm, load_error, map_err};

@@ -344,6 +344,17 @@ pub fn render(s: &Snapshot) -> String {
         "1 while the backend passes its health checks (or is not checked), 0 while down or damped",
         up,
     );
+    let active = Family::<BackendLabels, Gauge>::default();
+    for (l, b) in backends() {
+        if let Some(n) = b.active_flows {
+            active.get_or_create(&l).set(n as i64);
+        }
+    }
+    r.register(
+        "lb_backend_active_flows",
+        "Flows of the backend seen within agent.flow_active (a drained backend is done at 0), counted every few seconds",
+        active,
+    );
     let damped = Family::<BackendLabels, Gauge>::default();
     for (l, b) in backends() {
         damped
@@ -615,6 +626,7 @@ mod tests {
                 health: "down".into(),
                 drain: false,
                 in_ring: false,
+                active_flows: Some(4),
             }],
         }];
         let outcomes = [Outcome {
@@ -671,6 +683,7 @@ mod tests {
             "lb_build_info{version=",
             "lb_backend_new_flows_total{vip=\"web\",backend=\"198.18.0.11\"} 2",
             "lb_backend_up{vip=\"web\",backend=\"198.18.0.11\"} 0",
+            "lb_backend_active_flows{vip=\"web\",backend=\"198.18.0.11\"} 4",
             "lb_health_check_duration_seconds_count{vip=\"web\",backend=\"198.18.0.11\",result=\"ok\"} 1",
             "lb_health_check_duration_seconds_bucket{le=\"0.0016\",vip=\"web\",backend=\"198.18.0.11\",result=\"ok\"} 0",
             "lb_health_check_duration_seconds_bucket{le=\"0.0032\",vip=\"web\",backend=\"198.18.0.11\",result=\"ok\"} 1",

@@ -223,6 +223,7 @@ fn render_agent(c: &Config) -> toml::Table {
     if let Some(s) = a.source_v6 {
         t.insert("source_v6".into(), s.to_string().into());
     }
+    t.insert("flow_active".into(), ms(a.flow_active));
     if let Some(m) = a.path_mtu {
         t.insert("path_mtu".into(), (m as i64).into());
     }

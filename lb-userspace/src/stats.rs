@@ -32,6 +32,9 @@ pub struct BackendStats {
     pub drain: bool,
     /// Whether the ring sends it new flows.
     pub in_ring: bool,
+    /// Flows seen within `agent.flow_active` (`None`: not counted yet).
+    #[serde(default)]
+    pub active_flows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -225,6 +228,7 @@ mod tests {
             health: "up".into(),
             drain: false,
             in_ring: true,
+            active_flows: None,
         }
     }
 

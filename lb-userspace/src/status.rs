@@ -21,6 +21,10 @@ pub struct BackendStatus {
     /// an attached interface; the program then asks the kernel per packet).
     #[serde(default)]
     pub next_hop: Option<String>,
+    /// Flows seen within `agent.flow_active` (`None`: not counted yet): a drained backend with
+    /// none is done.
+    #[serde(default)]
+    pub active_flows: Option<u64>,
     /// Whether the ring sends new flows to it (up, not draining, weight above 0).
     pub in_ring: bool,
 }
@@ -184,6 +188,11 @@ pub fn render_backends(bs: &[BackendStatus]) -> String {
             state += ",draining";
         }
         out += &format!("  {:<28} w={:<5} {:<16}", b.address, b.weight, state);
+        match (b.drain, b.active_flows) {
+            (true, Some(0)) => out += " drained: no active flows",
+            (_, Some(n)) => out += &format!(" {n} active flow(s)"),
+            _ => {}
+        }
         if let Some(e) = &b.last_error {
             out += &format!(" last error: {e}");
         }

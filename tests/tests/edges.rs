@@ -581,6 +581,7 @@ fn the_monitoring_kit_names_only_metrics_the_agent_exports() {
             health: "up".into(),
             drain: false,
             in_ring: true,
+            active_flows: Some(1),
         }],
     }];
     let times = lb::metrics::HealthTimes::default();

@@ -463,3 +463,46 @@ fn the_agent_runs_as_a_user_with_only_its_capabilities() {
         "only CAP_BPF is missing: {log}"
     );
 }
+
+/// Each backend's active flows (seen within `agent.flow_active`) are in `lb status` and the
+/// metrics: a drained backend keeps its established connections and shows them, and once they
+/// close its count reaches 0 (`drained: no active flows`).
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_drained_backend_shows_when_its_last_flow_is_gone() {
+    let topo = lab::OneArm::with_backends(2);
+    let tmp = lb_tests::TempDir::new("active");
+    let sock = tmp.path("lb.sock");
+    let vip: std::net::SocketAddr = format!("{}:80", lab::VIP4).parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| format!("be{i}"));
+    let mut cfg = format!(
+        "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\nflow_active = \"2s\"\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{vip}\"\n[vip.health]\nkind = \"none\"\n",
+        sock.display()
+    );
+    for i in 0..2 {
+        cfg += &format!("\n[[vip.backend]]\naddress = \"{}\"\n", lab::backend4(i));
+    }
+    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let mut long = traffic::LongLived::open(&topo.client, vip, 20);
+    let on_be0 = long.by_server().get("be0").copied().unwrap_or(0) as u64;
+    assert!(on_be0 > 0, "{:?}", long.by_server());
+    lab::cli_ok(
+        &sock,
+        &["backend", "drain", "--vip", "web", &lab::backend4(0)],
+    );
+    let be0 = |s: &lb::status::Status| s.vips[0].backends[0].clone();
+    // Established and talking: counted on the drained backend.
+    lab::wait_for(Duration::from_secs(15), "be0's flows counted", || {
+        assert!(long.exchange().is_empty());
+        be0(&lab::status(&sock)).active_flows == Some(on_be0)
+    });
+    drop(long);
+    lab::wait_for(
+        Duration::from_secs(15),
+        "be0's active flows to reach 0",
+        || be0(&lab::status(&sock)).active_flows == Some(0),
+    );
+    let human = lab::cli_ok(&sock, &["status"]);
+    assert!(human.contains("drained: no active flows"), "{human}");
+}

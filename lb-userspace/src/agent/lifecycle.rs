@@ -254,7 +254,9 @@ async fn serve_api(
     let flows_pin = pin_dir.join("maps").join(lb_common::map_names::FLOWS);
     tasks.push(tokio::spawn(count_flows(
         flows_pin.clone(),
+        agent.effective.agent.flow_active,
         agent.flow_entries.clone(),
+        agent.flow_activity.clone(),
     )));
     let control = Arc::new(api::endpoints::Control {
         inbox,
@@ -381,16 +383,28 @@ fn reload(agent: &mut Agent, why: &str) {
     });
 }
 
-/// Counts the pinned flow table's entries every [`FLOW_COUNT`] on a blocking thread, for the
-/// metrics.
-async fn count_flows(pin: PathBuf, into: Arc<std::sync::atomic::AtomicU64>) {
+/// Counts the pinned flow table every [`FLOW_COUNT`] on a blocking thread: its entries, and
+/// the flows of each backend seen within `window`.
+async fn count_flows(
+    pin: PathBuf,
+    window: Duration,
+    entries: Arc<std::sync::atomic::AtomicU64>,
+    activity: Arc<std::sync::Mutex<Option<std::collections::HashMap<u32, u64>>>>,
+) {
     let mut tick = tokio::time::interval(FLOW_COUNT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let pin = pin.clone();
-        match tokio::task::spawn_blocking(move || crate::dataplane::count_flows(&pin)).await {
-            Ok(Ok(n)) => into.store(n, std::sync::atomic::Ordering::Relaxed),
+        let counted = tokio::task::spawn_blocking(move || {
+            crate::dataplane::count_flows_by_backend(&pin, window)
+        })
+        .await;
+        match counted {
+            Ok(Ok(c)) => {
+                entries.store(c.entries, std::sync::atomic::Ordering::Relaxed);
+                *activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.active);
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "counting the flow table"),
             Err(e) => tracing::warn!(error = %e, "counting the flow table"),
         }

@@ -8,10 +8,17 @@ use super::sync::Agent;
 
 impl Agent {
     pub fn vip_status(&self, v: &Vip) -> VipStatus {
+        let ids = self.ids(v).map(|(_, b)| b).unwrap_or_default();
+        let activity = self
+            .flow_activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let backends: Vec<BackendStatus> = v
             .backends
             .iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(i, b)| {
                 let h = self.checks.get(&v.name, b.address);
                 let up = self.is_up(v, b.address);
                 let held = self.checks.held_for(&v.name, b.address);
@@ -34,6 +41,13 @@ impl Agent {
                         .get(b.address)
                         .map(|h| crate::neigh::Mac(h.dmac).to_string()),
                     in_ring: up && !b.drain && b.weight > 0,
+                    active_flows: activity.as_ref().map(|a| {
+                        ids.get(i)
+                            .copied()
+                            .flatten()
+                            .and_then(|id| a.get(&id).copied())
+                            .unwrap_or(0)
+                    }),
                 }
             })
             .collect();

@@ -236,6 +236,7 @@ impl Agent {
                     health: st.health,
                     drain: st.drain,
                     in_ring: st.in_ring,
+                    active_flows: st.active_flows,
                 });
             }
             stats::fill_shares(&mut backends);

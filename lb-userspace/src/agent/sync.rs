@@ -36,6 +36,10 @@ pub struct Agent {
     /// The flow table's entries as the background count last found them (`u64::MAX`: not
     /// counted yet).
     pub flow_entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Active flows per backend id, as the background count last found them (`None`: not
+    /// counted yet).
+    pub flow_activity:
+        std::sync::Arc<std::sync::Mutex<Option<std::collections::HashMap<u32, u64>>>>,
     /// The ids VIPs and backends have in the maps.
     ids: super::ids::Ids,
     /// Each checked backend's health and checker.
@@ -98,6 +102,7 @@ impl Agent {
             dp,
             reloads: Default::default(),
             flow_entries: std::sync::Arc::new(u64::MAX.into()),
+            flow_activity: Default::default(),
             ids: Default::default(),
             checks: super::checkers::Checks::new(reports),
             rings: Default::default(),

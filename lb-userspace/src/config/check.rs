@@ -164,6 +164,18 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
             ));
         }
     };
+    let flow_active = match raw.flow_active {
+        None => Duration::from_secs(30),
+        Some(d) => parse_duration(d.get_ref())
+            .filter(|t| *t >= Duration::from_secs(1) && *t <= Duration::from_secs(86_400))
+            .ok_or_else(|| {
+                cx.err(
+                    d.span(),
+                    "agent.flow_active",
+                    format!("{:?}: a duration from 1s to 24h", d.get_ref()),
+                )
+            })?,
+    };
     Ok(Agent {
         interfaces,
         xdp_mode,
@@ -172,6 +184,7 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         state_dir,
         pin_dir,
         flow_table_size,
+        flow_active,
         metrics,
         source_v4,
         source_v6,

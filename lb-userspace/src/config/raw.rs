@@ -58,6 +58,7 @@ pub(super) struct RawAgent {
     pub(super) source_v4: Option<Spanned<String>>,
     pub(super) source_v6: Option<Spanned<String>>,
     pub(super) path_mtu: Option<Spanned<i64>>,
+    pub(super) flow_active: Option<Spanned<String>>,
     pub(super) answer_echo: Option<Spanned<bool>>,
 }
 

@@ -210,6 +210,44 @@ fn read_lru_flows(path: &Path) -> Result<Option<Vec<(FlowKey, FlowValue)>>> {
 
 /// Counts the entries of the flow table pinned at `path` (it reads every slot), through a
 /// handle of its own, so that any thread can do it.
+/// The flow table counted: its entries, and per backend id the flows seen within a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowCount {
+    pub entries: u64,
+    /// Flows per backend id whose last packet is within the window.
+    pub active: std::collections::HashMap<u32, u64>,
+}
+
+/// Counts the pinned flow table at `path`: every slot read once. A flow is active when its
+/// last packet (the program's stamp, CLOCK_MONOTONIC_COARSE to within FLOW_STAMP_NS) is
+/// within `window` of now.
+pub fn count_flows_by_backend(path: &Path, window: std::time::Duration) -> Result<FlowCount> {
+    let name = map_names::FLOWS;
+    let data = MapData::from_pin(path).map_err(map_err(name))?;
+    let slots =
+        FlowSlots::new(&data, false).map_err(|source| DataplaneError::Mmap { name, source })?;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: a valid clock id and a timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    let since = now.saturating_sub(window.as_nanos() as u64);
+    let mut count = FlowCount::default();
+    for i in 0..slots.len() {
+        let slot = slots.get(i);
+        if slot.key.family == 0 {
+            continue;
+        }
+        count.entries += 1;
+        if slot.last_seen_ns >= since {
+            *count.active.entry(slot.backend).or_default() += 1;
+        }
+    }
+    Ok(count)
+}
+
 pub fn count_flows(path: &Path) -> Result<u64> {
     let name = map_names::FLOWS;
     let data = MapData::from_pin(path).map_err(map_err(name))?;
