@@ -37,6 +37,11 @@ pub enum Command {
         vip: String,
     },
     Change(Change),
+    /// What `lb flows` needs of a VIP to read the flow table: its address, protocol and
+    /// backends by id.
+    FlowScope {
+        vip: String,
+    },
     CaptureStart(capture::Request),
     CaptureStop,
 }
@@ -54,6 +59,12 @@ pub enum Answer {
     Text(String),
     /// A capture session started: the data path's lost count at its start.
     CaptureStarted { lost: u64 },
+    /// A VIP's address, protocol number and backends (id, address).
+    FlowScope {
+        address: std::net::SocketAddr,
+        proto: u8,
+        backends: Vec<(u32, String)>,
+    },
 }
 
 /// A refusal, with the HTTP status it is sent with.
@@ -103,6 +114,55 @@ pub enum Route {
     Command(Command),
     /// `POST /v1/capture`: a streaming session, run by the edge.
     Capture(capture::Request),
+    /// `GET /v1/flows?vip=NAME[&from=ADDR:PORT][&limit=N]`: the edge reads the flow table.
+    Flows {
+        vip: String,
+        from: Option<std::net::SocketAddr>,
+        limit: usize,
+    },
+}
+
+/// What `lb flows` shows of one flow.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FlowView {
+    pub client: String,
+    pub backend: String,
+    pub idle_ms: u64,
+}
+
+/// The flows listed at most, and by default.
+pub const FLOWS_MAX: usize = 10_000;
+pub const FLOWS_DEFAULT: usize = 50;
+
+fn flows_query(query: &str) -> Result<Route, ApiError> {
+    let bad = |m: String| ApiError {
+        status: 400,
+        message: m,
+    };
+    let (mut vip, mut from, mut limit) = (None, None, FLOWS_DEFAULT);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "vip" => vip = Some(v.to_string()),
+            "from" => {
+                from = Some(v.parse().map_err(|_| {
+                    bad(format!(
+                        "from={v:?}: not ADDRESS:PORT ([ADDRESS]:PORT for IPv6)"
+                    ))
+                })?)
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=FLOWS_MAX).contains(n))
+                    .ok_or_else(|| bad(format!("limit={v:?}: 1 to {FLOWS_MAX}")))?
+            }
+            other => return Err(bad(format!("unknown parameter {other:?}"))),
+        }
+    }
+    let vip = vip.ok_or_else(|| bad("name the VIP: ?vip=NAME".into()))?;
+    Ok(Route::Flows { vip, from, limit })
 }
 
 /// `PUT /v1/vips/NAME/backends/ADDR/weight`'s body.
@@ -127,7 +187,8 @@ fn addr(s: &str) -> Result<IpAddr, ApiError> {
 
 /// The control socket's routes. A path that exists with other methods is a 405 (with the
 /// methods it takes), one that does not a 404.
-pub fn route(method: &str, path: &str, body: &[u8]) -> Result<Route, ApiError> {
+pub fn route(method: &str, target: &str, body: &[u8]) -> Result<Route, ApiError> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let cmd = |c| Ok(Route::Command(c));
     let change = |c| Ok(Route::Command(Command::Change(c)));
@@ -183,6 +244,7 @@ pub fn route(method: &str, path: &str, body: &[u8]) -> Result<Route, ApiError> {
             });
         }
         ("POST", ["v1", "capture"]) => return Ok(Route::Capture(parse_body(body)?)),
+        ("GET", ["v1", "flows"]) => return flows_query(query),
         (_, ["v1", "vips", _, "backends", _, "weight"]) => "PUT",
         (
             _,
@@ -235,6 +297,17 @@ mod tests {
             })
         );
         assert_eq!(ok("GET", "/v1/config", ""), Route::Command(Command::Config));
+        assert_eq!(
+            ok("GET", "/v1/flows?vip=web&from=198.18.0.1:4000&limit=5", ""),
+            Route::Flows {
+                vip: "web".into(),
+                from: Some("198.18.0.1:4000".parse().unwrap()),
+                limit: 5
+            }
+        );
+        assert_eq!(status("GET", "/v1/flows", ""), 400, "no VIP named");
+        assert_eq!(status("GET", "/v1/flows?vip=web&limit=0", ""), 400);
+        assert_eq!(status("GET", "/v1/flows?vip=web&from=nowhere", ""), 400);
         assert_eq!(
             ok(
                 "PUT",

@@ -72,6 +72,22 @@ pub enum Command {
         #[arg(long, default_value = config::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Where a VIP's flows go: every client the flow table holds for it (the most recently
+    /// seen first), or the one client given.
+    Flows {
+        #[arg(long)]
+        vip: String,
+        /// Only this client's flow (ADDRESS:PORT, [ADDRESS]:PORT for IPv6).
+        #[arg(long)]
+        from: Option<std::net::SocketAddr>,
+        /// At most this many (1 to 10000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// VIPs: list, add, delete (runtime changes, kept across restarts).
     Vip {
         #[command(subcommand)]
@@ -335,6 +351,30 @@ pub fn main(cli: Cli) -> ExitCode {
             capture::client(&socket, &req, &file).map(|sum| eprintln!("lb capture: {sum}"))
         }
         Command::Config { socket } => api::get(&socket, "/v1/config").map(|t| print!("{t}")),
+        Command::Flows {
+            vip,
+            from,
+            limit,
+            json,
+            socket,
+        } => {
+            let mut path = format!("/v1/flows?vip={vip}&limit={limit}");
+            if let Some(f) = from {
+                path += &format!("&from={f}");
+            }
+            api::get(&socket, &path).and_then(|body| {
+                print_as::<Vec<api::FlowView>>(json, &body, |flows| {
+                    let mut out = format!("{:<46} {:<40} {:>9}\n", "client", "backend", "idle ms");
+                    for f in flows {
+                        out += &format!("{:<46} {:<40} {:>9}\n", f.client, f.backend, f.idle_ms);
+                    }
+                    if flows.is_empty() {
+                        out += "(no flow)\n";
+                    }
+                    out
+                })
+            })
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "lb", &mut std::io::stdout());

@@ -25,7 +25,9 @@ mod mmap;
 mod vips;
 
 pub use counters::Totals;
-pub use flows::{FlowCount, FlowTable, coarse_now, count_flows, count_flows_by_backend};
+pub use flows::{
+    FlowCount, FlowEntry, FlowTable, coarse_now, count_flows, count_flows_by_backend, flows_to,
+};
 
 pub use error::{DataplaneError, Result};
 use error::{is_eperm, load_error, map_err};

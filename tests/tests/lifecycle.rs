@@ -464,9 +464,10 @@ fn the_agent_runs_as_a_user_with_only_its_capabilities() {
     );
 }
 
-/// Each backend's active flows (seen within `agent.flow_active`) are in `lb status` and the
-/// metrics: a drained backend keeps its established connections and shows them, and once they
-/// close its count reaches 0 (`drained: no active flows`).
+/// `lb flows --from` names the backend each live connection is on. Each backend's active
+/// flows (seen within `agent.flow_active`) are in `lb status` and the metrics: a drained
+/// backend keeps its established connections and shows them, and once they close its count
+/// reaches 0 (`drained: no active flows`).
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
 fn a_drained_backend_shows_when_its_last_flow_is_gone() {
@@ -487,6 +488,27 @@ fn a_drained_backend_shows_when_its_last_flow_is_gone() {
     let mut long = traffic::LongLived::open(&topo.client, vip, 20);
     let on_be0 = long.by_server().get("be0").copied().unwrap_or(0) as u64;
     assert!(on_be0 > 0, "{:?}", long.by_server());
+    // `lb flows --from`: where each live connection goes, as the flow table holds it.
+    for (name, conn) in &long.conns {
+        let client = conn.local_addr().unwrap().to_string();
+        let i: usize = name.trim_start_matches("be").parse().unwrap();
+        let out = lab::cli_ok(
+            &sock,
+            &["flows", "--vip", "web", "--from", &client, "--json"],
+        );
+        let flows: Vec<lb::api::FlowView> = serde_json::from_str(&out).unwrap();
+        assert_eq!(flows.len(), 1, "{client}: {out}");
+        assert_eq!(flows[0].backend, lab::backend4(i), "{client}: {out}");
+    }
+    let all: Vec<lb::api::FlowView> =
+        serde_json::from_str(&lab::cli_ok(&sock, &["flows", "--vip", "web", "--json"])).unwrap();
+    assert!(all.len() >= 20, "{all:?}");
+    let human = lab::cli_ok(&sock, &["flows", "--vip", "web", "--limit", "3"]);
+    assert_eq!(
+        human.lines().count(),
+        4,
+        "a header and three flows:\n{human}"
+    );
     lab::cli_ok(
         &sock,
         &["backend", "drain", "--vip", "web", &lab::backend4(0)],

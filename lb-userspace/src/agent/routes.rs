@@ -39,9 +39,31 @@ impl Agent {
                 }
             }
             Command::Change(ch) => self.change(ch),
+            Command::FlowScope { vip } => self.flow_scope(&vip),
             Command::CaptureStart(r) => self.start_capture(&r),
             Command::CaptureStop => self.stop_capture(),
         }
+    }
+
+    /// A VIP's address, protocol and backends by id, for reading its flows from the table.
+    fn flow_scope(&self, name: &str) -> Reply {
+        let Some(v) = self.effective.vips.iter().find(|v| v.name == name) else {
+            return error(404, format!("no VIP named {name:?}"));
+        };
+        let Some((_, ids)) = self.ids(v) else {
+            return error(409, format!("VIP {name:?} is not in the data path"));
+        };
+        let backends = v
+            .backends
+            .iter()
+            .zip(ids)
+            .filter_map(|(b, id)| Some((id?, b.address.to_string())))
+            .collect();
+        Ok(Answer::FlowScope {
+            address: v.address,
+            proto: v.protocol.number(),
+            backends,
+        })
     }
 
     /// Switches the program's capture hook on with `r`'s filter.

@@ -24,7 +24,11 @@ pub struct Control {
 
 /// The control socket's handler.
 pub async fn control(ctx: Arc<Control>, parts: Parts, body: Bytes) -> Response<Body> {
-    let route = match super::route(parts.method.as_str(), parts.uri.path(), &body) {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let route = match super::route(parts.method.as_str(), target, &body) {
         Ok(r) => r,
         Err(e) => return refuse(e.status, &e.message),
     };
@@ -34,6 +38,7 @@ pub async fn control(ctx: Arc<Control>, parts: Parts, body: Bytes) -> Response<B
             let answer = ctx.inbox.ask(c).await;
             respond_with(answer, ctx.flows_pin.clone()).await
         }
+        Route::Flows { vip, from, limit } => flows(&ctx, vip, from, limit).await,
         Route::Capture(req) => match &ctx.capture {
             Some(ring) => super::session::session(req, ctx.inbox.clone(), ring.clone()).await,
             None => refuse(404, "this agent has no capture ring"),
@@ -70,12 +75,58 @@ async fn respond_with(answer: super::Reply, flows_pin: Option<PathBuf>) -> Respo
         }
         Ok(Answer::Metrics(text)) => respond(200, metrics::OPENMETRICS, text),
         Ok(Answer::Text(text)) => respond(200, "application/toml", text),
+        Ok(Answer::FlowScope { .. }) => refuse(500, "a flow scope is the edge's"),
         Ok(Answer::CaptureStarted { lost }) => respond(
             200,
             JSON,
             serde_json::to_string(&capture::Started { lost }).unwrap_or_default(),
         ),
     }
+}
+
+/// `lb flows`: the VIP's scope from the control loop, then the flow table read off it.
+async fn flows(
+    ctx: &Control,
+    vip: String,
+    from: Option<std::net::SocketAddr>,
+    limit: usize,
+) -> Response<Body> {
+    let Some(pin) = ctx.flows_pin.clone() else {
+        return refuse(404, "this agent keeps no pinned flow table");
+    };
+    let (address, proto, backends) = match ctx.inbox.ask(Command::FlowScope { vip }).await {
+        Ok(Answer::FlowScope {
+            address,
+            proto,
+            backends,
+        }) => (address, proto, backends),
+        Ok(_) => return refuse(500, "the agent answered with something else"),
+        Err(e) => return refuse(e.status, &e.message),
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        crate::dataplane::flows_to(&pin, address, proto, from, limit)
+    })
+    .await;
+    let entries = match read {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return refuse(500, &format!("reading the flow table: {e}")),
+        Err(e) => return refuse(500, &format!("reading the flow table: {e}")),
+    };
+    let views: Vec<super::FlowView> = entries
+        .into_iter()
+        .map(|e| super::FlowView {
+            client: e.client,
+            backend: backends
+                .iter()
+                .find(|(id, _)| *id == e.backend_id)
+                .map_or_else(
+                    || format!("(backend #{})", e.backend_id),
+                    |(_, a)| a.clone(),
+                ),
+            idle_ms: e.idle_ms,
+        })
+        .collect();
+    respond(200, JSON, serde_json::to_string(&views).unwrap_or_default())
 }
 
 /// A scrape: OpenMetrics where the scraper's `Accept` prefers it, the 0.0.4 text format

@@ -226,14 +226,7 @@ pub fn count_flows_by_backend(path: &Path, window: std::time::Duration) -> Resul
     let data = MapData::from_pin(path).map_err(map_err(name))?;
     let slots =
         FlowSlots::new(&data, false).map_err(|source| DataplaneError::Mmap { name, source })?;
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // Safety: a valid clock id and a timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-    let since = now.saturating_sub(window.as_nanos() as u64);
+    let since = coarse_now().saturating_sub(window.as_nanos() as u64);
     let mut count = FlowCount::default();
     for i in 0..slots.len() {
         let slot = slots.get(i);
@@ -246,6 +239,68 @@ pub fn count_flows_by_backend(path: &Path, window: std::time::Duration) -> Resul
         }
     }
     Ok(count)
+}
+
+/// A flow the table holds, as `lb flows` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FlowEntry {
+    /// The client's address and port.
+    pub client: String,
+    /// The backend's id (the agent names its address).
+    pub backend_id: u32,
+    /// How long since its last packet, in milliseconds (to within the program's stamp).
+    pub idle_ms: u64,
+}
+
+/// The flows of the pinned table at `path` to `vip` (port 0: any port) over protocol `proto`,
+/// only from `from` if given: the most recently seen first, at most `limit`.
+pub fn flows_to(
+    path: &Path,
+    vip: std::net::SocketAddr,
+    proto: u8,
+    from: Option<std::net::SocketAddr>,
+    limit: usize,
+) -> Result<Vec<FlowEntry>> {
+    let name = map_names::FLOWS;
+    let data = MapData::from_pin(path).map_err(map_err(name))?;
+    let slots =
+        FlowSlots::new(&data, false).map_err(|source| DataplaneError::Mmap { name, source })?;
+    let (dst, _) = super::addr_bytes(vip.ip());
+    let now = coarse_now();
+    let mut found = Vec::new();
+    for i in 0..slots.len() {
+        let s = slots.get(i);
+        let k = &s.key;
+        let dport = u16::from_be_bytes([k.ports[2], k.ports[3]]);
+        let sport = u16::from_be_bytes([k.ports[0], k.ports[1]]);
+        if k.family == 0 || k.proto != proto || k.dst != dst {
+            continue;
+        }
+        if vip.port() != 0 && dport != vip.port() {
+            continue;
+        }
+        let client = match k.family {
+            lb_common::FAMILY_V4 => {
+                std::net::IpAddr::from([k.src[0], k.src[1], k.src[2], k.src[3]])
+            }
+            _ => std::net::IpAddr::from(k.src),
+        };
+        let client = std::net::SocketAddr::new(client, sport);
+        if from.is_some_and(|f| f != client) {
+            continue;
+        }
+        found.push((s.last_seen_ns, client, s.backend));
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(found
+        .into_iter()
+        .take(limit)
+        .map(|(seen, client, backend_id)| FlowEntry {
+            client: client.to_string(),
+            backend_id,
+            idle_ms: now.saturating_sub(seen) / 1_000_000,
+        })
+        .collect())
 }
 
 pub fn count_flows(path: &Path) -> Result<u64> {
