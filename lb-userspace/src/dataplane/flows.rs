@@ -291,7 +291,7 @@ pub fn flows_to(
         }
         found.push((s.last_seen_ns, client, s.backend));
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found
         .into_iter()
         .take(limit)
