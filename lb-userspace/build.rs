@@ -23,7 +23,6 @@ use anyhow::{Context, bail};
 
 const PACKAGE: &str = "lb-ebpf";
 const TARGET: &str = "bpfel-unknown-none";
-const TOOLCHAIN: &str = "nightly";
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
@@ -96,6 +95,17 @@ fn civil_date(days: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The toolchain lb-ebpf/rust-toolchain.toml names.
+fn channel(root: &Path) -> anyhow::Result<String> {
+    let path = root.join("lb-ebpf/rust-toolchain.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .and_then(|v| v.split('"').nth(1))
+        .map(str::to_string)
+        .with_context(|| format!("{} names no channel", path.display()))
+}
+
 /// Builds lb-ebpf for the BPF target into `out`.
 fn build_object(out: &Path) -> anyhow::Result<()> {
     if env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() != Ok("little") {
@@ -119,10 +129,15 @@ fn build_object(out: &Path) -> anyhow::Result<()> {
     .join("\x1f");
     // The nightly through rustup; without rustup, whatever `cargo` is on the PATH (it must be a
     // nightly with rust-src for -Z build-std, and says so if it is not).
+    let toolchain = channel(&root)?;
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("lb-ebpf/rust-toolchain.toml").display()
+    );
     let has_rustup = Command::new("rustup").arg("--version").output().is_ok();
     let mut cmd = if has_rustup {
         let mut c = Command::new("rustup");
-        c.args(["run", TOOLCHAIN, "cargo"]);
+        c.args(["run", &toolchain, "cargo"]);
         c
     } else {
         println!("cargo:warning=no rustup on the PATH: building the BPF programs with `cargo`");

@@ -19,8 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing (idempotent): nightly rust-src and clippy, bpf-linker, Debian
-    /// packages.
+    /// Install what is missing (idempotent): the nightly lb-ebpf/rust-toolchain.toml pins,
+    /// with rust-src and clippy, bpf-linker (--locked), Debian packages.
     Setup,
     /// Build the agent with its embedded BPF programs.
     Build,
@@ -216,40 +216,70 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The nightly lb-ebpf/rust-toolchain.toml names (the one place it is pinned).
+fn nightly() -> Result<String> {
+    let path = root().join("lb-ebpf/rust-toolchain.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .and_then(|v| v.split('"').nth(1))
+        .map(str::to_string)
+        .with_context(|| format!("{} names no channel", path.display()))
+}
+
 fn setup() -> Result<()> {
-    // rust-src: `-Z build-std=core` for the BPF target; clippy: CI lints the BPF programs.
+    let nightly = nightly()?;
+    // The pinned nightly, with rust-src (`-Z build-std=core` for the BPF target) and clippy
+    // (CI lints the BPF programs).
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains
+        .lines()
+        .any(|l| l.starts_with(&format!("{nightly}-")) || l.starts_with(&format!("{nightly} ")))
+    {
+        eprintln!("xtask: installing the {nightly} toolchain");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &nightly,
+            "--profile",
+            "minimal",
+        ]))?;
+    }
     let installed = output(Command::new("rustup").args([
         "component",
         "list",
         "--toolchain",
-        "nightly",
+        &nightly,
         "--installed",
     ]))?;
     for component in ["rust-src", "clippy"] {
         if !installed.lines().any(|l| l.starts_with(component)) {
-            eprintln!("xtask: installing {component} for nightly");
+            eprintln!("xtask: installing {component} for {nightly}");
             run(Command::new("rustup").args([
                 "component",
                 "add",
                 component,
                 "--toolchain",
-                "nightly",
+                &nightly,
             ]))?;
         }
     }
-    ensure_bpf_linker()?;
+    ensure_bpf_linker(&nightly)?;
     ensure_packages()
 }
 
 /// bpf-linker has no prebuilt download here: build it against the nightly's own LLVM, whose
 /// major version we read off the library's file name.
-fn ensure_bpf_linker() -> Result<()> {
-    if quiet_ok(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])) {
+fn ensure_bpf_linker(nightly: &str) -> Result<()> {
+    if quiet_ok(Command::new("rustup").args(["run", nightly, "bpf-linker", "--version"])) {
         return Ok(());
     }
-    let sysroot = PathBuf::from(output(
-        Command::new("rustc").args(["+nightly", "--print", "sysroot"]),
-    )?);
+    let sysroot = PathBuf::from(output(Command::new("rustc").args([
+        &format!("+{nightly}"),
+        "--print",
+        "sysroot",
+    ]))?);
     let lib = std::fs::read_dir(sysroot.join("lib"))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -289,7 +319,7 @@ fn ensure_bpf_linker() -> Result<()> {
     eprintln!("xtask: building bpf-linker against the nightly's LLVM {major} (about a minute)");
     run(Command::new("cargo")
         .args([
-            "+nightly",
+            &format!("+{nightly}"),
             "install",
             "bpf-linker",
             // The dependency versions bpf-linker was released and tested with.
@@ -299,7 +329,7 @@ fn ensure_bpf_linker() -> Result<()> {
             &format!("llvm-{major}"),
         ])
         .env("LLVM_PREFIX", &prefix))?;
-    if !quiet_ok(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])) {
+    if !quiet_ok(Command::new("rustup").args(["run", nightly, "bpf-linker", "--version"])) {
         bail!("bpf-linker was installed but does not run (is ~/.cargo/bin on PATH?)");
     }
     Ok(())
