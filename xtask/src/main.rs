@@ -117,15 +117,7 @@ fn xtask(cmd: Cmd) -> Result<()> {
                 Some(b) => b,
                 None => {
                     setup()?;
-                    run(Command::new("cargo").current_dir(root()).args([
-                        "build",
-                        "--release",
-                        "--package",
-                        "lb-userspace",
-                        "--bin",
-                        "lb",
-                    ]))?;
-                    root().join("target/release/lb")
+                    release_lb()?
                 }
             };
             let out = out.unwrap_or_else(|| root().join("target/package"));
@@ -151,15 +143,7 @@ fn xtask(cmd: Cmd) -> Result<()> {
             let lb = if quick {
                 root().join("target/debug/lb")
             } else {
-                run(Command::new("cargo").current_dir(root()).args([
-                    "build",
-                    "--release",
-                    "--package",
-                    "lb-userspace",
-                    "--bin",
-                    "lb",
-                ]))?;
-                root().join("target/release/lb")
+                release_lb()?
             };
             let mut cmd = Command::new("cargo");
             cmd.current_dir(root()).arg("run");
@@ -214,6 +198,19 @@ fn output(cmd: &mut Command) -> Result<String> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Builds the optimised `lb` (as users run it); its path.
+fn release_lb() -> Result<PathBuf> {
+    run(Command::new("cargo").current_dir(root()).args([
+        "build",
+        "--release",
+        "--package",
+        "lb-userspace",
+        "--bin",
+        "lb",
+    ]))?;
+    Ok(root().join("target/release/lb"))
 }
 
 /// The nightly lb-ebpf/rust-toolchain.toml names (the one place it is pinned).
