@@ -1,7 +1,7 @@
 //! What an operator installs besides the binary, checked by the tools their system runs:
 //! systemd's own verifier accepts the units, `man` renders every page, and bash completes
 //! `lb backend ` with its subcommands.
-use std::{path::Path, process::Command};
+use std::{path::Path, process::Command, time::Duration};
 
 use lb_tests::{TempDir, lb_bin};
 
@@ -192,5 +192,101 @@ fn the_package_passes_debians_own_checks() {
     for page in &pages {
         let (ok, text) = run(Command::new("man").args(["-l", "-P", "cat"]).arg(page));
         assert!(ok && text.contains("lb"), "{}: {text}", page.display());
+    }
+}
+
+/// The monitoring kit under docs/monitoring: promtool accepts the alert rules, and every
+/// metric the rules and the dashboard name is one the agent exports (read from the agent's
+/// own exposition, so a renamed metric fails here rather than leaving a panel empty).
+#[test]
+fn the_monitoring_kit_names_only_metrics_the_agent_exports() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/monitoring");
+    let rules = format!("{dir}/lb.rules.yml");
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules", &rules])
+        .output()
+        .expect("run promtool (cargo xtask setup installs Debian's prometheus)");
+    assert!(out.status.success(), "{out:?}");
+    // Every family, with one VIP and backend so that labelled families have series too.
+    let vips = [lb::stats::VipStats {
+        name: "web".into(),
+        address: "198.19.0.1:80".into(),
+        protocol: "tcp".into(),
+        packets: 1,
+        bytes: 1,
+        pps: 0.0,
+        bps: 0.0,
+        new_flows: 1,
+        backends: vec![lb::stats::BackendStats {
+            address: "198.18.0.11".into(),
+            weight: 1,
+            packets: 1,
+            bytes: 1,
+            pps: 0.0,
+            bps: 0.0,
+            new_flows: 1,
+            share: 100.0,
+            health: "up".into(),
+            drain: false,
+            in_ring: true,
+            active_flows: Some(1),
+        }],
+    }];
+    let times = lb::metrics::HealthTimes::default();
+    let be: std::net::IpAddr = "198.18.0.11".parse().unwrap();
+    times.observe("web", be, true, Duration::from_millis(1));
+    times.local_fault("web", be);
+    let outcomes = [lb::stats::Outcome {
+        name: "drop_no_backend".into(),
+        packets: 1,
+        bytes: 1,
+        pps: 0.0,
+    }];
+    let text = lb::metrics::render(&lb::metrics::Snapshot {
+        outcomes: &outcomes,
+        vips: &vips,
+        health_times: &times,
+        flows_inserted: 0,
+        flow_hits: 0,
+        flow_entries: Some(0),
+        flow_capacity: 1,
+        ring_builds: 0,
+        ring_writes: 0,
+        reloads: 0,
+        reload_failures: 0,
+        last_reload: std::time::UNIX_EPOCH,
+        listeners: [
+            ("control", Default::default()),
+            ("metrics", Default::default()),
+        ],
+        interfaces: vec![("eth0".into(), true)],
+    });
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for file in ["lb.rules.yml", "lb.dashboard.json"] {
+        let body = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+        for (i, _) in body.match_indices("lb_") {
+            let name: String = body[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // Not a metric: the dashboard's uid, a group name.
+            if name.len() > 3
+                && body[..i].ends_with(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+            {
+                used.insert((file, name));
+            }
+        }
+    }
+    assert!(used.len() > 15, "{used:?}");
+    for (file, name) in &used {
+        assert!(
+            exported.contains(name.as_str()),
+            "{file} names {name}, which the agent does not export"
+        );
     }
 }
