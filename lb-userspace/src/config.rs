@@ -94,6 +94,8 @@ pub struct Health {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// Whether a flapping backend is held out of the ring (flap damping).
+    pub damping: bool,
 }
 
 impl Default for Health {
@@ -107,6 +109,7 @@ impl Default for Health {
             timeout: Duration::from_millis(500),
             rise: 2,
             fall: 3,
+            damping: true,
         }
     }
 }

@@ -310,6 +310,7 @@ fn render_vip(v: &Vip) -> toml::Table {
     ht.insert("timeout".into(), ms(h.timeout));
     ht.insert("rise".into(), (h.rise as i64).into());
     ht.insert("fall".into(), (h.fall as i64).into());
+    ht.insert("damping".into(), h.damping.into());
     t.insert("health".into(), ht.into());
     let backends: Vec<toml::Value> = v
         .backends

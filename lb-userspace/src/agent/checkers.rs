@@ -216,7 +216,8 @@ impl Checks {
             local_fault: r.local_fault,
         };
         self.states.insert(k.clone(), now);
-        if moved {
+        let damping = self.running.get(&k).is_some_and(|c| c.health.damping);
+        if moved && damping {
             let at = Instant::now();
             let d = self.damping.entry(k.clone()).or_insert(Damping {
                 penalty: 0.0,

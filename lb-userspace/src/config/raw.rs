@@ -89,6 +89,7 @@ pub(super) struct RawHealth {
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) rise: Option<Spanned<i64>>,
     pub(super) fall: Option<Spanned<i64>>,
+    pub(super) damping: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -122,3 +122,31 @@ async fn a_held_backend_is_out_of_service_until_released() {
     assert!(c.in_service("web", a));
     c.stop();
 }
+
+#[tokio::test]
+async fn without_damping_a_flapping_backend_is_never_held() {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut c = Checks::new(tx);
+    let a: IpAddr = "127.0.0.1".parse().unwrap();
+    let t = SocketAddr::new(a, 1);
+    let undamped = Health {
+        kind: HealthKind::Tcp,
+        interval: Duration::from_secs(3600),
+        damping: false,
+        ..Health::default()
+    };
+    c.sync(
+        HashMap::from([(("web".to_string(), a), (undamped, t))]),
+        true,
+    );
+    for i in 0..10 {
+        let up = i % 2 == 1;
+        assert_eq!(
+            c.record(report(t, up, None, None)),
+            Some(true),
+            "change {i}"
+        );
+    }
+    assert!(c.held_for("web", a).is_none() && c.in_service("web", a));
+    c.stop();
+}

@@ -320,6 +320,9 @@ fn backend_address(
 
 fn health(cx: &Ctx, raw: RawHealth) -> Result<Health, ConfigError> {
     let mut h = Health::default();
+    if let Some(d) = raw.damping {
+        h.damping = d.into_inner();
+    }
     if let Some(k) = raw.kind {
         h.kind = match k.get_ref().as_str() {
             "tcp" => HealthKind::Tcp,

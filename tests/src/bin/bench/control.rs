@@ -38,7 +38,7 @@ pub fn measure(quick: bool) -> String {
     let sock = tmp.path("lb.sock");
     let mut cfg = format!(
         "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nstate_dir = \"{}\"\nsource_v4 = \"198.18.0.2\"\nflow_table_size = 65536\n\n\
-         [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\n\n[vip.health]\nkind = \"tcp\"\ninterval = \"{INTERVAL_MS}ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = {FALL}\n",
+         [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\n\n[vip.health]\nkind = \"tcp\"\ninterval = \"{INTERVAL_MS}ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = {FALL}\ndamping = false\n",
         sock.display(),
         tmp.path("state").display()
     );
