@@ -546,3 +546,84 @@ fn an_interface_that_returns_gets_the_balancer_back() {
     // Only the balancer moved packets: the kernel's forward chain dropped none.
     assert_eq!(lab::kernel_forward_drops(&topo.lb), 0);
 }
+
+/// The agent out of file descriptors (its hard limit just above what it holds at rest):
+/// connections pile up until `accept` fails with EMFILE. The accept loop backs off (the
+/// failures are counted, the CPU stays low), the health checks that cannot open a socket are
+/// local faults (no backend changes state), and once the clients leave, the agent serves again.
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn running_out_of_descriptors_is_a_local_fault_and_nothing_spins() {
+    raise_own_nofile();
+    let topo = OneArm::new();
+    let tmp = TempDir::new("emfile");
+    let sock = tmp.path("lb.sock");
+    let metrics = "127.0.0.1:9121";
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let _serving = lab::serve(&topo.backends, vip, false, &tmp, |i| format!("be{i}"));
+    let _health = health_listeners(&topo);
+    // First at ease, to learn how many descriptors the agent holds at rest.
+    let (mut probe_agent, _) = lab::start_agent(&topo.lb, &web_config(&sock, metrics), &tmp);
+    lab::wait_for(Duration::from_secs(5), "every backend up", || {
+        lab::status(&sock).vips[0]
+            .backends
+            .iter()
+            .all(|b| b.health == "up")
+    });
+    let at_rest = open_fds(pid(&probe_agent));
+    probe_agent.stop();
+    let _ = std::fs::remove_file(&sock);
+    // Then with room for a few connections only.
+    let limit = format!("--nofile={}:{}", at_rest + 12, at_rest + 12);
+    let (agent, _) = lab::start_agent_under(
+        &topo.lb,
+        &web_config(&sock, metrics),
+        &tmp,
+        &["prlimit", &limit],
+        &[],
+    );
+    let pid = pid(&agent);
+    let (ticks, t0) = (cpu_ticks(pid), Instant::now());
+    let held = topo.lb.run(|| {
+        (0..200)
+            .filter_map(|_| std::net::TcpStream::connect(metrics).ok())
+            .collect::<Vec<_>>()
+    });
+    // Long enough for many health checks (every 100 ms) to meet the full table.
+    std::thread::sleep(Duration::from_secs(2));
+    let busy = (cpu_ticks(pid) - ticks) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+    assert!(busy < 0.5, "the agent used {:.0}% of a CPU", busy * 100.0);
+    drop(held);
+    // The idle connections time out (the metrics port's header timeout), and it serves again.
+    let mut body = String::new();
+    lab::wait_for(
+        Duration::from_secs(20),
+        "the metrics port to answer again",
+        || {
+            body = topo.lb.run(|| {
+                std::panic::catch_unwind(|| scrape(metrics, "text/plain").1).unwrap_or_default()
+            });
+            !body.is_empty()
+        },
+    );
+    let errors: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("lb_api_accept_errors_total{listener=\"metrics\"} "))
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    let faults: f64 = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("lb_health_check_local_faults_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        errors + faults > 0.0,
+        "the descriptors never ran out:\n{body}"
+    );
+    let log = agent.log_text();
+    assert!(!log.contains("backend down"), "{log}");
+    for b in &lab::status(&sock).vips[0].backends {
+        assert_eq!(b.health, "up", "{b:?}");
+    }
+}
