@@ -15,7 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{stats::Outcome, stats::VipStats};
+use crate::stats::{BackendStats, Outcome, VipStats};
 
 mod format;
 pub use format::{Format, OPENMETRICS, TEXT, to_text};
@@ -191,8 +191,23 @@ fn counters<
 /// The OpenMetrics text exposition, as prometheus-client writes it.
 pub fn render(s: &Snapshot) -> String {
     let mut r = Registry::default();
-    // A gauge of 1 rather than an OpenMetrics info family, as Prometheus's own
-    // `prometheus_build_info`: the 0.0.4 grammar (and promtool's linter) has no info type.
+    build_info(&mut r);
+    traffic_families(&mut r, s);
+    backend_gauges(&mut r, s);
+    health_families(&mut r, s);
+    outcome_families(&mut r, s);
+    table_and_ring_counters(&mut r, s);
+    agent_gauges(&mut r, s);
+    listeners(&mut r, s);
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
+
+/// A gauge of 1 rather than an OpenMetrics info family, as Prometheus's own
+/// `prometheus_build_info`: the 0.0.4 grammar (and promtool's linter) has no info type.
+fn build_info(r: &mut Registry) {
     let build = Family::<BuildLabels, Gauge>::default();
     build
         .get_or_create(&BuildLabels {
@@ -200,92 +215,92 @@ pub fn render(s: &Snapshot) -> String {
         })
         .set(1);
     r.register("lb_build_info", "lb's build (always 1)", build);
-    let vip = |v: &VipStats| VipLabels {
+}
+
+fn vip_labels(v: &VipStats) -> VipLabels {
+    VipLabels {
         vip: v.name.clone(),
         address: v.address.clone(),
         protocol: v.protocol.clone(),
-    };
-    counters(
-        &mut r,
-        "lb_vip_packets",
-        "Packets to the VIP (forwarded, or dropped for want of a backend)",
-        s.vips.iter().map(|v| (vip(v), v.packets)),
-    );
-    counters(
-        &mut r,
-        "lb_vip_bytes",
-        "Bytes to the VIP",
-        s.vips.iter().map(|v| (vip(v), v.bytes)),
-    );
-    let backends = || {
-        s.vips.iter().flat_map(|v| {
-            v.backends.iter().map(move |b| {
-                (
-                    BackendLabels {
-                        vip: v.name.clone(),
-                        backend: b.address.clone(),
-                    },
-                    b,
-                )
-            })
-        })
-    };
-    counters(
-        &mut r,
-        "lb_backend_packets",
-        "Packets forwarded to the backend",
-        backends().map(|(l, b)| (l, b.packets)),
-    );
-    counters(
-        &mut r,
-        "lb_backend_bytes",
-        "Bytes forwarded to the backend",
-        backends().map(|(l, b)| (l, b.bytes)),
-    );
-    counters(
-        &mut r,
-        "lb_vip_new_flows",
-        "Flows the VIP's ring gave a backend",
-        s.vips.iter().map(|v| (vip(v), v.new_flows)),
-    );
-    counters(
-        &mut r,
-        "lb_backend_new_flows",
-        "Flows the ring gave the backend",
-        backends().map(|(l, b)| (l, b.new_flows)),
-    );
-    let up = Family::<BackendLabels, Gauge>::default();
-    for (l, b) in backends() {
-        up.get_or_create(&l)
-            .set(i64::from(b.health == "up" || b.health == "unchecked"));
     }
-    r.register(
-        "lb_backend_up",
-        "1 while the backend passes its health checks (or is not checked), 0 while down or damped",
-        up,
-    );
-    let active = Family::<BackendLabels, Gauge>::default();
-    for (l, b) in backends() {
-        if let Some(n) = b.active_flows {
-            active.get_or_create(&l).set(n as i64);
+}
+
+/// Every backend of every VIP, with its labels.
+fn backends<'a>(s: &'a Snapshot) -> impl Iterator<Item = (BackendLabels, &'a BackendStats)> + 'a {
+    s.vips.iter().flat_map(|v| {
+        v.backends.iter().map(move |b| {
+            (
+                BackendLabels {
+                    vip: v.name.clone(),
+                    backend: b.address.clone(),
+                },
+                b,
+            )
+        })
+    })
+}
+
+/// Packets, bytes and new flows, per VIP and per backend.
+fn traffic_families(r: &mut Registry, s: &Snapshot) {
+    let vips = |f: fn(&VipStats) -> u64| s.vips.iter().map(move |v| (vip_labels(v), f(v)));
+    let bes = |f: fn(&BackendStats) -> u64| backends(s).map(move |(l, b)| (l, f(b)));
+    let help = "Packets to the VIP (forwarded, or dropped for want of a backend)";
+    counters(r, "lb_vip_packets", help, vips(|v| v.packets));
+    counters(r, "lb_vip_bytes", "Bytes to the VIP", vips(|v| v.bytes));
+    let help = "Packets forwarded to the backend";
+    counters(r, "lb_backend_packets", help, bes(|b| b.packets));
+    let help = "Bytes forwarded to the backend";
+    counters(r, "lb_backend_bytes", help, bes(|b| b.bytes));
+    let help = "Flows the VIP's ring gave a backend";
+    counters(r, "lb_vip_new_flows", help, vips(|v| v.new_flows));
+    let help = "Flows the ring gave the backend";
+    counters(r, "lb_backend_new_flows", help, bes(|b| b.new_flows));
+}
+
+/// A gauge per backend, for the backends `value` gives one for.
+fn backend_gauge(
+    r: &mut Registry,
+    s: &Snapshot,
+    name: &str,
+    help: &str,
+    value: impl Fn(&BackendStats) -> Option<i64>,
+) {
+    let family = Family::<BackendLabels, Gauge>::default();
+    for (l, b) in backends(s) {
+        if let Some(v) = value(b) {
+            family.get_or_create(&l).set(v);
         }
     }
-    r.register(
+    r.register(name, help, family);
+}
+
+/// Each backend's health, active flows and flap hold.
+fn backend_gauges(r: &mut Registry, s: &Snapshot) {
+    backend_gauge(
+        r,
+        s,
+        "lb_backend_up",
+        "1 while the backend passes its health checks (or is not checked), 0 while down or damped",
+        |b| Some(i64::from(b.health == "up" || b.health == "unchecked")),
+    );
+    backend_gauge(
+        r,
+        s,
         "lb_backend_active_flows",
         "Flows of the backend seen within agent.flow_active (a drained backend is done at 0), counted every few seconds",
-        active,
+        |b| b.active_flows.map(|n| n as i64),
     );
-    let damped = Family::<BackendLabels, Gauge>::default();
-    for (l, b) in backends() {
-        damped
-            .get_or_create(&l)
-            .set(i64::from(b.health == "damped"));
-    }
-    r.register(
+    backend_gauge(
+        r,
+        s,
         "lb_backend_damped",
         "1 while the backend is held out of the ring for flapping",
-        damped,
+        |b| Some(i64::from(b.health == "damped")),
     );
+}
+
+/// Health-check durations and local faults, as the checkers observed them.
+fn health_families(r: &mut Registry, s: &Snapshot) {
     r.register(
         "lb_health_check_duration_seconds",
         "How long health checks took, by result",
@@ -296,48 +311,37 @@ pub fn render(s: &Snapshot) -> String {
         "Health checks that could not run for a reason of this host (file descriptors, buffers, no route from here): the backend's state is kept",
         s.health_times.local_faults.clone(),
     );
+}
+
+/// Packets and bytes by what the program did with them, and drops by reason.
+fn outcome_families(r: &mut Registry, s: &Snapshot) {
+    let outcome = |o: &Outcome| OutcomeLabels {
+        outcome: o.name.clone(),
+    };
+    let help = "Packets by what the program did with them";
     counters(
-        &mut r,
+        r,
         "lb_outcome_packets",
-        "Packets by what the program did with them",
-        s.outcomes.iter().map(|o| {
-            (
-                OutcomeLabels {
-                    outcome: o.name.clone(),
-                },
-                o.packets,
-            )
-        }),
+        help,
+        s.outcomes.iter().map(|o| (outcome(o), o.packets)),
     );
+    let help = "Bytes by what the program did with them";
     counters(
-        &mut r,
+        r,
         "lb_outcome_bytes",
-        "Bytes by what the program did with them",
-        s.outcomes.iter().map(|o| {
-            (
-                OutcomeLabels {
-                    outcome: o.name.clone(),
-                },
-                o.bytes,
-            )
-        }),
+        help,
+        s.outcomes.iter().map(|o| (outcome(o), o.bytes)),
     );
-    counters(
-        &mut r,
-        "lb_dropped_packets",
-        "Packets dropped, by reason",
-        s.outcomes.iter().filter_map(|o| {
-            o.name.strip_prefix("drop_").map(|reason| {
-                (
-                    ReasonLabels {
-                        reason: reason.into(),
-                    },
-                    o.packets,
-                )
-            })
-        }),
-    );
-    let one = |name: &str, help: &str, v: u64, r: &mut Registry| {
+    let drops = s.outcomes.iter().filter_map(|o| {
+        let reason = o.name.strip_prefix("drop_")?.into();
+        Some((ReasonLabels { reason }, o.packets))
+    });
+    counters(r, "lb_dropped_packets", "Packets dropped, by reason", drops);
+}
+
+/// The flow table's and the rings' counters, and config reloads.
+fn table_and_ring_counters(r: &mut Registry, s: &Snapshot) {
+    let mut one = |name: &str, help: &str, v: u64| {
         let c = Counter::<u64>::default();
         c.inc_by(v);
         r.register(name, help, c);
@@ -346,51 +350,34 @@ pub fn render(s: &Snapshot) -> String {
         "lb_flows_inserted",
         "5-tuples added to the flow table",
         s.flows_inserted,
-        &mut r,
     );
     one(
         "lb_flow_hits",
         "Packets of established flows that kept their backend",
         s.flow_hits,
-        &mut r,
     );
     one(
         "lb_ring_builds",
         "Maglev rings built: a VIP's backends, weights, health or ring size changed",
         s.ring_builds,
-        &mut r,
     );
     one(
         "lb_ring_writes",
         "Maglev rings written to the data path (a ring built the same as the live one is not written)",
         s.ring_writes,
-        &mut r,
     );
+    let result = |result: &str| ResultLabels {
+        result: result.into(),
+    };
     counters(
-        &mut r,
+        r,
         "lb_config_reloads",
         "Config reloads, applied or refused",
         [
-            (
-                ResultLabels {
-                    result: "applied".into(),
-                },
-                s.reloads,
-            ),
-            (
-                ResultLabels {
-                    result: "refused".into(),
-                },
-                s.reload_failures,
-            ),
+            (result("applied"), s.reloads),
+            (result("refused"), s.reload_failures),
         ],
     );
-    agent_gauges(&mut r, s);
-    listeners(&mut r, s);
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = encode(&mut out, &r);
-    out
 }
 
 fn gauge(r: &mut Registry, name: &str, help: &str, v: i64) {
