@@ -32,12 +32,24 @@ fn web_config(sock: &Path, metrics: &str) -> String {
     cfg
 }
 
-/// What the health checks connect to on each backend (the kernel completes the handshakes).
+/// What the health checks connect to on each backend: listeners that accept and close each
+/// connection, as a service would (a listener that never accepts fills its backlog after a
+/// hundred-odd checks, and further checks time out). Each accepting thread holds its own
+/// handle of the listener and stays blocked in `accept` until the test process ends.
 fn health_listeners(topo: &OneArm) -> Vec<std::net::TcpListener> {
     topo.backends
         .iter()
         .zip(BACKENDS4)
-        .map(|(ns, b)| ns.run(|| std::net::TcpListener::bind((b, HEALTH_PORT)).unwrap()))
+        .map(|(ns, b)| {
+            let l = ns.run(|| std::net::TcpListener::bind((b, HEALTH_PORT)).unwrap());
+            let accepting = l.try_clone().unwrap();
+            std::thread::spawn(move || {
+                while let Ok((s, _)) = accepting.accept() {
+                    drop(s);
+                }
+            });
+            l
+        })
         .collect()
 }
 

@@ -313,6 +313,9 @@ where
             stats.clone(),
             handle.clone(),
         ));
+        // One connection at a time, then the other tasks' turn: a flood of connections must
+        // not hold off the health checks and the control loop sharing this thread.
+        tokio::task::yield_now().await;
     }
 }
 
