@@ -1,5 +1,7 @@
-//! Builds `lb-ebpf` for the BPF target and leaves the object in `OUT_DIR` for
-//! `include_bytes_aligned!`. With `AYA_BUILD_SKIP=1` it writes an empty stub instead, so that
+//! Builds `lb-ebpf` for the BPF target and leaves its two objects in `OUT_DIR`: `lb-ebpf`, the
+//! production object `lb` embeds with `include_bytes_aligned!`, and `lb-ebpf-test`, which only
+//! the benchmarks and the tests load (its path goes to them as `DEP_LB_EBPF_TEST_OBJECT`, by
+//! this package's `links` key). With `AYA_BUILD_SKIP=1` it writes empty stubs instead, so that
 //! `cargo check` and clippy run without the nightly toolchain and bpf-linker.
 //!
 //! This is our own code rather than `aya_build::build_ebpf` for one reason: that helper sets
@@ -22,6 +24,8 @@ use std::{
 use anyhow::{Context, bail};
 
 const PACKAGE: &str = "lb-ebpf";
+/// The binaries of `PACKAGE`: each is one object.
+const OBJECTS: [&str; 2] = ["lb-ebpf", "lb-ebpf-test"];
 const TARGET: &str = "bpfel-unknown-none";
 
 fn main() -> anyhow::Result<()> {
@@ -29,10 +33,13 @@ fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if skip {
-        fs::write(out.join(PACKAGE), [])?;
+        for object in OBJECTS {
+            fs::write(out.join(object), [])?;
+        }
     } else {
-        build_object(&out)?;
+        build_objects(&out)?;
     }
+    println!("cargo:test_object={}", out.join("lb-ebpf-test").display());
     version(&fs::read(out.join(PACKAGE))?);
     Ok(())
 }
@@ -106,8 +113,8 @@ fn channel(root: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} names no channel", path.display()))
 }
 
-/// Builds lb-ebpf for the BPF target into `out`.
-fn build_object(out: &Path) -> anyhow::Result<()> {
+/// Builds lb-ebpf's objects for the BPF target into `out`.
+fn build_objects(out: &Path) -> anyhow::Result<()> {
     if env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() != Ok("little") {
         bail!("lb's BPF object is built for {TARGET}: little-endian hosts only");
     }
@@ -169,10 +176,13 @@ fn build_object(out: &Path) -> anyhow::Result<()> {
             println!("cargo:warning={line}");
         }
     }
-    copy(
-        &target_dir.join(TARGET).join("release").join(PACKAGE),
-        &out.join(PACKAGE),
-    )
+    for object in OBJECTS {
+        copy(
+            &target_dir.join(TARGET).join("release").join(object),
+            &out.join(object),
+        )?;
+    }
+    Ok(())
 }
 
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -40,9 +40,6 @@ pub mod map_names {
     /// flows moved into [`FLOWS`], and its pin removed.
     pub const FLOWS_LRU: &str = "LB_FLOWS";
     pub const FLOW_STATS: &str = "LB_FLOW_STATS";
-    pub const GEN_CONFIG: &str = "LB_GEN_CONFIG";
-    pub const SINK_COUNT: &str = "LB_SINK_COUNT";
-    pub const REDIRECT_TO: &str = "LB_REDIRECT_TO";
     pub const VIP_FILTER: &str = "LB_VIP_FILTER";
     pub const ECHO: &str = "LB_ECHO";
     /// New flows per backend (per CPU): 5-tuples the ring sent to it.
@@ -57,26 +54,6 @@ pub mod map_names {
 pub mod program_names {
     pub const LB: &str = "xdp_lb";
     pub const DECAP: &str = "xdp_decap";
-    pub const PASS: &str = "xdp_pass";
-    pub const TX: &str = "xdp_tx";
-    /// Benchmarks: `xdp_lb` that restores the frame after each run.
-    pub const LB_BENCH: &str = "xdp_lb_bench";
-    /// Benchmarks: `xdp_lb_bench` on a new 5-tuple every run.
-    pub const LB_BENCH_NEW: &str = "xdp_lb_bench_new";
-    /// Benchmarks: the restoring after a grow of the head, and the same with a second grow
-    /// and shrink (their difference: what a grow and a shrink cost).
-    pub const BENCH_FLOOR: &str = "xdp_bench_floor";
-    pub const BENCH_FLOOR_TWICE: &str = "xdp_bench_floor_twice";
-    /// Benchmarks: a traffic generator (run with live frames) and a counting sink.
-    pub const GEN: &str = "xdp_gen";
-    pub const SINK: &str = "xdp_sink";
-    pub const REDIRECT_ALL: &str = "xdp_redirect_all";
-    /// Benchmarks: `xdp_tx` after reading a word of the frame's IP header.
-    pub const TOUCH_TX: &str = "xdp_touch_tx";
-    /// Benchmarks: `xdp_tx` after an encapsulation with fixed headers, no lookup.
-    pub const ENCAP_TX: &str = "xdp_encap_tx";
-    /// A program the verifier refuses, for the tests of how lb reports that.
-    pub const REJECT: &str = "xdp_reject";
 }
 
 /// How many VIPs one instance serves.

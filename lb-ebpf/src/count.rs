@@ -1,22 +1,18 @@
 //! Step 8: per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
-use aya_ebpf::{Global, maps::PerCpuArray};
+use aya_ebpf::maps::PerCpuArray;
 use lb_common::Traffic;
 
 use crate::maps::{BACKEND_FLOWS, BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS};
 
-/// Whether the program counts (1, always, but for the benchmark that measures what counting
-/// costs). A load-time constant: the verifier drops the code it turns off.
-#[unsafe(no_mangle)]
-static LB_COUNTERS: Global<u8> = Global::new(1);
-
-#[inline(always)]
-fn on() -> bool {
-    LB_COUNTERS.load() != 0
+/// Whether a program counts: every program the agent runs does (`way::Production`); a
+/// benchmark program that measures what counting costs does not.
+pub trait Counting {
+    const ON: bool;
 }
 
 #[inline(always)]
-fn add(map: &PerCpuArray<Traffic>, index: u32, len: u64) {
-    if !on() {
+fn add<C: Counting>(map: &PerCpuArray<Traffic>, index: u32, len: u64) {
+    if !C::ON {
         return;
     }
     if let Some(t) = map.get_ptr_mut(index) {
@@ -29,23 +25,23 @@ fn add(map: &PerCpuArray<Traffic>, index: u32, len: u64) {
 }
 
 #[inline(always)]
-pub fn count(c: u32, len: u64) {
-    add(&STATS, c, len);
+pub fn count<C: Counting>(c: u32, len: u64) {
+    add::<C>(&STATS, c, len);
 }
 
 #[inline(always)]
-pub fn vip(id: u32, len: u64) {
-    add(&VIP_STATS, id, len);
+pub fn vip<C: Counting>(id: u32, len: u64) {
+    add::<C>(&VIP_STATS, id, len);
 }
 
 #[inline(always)]
-pub fn backend(id: u32, len: u64) {
-    add(&BACKEND_STATS, id, len);
+pub fn backend<C: Counting>(id: u32, len: u64) {
+    add::<C>(&BACKEND_STATS, id, len);
 }
 
 #[inline(always)]
-pub fn flow(index: u32) {
-    if !on() {
+pub fn flow<C: Counting>(index: u32) {
+    if !C::ON {
         return;
     }
     if let Some(n) = FLOW_STATS.get_ptr_mut(index) {
@@ -55,8 +51,8 @@ pub fn flow(index: u32) {
 
 /// A new flow recorded for backend `id`.
 #[inline(always)]
-pub fn new_flow(id: u32) {
-    if !on() {
+pub fn new_flow<C: Counting>(id: u32) {
+    if !C::ON {
         return;
     }
     if let Some(n) = BACKEND_FLOWS.get_ptr_mut(id) {

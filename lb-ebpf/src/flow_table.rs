@@ -2,23 +2,20 @@
 //! serves the packet's VIP; a TCP SYN, a miss, a stale UDP entry or a down backend takes the
 //! ring (step 5), and the table remembers the pick. The table itself, its slots and sets:
 //! [`slots`].
-use aya_ebpf::{
-    Global,
-    helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
-};
+use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use lb_common::{
     BACKEND_UP, Backend, FLOW_INSERTS, FLOW_STAMP_NS, FlowSlot, PROTO_TCP, PROTO_UDP, flow_check,
     flow_table_hash,
 };
 
 use crate::{
-    count,
-    maps::{BACKENDS, BENCH_FLOW, CLOCK},
+    count::{self, Counting},
+    maps::{BACKENDS, CLOCK},
     parse::Packet,
     verdict::Fault,
 };
 
-mod slots;
+pub mod slots;
 
 /// The clock UDP flows age by: the coarse one (jiffies resolution, a few ms) is plenty for idle
 /// times of seconds, and costs a fraction of the precise one (which, in a virtual machine, can
@@ -64,36 +61,33 @@ pub enum Flow {
     Miss(u64),
 }
 
-/// Benchmarks only, 0 in every program the agent loads: 1 puts one array entry, whatever the
-/// packet, where the flow-table lookup (and the hash it starts with) is, so that the benchmark
-/// can tell what the lookup itself costs. A load-time constant: the verifier removes the side
-/// not taken.
-#[unsafe(no_mangle)]
-static LB_BENCH_FIXED_FLOW: Global<u8> = Global::new(0);
+/// Where a packet's flow is looked up: in the table ([`find`], every program the agent runs);
+/// a benchmark program puts one fixed entry there instead, to measure what the lookup costs.
+pub trait Lookup {
+    /// The slot holding the packet's 5-tuple and the backend it names, if any; and the
+    /// 5-tuple's table hash (a miss's insert needs it next).
+    fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64);
+}
+
+/// The table's slot for the packet's 5-tuple, if it holds it, and the 5-tuple's table hash.
+#[inline(always)]
+pub fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
+    let h = flow_table_hash(&pkt.key);
+    (slots::find(&pkt.key, h), h)
+}
 
 /// One flow-table lookup; for a hit, the backend's own entry says whether the flow may keep it
 /// (up, and serving the VIP the packet is addressed to), so no VIP lookup is needed. A TCP SYN
-/// is not looked up: it takes the ring whatever the table holds, and [`from_ring`]'s insert
+/// is not looked up: it takes the ring whatever the table holds, and [`record`]'s insert
 /// finds out whether the table holds it (one walk of the set for a new connection, not two).
 #[inline(always)]
-pub fn flow(pkt: &Packet) -> Flow {
+pub fn flow<L: Lookup>(pkt: &Packet) -> Flow {
     if is_syn(pkt) {
         return Flow::Miss(flow_table_hash(&pkt.key));
     }
-    if LB_BENCH_FIXED_FLOW.load() != 0 {
-        return match BENCH_FLOW.get_ptr_mut(0) {
-            // The slot's own check stands in for the table hash (its low half).
-            Some(slot) => {
-                let t = slots::tag(slot);
-                settle(slot, t as u32, t >> 32, pkt)
-            }
-            None => Flow::Miss(flow_table_hash(&pkt.key)),
-        };
-    }
-    let h = flow_table_hash(&pkt.key);
-    match slots::find(&pkt.key, h) {
-        Some((slot, id)) => settle(slot, id, h, pkt),
-        None => Flow::Miss(h),
+    match L::find(pkt) {
+        (Some((slot, id)), h) => settle(slot, id, h, pkt),
+        (None, h) => Flow::Miss(h),
     }
 }
 
@@ -147,7 +141,7 @@ pub enum Record {
 
 /// Records the ring's pick (backend `id`, ring hash `hash`) in the table, at `at`.
 #[inline(always)]
-pub fn record(pkt: &Packet, at: Record, id: u32, hash: u32) -> Result<(), Fault> {
+pub fn record<C: Counting>(pkt: &Packet, at: Record, id: u32, hash: u32) -> Result<(), Fault> {
     let now = now();
     match at {
         // Overwritten in place: the slot keeps its key and ring hash. The check written is
@@ -168,7 +162,7 @@ pub fn record(pkt: &Packet, at: Record, id: u32, hash: u32) -> Result<(), Fault>
         // same ring slot) replaces it.
         Record::New(h) => {
             if slots::insert(&pkt.key, h, hash, id, now).ok_or(Fault)? {
-                count::flow(FLOW_INSERTS);
+                count::flow::<C>(FLOW_INSERTS);
             }
         }
     }

@@ -5,8 +5,8 @@ use aya_ebpf::{
 };
 use lb_common::{
     AddrKey, Backend, CAPTURE_RING_BYTES, CaptureCtl, Config, Counter, FLOW_STATS_COUNT,
-    FLOWS_DEFAULT, FlowSlot, GenConfig, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES,
-    Traffic, VipFilter, VipKey, VipValue,
+    FLOWS_DEFAULT, FlowSlot, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic,
+    VipFilter, VipKey, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -78,14 +78,6 @@ pub static FLOWS: Array<FlowSlot> =
 #[map(name = "LB_FLOW_STATS")]
 pub static FLOW_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FLOW_STATS_COUNT, 0);
 
-/// Benchmarks: what the generator writes into every frame.
-#[map(name = "LB_GEN_CONFIG")]
-pub static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
-
-/// Benchmarks: the generator's sequence number and the sink's count (per CPU).
-#[map(name = "LB_SINK_COUNT")]
-pub static SINK_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
-
 /// Per CPU: the coarse clock's last reading and the jiffies it was taken at (see
 /// `flow_table::now`). Not pinned: a new program starts with an empty one.
 #[map(name = "LB_CLOCK")]
@@ -97,16 +89,3 @@ pub struct Clock {
     pub jiffies: u64,
     pub ns: u64,
 }
-
-/// Benchmarks: `xdp_lb_bench_new`'s sequence (per CPU).
-#[map(name = "LB_BENCH_SEQ")]
-pub static BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-
-/// Benchmarks: the one flow entry that stands in for the flow table when
-/// `LB_BENCH_FIXED_FLOW` is set (see `flow_table::flow`).
-#[map(name = "LB_BENCH_FLOW")]
-pub static BENCH_FLOW: Array<FlowSlot> = Array::with_max_entries(1, 0);
-
-/// Benchmarks: where `xdp_redirect_all` sends everything.
-#[map(name = "LB_REDIRECT_TO")]
-pub static REDIRECT_TO: Array<u32> = Array::with_max_entries(1, 0);

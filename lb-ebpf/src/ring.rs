@@ -3,7 +3,7 @@
 use lb_common::{MAX_VIPS, NO_BACKEND, RING_STRIDE, VipValue, hash::flow_hash, ring_index};
 
 use crate::{
-    count,
+    count::{self, Counting},
     flow_table::{self, Chosen, Record},
     maps::{BACKENDS, RINGS},
     parse::Packet,
@@ -13,13 +13,17 @@ use crate::{
 /// The ring's backend for this packet, recorded in the flow table: `Ok(None)` when the VIP has
 /// no live backend.
 #[inline(always)]
-pub fn from_ring(pkt: &Packet, vip: &VipValue, at: Record) -> Result<Option<Chosen>, Fault> {
+pub fn from_ring<C: Counting>(
+    pkt: &Packet,
+    vip: &VipValue,
+    at: Record,
+) -> Result<Option<Chosen>, Fault> {
     let Some(c) = without_flow(pkt, vip)? else {
         return Ok(None);
     };
     let id = c.id;
-    flow_table::record(pkt, at, id, c.hash)?;
-    count::new_flow(id);
+    flow_table::record::<C>(pkt, at, id, c.hash)?;
+    count::new_flow::<C>(id);
     Ok(Some(c))
 }
 

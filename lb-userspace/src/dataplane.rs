@@ -18,8 +18,8 @@ mod attach;
 mod backends;
 mod capture;
 mod counters;
+mod decap;
 mod error;
-mod fabric;
 mod flows;
 mod mmap;
 mod vips;
@@ -58,8 +58,9 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     }
 }
 
-/// Every map of the object, for pinning.
-const ALL_MAPS: [&str; 18] = [
+/// Every map of the object but the per-CPU clock cache (`LB_CLOCK`, which a new program starts
+/// afresh): pinned, so that a restart or an upgrade keeps them.
+pub const PINNED_MAPS: [&str; 18] = [
     map_names::VIPS,
     map_names::ECHO,
     map_names::VIP_FILTER,
@@ -102,13 +103,8 @@ pub struct Options {
     /// Where maps are pinned (and reused from).
     pub pin_dir: Option<PathBuf>,
     pub program_log: ProgramLog,
-    /// The per-packet counters (off only to measure what they cost).
-    pub counters: bool,
     /// The capture hook: only in the program a capture swaps in while it runs.
     pub capture_hook: bool,
-    /// Benchmarks only: one fixed array entry in place of the flow-table lookup, to measure
-    /// what the lookup costs (every packet then shares that entry: never for traffic).
-    pub bench_fixed_flow: bool,
 }
 
 impl Default for Options {
@@ -117,9 +113,7 @@ impl Default for Options {
             flows: FLOWS_DEFAULT,
             pin_dir: None,
             program_log: ProgramLog::Off,
-            counters: true,
             capture_hook: false,
-            bench_fixed_flow: false,
         }
     }
 }
@@ -200,15 +194,11 @@ impl Dataplane {
         let mut loader = EbpfLoader::new();
         // Load-time constants: the verifier removes the code they switch off.
         let log_level = opts.program_log as u8;
-        let counters = u8::from(opts.counters);
         let capture_hook = u8::from(opts.capture_hook);
         loader.override_global("AYA_LOG_LEVEL", &log_level, true);
-        loader.override_global("LB_COUNTERS", &counters, true);
         loader.override_global("LB_CAPTURE_HOOK", &capture_hook, true);
-        let fixed_flow = u8::from(opts.bench_fixed_flow);
-        loader.override_global("LB_BENCH_FIXED_FLOW", &fixed_flow, true);
         let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
-            Some(dir) => ALL_MAPS
+            Some(dir) => PINNED_MAPS
                 .iter()
                 .map(|m| (*m, dir.join("maps").join(m)))
                 .collect(),
@@ -217,12 +207,8 @@ impl Dataplane {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
-        let balancer = [
-            program_names::LB,
-            program_names::LB_BENCH,
-            program_names::LB_BENCH_NEW,
-        ]
-        .contains(&program);
+        // The balancer, and in the test object its variants, all named `xdp_lb...`.
+        let balancer = program.starts_with(program_names::LB);
         let flow_plan = flows::plan(pin_dir, balancer, flows)?;
         loader.map_max_entries(map_names::FLOWS, flow_plan.slots);
         loader.override_global("LB_FLOW_SETS", &flow_plan.sets, true);
@@ -286,6 +272,19 @@ impl Dataplane {
     /// it held: `None` when there was none.
     pub fn adopted_flows(&self) -> Option<(u64, usize)> {
         self.adopted_flows
+    }
+
+    /// The loaded object's map `name`, for the maps of the test object's programs (the
+    /// balancer's own are written through the methods here).
+    pub fn map(&self, name: &'static str) -> Result<&aya::maps::Map> {
+        self.ebpf.map(name).ok_or(DataplaneError::MissingMap(name))
+    }
+
+    /// [`Dataplane::map`], to write.
+    pub fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap(name))
     }
 
     /// The loaded program, for `BPF_PROG_TEST_RUN`.

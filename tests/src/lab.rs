@@ -9,7 +9,6 @@
 use std::{path::PathBuf, time::Duration};
 
 use lb::dataplane::Dataplane;
-use lb_common::program_names;
 
 use crate::{Netns, Proc, TempDir, lb_bin};
 
@@ -30,7 +29,8 @@ impl Lab {
     pub fn new() -> Self {
         crate::require_root();
         let switch = Netns::new("sw");
-        let pass = Dataplane::load(program_names::PASS).expect("load xdp_pass");
+        let pass =
+            crate::test_object::load(crate::test_object::programs::PASS).expect("load xdp_pass");
         Lab {
             pass: Some(pass),
             ports: 0,

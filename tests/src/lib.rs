@@ -16,6 +16,7 @@ use std::{
 pub mod fixture;
 pub mod lab;
 pub mod life;
+pub mod test_object;
 pub mod traffic;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -1,8 +1,7 @@
 //! Bad input gets a clear, one-line error and leaves nothing behind.
 use std::process::Command;
 
-use lb::dataplane::{Dataplane, DataplaneError};
-use lb_common::program_names;
+use lb::dataplane::DataplaneError;
 use lb_tests::{Netns, TempDir, lb_bin, require_root};
 
 const GOOD: &str = r#"
@@ -137,7 +136,7 @@ fn without_privilege_run_and_decap_say_so_in_one_line() {
 #[ignore = "needs root to load BPF: run through `cargo xtask test`"]
 fn a_verifier_rejection_gives_the_reason_and_the_log_tail() {
     require_root();
-    let err = match Dataplane::load(program_names::REJECT) {
+    let err = match lb_tests::test_object::load(lb_tests::test_object::programs::REJECT) {
         Ok(_) => panic!("the verifier accepted a program that reads the packet unchecked"),
         Err(e) => e,
     };
@@ -149,7 +148,7 @@ fn a_verifier_rejection_gives_the_reason_and_the_log_tail() {
     else {
         panic!("not a verifier error: {err}")
     };
-    assert_eq!(program, program_names::REJECT);
+    assert_eq!(program, lb_tests::test_object::programs::REJECT);
     assert!(reason.contains("packet"), "{reason}");
     assert!(!reason.contains('\n'), "{reason}");
     assert!(

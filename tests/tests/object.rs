@@ -1,4 +1,70 @@
-//! What the BPF object embedded in `lb` holds, checked without loading it.
+//! What the BPF objects hold, checked without loading them: the production object embedded in
+//! `lb`, and the test object only the benchmarks and the tests load.
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+
+/// The names of `object`'s symbols defined in section `section` (functions and data alike).
+fn defined_in(object: &[u8], section: &str) -> std::collections::BTreeSet<String> {
+    let obj = object::File::parse(object).expect("a BPF object (built by cargo xtask)");
+    let Some(index) = obj.section_by_name(section).map(|s| s.index()) else {
+        return Default::default();
+    };
+    obj.symbols()
+        .filter(|s| s.section_index() == Some(index) && s.is_global())
+        .filter(|s| {
+            matches!(
+                s.kind(),
+                SymbolKind::Text | SymbolKind::Data | SymbolKind::Unknown
+            )
+        })
+        .filter_map(|s| s.name().ok().map(str::to_string))
+        .collect()
+}
+
+/// The production object holds what the agent attaches and nothing else: `xdp_lb` (loaded a
+/// second time, hook on, for a capture) and `xdp_decap`; every map the agent pins and the
+/// per-CPU clock cache; the load-time constants the agent sets. No benchmark or test program,
+/// no benchmark map.
+#[test]
+fn the_production_object_holds_exactly_what_the_agent_attaches() {
+    let object = lb::dataplane::OBJECT;
+    let programs = defined_in(object, "xdp");
+    assert_eq!(
+        programs.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["xdp_decap", "xdp_lb"],
+        "programs"
+    );
+    let mut want: Vec<&str> = lb::dataplane::PINNED_MAPS.to_vec();
+    want.push("LB_CLOCK");
+    want.sort_unstable();
+    let maps = defined_in(object, "maps");
+    assert_eq!(
+        maps.iter().map(String::as_str).collect::<Vec<_>>(),
+        want,
+        "maps"
+    );
+    let constants = defined_in(object, ".rodata");
+    assert_eq!(
+        constants.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["AYA_LOG_LEVEL", "LB_CAPTURE_HOOK", "LB_FLOW_SETS"],
+        "load-time constants"
+    );
+    // What the tests and benchmarks load is in the other object.
+    let test_programs = defined_in(lb_tests::test_object::OBJECT, "xdp");
+    for p in [
+        "xdp_lb",
+        "xdp_lb_bench",
+        "xdp_tx",
+        "xdp_pass",
+        "xdp_gen",
+        "xdp_reject",
+    ] {
+        assert!(
+            test_programs.contains(p),
+            "{p} not in the test object: {test_programs:?}"
+        );
+    }
+    assert!(defined_in(lb_tests::test_object::OBJECT, "maps").contains("LB_GEN_CONFIG"));
+}
 
 /// Each balancer program is one function: `#[xdp]` wraps a body that LLVM may outline, and a
 /// BPF-to-BPF call costs every packet a return through the SRSO thunk on this kernel (~10 ns,
@@ -6,21 +72,31 @@
 /// (v0 mangling names the inner function `programs::NAME::NAME`).
 #[test]
 fn no_entry_point_calls_an_outlined_body() {
-    use object::{Object, ObjectSymbol};
-    let obj =
-        object::File::parse(lb::dataplane::OBJECT).expect("the BPF object (built by cargo xtask)");
-    let names: Vec<String> = obj
-        .symbols()
-        .filter_map(|s| s.name().ok().map(str::to_string))
-        .collect();
-    assert!(
-        names.iter().any(|n| n == "xdp_lb"),
-        "no xdp_lb in {names:?}"
-    );
-    for p in ["xdp_lb", "xdp_lb_bench", "xdp_lb_bench_new", "xdp_decap"] {
-        let inner = format!("8programs{}{p}{}{p}", p.len(), p.len());
-        let outlined: Vec<&String> = names.iter().filter(|n| n.contains(&inner)).collect();
-        assert!(outlined.is_empty(), "{p}'s body is outlined: {outlined:?}");
+    for (object, entries) in [
+        (lb::dataplane::OBJECT, &["xdp_lb", "xdp_decap"][..]),
+        (
+            lb_tests::test_object::OBJECT,
+            &[
+                "xdp_lb",
+                "xdp_lb_fixed_flow",
+                "xdp_lb_bench",
+                "xdp_lb_bench_new",
+                "xdp_lb_bench_uncounted",
+                "xdp_lb_bench_fixed_flow",
+            ][..],
+        ),
+    ] {
+        let obj = object::File::parse(object).expect("a BPF object (built by cargo xtask)");
+        let names: Vec<String> = obj
+            .symbols()
+            .filter_map(|s| s.name().ok().map(str::to_string))
+            .collect();
+        for p in entries {
+            assert!(names.iter().any(|n| n == p), "no {p} in {names:?}");
+            let inner = format!("8programs{}{p}{}{p}", p.len(), p.len());
+            let outlined: Vec<&String> = names.iter().filter(|n| n.contains(&inner)).collect();
+            assert!(outlined.is_empty(), "{p}'s body is outlined: {outlined:?}");
+        }
     }
 }
 
@@ -31,7 +107,6 @@ fn no_entry_point_calls_an_outlined_body() {
 /// counted here: generic BPF has no JMP32 class at all.
 #[test]
 fn xdp_lb_is_built_for_cpu_v3() {
-    use object::{Object, ObjectSection, ObjectSymbol};
     const BPF_ALU: u8 = 0x04;
     const BPF_JMP32: u8 = 0x06;
     let obj =
@@ -66,11 +141,11 @@ fn xdp_lb_is_built_for_cpu_v3() {
 /// for it), GPL-compatible for the kernel, and the same as lb-ebpf's Cargo.toml says.
 #[test]
 fn the_object_declares_the_license_its_crate_has() {
-    use object::{Object, ObjectSection};
-    let obj =
-        object::File::parse(lb::dataplane::OBJECT).expect("the BPF object (built by cargo xtask)");
-    let section = obj.section_by_name("license").expect("a license section");
-    assert_eq!(section.data().unwrap(), b"Dual MIT/GPL\0");
+    for object in [lb::dataplane::OBJECT, lb_tests::test_object::OBJECT] {
+        let obj = object::File::parse(object).expect("a BPF object (built by cargo xtask)");
+        let section = obj.section_by_name("license").expect("a license section");
+        assert_eq!(section.data().unwrap(), b"Dual MIT/GPL\0");
+    }
     let manifest = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../lb-ebpf/Cargo.toml"

@@ -1,6 +1,7 @@
 //! `bench --only ab`, for working on the data path, never in the report: this build's balancer
-//! against another build's object (`LB_AB_OBJECT`, a path to its `lb-ebpf`, e.g. a copy of
-//! `target/release/build/lb-userspace-*/out/lb-ebpf` kept from before a change), on the IPv4
+//! against another build's (`LB_AB_OBJECT`, a path to its test object, e.g. a copy of
+//! `target/release/build/lb-userspace-*/out/lb-ebpf-test` kept from before a change; builds
+//! before the test object had its own, held every program in `lb-ebpf`), on the IPv4
 //! and IPv6 TCP hits, a new flow into a full table and the non-VIP pass, in calls that
 //! alternate between the two (and which goes first), so that the machine's drift moves both
 //! alike. The median of
@@ -10,9 +11,12 @@
 //! 8 ns there. `--quick` (CI) runs it on this build against itself, to prove that it works.
 use std::fmt::Write as _;
 
-use lb::dataplane::{OBJECT, Options, nix_ifindex};
-use lb_common::{PROTO_TCP, program_names};
-use lb_tests::fixture::{self, Pkt};
+use lb::dataplane::{Options, nix_ifindex};
+use lb_common::PROTO_TCP;
+use lb_tests::{
+    fixture::{self, Pkt},
+    test_object::{OBJECT, programs},
+};
 
 use crate::{
     Opts,
@@ -22,7 +26,7 @@ use crate::{
 pub fn measure(o: &Opts) -> String {
     match other_object() {
         Some((path, other)) => against(o, &path, &other),
-        None => "ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into(),
+        None => "ab: set LB_AB_OBJECT to another build's lb-ebpf-test object\n".into(),
     }
 }
 
@@ -58,16 +62,16 @@ pub fn against(o: &Opts, label: &str, other: &[u8]) -> String {
             o.repeat
         );
         for (name, program, frame, action) in [
-            ("hit, IPv4 TCP", program_names::LB_BENCH, &hit, fixture::XDP_TX),
-            ("hit, IPv6 TCP", program_names::LB_BENCH, &hit_v6, fixture::XDP_TX),
+            ("hit, IPv4 TCP", programs::LB_BENCH, &hit, fixture::XDP_TX),
+            ("hit, IPv6 TCP", programs::LB_BENCH, &hit_v6, fixture::XDP_TX),
             // A table of 4096 slots is full after the first call: every later run evicts.
             (
                 "new flow, the table full",
-                program_names::LB_BENCH_NEW,
+                programs::LB_BENCH_NEW,
                 &new_flow,
                 fixture::XDP_TX,
             ),
-            ("non-VIP pass", program_names::LB, &pass, fixture::XDP_PASS),
+            ("non-VIP pass", programs::LB, &pass, fixture::XDP_PASS),
         ] {
             let mut a = programmed(OBJECT, program, &opts);
             let mut b = programmed(other, program, &opts);

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
 use lb::dataplane::{Dataplane, Options, nix_ifindex};
-use lb_common::{GEN_FRAME_V4, GEN_FRAME_V6, GenConfig, program_names};
-use lb_tests::{Netns, TempDir};
+use lb_common::{GEN_FRAME_V4, GEN_FRAME_V6, GenConfig};
+use lb_tests::{
+    Netns, TempDir,
+    test_object::{self, Fabric, programs},
+};
 
 pub mod ab;
 mod modes;
@@ -149,7 +152,7 @@ pub(super) fn attached(
     dev: &str,
     setup: impl FnOnce(&mut Dataplane) + Send,
 ) -> Dataplane {
-    let mut dp = Dataplane::load(program).unwrap_or_else(|e| panic!("load {program}: {e}"));
+    let mut dp = test_object::load(program).unwrap_or_else(|e| panic!("load {program}: {e}"));
     ns.run(move || {
         setup(&mut dp);
         dp.attach(dev, lb::config::XdpMode::Native)
@@ -160,7 +163,7 @@ pub(super) fn attached(
 
 /// The generator, sending from `net`'s sources to the VIP's port 53.
 pub(super) fn generator(net: &Net) -> Dataplane {
-    let mut g = Dataplane::load(program_names::GEN).expect("load xdp_gen");
+    let mut g = test_object::load(programs::GEN).expect("load xdp_gen");
     let vip: std::net::IpAddr = net.vip.parse().expect("VIP");
     let dst_ip = match vip {
         std::net::IpAddr::V4(a) => {
@@ -245,7 +248,7 @@ impl OneArmLab {
             "ip link set l0 address 02:00:00:00:00:02 && ip link set l0 up && {}",
             net.balancer_setup("l0", "02:00:00:00:00:01")
         ));
-        let sink = attached(&gen_ns, program_names::SINK, "g0", |_| {});
+        let sink = attached(&gen_ns, programs::SINK, "g0", |_| {});
         let generator = generator(net);
         let tmp = TempDir::new("bench-e2e");
         let cfg = agent_config(&tmp, &["l0"], net, None);
@@ -286,16 +289,14 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
         runs,
         &mut [
             // The bare ceiling: the balancer's veth bounces every frame.
-            ("XDP_TX ceiling", &mut || program(program_names::TX)),
-            ("XDP_TX after a read", &mut || {
-                program(program_names::TOUCH_TX)
-            }),
+            ("XDP_TX ceiling", &mut || program(programs::TX)),
+            ("XDP_TX after a read", &mut || program(programs::TOUCH_TX)),
             ("XDP_TX after an encapsulation", &mut || {
-                program(program_names::ENCAP_TX)
+                program(programs::ENCAP_TX)
             }),
             // nftables DNAT, jhash over the backends (xdp_pass on the veth: see the report).
             ("nftables DNAT", &mut || {
-                Box::new((program(program_names::PASS), NftDnat::add(&lb_ns, net)))
+                Box::new((program(programs::PASS), NftDnat::add(&lb_ns, net)))
             }),
             // lb: the agent, configured as an operator would.
             ("lb", &mut || {
@@ -310,11 +311,9 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
                     &lb_ns,
                     &cfg,
                     &tmp,
-                    lb::dataplane::OBJECT,
-                    Options {
-                        bench_fixed_flow: true,
-                        ..Options::default()
-                    },
+                    test_object::OBJECT,
+                    programs::LB_FIXED_FLOW,
+                    Options::default(),
                 ))
             }),
             ("lb, small flow table", &mut || {

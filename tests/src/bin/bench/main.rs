@@ -92,7 +92,7 @@ fn main() {
         let _ = write!(
             body,
             "\n## A/B (`--only ab`), this build against itself\n\n{}",
-            ab::against(&o, "this build's own object", lb::dataplane::OBJECT)
+            ab::against(&o, "this build's own object", lb_tests::test_object::OBJECT)
         );
         eprintln!("bench: e2e-ab (this build against itself)");
         let _ = write!(
@@ -101,7 +101,11 @@ fn main() {
 ## A/B on the wire (`--only e2e-ab`), this build against itself
 
 {}",
-            e2e::ab::against(true, "this build's own object", lb::dataplane::OBJECT)
+            e2e::ab::against(
+                true,
+                "this build's own object",
+                lb_tests::test_object::OBJECT
+            )
         );
     }
     let mut md = String::new();
@@ -192,7 +196,7 @@ fn per_packet_section(o: &Opts) -> String {
     let costs = parts::parts_cost(o);
     let _ = writeln!(
         md,
-        "\n### What parts of the program cost\n\nThe same object loaded twice (with flow tables of 4096 entries, so that where the two tables lie in memory does not weigh more than what is measured), with one part and without it (a load-time constant, so the verifier removes that code), measured in alternating calls, three times as many as above (the hit through `xdp_lb_bench`, whose restoring costs both sides alike). The kernel reports whole nanoseconds per run, and the machine's drift between two calls is of the same order as these differences: read a cost of 0–2 ns as \"within the noise\". The flow-table lookup is measured against a program that finds every packet's entry in one fixed array slot instead (`LB_BENCH_FIXED_FLOW`, never set in a program the agent loads): the difference is what the flow table's lookup costs a hit (its hash of the 5-tuple, the set's slots read, the key compared: all inline, no helper call). The counters are the per-CPU outcome, VIP, backend and flow counters behind `lb stats` and the metrics. The capture hook is not in the program the agent runs at all: `lb capture` swaps in the same program with the hook for its duration (one atomic link update per interface) and puts the other back after, so without a capture it costs nothing by construction; the row shows what it would cost otherwise, which is also what a packet that a running capture's filter leaves out pays (an array read and a branch). Program logs (`--program-log`) are off by default and then absent from the loaded program altogether.\n"
+        "\n### What parts of the program cost\n\nThe program with one part and without it, each loaded with a flow table of 4096 entries (so that where the two tables lie in memory does not weigh more than what is measured), measured in alternating calls, three times as many as above (the hit through `xdp_lb_bench`, whose restoring costs both sides alike). The kernel reports whole nanoseconds per run, and the machine's drift between two calls is of the same order as these differences: read a cost of 0–2 ns as \"within the noise\". The counters are measured against the test object's `xdp_lb_bench_uncounted`, the balancer built without them. The flow-table lookup is measured against `xdp_lb_bench_fixed_flow`, built to find every packet's entry in one fixed array slot instead (neither is in the production object): the difference is what the flow table's lookup costs a hit (its hash of the 5-tuple, the set's slots read, the key compared: all inline, no helper call). The counters are the per-CPU outcome, VIP, backend and flow counters behind `lb stats` and the metrics. The capture hook is not in the program the agent runs at all: `lb capture` swaps in the same program with the hook for its duration (one atomic link update per interface) and puts the other back after, so without a capture it costs nothing by construction; the row (the program loaded with the hook's load-time constant set, and without) shows what it would cost otherwise, which is also what a packet that a running capture's filter leaves out pays (an array read and a branch). Program logs (`--program-log`) are off by default and then absent from the loaded program altogether.\n"
     );
     let _ = writeln!(
         md,

@@ -2,7 +2,10 @@
 use aya::programs::{TestRun, TestRunOptions};
 use lb::dataplane::{Dataplane, OBJECT, Options, nix_ifindex};
 use lb_common::{Counter, FLOWS_DEFAULT, PROTO_TCP, PROTO_UDP, program_names};
-use lb_tests::fixture::{self, Pkt};
+use lb_tests::{
+    fixture::{self, Pkt},
+    test_object::{self, programs},
+};
 
 use crate::Opts;
 
@@ -147,7 +150,12 @@ fn run_case(b: &mut Baselines, c: Case, o: &Opts) -> Row {
 /// `program` loaded with `opts` and programmed as the agent would: the fixtures' VIPs, the
 /// next hops in the backends' entries.
 pub fn as_the_agent_runs(program: &'static str, opts: &Options) -> Dataplane {
-    programmed(OBJECT, program, opts)
+    let object = if program == program_names::LB {
+        OBJECT
+    } else {
+        test_object::OBJECT
+    };
+    programmed(object, program, opts)
 }
 
 /// [`as_the_agent_runs`], from `object` (another build's, for `bench --only ab`).
@@ -173,17 +181,17 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
     env.ns.run(|| {
         let ifindex = nix_ifindex("eth0").expect("eth0");
         let mut b = Baselines {
-            tx: Dataplane::load(program_names::TX).expect("load xdp_tx"),
-            pass: Dataplane::load(program_names::PASS).expect("load xdp_pass"),
-            floor: Dataplane::load(program_names::BENCH_FLOOR).expect("load xdp_bench_floor"),
-            floor_twice: Dataplane::load(program_names::BENCH_FLOOR_TWICE)
+            tx: test_object::load(programs::TX).expect("load xdp_tx"),
+            pass: test_object::load(programs::PASS).expect("load xdp_pass"),
+            floor: test_object::load(programs::BENCH_FLOOR).expect("load xdp_bench_floor"),
+            floor_twice: test_object::load(programs::BENCH_FLOOR_TWICE)
                 .expect("load xdp_bench_floor_twice"),
             ifindex,
             frame: Pkt::new("198.19.0.100", 80, PROTO_TCP).build(),
         };
         // As the agent runs them: the fixtures' VIPs, next hops in the backends' entries.
-        let mut bench = as_the_agent_runs(program_names::LB_BENCH, &Options::default());
-        let mut fresh = as_the_agent_runs(program_names::LB_BENCH_NEW, &Options::default());
+        let mut bench = as_the_agent_runs(programs::LB_BENCH, &Options::default());
+        let mut fresh = as_the_agent_runs(programs::LB_BENCH_NEW, &Options::default());
         // Non-VIP traffic, with and without a VIP on every port among the VIPs.
         let mut lb = Dataplane::load(program_names::LB).expect("load xdp_lb");
         fixture::program(&mut lb);
@@ -224,7 +232,7 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
         ));
         // New flows into a table with room: a table of its own, and fewer runs per call than
         // it holds in all.
-        let mut roomy = as_the_agent_runs(program_names::LB_BENCH_NEW, &Options::default());
+        let mut roomy = as_the_agent_runs(programs::LB_BENCH_NEW, &Options::default());
         let room = room(o);
         rows.push(run_case(
             &mut b,
@@ -324,13 +332,12 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
             "flow-table hits not taken: {hits}"
         );
         // The IPv4 TCP hit once more, with one array entry where the flow-table lookup is
-        // (benchmarks only): what the rest of a hit costs.
+        // (the test object's variant): what the rest of a hit costs.
         let opts = Options {
-            bench_fixed_flow: true,
             flows: 4096,
             ..Default::default()
         };
-        let mut fixed = as_the_agent_runs(program_names::LB_BENCH, &opts);
+        let mut fixed = as_the_agent_runs(programs::LB_BENCH_FIXED_FLOW, &opts);
         rows.push(run_case(
             &mut b,
             Case {

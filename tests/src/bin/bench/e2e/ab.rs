@@ -11,7 +11,8 @@
 //! below that from one run as noise.
 use std::fmt::Write as _;
 
-use lb::dataplane::{OBJECT, Options};
+use lb::dataplane::Options;
+use lb_tests::test_object::OBJECT;
 
 use super::{OneArmLab, V4, burst, modes::agent_swapped, prog_stats, sizes};
 use crate::per_packet::spread;
@@ -19,7 +20,7 @@ use crate::per_packet::spread;
 pub fn measure(quick: bool) -> String {
     match crate::ab::other_object() {
         Some((path, other)) => against(quick, &path, &other),
-        None => "e2e-ab: set LB_AB_OBJECT to another build's lb-ebpf object\n".into(),
+        None => "e2e-ab: set LB_AB_OBJECT to another build's lb-ebpf-test object\n".into(),
     }
 }
 
@@ -42,6 +43,7 @@ pub fn against(quick: bool, label: &str, other: &[u8]) -> String {
                 &lab.cfg,
                 &lab.tmp,
                 sides[side],
+                lb_tests::test_object::programs::LB,
                 Options::default(),
             );
             let r = burst(&lab.gen_ns, &mut lab.generator, &lab.sink, n, &V4);

@@ -1,6 +1,5 @@
 //! Running the modes of a topology interleaved, round by round, and the agent as a mode.
 use lb::dataplane::{Dataplane, Options};
-use lb_common::program_names;
 use lb_tests::{Netns, TempDir, lab};
 
 use super::{Rates, rates};
@@ -125,7 +124,8 @@ impl Drop for Agent {
 }
 
 /// The agent on the balancer's `l0` (configuration `cfg`, state in `tmp`), with `object`'s
-/// `xdp_lb` loaded with `opts` (on the agent's pinned maps) swapped onto its link, as
+/// `program` (`xdp_lb` or a variant) loaded with `opts` (on the agent's pinned maps) swapped
+/// onto its link, as
 /// `lb capture` swaps its program in. Dropped, the agent goes first (its counters must show
 /// frames sent, then its link pins go), then this program, and with it the link.
 pub(super) fn agent_swapped(
@@ -133,6 +133,7 @@ pub(super) fn agent_swapped(
     cfg: &str,
     tmp: &TempDir,
     object: &[u8],
+    program: &'static str,
     opts: Options,
 ) -> (Agent, Dataplane) {
     let agent = Agent::start(lb_ns, cfg, tmp, &["l0"], "tx");
@@ -141,8 +142,8 @@ pub(super) fn agent_swapped(
             pin_dir: Some(tmp.pin_dir()),
             ..opts
         };
-        let mut dp =
-            Dataplane::load_with(object, program_names::LB, &opts).expect("load xdp_lb to swap in");
+        let mut dp = Dataplane::load_with(object, program, &opts)
+            .unwrap_or_else(|e| panic!("load {program} to swap in: {e}"));
         dp.take_over(&["l0".to_string()], &tmp.pin_dir())
             .expect("swap it onto the agent's link");
         dp

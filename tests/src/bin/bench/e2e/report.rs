@@ -90,7 +90,7 @@ pub(super) fn fixed_note(m: &OneArm) -> String {
     let r = ratio(&m.fixed, &m.ceiling);
     let diff = with - without;
     let mut out = format!(
-        "\nThe row with one array entry is lb with its flow-table lookup replaced by one entry that every packet shares (`LB_BENCH_FIXED_FLOW`, as in the per-packet section, swapped onto the agent's link the way `lb capture` swaps its program in): the program's own time goes from {with:.0} to {without:.0} ns per packet ({}), and the rate to {r:.2}× the ceiling. That is the most any flow table could give (one entry, always in the cache, is better than any real table of 4096 flows){}.\n",
+        "\nThe row with one array entry is lb with its flow-table lookup replaced by one entry that every packet shares (the test object's `xdp_lb_fixed_flow`, as in the per-packet section, swapped onto the agent's link the way `lb capture` swaps its program in): the program's own time goes from {with:.0} to {without:.0} ns per packet ({}), and the rate to {r:.2}× the ceiling. That is the most any flow table could give (one entry, always in the cache, is better than any real table of 4096 flows){}.\n",
         if diff >= 0.0 {
             format!(
                 "{diff:.0} ns, against 10–30 ns for the lookup in BPF_PROG_TEST_RUN, where one flow's slot stays in the cache"

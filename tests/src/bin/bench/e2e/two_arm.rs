@@ -1,7 +1,9 @@
 //! The two-arm topology: the generator on one side of the balancer, the sink on the other.
 use lb::dataplane::nix_ifindex;
-use lb_common::program_names;
-use lb_tests::{Netns, TempDir};
+use lb_tests::{
+    Netns, TempDir,
+    test_object::{Fabric, programs},
+};
 
 use super::{
     Rates, attached, burst, generator,
@@ -33,13 +35,13 @@ pub fn measure_two_arm(quick: bool) -> String {
          && sysctl -qw net.ipv4.conf.l0.rp_filter=0 && ip link set l1 up && {}",
         BACKENDS.balancer_setup("l1", "02:00:00:00:01:03")
     ));
-    let sink = attached(&sink_ns, program_names::SINK, "s0", |_| {});
+    let sink = attached(&sink_ns, programs::SINK, "s0", |_| {});
     let mut generator = generator(&BACKENDS);
     let tmp = TempDir::new("bench-e2e2");
     let cfg = agent_config(&tmp, &["l0", "l1"], &BACKENDS, None);
     let program = |name: &'static str| -> Up {
         let dp = attached(&lb_ns, name, "l0", |dp| {
-            if name == program_names::REDIRECT_ALL {
+            if name == programs::REDIRECT_ALL {
                 dp.set_redirect_to(nix_ifindex("l1").expect("l1"))
                     .expect("redirect target")
             }
@@ -50,15 +52,10 @@ pub fn measure_two_arm(quick: bool) -> String {
     let r = interleaved(
         runs,
         &mut [
-            ("redirect ceiling", &mut || {
-                program(program_names::REDIRECT_ALL)
-            }),
+            ("redirect ceiling", &mut || program(programs::REDIRECT_ALL)),
             // nftables DNAT to the three backends behind l1; the kernel routes out of l1.
             ("nftables DNAT two-arm", &mut || {
-                Box::new((
-                    program(program_names::PASS),
-                    NftDnat::add(&lb_ns, &BACKENDS),
-                ))
+                Box::new((program(programs::PASS), NftDnat::add(&lb_ns, &BACKENDS)))
             }),
             ("lb two-arm", &mut || {
                 let agent = Agent::start(&lb_ns, &cfg, &tmp, &["l0", "l1"], "redirect");

@@ -1,4 +1,4 @@
-//! Benchmark programs, never attached by lb: a packet generator for BPF_PROG_RUN with live
+//! Benchmark programs: a packet generator for BPF_PROG_RUN with live
 //! frames (it sends with XDP_TX from the generator's interface), a sink that counts and drops
 //! what arrives, and the ceilings the end-to-end section measures lb against.
 use aya_ebpf::{
@@ -10,10 +10,9 @@ use lb_common::{
     hash::{ipv4_checksum_of, ipv4_header_checksum, udp_ipv6_checksum},
 };
 
-use crate::{
-    maps::{DEVMAP, GEN_CONFIG, REDIRECT_TO, SINK_COUNT},
-    mem::ptr_at_mut,
-};
+use lb_ebpf::{maps::DEVMAP, mem::ptr_at_mut};
+
+use crate::maps::{GEN_CONFIG, REDIRECT_TO, SINK_COUNT};
 
 /// Writes a whole UDP frame, IPv4 or IPv6 as configured (page_pool recycles frames without
 /// re-initialising them, so every header is written on every run) and sends it.
@@ -106,7 +105,7 @@ fn gen_v6(ctx: &XdpContext, cfg: &GenConfig, last: u8, sport: u16) -> u32 {
 /// program that looks at a packet pays and the bare ceiling never does.
 #[xdp]
 pub fn xdp_touch_tx(ctx: XdpContext) -> u32 {
-    if let Some(p) = crate::mem::ptr_at::<u32>(&ctx, 30) {
+    if let Some(p) = lb_ebpf::mem::ptr_at::<u32>(&ctx, 30) {
         // Safety: ptr_at checked the 4 bytes; volatile, so that the read is not dropped.
         unsafe { core::ptr::read_volatile(p) };
     }
@@ -124,7 +123,7 @@ pub fn xdp_encap_tx(ctx: XdpContext) -> u32 {
     // Ethernet and the inner header's first eight bytes (version, TOS or traffic class, the
     // lengths), behind one bounds check, as words: a byte array here becomes a call to BPF's
     // byte-at-a-time memset, which would make this floor dearer than what it is the floor of.
-    let Some(head) = crate::mem::ptr_at::<[u8; 22]>(&ctx, 0) else {
+    let Some(head) = lb_ebpf::mem::ptr_at::<[u8; 22]>(&ctx, 0) else {
         return xdp_action::XDP_ABORTED;
     };
     let h = head as *const u8;

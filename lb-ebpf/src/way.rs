@@ -1,0 +1,155 @@
+//! The way walked: the entry points' bodies call each step in its order and count the
+//! packet's outcome once.
+use aya_ebpf::{Global, bindings::xdp_action, programs::XdpContext};
+use lb_common::{Counter, FLOW_HITS, FlowSlot};
+
+use crate::{
+    capture,
+    count::{self, Counting},
+    decap,
+    flow_table::{self, Lookup},
+    guard, parse, ring, send, trace,
+    verdict::{FAULT, Fault, GO_ON, Verdict},
+    vip,
+};
+
+/// What a balancer program is built with: how it counts and where it looks flows up. Every
+/// program the agent runs is [`Production`]; the benchmark programs change one of the two to
+/// measure what it costs.
+pub trait Variant: Counting + Lookup {}
+
+impl<T: Counting + Lookup> Variant for T {}
+
+/// The programs the agent runs: counted, flows in the flow table.
+pub struct Production;
+
+impl Counting for Production {
+    const ON: bool = true;
+}
+
+impl Lookup for Production {
+    #[inline(always)]
+    fn find(pkt: &parse::Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
+        flow_table::find(pkt)
+    }
+}
+
+/// Whether the capture hook is in the program: 0 in the program the agent runs, 1 in the one
+/// it swaps in while `lb capture` runs. A load-time constant: the verifier drops the code it
+/// turns off.
+#[unsafe(no_mangle)]
+static LB_CAPTURE_HOOK: Global<u8> = Global::new(1);
+
+/// Counts the outcome once, offers the packet to a running capture, and turns the verdict
+/// into the action.
+#[inline(always)]
+fn finish<C: Counting>(ctx: &XdpContext, len: u64, r: Result<Verdict, Fault>) -> u32 {
+    let v = r.unwrap_or(Verdict::new(xdp_action::XDP_ABORTED, Counter::Aborted));
+    count::count::<C>(v.counter, len);
+    trace::outcome(ctx, v.counter, len);
+    if LB_CAPTURE_HOOK.load() != 0 {
+        capture::hook(ctx, &v);
+    }
+    v.action
+}
+
+/// `xdp_lb`'s body, for its entry point: balances the packet and counts the outcome.
+#[inline(always)]
+pub fn run_lb<V: Variant>(ctx: &XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    finish::<V>(ctx, len, balance::<V>(ctx, len))
+}
+
+/// `xdp_decap`'s body.
+#[inline(always)]
+pub fn run_decap(ctx: &XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    finish::<Production>(ctx, len, Ok(decap::decap(ctx)))
+}
+
+#[inline(always)]
+fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
+    // Left uninitialised until parsed: zeroing it first would cost a call to BPF's
+    // byte-at-a-time memset on every packet.
+    let mut pkt = core::mem::MaybeUninit::<parse::Packet>::uninit();
+    let frame = crate::mem::Frame {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let vip_checked = match guard::quick_pass(&frame) {
+        guard::Quick::Pass(v) => return Ok(v),
+        guard::Quick::MaybeVip => true,
+        guard::Quick::Parse => false,
+    };
+    match parse::parse_packed(frame, &mut pkt, vip_checked) {
+        GO_ON => {}
+        v => return Ok(Verdict::unpack(v)),
+    }
+    // Safety: parse_packed wrote the whole packet when it said GO_ON.
+    // (By reference: taken by value, the 56 bytes would be copied to another stack slot.)
+    let pkt = unsafe { pkt.assume_init_ref() };
+    if pkt.fragment {
+        let Some(vip) = vip::fragment_vip(pkt) else {
+            return Ok(Verdict::pass(Counter::PassFragment));
+        };
+        let Some(c) = ring::without_flow(pkt, &vip)? else {
+            count::vip::<V>(vip.id, len);
+            return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
+        };
+        return send::<V>(ctx, pkt, c, len);
+    }
+    // An established flow: one flow-table lookup and the backend's entry, no VIP lookup.
+    let record = match flow_table::flow::<V>(pkt) {
+        flow_table::Flow::Hit(c) => {
+            count::flow::<V>(FLOW_HITS);
+            return send::<V>(ctx, pkt, c, len);
+        }
+        flow_table::Flow::Stale(slot, h) => flow_table::Record::Slot(slot, h),
+        flow_table::Flow::Miss(h) => flow_table::Record::New(h),
+    };
+    let Some(vip) = vip::vip(pkt) else {
+        return Ok(Verdict::pass(Counter::PassNotVip));
+    };
+    // An ICMP error about a flow the table does not hold: the backend the ring gives the flow,
+    // which is the one that answered it unless the ring changed since; never recorded.
+    if pkt.icmp_error {
+        let Some(c) = ring::without_flow(pkt, &vip)? else {
+            count::vip::<V>(vip.id, len);
+            return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
+        };
+        return send::<V>(ctx, pkt, c, len);
+    }
+    let Some(c) = ring::from_ring::<V>(pkt, &vip, record)? else {
+        count::vip::<V>(vip.id, len);
+        return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
+    };
+    trace::new_flow(
+        ctx,
+        vip.id,
+        c.id,
+        u16::from_be_bytes(pkt.sport()),
+        u16::from_be_bytes(pkt.dport()),
+    );
+    send::<V>(ctx, pkt, c, len)
+}
+
+/// Encapsulates toward the chosen backend and sends; counts the packet for its VIP and
+/// backend.
+#[inline(always)]
+fn send<C: Counting>(
+    ctx: &XdpContext,
+    pkt: &parse::Packet,
+    c: flow_table::Chosen,
+    len: u64,
+) -> Result<Verdict, Fault> {
+    let backend = c.be;
+    count::vip::<C>(backend.vip_id, len);
+    let verdict = match send::encap_and_send_packed(ctx, pkt, backend, c.hash) {
+        FAULT => return Err(Fault),
+        v => Verdict::unpack(v).of_vip(backend.vip_id),
+    };
+    if verdict.action != xdp_action::XDP_DROP {
+        count::backend::<C>(c.id, len);
+    }
+    Ok(verdict)
+}
