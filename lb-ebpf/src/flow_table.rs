@@ -109,7 +109,7 @@ fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Option<Chosen> {
         || be.vip.family != k.family
         || be.vip.proto != k.proto
         || (be.vip.port_be != 0 && be.vip.port_be != port)
-        || !crate::parse::eq16(&be.vip.addr, &k.dst)
+        || !crate::mem::eq16(&be.vip.addr, &k.dst)
     {
         return None;
     }

@@ -30,7 +30,7 @@ pub mod maps;
 // 1. Traffic for no VIP address turned away before parsing.
 #[cfg(target_arch = "bpf")]
 mod guard;
-// 2. Ethernet, IPv4/IPv6, TCP/UDP ports; ICMP errors parsed through to their flows.
+// 2. Ethernet, IPv4/IPv6, TCP/UDP ports; ICMP to a VIP handed to `icmp`.
 #[cfg(target_arch = "bpf")]
 pub mod parse;
 // 3. The flow table: an established flow keeps its backend.
@@ -47,8 +47,6 @@ mod ring;
 mod encap;
 // 7. Where it goes: the cached next hop or the kernel's routes; too big: ICMP back.
 #[cfg(target_arch = "bpf")]
-mod icmp;
-#[cfg(target_arch = "bpf")]
 mod send;
 // 8. Every packet's outcome counted once.
 #[cfg(target_arch = "bpf")]
@@ -58,11 +56,14 @@ pub mod count;
 #[cfg(target_arch = "bpf")]
 pub mod way;
 
-// Beside the way: the capture hook, the program's log lines, the backends' decapsulation.
+// Beside the way: ICMP (errors to their flows, echo answers, too-big replies), the capture
+// hook, the program's log lines, the backends' decapsulation.
 #[cfg(target_arch = "bpf")]
 mod capture;
 #[cfg(target_arch = "bpf")]
 mod decap;
+#[cfg(target_arch = "bpf")]
+mod icmp;
 #[cfg(target_arch = "bpf")]
 mod trace;
 

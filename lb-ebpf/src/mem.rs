@@ -71,3 +71,14 @@ pub fn v4_in_16(a: [u8; 4]) -> [u8; 16] {
     // first, in order.
     unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(w) }
 }
+
+/// Two addresses equal, as two 64-bit compares (an array compare may become a `memcmp` call).
+#[inline(always)]
+pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let (a, b) = (a.as_ptr() as *const u64, b.as_ptr() as *const u64);
+    // Safety: both are 16 bytes; unaligned reads.
+    unsafe {
+        a.read_unaligned() == b.read_unaligned()
+            && a.add(1).read_unaligned() == b.add(1).read_unaligned()
+    }
+}

@@ -3,14 +3,14 @@
 use core::mem::MaybeUninit;
 
 use lb_common::{Counter, FAMILY_V4, FlowKey, PROTO_TCP, PROTO_UDP};
-use network_types::ip::Ipv4Hdr;
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
-mod icmp;
 mod ipv6;
 
 use crate::{
+    icmp::{self, Kind, echo},
     mem::{Bounds, Frame, ptr_at, read},
-    verdict::Verdict,
+    verdict::{Verdict, bad_ip, bad_l4, bad_length, malformed},
     wire::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
 };
 
@@ -53,36 +53,39 @@ impl Packet {
     }
 }
 
-const fn malformed() -> Verdict {
-    Verdict::pass(Counter::PassMalformed)
-}
-pub(crate) const fn bad_ip() -> Verdict {
-    Verdict::pass(Counter::PassBadIp)
-}
-pub(crate) const fn bad_length() -> Verdict {
-    Verdict::pass(Counter::PassBadLength)
-}
-pub(crate) const fn bad_l4() -> Verdict {
-    Verdict::pass(Counter::PassBadL4)
+/// Why the parser stops short of a packet to balance.
+///
+/// With a word for its tag: in rustc's own layout of the `Result` the parser returns, the
+/// code generator wrote the packet's key in pieces at odd offsets of the stack, which the
+/// verifier refuses.
+#[repr(C, u64)]
+pub enum Stop {
+    /// Not ours, or not sane: the verdict says which.
+    Verdict(Verdict),
+    /// An echo request to a VIP address, for [`icmp::echo`] to answer.
+    Echo(echo::Request),
 }
 
-/// Parses into `out`; returns [`crate::verdict::GO_ON`] or a packed pass verdict. Inlined into
-/// the balancer: a BPF function call and its return (through the SRSO return thunk on this
-/// kernel) cost a VIP packet more than the extra stack. `vip_checked`: [`crate::guard::quick_pass`] found
-/// the destination may be a VIP's, so the filter is not asked again.
-#[inline(always)]
-pub fn parse_packed(frame: Frame, out: &mut MaybeUninit<Packet>, vip_checked: bool) -> u64 {
-    match parse(&frame, vip_checked) {
-        Ok(p) => {
-            out.write(p);
-            crate::verdict::GO_ON
-        }
-        Err(v) => v.pack(),
+impl From<Verdict> for Stop {
+    #[inline(always)]
+    fn from(v: Verdict) -> Self {
+        Stop::Verdict(v)
     }
 }
 
+/// Parses the frame into `out`, which is written whole when it returns `Ok`. Inlined into the
+/// balancer: a BPF function call and its return (through the SRSO return thunk on this
+/// kernel) cost a VIP packet more than the extra stack. `vip_checked`:
+/// [`crate::guard::quick_pass`] found the destination may be a VIP's, so the filter is not
+/// asked again.
 #[inline(always)]
-fn parse(ctx: &Frame, vip_checked: bool) -> Result<Packet, Verdict> {
+pub fn parse(frame: &Frame, out: &mut MaybeUninit<Packet>, vip_checked: bool) -> Result<(), Stop> {
+    out.write(packet(frame, vip_checked)?);
+    Ok(())
+}
+
+#[inline(always)]
+fn packet(ctx: &Frame, vip_checked: bool) -> Result<Packet, Stop> {
     let eth_type: [u8; 2] = read(ctx, 12).ok_or(malformed())?;
     let mut ether_type = u16::from_be_bytes(eth_type);
     let mut l3_off = ETH_HLEN;
@@ -96,7 +99,7 @@ fn parse(ctx: &Frame, vip_checked: bool) -> Result<Packet, Verdict> {
         ETH_P_IP => ipv4(ctx, l3_off, vip_checked),
         ETH_P_IPV6 => ipv6::ipv6(ctx, l3_off, vip_checked),
         // ARP, LLDP, a second VLAN tag, ...: not ours.
-        _ => Err(Verdict::pass(Counter::PassNotIp)),
+        _ => Err(Verdict::pass(Counter::PassNotIp).into()),
     }
 }
 
@@ -104,7 +107,7 @@ fn parse(ctx: &Frame, vip_checked: bool) -> Result<Packet, Verdict> {
 // takes BPF stack, and the verifier allows 512 bytes for the deepest chain of calls.
 
 #[inline(always)]
-fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict> {
+fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Stop> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     // Safety: ptr_at checked that the whole header is inside the packet.
     let (vihl, frags, proto, dst) = unsafe {
@@ -116,18 +119,18 @@ fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict
         )
     };
     if vihl >> 4 != 4 {
-        return Err(bad_ip());
+        return Err(bad_ip().into());
     }
     if !vip_checked && !crate::guard::maybe_vip(&dst) {
-        return Err(Verdict::pass(Counter::PassNotVip));
+        return Err(Verdict::pass(Counter::PassNotVip).into());
     }
     let ihl = ((vihl & 0x0f) as usize) * 4;
     if ihl < 20 {
-        return Err(bad_ip());
+        return Err(bad_ip().into());
     }
     // More-fragments set, or a non-zero offset: ports are missing or incomplete.
     if frags & 0x3fff != 0 {
-        return ipv4_fragment(ctx, l3_off, ihl, frags, proto, dst);
+        return Ok(ipv4_fragment(ctx, l3_off, ihl, frags, proto, dst)?);
     }
     // Lengths are compared as packet pointers against the packet's end: the verifier refuses
     // arithmetic on the end pointer. The transport header is read (bounds-checked against the
@@ -135,7 +138,7 @@ fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict
     // prove the bounds check redundant and drop it, and the verifier (which tracks pointers,
     // not that proof) would reject the program.
     if proto == crate::wire::IPPROTO_ICMP {
-        return icmp::error(ctx, l3_off, ihl, FAMILY_V4, dst);
+        return to_vip(ctx, l3_off, ihl, FAMILY_V4, dst);
     }
     let l4 = l4(ctx, proto, l3_off + ihl)?;
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
@@ -143,10 +146,10 @@ fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict
         unsafe { (u16::from_be_bytes((*ip).tot_len), (*ip).tos, (*ip).src_addr) };
     let l3_len_us = l3_len as usize;
     if ctx.data() + l3_off + l3_len_us > ctx.data_end() || l3_len_us < ihl + l4.min_len {
-        return Err(bad_length());
+        return Err(bad_length().into());
     }
     if l3_len_us < ihl + l4.claimed_len {
-        return Err(bad_l4());
+        return Err(bad_l4().into());
     }
     // The common 20-byte header is summed here, through the pointer already checked; a header
     // with options, in a function of its own.
@@ -156,7 +159,7 @@ fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict
         crate::csum::header_sum(ctx, l3_off, ihl)
     };
     if sum != 0xffff {
-        return Err(Verdict::pass(Counter::PassBadChecksum));
+        return Err(Verdict::pass(Counter::PassBadChecksum).into());
     }
     Ok(Packet {
         l3_off,
@@ -216,15 +219,87 @@ fn ipv4_fragment(
     })
 }
 
-/// Two addresses equal, as two 64-bit compares (an array compare may become a `memcmp` call).
+/// An ICMP message to a VIP address `dst`, behind `hdrs` bytes of IP headers: an echo request
+/// for the way to answer, or an error for the client's flow it quotes (as a packet of that
+/// flow, to its backend); anything else of ICMP is the kernel's.
 #[inline(always)]
-pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let (a, b) = (a.as_ptr() as *const u64, b.as_ptr() as *const u64);
-    // Safety: both are 16 bytes; unaligned reads.
-    unsafe {
-        a.read_unaligned() == b.read_unaligned()
-            && a.add(1).read_unaligned() == b.add(1).read_unaligned()
+fn to_vip(
+    ctx: &Frame,
+    l3_off: usize,
+    hdrs: usize,
+    family: u8,
+    dst: [u8; 16],
+) -> Result<Packet, Stop> {
+    let icmp_off = l3_off + hdrs;
+    let v4 = family == FAMILY_V4;
+    match icmp::kind(ctx, icmp_off, v4)? {
+        Kind::EchoRequest => {
+            return Err(Stop::Echo(echo::Request {
+                l3_off,
+                icmp_off,
+                v4,
+                dst,
+            }));
+        }
+        Kind::Error => {}
     }
+    let key = icmp::error::flow(ctx, icmp_off, v4, &dst)?;
+    let outer = icmp_lengths(ctx, l3_off, hdrs, v4)?;
+    Ok(Packet {
+        l3_off,
+        key,
+        l3_len: outer.l3_len,
+        tos: outer.tos,
+        df: outer.df,
+        tcp_flags: 0,
+        fragment: false,
+        icmp_error: true,
+    })
+}
+
+/// What [`icmp_lengths`] reads of the packet an ICMP error arrived in.
+struct Outer {
+    l3_len: u16,
+    tos: u8,
+    df: bool,
+}
+
+/// The length, TOS (or traffic class) and don't-fragment bit of the packet an ICMP error
+/// arrived in, judged as for any packet (the IPv4 header's checksum too).
+#[inline(always)]
+fn icmp_lengths(ctx: &Frame, l3_off: usize, hdrs: usize, v4: bool) -> Result<Outer, Verdict> {
+    let (l3_len, tos, df) = if v4 {
+        let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
+        let (len, tos, frags) = unsafe {
+            (
+                u16::from_be_bytes((*ip).tot_len),
+                (*ip).tos,
+                u16::from_be_bytes((*ip).frags),
+            )
+        };
+        if crate::csum::header_sum(ctx, l3_off, hdrs) != 0xffff {
+            return Err(Verdict::pass(Counter::PassBadChecksum));
+        }
+        (len as usize, tos, frags & 0x4000 != 0)
+    } else {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
+        let (v0, v1, payload) = unsafe {
+            (
+                (*ip).vcf[0],
+                (*ip).vcf[1],
+                u16::from_be_bytes((*ip).payload_len) as usize,
+            )
+        };
+        (payload + 40, (v0 << 4) | (v1 >> 4), false)
+    };
+    if ctx.data() + l3_off + l3_len > ctx.data_end() || l3_len < hdrs + 8 || l3_len > 0xffff {
+        return Err(bad_length());
+    }
+    Ok(Outer {
+        l3_len: l3_len as u16,
+        tos,
+        df,
+    })
 }
 
 /// What the transport header says.

@@ -34,20 +34,11 @@ fn set_words(dst: &mut [u32; 4], b: &[u8; 16]) {
     }
 }
 
-/// Encapsulates and sends; returns the verdict ([`Verdict::pack`], or
-/// [`crate::verdict::FAULT`]). Inlined: the common case (the next hop cached in the backend's
+/// Encapsulates and sends. Inlined: the common case (the next hop cached in the backend's
 /// entry) costs no function call; the route lookup, with its 64-byte parameters, is the one
 /// part kept in a frame of its own ([`route_packed`]), within the verifier's 512 bytes.
 #[inline(always)]
-pub fn encap_and_send_packed(ctx: &XdpContext, pkt: &Packet, be: &Backend, hash: u32) -> u64 {
-    match encap_and_send(ctx, pkt, be, hash) {
-        Ok(v) => v.pack(),
-        Err(Fault) => crate::verdict::FAULT,
-    }
-}
-
-#[inline(always)]
-fn encap_and_send(
+pub fn encap_and_send(
     ctx: &XdpContext,
     pkt: &Packet,
     be: &Backend,
@@ -64,7 +55,9 @@ fn encap_and_send(
     let egress = if be.hop.ifindex != 0 {
         let mtu = path_mtu(cfg, be.hop.mtu);
         if tot_len > mtu {
-            return Ok(Verdict::unpack(crate::icmp::too_big_packed(ctx, pkt, mtu)));
+            return Ok(Verdict::unpack(crate::icmp::too_big::too_big_packed(
+                ctx, pkt, mtu,
+            )));
         }
         if encap::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac, hash).is_none() {
             return Ok(Verdict::drop(Counter::DropEncap));
@@ -76,7 +69,9 @@ fn encap_and_send(
                 let v = Verdict::unpack(r & !NOT_ROUTED);
                 if v.action == TOO_BIG {
                     let mtu = path_mtu(cfg, v.counter);
-                    return Ok(Verdict::unpack(crate::icmp::too_big_packed(ctx, pkt, mtu)));
+                    return Ok(Verdict::unpack(crate::icmp::too_big::too_big_packed(
+                        ctx, pkt, mtu,
+                    )));
                 }
                 return Ok(v);
             }

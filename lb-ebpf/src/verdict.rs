@@ -52,9 +52,22 @@ impl Verdict {
     }
 }
 
-/// Packed returns that are not verdicts: "parsed, go on", and an internal fault.
-pub const GO_ON: u64 = u64::MAX;
-pub const FAULT: u64 = u64::MAX - 1;
+/// A malformed frame (too short for its Ethernet header or VLAN tag): passed.
+pub const fn malformed() -> Verdict {
+    Verdict::pass(Counter::PassMalformed)
+}
+/// An IP header that is not one: passed.
+pub const fn bad_ip() -> Verdict {
+    Verdict::pass(Counter::PassBadIp)
+}
+/// An IP length that does not fit the frame or the headers: passed.
+pub const fn bad_length() -> Verdict {
+    Verdict::pass(Counter::PassBadLength)
+}
+/// A transport (or ICMP) header that is short or lies about its length: passed.
+pub const fn bad_l4() -> Verdict {
+    Verdict::pass(Counter::PassBadL4)
+}
 
 /// A real internal fault: a map entry that must exist did not. Counted and `XDP_ABORTED`.
 pub struct Fault;

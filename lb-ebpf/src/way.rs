@@ -8,8 +8,10 @@ use crate::{
     count::{self, Counting},
     decap,
     flow_table::{self, Lookup},
-    guard, parse, ring, send, trace,
-    verdict::{FAULT, Fault, GO_ON, Verdict},
+    guard, icmp, parse,
+    parse::Stop,
+    ring, send, trace,
+    verdict::{Fault, Verdict},
     vip,
 };
 
@@ -81,11 +83,12 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         guard::Quick::MaybeVip => true,
         guard::Quick::Parse => false,
     };
-    match parse::parse_packed(frame, &mut pkt, vip_checked) {
-        GO_ON => {}
-        v => return Ok(Verdict::unpack(v)),
+    match parse::parse(&frame, &mut pkt, vip_checked) {
+        Ok(()) => {}
+        Err(Stop::Verdict(v)) => return Ok(v),
+        Err(Stop::Echo(request)) => return Ok(icmp::echo::answer(&frame, &request)),
     }
-    // Safety: parse_packed wrote the whole packet when it said GO_ON.
+    // Safety: parse wrote the whole packet when it returned Ok.
     // (By reference: taken by value, the 56 bytes would be copied to another stack slot.)
     let pkt = unsafe { pkt.assume_init_ref() };
     if pkt.fragment {
@@ -144,10 +147,7 @@ fn send<C: Counting>(
 ) -> Result<Verdict, Fault> {
     let backend = c.be;
     count::vip::<C>(backend.vip_id, len);
-    let verdict = match send::encap_and_send_packed(ctx, pkt, backend, c.hash) {
-        FAULT => return Err(Fault),
-        v => Verdict::unpack(v).of_vip(backend.vip_id),
-    };
+    let verdict = send::encap_and_send(ctx, pkt, backend, c.hash)?.of_vip(backend.vip_id);
     if verdict.action != xdp_action::XDP_DROP {
         count::backend::<C>(c.id, len);
     }

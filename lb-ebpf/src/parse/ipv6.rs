@@ -3,29 +3,29 @@
 use lb_common::{Counter, FAMILY_V6, FlowKey};
 use network_types::ip::Ipv6Hdr;
 
-use super::{Packet, bad_ip, bad_l4, bad_length, icmp, l4};
+use super::{Packet, Stop, l4, to_vip};
 use crate::{
     mem::{Bounds, Frame, ptr_at},
-    verdict::Verdict,
+    verdict::{Verdict, bad_ip, bad_l4, bad_length},
 };
 
 #[inline(always)]
-pub(super) fn ipv6(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Verdict> {
+pub(super) fn ipv6(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Stop> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
     // Safety: ptr_at checked that the whole header is inside the packet.
     let (v0, next, dst) = unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).dst_addr) };
     if v0 >> 4 != 6 {
-        return Err(bad_ip());
+        return Err(bad_ip().into());
     }
     if !vip_checked && !crate::guard::maybe_vip(&dst) {
-        return Err(Verdict::pass(Counter::PassNotVip));
+        return Err(Verdict::pass(Counter::PassNotVip).into());
     }
     let (proto, l4_off, fragment) = ext_headers(ctx, next, l3_off + 40)?;
     if fragment {
-        return ipv6_fragment(ctx, l3_off, l4_off, proto, dst);
+        return Ok(ipv6_fragment(ctx, l3_off, l4_off, proto, dst)?);
     }
     if proto == crate::wire::IPPROTO_ICMPV6 {
-        return icmp::error(ctx, l3_off, l4_off - l3_off, FAMILY_V6, dst);
+        return to_vip(ctx, l3_off, l4_off - l3_off, FAMILY_V6, dst);
     }
     let l4 = l4(ctx, proto, l4_off)?;
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;
@@ -36,10 +36,10 @@ pub(super) fn ipv6(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Pack
         || ctx.data() + l3_off + 40 + payload > ctx.data_end()
         || payload > 0xffff - 40
     {
-        return Err(bad_length());
+        return Err(bad_length().into());
     }
     if payload < ext + l4.claimed_len {
-        return Err(bad_l4());
+        return Err(bad_l4().into());
     }
     Ok(Packet {
         l3_off,
