@@ -14,7 +14,7 @@ use network_types::{
 
 use crate::{
     mem::ptr_at_mut,
-    parse::Packet,
+    packet::Packet,
     wire::{ETH_P_IP, ETH_P_IPV6},
 };
 

@@ -11,7 +11,7 @@ use lb_common::{
 use crate::{
     count::{self, Counting},
     maps::{BACKENDS, CLOCK},
-    parse::Packet,
+    packet::Packet,
     verdict::Fault,
 };
 

@@ -11,12 +11,14 @@
 // the key into a second stack slot first, which costs the hit path instructions.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
-// The ground floor: what a packet's fate is, header layouts and numbers, checksums, and
-// bounds-checked access to the frame. It imports no step.
+// The ground floor: what a packet's fate is, what the parser makes of it, header layouts and
+// numbers, checksums, and bounds-checked access to the frame. It imports no step.
 #[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
 pub mod mem;
+#[cfg(target_arch = "bpf")]
+pub mod packet;
 #[cfg(target_arch = "bpf")]
 mod verdict;
 #[cfg(target_arch = "bpf")]
@@ -32,7 +34,7 @@ pub mod maps;
 mod guard;
 // 2. Ethernet, IPv4/IPv6, TCP/UDP ports; ICMP to a VIP handed to `icmp`.
 #[cfg(target_arch = "bpf")]
-pub mod parse;
+mod parse;
 // 3. The flow table: an established flow keeps its backend.
 #[cfg(target_arch = "bpf")]
 pub mod flow_table;

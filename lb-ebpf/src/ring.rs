@@ -6,7 +6,7 @@ use crate::{
     count::{self, Counting},
     flow_table::{self, Chosen, Record},
     maps::{BACKENDS, RINGS},
-    parse::Packet,
+    packet::Packet,
     verdict::Fault,
 };
 

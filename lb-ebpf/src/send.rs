@@ -13,7 +13,7 @@ use lb_common::{Backend, Counter, FAMILY_V4};
 use crate::{
     encap::{self, outer_len},
     maps::{CONFIG, DEVMAP},
-    parse::Packet,
+    packet::Packet,
     verdict::{Fault, Verdict},
 };
 

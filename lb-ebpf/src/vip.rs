@@ -3,7 +3,7 @@ use lb_common::{CONFIG_ANY_PORT_VIP, VipKey, VipValue};
 
 use crate::{
     maps::{CONFIG, VIPS},
-    parse::Packet,
+    packet::Packet,
 };
 
 #[inline(always)]

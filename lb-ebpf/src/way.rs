@@ -8,7 +8,9 @@ use crate::{
     count::{self, Counting},
     decap,
     flow_table::{self, Lookup},
-    guard, icmp, parse,
+    guard, icmp,
+    packet::Packet,
+    parse,
     parse::Stop,
     ring, send, trace,
     verdict::{Fault, Verdict},
@@ -31,7 +33,7 @@ impl Counting for Production {
 
 impl Lookup for Production {
     #[inline(always)]
-    fn find(pkt: &parse::Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
+    fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
         flow_table::find(pkt)
     }
 }
@@ -73,7 +75,7 @@ pub fn run_decap(ctx: &XdpContext) -> u32 {
 fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
     // Left uninitialised until parsed: zeroing it first would cost a call to BPF's
     // byte-at-a-time memset on every packet.
-    let mut pkt = core::mem::MaybeUninit::<parse::Packet>::uninit();
+    let mut pkt = core::mem::MaybeUninit::<Packet>::uninit();
     let frame = crate::mem::Frame {
         start: ctx.data(),
         end: ctx.data_end(),
@@ -141,7 +143,7 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
 #[inline(always)]
 fn send<C: Counting>(
     ctx: &XdpContext,
-    pkt: &parse::Packet,
+    pkt: &Packet,
     c: flow_table::Chosen,
     len: u64,
 ) -> Result<Verdict, Fault> {

@@ -43,7 +43,7 @@ pub fn flow(ctx: &Frame, icmp_off: usize, v4: bool, vip: &[u8; 16]) -> Result<Fl
         src: client,
         dst: *vip,
         // The two ports swapped as the halves of one word (indexed bytes would make LLVM
-        // carry every packet's ports as bytes: see `parse::Packet::sport`).
+        // carry every packet's ports as bytes: see `packet::Packet::sport`).
         ports: u32::from_le_bytes(ports).rotate_left(16).to_le_bytes(),
         proto,
         family: if v4 { FAMILY_V4 } else { FAMILY_V6 },

@@ -3,7 +3,7 @@ use lb_common::FlowSlot;
 use lb_ebpf::{
     count::Counting,
     flow_table::{self, Lookup, slots},
-    parse::Packet,
+    packet::Packet,
 };
 
 use crate::maps::BENCH_FLOW;
