@@ -11,8 +11,8 @@
 //! Code generation, and why:
 //! - `target-cpu=v3`: 32-bit ALU and jump instructions (kernel 5.1+). Generic BPF has only
 //!   64-bit ones, so every `u32` the programs compute (hashes, lengths, checksums, rotates)
-//!   needed zero-extending shifts before a compare; v3 code is ~7% shorter and a new flow
-//!   ~15-25 ns faster (`bench --only ab`).
+//!   needed zero-extending shifts before a compare; v3 code is shorter and faster (the
+//!   figures: BENCHMARKS.md).
 //! - `allows-misaligned-mem-access` (`lb-ebpf/build.rs`, a link argument): the headers are
 //!   byte arrays, and without it LLVM splits every multi-byte access into single bytes.
 use std::{

@@ -67,9 +67,9 @@ fn the_production_object_holds_exactly_what_the_agent_attaches() {
 }
 
 /// Each balancer program is one function: `#[xdp]` wraps a body that LLVM may outline, and a
-/// BPF-to-BPF call costs every packet a return through the SRSO thunk on this kernel (~10 ns,
-/// a third of a non-VIP packet's time). The object must hold no outlined body of an entry point
-/// (v0 mangling names the inner function `programs::NAME::NAME`).
+/// BPF-to-BPF call costs every packet a return through the SRSO thunk on this kernel (what
+/// that costs: BENCHMARKS.md). Neither object may hold an outlined body of an entry point (v0
+/// mangling names the inner function `programs::NAME::NAME`).
 #[test]
 fn no_entry_point_calls_an_outlined_body() {
     for (object, entries) in [
@@ -102,7 +102,7 @@ fn no_entry_point_calls_an_outlined_body() {
 
 /// The object is built for BPF CPU v3 (`lb-userspace/build.rs`): 32-bit ALU and jump
 /// instructions, without which every `u32` the program computes is zero-extended by two
-/// shifts before it is compared (v3 code is ~7% shorter, a new flow 15-25 ns faster). A build
+/// shifts before it is compared (shorter and faster code: BENCHMARKS.md). A build
 /// that lost the flag still loads and passes every other test, so the instructions are
 /// counted here: generic BPF has no JMP32 class at all.
 #[test]
