@@ -61,10 +61,19 @@ pub enum Counter {
     IcmpTooBig = 18,
     /// An echo request to a VIP address, answered by the program (`agent.answer_echo`).
     IcmpEcho = 19,
+    /// A source the VIP's ACL (`[vip.acl]`) does not admit: dropped, its established flows
+    /// included.
+    DropAcl = 20,
+    /// A new flow over its source's limit (`[vip.limits]`): dropped. Established flows are
+    /// never limited.
+    DropLimit = 21,
+    /// Traffic to a VIP address that no VIP balances (another port or protocol, a fragment no
+    /// VIP takes), dropped by `agent.unbalanced = "drop"` rather than handed to the kernel.
+    DropUnbalanced = 22,
 }
 
 impl Counter {
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 23;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotVip,
         Counter::PassNotIp,
@@ -86,6 +95,9 @@ impl Counter {
         Counter::PassExtLimit,
         Counter::IcmpTooBig,
         Counter::IcmpEcho,
+        Counter::DropAcl,
+        Counter::DropLimit,
+        Counter::DropUnbalanced,
     ];
 
     /// The counter with index `i` (an unknown index reads as [`Counter::Aborted`]).
@@ -121,6 +133,9 @@ impl Counter {
             Counter::PassExtLimit => "pass_ext_limit",
             Counter::IcmpTooBig => "icmp_too_big",
             Counter::IcmpEcho => "icmp_echo",
+            Counter::DropAcl => "drop_acl",
+            Counter::DropLimit => "drop_limit",
+            Counter::DropUnbalanced => "drop_unbalanced",
         }
     }
 }

@@ -78,9 +78,26 @@ pub struct FlowSlot {
     /// The ring's flow hash ([`crate::hash::flow_hash`]), which IPv6's outer flow label is
     /// made of: kept so that a packet of the flow need not compute it again.
     pub hash: u32,
-    pub _reserved: u32,
+    /// [`FLOW_PROMOTED`], and in the bits below it the seconds the entry is kept against
+    /// eviction after the flow's last packet once promoted (the VIP's UDP idle time, or the
+    /// agent's TCP one).
+    pub state: u32,
 }
 const _: () = assert!(size_of::<FlowSlot>() == 64);
+
+/// [`FlowSlot::state`] bit: the flow was seen past its first packet (TCP past the handshake,
+/// UDP a second datagram). An entry starts on probation, without it: a new flow may take the
+/// place of a probationary entry, but not of a promoted one whose last packet is within its
+/// keep time. A flood of one-packet flows churns probationary entries only.
+pub const FLOW_PROMOTED: u32 = 1 << 31;
+/// [`FlowSlot::state`]: the keep time's bits.
+pub const FLOW_KEEP_S: u32 = FLOW_PROMOTED - 1;
+
+/// Whether an entry of `state`, last seen at `seen`, is kept against eviction at `now`.
+#[inline(always)]
+pub const fn flow_kept(state: u32, seen: u64, now: u64) -> bool {
+    state & FLOW_PROMOTED != 0 && now < seen + (state & FLOW_KEEP_S) as u64 * 1_000_000_000
+}
 
 impl FlowSlot {
     /// `backend` and `check` as the one word at the slot's start (little-endian, as on the BPF
@@ -157,7 +174,8 @@ pub fn flow_set_base(h: u64, sets: u32) -> u32 {
 pub struct Ways {
     /// The way that holds the flow's 5-tuple, [`FLOW_WAYS`] if none does.
     same: u32,
-    /// The way seen least recently (an empty way counts as never seen).
+    /// The way seen least recently of those not kept ([`flow_kept`]; an empty way counts as
+    /// never seen), [`FLOW_WAYS`] if every way is kept.
     oldest: u32,
     oldest_seen: u64,
     /// The latest `last_seen_ns` in the set.
@@ -174,19 +192,20 @@ impl Ways {
     pub const fn new() -> Self {
         Ways {
             same: FLOW_WAYS,
-            oldest: 0,
+            oldest: FLOW_WAYS,
             oldest_seen: u64::MAX,
             newest_seen: 0,
         }
     }
 
-    /// Takes way `way` into account: whether it holds the flow, and when it was last seen.
+    /// Takes way `way` into account: whether it holds the flow, when it was last seen, and
+    /// whether it is kept against eviction ([`flow_kept`]).
     #[inline(always)]
-    pub fn see(&mut self, way: u32, holds_flow: bool, seen: u64) {
+    pub fn see(&mut self, way: u32, holds_flow: bool, seen: u64, kept: bool) {
         if holds_flow && self.same == FLOW_WAYS {
             self.same = way;
         }
-        if seen < self.oldest_seen {
+        if !kept && seen < self.oldest_seen {
             self.oldest_seen = seen;
             self.oldest = way;
         }
@@ -196,13 +215,16 @@ impl Ways {
     }
 
     /// The way to write, and whether the flow is new to the table (it replaces what the way
-    /// held: nothing, or the set's least recently seen flow).
+    /// held: nothing, or the set's least recently seen flow not kept); `None` when every way
+    /// holds a kept flow and none this one.
     #[inline(always)]
-    pub fn choice(&self) -> (u32, bool) {
+    pub fn choice(&self) -> Option<(u32, bool)> {
         if self.same < FLOW_WAYS {
-            (self.same, false)
+            Some((self.same, false))
+        } else if self.oldest < FLOW_WAYS {
+            Some((self.oldest, true))
         } else {
-            (self.oldest, true)
+            None
         }
     }
 
@@ -301,9 +323,9 @@ mod tests {
         let pick = |ways: [(bool, u64); 4]| {
             let mut w = Ways::new();
             for (i, (holds, seen)) in ways.into_iter().enumerate() {
-                w.see(i as u32, holds, seen);
+                w.see(i as u32, holds, seen, false);
             }
-            w.choice()
+            w.choice().unwrap()
         };
         assert_eq!(pick([(false, 0); 4]), (0, true));
         assert_eq!(
@@ -329,9 +351,9 @@ mod tests {
         for n in 0..12 {
             let mut w = Ways::new();
             for (i, s) in set.iter().enumerate() {
-                w.see(i as u32, false, *s);
+                w.see(i as u32, false, *s, false);
             }
-            let (way, new) = w.choice();
+            let (way, new) = w.choice().unwrap();
             assert!(new);
             set[way as usize] = w.stamp(100);
             if n >= 4 {
@@ -342,7 +364,47 @@ mod tests {
         assert_eq!(set.iter().max(), Some(&111));
         // A later tick wins over the stamps.
         let mut w = Ways::new();
-        w.see(0, false, 111);
+        w.see(0, false, 111, false);
         assert_eq!(w.stamp(5_000_000), 5_000_000);
+    }
+
+    #[test]
+    fn a_new_flow_takes_no_kept_entry() {
+        let s = 1_000_000_000u64;
+        let promoted = FLOW_PROMOTED | 30;
+        // Promoted and seen 10 s ago with 30 s to keep: kept; probationary, or promoted and
+        // idle past its keep time: not.
+        assert!(flow_kept(promoted, 90 * s, 100 * s));
+        assert!(!flow_kept(30, 90 * s, 100 * s));
+        assert!(!flow_kept(promoted, 60 * s, 100 * s));
+        let pick = |ways: [(bool, u64, bool); 4]| {
+            let mut w = Ways::new();
+            for (i, (holds, seen, kept)) in ways.into_iter().enumerate() {
+                w.see(i as u32, holds, seen, kept);
+            }
+            w.choice()
+        };
+        // The oldest way is kept: the oldest of the others goes.
+        assert_eq!(
+            pick([
+                (false, 1, true),
+                (false, 7, false),
+                (false, 5, false),
+                (false, 9, true)
+            ]),
+            Some((2, true))
+        );
+        // Every way kept: nothing is evicted, the flow is not recorded.
+        assert_eq!(pick([(false, 1, true); 4]), None);
+        // A kept way that holds the flow itself is its own.
+        assert_eq!(
+            pick([
+                (false, 1, true),
+                (true, 2, true),
+                (false, 3, true),
+                (false, 4, true)
+            ]),
+            Some((1, false))
+        );
     }
 }

@@ -15,8 +15,8 @@ pub use capture::{CAPTURE_ANY, CAPTURE_MAX, CAPTURE_RING_BYTES, CaptureCtl, Capt
 pub use counter::{Counter, Traffic};
 
 pub use flow::{
-    FLOW_STAMP_NS, FLOW_WAYS, FlowKey, FlowSlot, FlowValue, Ways, flow_check, flow_entries,
-    flow_set_base, flow_sets, flow_table_hash,
+    FLOW_KEEP_S, FLOW_PROMOTED, FLOW_STAMP_NS, FLOW_WAYS, FlowKey, FlowSlot, FlowValue, Ways,
+    flow_check, flow_entries, flow_kept, flow_set_base, flow_sets, flow_table_hash,
 };
 
 use core::mem::size_of;
@@ -48,6 +48,16 @@ pub mod map_names {
     pub const CAPTURE_CTL: &str = "LB_CAPTURE_CTL";
     pub const CAPTURE: &str = "LB_CAPTURE";
     pub const CAPTURE_LOST: &str = "LB_CAPTURE_LOST";
+    /// Per-VIP source ACLs: an LPM trie of [`crate::AclKey`] → [`crate::ACL_ALLOW`] or
+    /// [`crate::ACL_DENY`].
+    pub const ACL: &str = "LB_ACL";
+    /// Per-VIP new-flow limits ([`crate::VipLimit`], by VIP id).
+    pub const VIP_LIMITS: &str = "LB_VIP_LIMITS";
+    /// Per-source token buckets of the new-flow limits: [`crate::LimitKey`] → the bucket's
+    /// theoretical arrival time (ns), an LRU hash map.
+    pub const LIMITS: &str = "LB_LIMITS";
+    /// Every VIP address ([`crate::AddrKey`] → 1): what `agent.unbalanced = "drop"` drops for.
+    pub const VIP_ADDRS: &str = "LB_VIP_ADDRS";
 }
 
 /// Names of the programs in the object.
@@ -76,7 +86,14 @@ pub const FLOWS_DEFAULT: u32 = 1 << 20;
 pub const FLOW_INSERTS: u32 = 0;
 /// Index in [`map_names::FLOW_STATS`]: packets of established flows that kept their backend.
 pub const FLOW_HITS: u32 = 1;
-pub const FLOW_STATS_COUNT: u32 = 2;
+/// Index in [`map_names::FLOW_STATS`]: new flows the table could not record, every way of
+/// their set holding an established flow within its keep time (the flow still goes to the
+/// ring's backend; its next packet tries again).
+pub const FLOW_UNRECORDED: u32 = 2;
+pub const FLOW_STATS_COUNT: u32 = 3;
+/// Default time a TCP flow's entry is kept against eviction by new flows after its last
+/// packet, once established (`agent.tcp_idle`).
+pub const TCP_IDLE_DEFAULT_S: u32 = 900;
 
 /// Default idle time after which a UDP flow may move to another backend.
 pub const UDP_IDLE_DEFAULT_S: u32 = 30;
@@ -156,13 +173,83 @@ pub struct VipValue {
     pub active_ring: u32,
     /// [`FORWARD_IPIP`].
     pub forwarding: u32,
-    /// Reserved for later flags; 0.
+    /// [`VIP_ACL`] | [`VIP_ACL_DEFAULT_DENY`] | [`VIP_LIMITED`].
     pub flags: u32,
     /// Reserved; 0. (A UDP flow's idle time is in each backend's entry, where a flow-table hit
     /// reads it.)
     pub _reserved: u32,
 }
 const _: () = assert!(size_of::<VipValue>() == 24);
+
+/// [`VipValue::flags`] bit: the VIP has a source ACL in [`map_names::ACL`].
+pub const VIP_ACL: u32 = 1;
+/// [`VipValue::flags`] bit: a source no ACL entry matches is denied (the ACL has allow
+/// entries); without it, allowed.
+pub const VIP_ACL_DEFAULT_DENY: u32 = 2;
+/// [`VipValue::flags`] bit: the VIP limits new flows per source ([`map_names::VIP_LIMITS`]).
+pub const VIP_LIMITED: u32 = 4;
+
+/// Values of [`map_names::ACL`].
+pub const ACL_ALLOW: u32 = 1;
+pub const ACL_DENY: u32 = 2;
+
+/// The data of an [`map_names::ACL`] key (behind the LPM trie's prefix length): the VIP id
+/// (big-endian, so that it is the key's first 32 bits) and the source address, IPv4 mapped
+/// into IPv6 (`::ffff:a.b.c.d`), so that one trie holds both families.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AclKey {
+    pub vip_be: [u8; 4],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<AclKey>() == 20);
+/// Prefix length of an [`AclKey`] that matches one address exactly.
+pub const ACL_FULL_PREFIX: u32 = 32 + 128;
+
+impl AclKey {
+    /// The key of `addr` (in the maps' 16-byte form) for VIP `vip`.
+    #[inline(always)]
+    pub fn new(vip: u32, addr: &[u8; 16], family: u8) -> Self {
+        let mut a = *addr;
+        if family == FAMILY_V4 {
+            a = [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+            ];
+        }
+        AclKey {
+            vip_be: vip.to_be_bytes(),
+            addr: a,
+        }
+    }
+}
+
+/// A VIP's new-flow limit per source, as a token bucket in time (GCRA): a source may open a
+/// new flow when its bucket's arrival time is at most `tolerance_ns` ahead of now, and each
+/// new flow moves it `interval_ns` on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VipLimit {
+    /// 1 s / new flows per second.
+    pub interval_ns: u64,
+    /// (burst - 1) × `interval_ns`.
+    pub tolerance_ns: u64,
+}
+const _: () = assert!(size_of::<VipLimit>() == 16);
+
+/// Key of [`map_names::LIMITS`]: a VIP and a source (IPv4 /32, IPv6 /64: the rest zero).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct LimitKey {
+    pub vip: u32,
+    pub family: u8,
+    pub _pad: [u8; 3],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<LimitKey>() == 24);
+/// Sources whose new-flow buckets are kept at once (least recently used go first).
+pub const LIMIT_SOURCES: u32 = 65536;
+/// Entries of the ACL trie, over all VIPs.
+pub const ACL_ENTRIES: u32 = 65536;
 
 /// Key of [`map_names::DECAP_DST`]: an address of the backend host, whose encapsulated
 /// packets `xdp_decap` strips.
@@ -176,6 +263,27 @@ pub struct AddrKey {
     pub _pad: [u8; 3],
 }
 const _: () = assert!(size_of::<AddrKey>() == 20);
+
+impl AddrKey {
+    /// The key of `addr` (IPv4 in the first 4 bytes) of `family`. Built from whole words: the
+    /// code generator then writes the family and its padding as one 4-byte store, where field
+    /// by field it wrote a byte and a 2-byte store at an odd offset, which the verifier
+    /// refuses on the stack.
+    #[inline(always)]
+    pub fn new(addr: [u8; 16], family: u8) -> Self {
+        #[repr(C)]
+        struct Words {
+            addr: [u8; 16],
+            family_and_pad: u32,
+        }
+        let w = Words {
+            addr,
+            family_and_pad: u32::from_ne_bytes([family, 0, 0, 0]),
+        };
+        // Safety: both are 20 bytes of plain integers, laid out alike (repr(C)).
+        unsafe { core::mem::transmute::<Words, AddrKey>(w) }
+    }
+}
 
 /// [`Backend::state`] bit: the backend is healthy. Flows to a backend without it move.
 pub const BACKEND_UP: u8 = 1;
@@ -228,6 +336,9 @@ const _: () = assert!(size_of::<NextHop>() == 20);
 /// [`Config::flags`] bit: some VIP takes every port (port 0), so a miss on the exact port
 /// must try port 0 too. Without it, traffic that is not for us costs one lookup, not two.
 pub const CONFIG_ANY_PORT_VIP: u32 = 1;
+/// [`Config::flags`] bit: traffic to a VIP address that no VIP balances is dropped
+/// (`agent.unbalanced = "drop"`), not passed.
+pub const CONFIG_DROP_UNBALANCED: u32 = 2;
 
 /// The single entry of [`map_names::CONFIG`].
 #[repr(C)]
@@ -237,7 +348,7 @@ pub struct Config {
     pub source_v4: [u8; 4],
     /// Outer source of IPv6-in-IPv6 packets, network byte order.
     pub source_v6: [u8; 16],
-    /// [`CONFIG_ANY_PORT_VIP`].
+    /// [`CONFIG_ANY_PORT_VIP`] | [`CONFIG_DROP_UNBALANCED`].
     pub flags: u32,
     /// The path MTU to the backends when below the egress interface's (0: the interface's).
     pub path_mtu: u32,
@@ -288,6 +399,9 @@ mod pod {
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for FlowSlot {}
     unsafe impl aya::Pod for CaptureCtl {}
+    unsafe impl aya::Pod for AclKey {}
+    unsafe impl aya::Pod for VipLimit {}
+    unsafe impl aya::Pod for LimitKey {}
 }
 
 #[cfg(test)]

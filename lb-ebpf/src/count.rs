@@ -1,4 +1,4 @@
-//! Step 8: per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
+//! Step 9: per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
 use aya_ebpf::maps::PerCpuArray;
 use lb_common::Traffic;
 

@@ -1,4 +1,4 @@
-//! Step 6: IP-in-IP encapsulation (v4-in-v4, v6-in-v6) for direct server return. The inner
+//! Step 7: IP-in-IP encapsulation (v4-in-v4, v6-in-v6) for direct server return. The inner
 //! packet is left exactly as the client sent it; a new Ethernet header and an outer IP header
 //! are put in front of it. A VLAN tag on the way in is not carried out: the egress is the
 //! interface the kernel's route names, untagged.

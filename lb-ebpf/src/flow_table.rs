@@ -2,10 +2,13 @@
 //! serves the packet's VIP; a TCP SYN, a miss, a stale UDP entry or a down backend takes the
 //! ring (step 5), and the table remembers the pick. The table itself, its slots and sets:
 //! [`slots`].
-use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
+use aya_ebpf::{
+    Global,
+    helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+};
 use lb_common::{
-    BACKEND_UP, Backend, FLOW_INSERTS, FLOW_STAMP_NS, FlowSlot, PROTO_TCP, PROTO_UDP, flow_check,
-    flow_table_hash,
+    BACKEND_UP, Backend, FLOW_INSERTS, FLOW_PROMOTED, FLOW_STAMP_NS, FLOW_UNRECORDED, FlowSlot,
+    PROTO_TCP, PROTO_UDP, flow_check, flow_table_hash,
 };
 
 use crate::{
@@ -17,13 +20,19 @@ use crate::{
 
 pub mod slots;
 
+/// Seconds an established TCP flow's entry is kept against eviction by new flows after its
+/// last packet (`agent.tcp_idle`): a load-time constant. (A UDP flow's is its VIP's
+/// `udp_idle`, from the backend's entry.)
+#[unsafe(no_mangle)]
+static LB_TCP_IDLE_S: Global<u32> = Global::new(lb_common::TCP_IDLE_DEFAULT_S);
+
 /// The clock UDP flows age by: the coarse one (jiffies resolution, a few ms) is plenty for idle
 /// times of seconds, and costs a fraction of the precise one (which, in a virtual machine, can
 /// cost more than the rest of a flow-table hit). It changes only when jiffies do, so each CPU
 /// keeps the last reading with the jiffies it was taken at and calls the helper once a tick:
 /// `bpf_jiffies64` is not a call at all (the verifier turns it into a load of `jiffies`).
 #[inline(always)]
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     let j = unsafe { bpf_jiffies64() };
     let Some(c) = CLOCK.get_ptr_mut(0) else {
         return unsafe { bpf_ktime_get_coarse_ns() };
@@ -114,7 +123,7 @@ fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Option<Chosen> {
         return None;
     }
     // Safety: the slot stays valid for this program run.
-    let (seen, hash) = unsafe { ((*slot).last_seen_ns, (*slot).hash) };
+    let (seen, hash, state) = unsafe { ((*slot).last_seen_ns, (*slot).hash, (*slot).state) };
     let now = now();
     // UDP has no handshake to tell a new flow: its entry ages by the clock. The stamp lags the
     // flow's last packet by less than FLOW_STAMP_NS, so the flow counts as idle only past
@@ -129,6 +138,11 @@ fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Option<Chosen> {
     if now >= seen.saturating_add(FLOW_STAMP_NS) {
         unsafe { (*slot).last_seen_ns = now };
     }
+    // A second packet (no SYN is looked up): the flow is established, and no new flow may
+    // take its entry while it is within its keep time.
+    if state & FLOW_PROMOTED == 0 {
+        unsafe { (*slot).state = state | FLOW_PROMOTED };
+    }
     Some(Chosen { id, be, hash })
 }
 
@@ -139,10 +153,16 @@ pub enum Record {
     New(u64),
 }
 
-/// Records the ring's pick (backend `id`, ring hash `hash`) in the table, at `at`.
+/// Records the ring's pick `c` in the table, at `at`, on probation.
 #[inline(always)]
-pub fn record<C: Counting>(pkt: &Packet, at: Record, id: u32, hash: u32) -> Result<(), Fault> {
+pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), Fault> {
     let now = now();
+    let (id, hash) = (c.id, c.hash);
+    let keep_s = if pkt.key.proto == PROTO_UDP {
+        c.be.udp_idle_s
+    } else {
+        LB_TCP_IDLE_S.load()
+    };
     match at {
         // Overwritten in place: the slot keeps its key and ring hash. The check written is
         // this 5-tuple's, not read back from the slot: should another CPU have given the slot
@@ -152,19 +172,20 @@ pub fn record<C: Counting>(pkt: &Packet, at: Record, id: u32, hash: u32) -> Resu
             // Safety: the slot stays valid for this program run.
             let seen = unsafe { (*s).last_seen_ns };
             slots::set_tag(s, id, flow_check(h));
+            unsafe { (*s).state = keep_s & lb_common::FLOW_KEEP_S };
             if now > seen {
                 unsafe { (*s).last_seen_ns = now };
             }
         }
-        // A full set gives up its least recently seen flow. A SYN was not looked up before
-        // (see `flow`): if the table holds its 5-tuple, its pick replaces the entry's. Any
-        // other packet: another CPU may have added the flow meanwhile, and this pick (the
-        // same ring slot) replaces it.
-        Record::New(h) => {
-            if slots::insert(&pkt.key, h, hash, id, now).ok_or(Fault)? {
-                count::flow::<C>(FLOW_INSERTS);
-            }
-        }
+        // A full set gives up its least recently seen flow that is not kept. A SYN was not
+        // looked up before (see `flow`): if the table holds its 5-tuple, its pick replaces the
+        // entry's. Any other packet: another CPU may have added the flow meanwhile, and this
+        // pick (the same ring slot) replaces it.
+        Record::New(h) => match slots::insert(&pkt.key, h, hash, id, now, keep_s).ok_or(Fault)? {
+            slots::Inserted::New => count::flow::<C>(FLOW_INSERTS),
+            slots::Inserted::Again => {}
+            slots::Inserted::Full => count::flow::<C>(FLOW_UNRECORDED),
+        },
     }
     Ok(())
 }

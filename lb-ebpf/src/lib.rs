@@ -4,7 +4,7 @@
 //! tests load.
 //!
 //! The balancer's way reads like the packet's, its steps listed below in order:
-//! `guard` → `parse` → `flow_table` → `vip` → `ring` → `encap` → `send`, with `count`
+//! `guard` → `parse` → `flow_table` → `vip` → `admit` → `ring` → `encap` → `send`, with `count`
 //! counting each packet's outcome exactly once; [`way`] walks them.
 #![cfg_attr(target_arch = "bpf", no_std)]
 // Map keys are passed by reference on purpose: `get(key)` by value (`impl Borrow<K>`) copies
@@ -41,16 +41,19 @@ pub mod flow_table;
 // 4. The VIP, for a packet the table does not settle.
 #[cfg(target_arch = "bpf")]
 mod vip;
-// 5. The VIP's Maglev ring picks the backend; the table records it.
+// 5. The VIP's source ACL and per-source new-flow limit.
+#[cfg(target_arch = "bpf")]
+mod admit;
+// 6. The VIP's Maglev ring picks the backend; the table records it.
 #[cfg(target_arch = "bpf")]
 mod ring;
-// 6. The outer headers.
+// 7. The outer headers.
 #[cfg(target_arch = "bpf")]
 mod encap;
-// 7. Where it goes: the cached next hop or the kernel's routes; too big: ICMP back.
+// 8. Where it goes: the cached next hop or the kernel's routes; too big: ICMP back.
 #[cfg(target_arch = "bpf")]
 mod send;
-// 8. Every packet's outcome counted once.
+// 9. Every packet's outcome counted once.
 #[cfg(target_arch = "bpf")]
 pub mod count;
 

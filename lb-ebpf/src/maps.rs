@@ -1,12 +1,12 @@
 //! Every map of the programs. Sizes and names come from `lb-common`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
-    AddrKey, Backend, CAPTURE_RING_BYTES, CaptureCtl, Config, Counter, FLOW_STATS_COUNT,
-    FLOWS_DEFAULT, FlowSlot, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic,
-    VipFilter, VipKey, VipValue,
+    ACL_ENTRIES, AclKey, AddrKey, Backend, CAPTURE_RING_BYTES, CaptureCtl, Config, Counter,
+    FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowSlot, LIMIT_SOURCES, LimitKey, MAX_BACKENDS,
+    MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipFilter, VipKey, VipLimit, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -60,6 +60,24 @@ pub static DEVMAP: DevMapHash = DevMapHash::with_max_entries(MAX_INTERFACES, 0);
 /// VIP addresses whose echo requests the program answers (`agent.answer_echo`).
 #[map(name = "LB_ECHO")]
 pub static ECHO: HashMap<AddrKey, u32> = HashMap::with_max_entries(2 * MAX_VIPS, 0);
+
+/// Every VIP address: what `agent.unbalanced = "drop"` drops for (the filter above may
+/// say yes for an address that is no VIP's).
+#[map(name = "LB_VIP_ADDRS")]
+pub static VIP_ADDRS: HashMap<AddrKey, u32> = HashMap::with_max_entries(2 * MAX_VIPS, 0);
+
+/// Per-VIP source ACLs (a VIP whose entry has `VIP_ACL`): the longest prefix matching the
+/// source says allow or deny.
+#[map(name = "LB_ACL")]
+pub static ACL: LpmTrie<AclKey, u32> = LpmTrie::with_max_entries(ACL_ENTRIES, 0);
+
+/// Per-VIP new-flow limits (a VIP whose entry has `VIP_LIMITED`), by VIP id.
+#[map(name = "LB_VIP_LIMITS")]
+pub static VIP_LIMITS: Array<VipLimit> = Array::with_max_entries(MAX_VIPS, 0);
+
+/// The per-source buckets of the new-flow limits: their theoretical arrival times (ns).
+#[map(name = "LB_LIMITS")]
+pub static LIMITS: LruHashMap<LimitKey, u64> = LruHashMap::with_max_entries(LIMIT_SOURCES, 0);
 
 /// Decap's own addresses: an outer header addressed elsewhere is not ours to strip.
 #[map(name = "LB_DECAP_DST")]

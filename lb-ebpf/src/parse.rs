@@ -2,7 +2,7 @@
 //! Anything we do not balance comes back as a pass verdict, counted by why.
 use core::mem::MaybeUninit;
 
-use lb_common::{Counter, FAMILY_V4, FlowKey, PROTO_TCP, PROTO_UDP};
+use lb_common::{AddrKey, Counter, FAMILY_V4, FlowKey, PROTO_TCP, PROTO_UDP};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 mod ipv6;
@@ -28,6 +28,8 @@ pub enum Stop {
     Verdict(Verdict),
     /// An echo request to a VIP address, for [`icmp::echo`] to answer.
     Echo(echo::Request),
+    /// Neither TCP, UDP nor ICMP, to this address (perhaps a VIP's): no VIP balances it.
+    OtherProtocol(AddrKey),
 }
 
 impl From<Verdict> for Stop {
@@ -103,6 +105,9 @@ fn ipv4(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Packet, Stop> {
     // not that proof) would reject the program.
     if proto == crate::wire::IPPROTO_ICMP {
         return to_vip(ctx, l3_off, ihl, FAMILY_V4, dst);
+    }
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Err(other_protocol(dst, FAMILY_V4));
     }
     let l4 = l4(ctx, proto, l3_off + ihl)?;
     let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).ok_or(bad_ip())?;
@@ -181,6 +186,12 @@ fn ipv4_fragment(
         fragment: true,
         icmp_error: false,
     })
+}
+
+/// The stop for a protocol no VIP balances, to `dst`.
+#[inline(always)]
+fn other_protocol(dst: [u8; 16], family: u8) -> Stop {
+    Stop::OtherProtocol(AddrKey::new(dst, family))
 }
 
 /// An ICMP message to a VIP address `dst`, behind `hdrs` bytes of IP headers: an echo request

@@ -1,4 +1,4 @@
-//! Step 5: the VIP's Maglev ring. The 5-tuple's hash picks a slot, the slot names the
+//! Step 6: the VIP's Maglev ring. The 5-tuple's hash picks a slot, the slot names the
 //! backend; the pick is recorded in the flow table (step 3).
 use lb_common::{MAX_VIPS, NO_BACKEND, RING_STRIDE, VipValue, hash::flow_hash, ring_index};
 
@@ -22,7 +22,7 @@ pub fn from_ring<C: Counting>(
         return Ok(None);
     };
     let id = c.id;
-    flow_table::record::<C>(pkt, at, id, c.hash)?;
+    flow_table::record::<C>(pkt, at, &c)?;
     count::new_flow::<C>(id);
     Ok(Some(c))
 }

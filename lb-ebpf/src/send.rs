@@ -1,4 +1,4 @@
-//! Step 7: the kernel's own routes and neighbours say where the encapsulated packet goes
+//! Step 8: the kernel's own routes and neighbours say where the encapsulated packet goes
 //! (`bpf_fib_lookup`); same interface: `XDP_TX`, another: redirect through the devmap.
 use aya_ebpf::{
     bindings::{

@@ -1,9 +1,11 @@
-//! Step 4: is the packet for a VIP? Exact port first, then the VIP's every-port entry.
-use lb_common::{CONFIG_ANY_PORT_VIP, VipKey, VipValue};
+//! Step 4: is the packet for a VIP? Exact port first, then the VIP's every-port entry. Traffic
+//! to a VIP address that no VIP balances passes, or is dropped (`agent.unbalanced`).
+use lb_common::{AddrKey, CONFIG_ANY_PORT_VIP, CONFIG_DROP_UNBALANCED, Counter, VipKey, VipValue};
 
 use crate::{
-    maps::{CONFIG, VIPS},
+    maps::{CONFIG, VIP_ADDRS, VIPS},
     packet::Packet,
+    verdict::Verdict,
 };
 
 #[inline(always)]
@@ -39,4 +41,23 @@ pub fn fragment_vip(pkt: &Packet) -> Option<VipValue> {
     };
     // Safety: the value is copied out at once; the kernel keeps it alive under RCU meanwhile.
     unsafe { VIPS.get(&key) }.copied()
+}
+
+/// What becomes of a packet to `addr` that no VIP balances (`pass` says why it would pass): with
+/// `agent.unbalanced = "drop"`, dropped if `addr` is a VIP's address; passed otherwise.
+#[inline(always)]
+pub fn unbalanced(addr: &AddrKey, pass: Counter) -> Verdict {
+    let drop = CONFIG
+        .get(0)
+        .is_some_and(|c| c.flags & CONFIG_DROP_UNBALANCED != 0);
+    if drop && unsafe { VIP_ADDRS.get(addr) }.is_some() {
+        return Verdict::drop(Counter::DropUnbalanced);
+    }
+    Verdict::pass(pass)
+}
+
+/// The packet's destination, as [`unbalanced`] takes it.
+#[inline(always)]
+pub fn destination(pkt: &Packet) -> AddrKey {
+    AddrKey::new(pkt.key.dst, pkt.key.family)
 }

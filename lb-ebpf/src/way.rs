@@ -4,7 +4,7 @@ use aya_ebpf::{Global, bindings::xdp_action, programs::XdpContext};
 use lb_common::{Counter, FLOW_HITS, FlowSlot};
 
 use crate::{
-    capture,
+    admit, capture,
     count::{self, Counting},
     decap,
     flow_table::{self, Lookup},
@@ -89,14 +89,20 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         Ok(()) => {}
         Err(Stop::Verdict(v)) => return Ok(v),
         Err(Stop::Echo(request)) => return Ok(icmp::echo::answer(&frame, &request)),
+        Err(Stop::OtherProtocol(dst)) => return Ok(vip::unbalanced(&dst, Counter::PassNotVip)),
     }
     // Safety: parse wrote the whole packet when it returned Ok.
     // (By reference: taken by value, the 56 bytes would be copied to another stack slot.)
     let pkt = unsafe { pkt.assume_init_ref() };
     if pkt.fragment {
         let Some(vip) = vip::fragment_vip(pkt) else {
-            return Ok(Verdict::pass(Counter::PassFragment));
+            let dst = vip::destination(pkt);
+            return Ok(vip::unbalanced(&dst, Counter::PassFragment));
         };
+        if let Some(v) = admit::admit(pkt, &vip, false) {
+            count::vip::<V>(vip.id, len);
+            return Ok(v.of_vip(vip.id));
+        }
         let Some(c) = ring::without_flow(pkt, &vip)? else {
             count::vip::<V>(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
@@ -113,7 +119,11 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         flow_table::Flow::Miss(h) => flow_table::Record::New(h),
     };
     let Some(vip) = vip::vip(pkt) else {
-        return Ok(Verdict::pass(Counter::PassNotVip));
+        // ICMP errors to a VIP address pass as they always did.
+        if pkt.icmp_error {
+            return Ok(Verdict::pass(Counter::PassNotVip));
+        }
+        return Ok(vip::unbalanced(&vip::destination(pkt), Counter::PassNotVip));
     };
     // An ICMP error about a flow the table does not hold: the backend the ring gives the flow,
     // which is the one that answered it unless the ring changed since; never recorded.
@@ -123,6 +133,11 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
         return send::<V>(ctx, pkt, c, len);
+    }
+    let new = matches!(record, flow_table::Record::New(_));
+    if let Some(v) = admit::admit(pkt, &vip, new) {
+        count::vip::<V>(vip.id, len);
+        return Ok(v.of_vip(vip.id));
     }
     let Some(c) = ring::from_ring::<V>(pkt, &vip, record)? else {
         count::vip::<V>(vip.id, len);

@@ -140,6 +140,62 @@ pub struct Agent {
     /// Whether the program answers echo requests (ping) to VIP addresses itself; otherwise
     /// they pass to the kernel.
     pub answer_echo: bool,
+    /// What becomes of traffic to a VIP address that no VIP balances.
+    pub unbalanced: Unbalanced,
+    /// How long an established TCP flow's entry is kept against eviction by new flows after
+    /// its last packet.
+    pub tcp_idle: Duration,
+}
+
+/// What becomes of traffic to a VIP address that no VIP balances (another port or protocol, a
+/// fragment no VIP takes): handed to the kernel (which forwards it, if forwarding is on and a
+/// route leads on) or dropped and counted. ICMP is handled as always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unbalanced {
+    #[default]
+    Pass,
+    Drop,
+}
+
+/// A VIP's source ACL: the longest prefix that holds a source decides; a source no prefix
+/// holds is denied when there is any `allow`, allowed otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Acl {
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+impl Acl {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    /// Whether a packet from `src` is admitted, as the program decides it (the longest prefix
+    /// wins; at one length, deny).
+    pub fn admits(&self, src: IpAddr) -> bool {
+        let best = |nets: &[ipnet::IpNet]| {
+            nets.iter()
+                .filter(|n| n.contains(&src))
+                .map(|n| n.prefix_len())
+                .max()
+        };
+        match (best(&self.allow), best(&self.deny)) {
+            (Some(a), Some(d)) => a > d,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => self.allow.is_empty(),
+        }
+    }
+}
+
+/// A VIP's limit on new flows per source (IPv4 address, IPv6 /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Limits {
+    /// New flows per second, on average.
+    pub new_flows_per_source: u32,
+    /// New flows a source may open at once after a quiet spell.
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -165,6 +221,10 @@ pub struct Vip {
     pub health: Health,
     /// What a backend's established flows do when it goes down.
     pub on_down: OnDown,
+    /// Which sources may reach the VIP (`[vip.acl]`).
+    pub acl: Acl,
+    /// New flows per source (`[vip.limits]`), if limited.
+    pub limits: Option<Limits>,
     pub backends: Vec<Backend>,
     /// Backends named by hostname (resolved into `backends` by the agent).
     pub hosts: Vec<HostBackend>,

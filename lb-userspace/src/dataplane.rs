@@ -14,6 +14,7 @@ use lb_common::{
     program_names,
 };
 
+mod admission;
 mod attach;
 mod backends;
 mod capture;
@@ -24,6 +25,7 @@ mod flows;
 mod mmap;
 mod vips;
 
+pub use admission::vip_flags;
 pub use counters::Totals;
 pub use flows::{
     FlowCount, FlowEntry, FlowTable, coarse_now, count_flows, count_flows_by_backend, flows_to,
@@ -60,7 +62,7 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
 
 /// Every map of the object but the per-CPU clock cache (`LB_CLOCK`, which a new program starts
 /// afresh): pinned, so that a restart or an upgrade keeps them.
-pub const PINNED_MAPS: [&str; 18] = [
+pub const PINNED_MAPS: [&str; 22] = [
     map_names::VIPS,
     map_names::ECHO,
     map_names::VIP_FILTER,
@@ -75,6 +77,10 @@ pub const PINNED_MAPS: [&str; 18] = [
     map_names::DECAP_DST,
     map_names::FLOWS,
     map_names::FLOW_STATS,
+    map_names::ACL,
+    map_names::VIP_LIMITS,
+    map_names::LIMITS,
+    map_names::VIP_ADDRS,
     // Shared with the program a capture swaps in for its duration (and its logs).
     map_names::CAPTURE_CTL,
     map_names::CAPTURE,
@@ -105,6 +111,8 @@ pub struct Options {
     pub program_log: ProgramLog,
     /// The capture hook: only in the program a capture swaps in while it runs.
     pub capture_hook: bool,
+    /// Seconds an established TCP flow's entry is kept against eviction by new flows.
+    pub tcp_idle_s: u32,
 }
 
 impl Default for Options {
@@ -114,6 +122,7 @@ impl Default for Options {
             pin_dir: None,
             program_log: ProgramLog::Off,
             capture_hook: false,
+            tcp_idle_s: lb_common::TCP_IDLE_DEFAULT_S,
         }
     }
 }
@@ -172,7 +181,12 @@ impl Dataplane {
 
     /// Loads `xdp_lb` with its maps pinned under `pin_dir/maps/`: maps pinned there by an
     /// earlier run are reused (rings, backends, counters and the flow table carry over).
-    pub fn load_pinned(flows: u32, pin_dir: &Path, program_log: ProgramLog) -> Result<Self> {
+    pub fn load_pinned(
+        flows: u32,
+        pin_dir: &Path,
+        program_log: ProgramLog,
+        tcp_idle_s: u32,
+    ) -> Result<Self> {
         Self::load_with(
             OBJECT,
             program_names::LB,
@@ -180,6 +194,7 @@ impl Dataplane {
                 flows,
                 pin_dir: Some(pin_dir.to_path_buf()),
                 program_log,
+                tcp_idle_s,
                 ..Options::default()
             },
         )
@@ -197,6 +212,7 @@ impl Dataplane {
         let capture_hook = u8::from(opts.capture_hook);
         loader.override_global("AYA_LOG_LEVEL", &log_level, true);
         loader.override_global("LB_CAPTURE_HOOK", &capture_hook, true);
+        loader.override_global("LB_TCP_IDLE_S", &opts.tcp_idle_s, true);
         let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
             Some(dir) => PINNED_MAPS
                 .iter()
@@ -210,6 +226,10 @@ impl Dataplane {
         // The balancer, and in the test object its variants, all named `xdp_lb...`.
         let balancer = program.starts_with(program_names::LB);
         let flow_plan = flows::plan(pin_dir, balancer, flows)?;
+        let grown = match pin_dir {
+            Some(dir) if balancer => counters::take_grown(&dir.join("maps"))?,
+            _ => Vec::new(),
+        };
         loader.map_max_entries(map_names::FLOWS, flow_plan.slots);
         loader.override_global("LB_FLOW_SETS", &flow_plan.sets, true);
         if !balancer {
@@ -248,6 +268,7 @@ impl Dataplane {
             adopted_flows: None,
         };
         dp.adopted_flows = dp.adopt_old_flows(flow_plan.old)?;
+        dp.restore_grown(grown)?;
         // Pinned VIPs from an earlier run (perhaps one that predates the filter) must pass it.
         dp.rebuild_vip_filter()?;
         Ok(dp)

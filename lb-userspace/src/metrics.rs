@@ -114,6 +114,7 @@ pub struct Snapshot<'a> {
     pub health_times: &'a HealthTimes,
     pub flows_inserted: u64,
     pub flow_hits: u64,
+    pub flows_unrecorded: u64,
     /// The flow table's entries as last counted (a background count, not one per scrape).
     pub flow_entries: Option<u64>,
     pub flow_capacity: u64,
@@ -355,6 +356,11 @@ fn table_and_ring_counters(r: &mut Registry, s: &Snapshot) {
         "lb_flow_hits",
         "Packets of established flows that kept their backend",
         s.flow_hits,
+    );
+    one(
+        "lb_flows_unrecorded",
+        "New flows the flow table could not record: every way of their set held an established flow",
+        s.flows_unrecorded,
     );
     one(
         "lb_ring_builds",

@@ -190,8 +190,8 @@ pub fn render(s: &Stats) -> String {
     }
     let f = &s.flows;
     out += &format!(
-        "flow table: {} of {} entries, {} added, {} evicted, {} hits\n",
-        f.entries, f.capacity, f.inserted, f.evicted, f.hits
+        "flow table: {} of {} entries, {} added, {} evicted, {} hits, {} not recorded (full of established flows)\n",
+        f.entries, f.capacity, f.inserted, f.evicted, f.hits, f.unrecorded
     );
     out += "outcomes:\n";
     for o in s.outcomes.iter().filter(|o| o.packets > 0) {

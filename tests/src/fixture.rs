@@ -238,7 +238,8 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
             .collect();
         // The UDP VIPs on port 53 take fragments too.
         let fragments = proto == PROTO_UDP && port == 53;
-        dp.set_vip(served.id, served.key, &ring, fragments).unwrap();
+        dp.set_vip(served.id, served.key, &ring, fragments, 0)
+            .unwrap();
         vips.push(Vip {
             backends: bs,
             ring,

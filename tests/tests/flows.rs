@@ -39,14 +39,14 @@ fn a_ring_update_is_one_flip() {
         );
 
         let only_second = vec![vips[0].backends[1].0; RING as usize];
-        dp.set_vip(0, key, &only_second, false).unwrap();
+        dp.set_vip(0, key, &only_second, false, 0).unwrap();
         assert_eq!(dp.vip(&key).unwrap().map(|v| v.active_ring), Some(1));
         assert!(
             dmacs(&mut dp).iter().all(|m| *m == vips[0].backends[1].2),
             "not every flow moved to the one backend"
         );
 
-        dp.set_vip(0, key, &vips[0].ring, false).unwrap();
+        dp.set_vip(0, key, &vips[0].ring, false, 0).unwrap();
         assert_eq!(dp.vip(&key).unwrap().map(|v| v.active_ring), Some(0));
         assert_eq!(dmacs(&mut dp), before);
     });
@@ -78,13 +78,14 @@ fn flows_keep_their_backend_until_it_goes() {
 
         // Every new flow now goes to the third backend; established ones stay.
         let (third_id, third_mac) = (vips[0].backends[2].0, vips[0].backends[2].2);
-        dp.set_vip(0, tcp_key, &vec![third_id; RING as usize], false)
+        dp.set_vip(0, tcp_key, &vec![third_id; RING as usize], false, 0)
             .unwrap();
         dp.set_vip(
             1,
             udp_key,
             &vec![vips[1].backends[2].0; RING as usize],
             false,
+            0,
         )
         .unwrap();
         let again: Vec<[u8; 6]> = flows
@@ -157,6 +158,7 @@ fn flows_keep_their_backend_until_it_goes() {
             udp_key,
             &vec![vips[1].backends[2].0; RING as usize],
             false,
+            0,
         )
         .unwrap();
         let stale: Vec<[u8; 6]> = flows.iter().map(|&p| send(&mut dp, udp(p))).collect();

@@ -42,7 +42,7 @@ fn icmp_errors_go_to_the_backend_that_owns_the_flow() {
         // The ring now names one backend only; the table still holds the flows.
         let key = dataplane::vip_key("198.19.0.100".parse().unwrap(), 80, PROTO_TCP);
         let (only, only_mac) = (vips[0].backends[0].0, vips[0].backends[0].2);
-        dp.set_vip(0, key, &vec![only; RING as usize], false)
+        dp.set_vip(0, key, &vec![only; RING as usize], false, 0)
             .unwrap();
         assert!(owners.iter().any(|m| *m != only_mac), "{owners:?}");
         let inserted = dp.flow_counters().unwrap().0;

@@ -54,8 +54,13 @@ fn flows_of_the_old_lru_table_keep_their_backend() {
         ));
     }
     env.ns.run(|| {
-        let mut dp =
-            Dataplane::load_pinned(1024, &tmp.pin_dir(), ProgramLog::Off).expect("load xdp_lb");
+        let mut dp = Dataplane::load_pinned(
+            1024,
+            &tmp.pin_dir(),
+            ProgramLog::Off,
+            lb_common::TCP_IDLE_DEFAULT_S,
+        )
+        .expect("load xdp_lb");
         assert_eq!(dp.adopted_flows(), Some((40, 40)));
         assert!(!old.exists(), "the old table's pin is still there");
         let vips = program(&mut dp);

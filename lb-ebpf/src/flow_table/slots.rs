@@ -1,7 +1,7 @@
 //! The flow table's slots: 5-tuple → backend, set-associative, in one array map (layout, eviction
 //! order and why it is safe without locks: [`lb_common::flow`]).
 use aya_ebpf::Global;
-use lb_common::{FLOW_WAYS, FlowKey, FlowSlot, Ways, flow_check, flow_set_base};
+use lb_common::{FLOW_WAYS, FlowKey, FlowSlot, Ways, flow_check, flow_kept, flow_set_base};
 
 use crate::maps::FLOWS;
 
@@ -59,20 +59,42 @@ pub fn find(key: &FlowKey, h: u64) -> Option<(*mut FlowSlot, u32)> {
     None
 }
 
+/// What [`insert`] did.
+pub enum Inserted {
+    /// The flow is new to the table.
+    New,
+    /// The table held the flow: its entry now names the new pick.
+    Again,
+    /// Every way of the flow's set holds an established flow within its keep time: not
+    /// recorded.
+    Full,
+}
+
 /// Records that the flow `key` (table hash `h`, ring hash `ring_hash`) goes to `backend`,
-/// seen at `now`: in the way that holds it, else an empty way, else in place of the set's least
-/// recently seen flow. `Some(true)` when the flow is new to the table.
+/// seen at `now`, on probation with `keep_s` seconds to keep once promoted: in the way that
+/// holds it, else an empty way, else in place of the set's least recently seen flow that is
+/// not kept ([`flow_kept`]). `None` only if the map failed.
 #[inline(always)]
-pub fn insert(key: &FlowKey, h: u64, ring_hash: u32, backend: u32, now: u64) -> Option<bool> {
+pub fn insert(
+    key: &FlowKey,
+    h: u64,
+    ring_hash: u32,
+    backend: u32,
+    now: u64,
+    keep_s: u32,
+) -> Option<Inserted> {
     let (base, check) = (set_base(h), flow_check(h));
     let mut ways = Ways::new();
     for way in 0..FLOW_WAYS {
         let slot = FLOWS.get_ptr_mut(base + way)?;
         let mine = (tag(slot) >> 32) as u32 == check && holds(slot, key);
         // Safety: as in `tag`.
-        ways.see(way, mine, unsafe { (*slot).last_seen_ns });
+        let (seen, state) = unsafe { ((*slot).last_seen_ns, (*slot).state) };
+        ways.see(way, mine, seen, flow_kept(state, seen, now));
     }
-    let (way, new) = ways.choice();
+    let Some((way, new)) = ways.choice() else {
+        return Some(Inserted::Full);
+    };
     let slot = FLOWS.get_ptr_mut(base + way)?;
     // Safety: as in `tag`. The key goes first and the tag after it: a reader that meets the new
     // key under the old tag finds another flow's check there, and misses.
@@ -85,8 +107,9 @@ pub fn insert(key: &FlowKey, h: u64, ring_hash: u32, backend: u32, now: u64) -> 
             }
         }
         (*slot).hash = ring_hash;
+        (*slot).state = keep_s & lb_common::FLOW_KEEP_S;
         set_tag(slot, backend, check);
         (*slot).last_seen_ns = ways.stamp(now);
     }
-    Some(new)
+    Some(if new { Inserted::New } else { Inserted::Again })
 }

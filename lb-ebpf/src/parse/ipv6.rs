@@ -1,9 +1,9 @@
 //! IPv6: the fixed header, the extension headers walked to the transport header, fragments
 //! told apart.
-use lb_common::{Counter, FAMILY_V6, FlowKey};
+use lb_common::{Counter, FAMILY_V6, FlowKey, PROTO_TCP, PROTO_UDP};
 use network_types::ip::Ipv6Hdr;
 
-use super::{Packet, Stop, l4, to_vip};
+use super::{Packet, Stop, l4, other_protocol, to_vip};
 use crate::{
     mem::{Bounds, Frame, ptr_at},
     verdict::{Verdict, bad_ip, bad_l4, bad_length},
@@ -26,6 +26,9 @@ pub(super) fn ipv6(ctx: &Frame, l3_off: usize, vip_checked: bool) -> Result<Pack
     }
     if proto == crate::wire::IPPROTO_ICMPV6 {
         return to_vip(ctx, l3_off, l4_off - l3_off, FAMILY_V6, dst);
+    }
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Err(other_protocol(dst, FAMILY_V6));
     }
     let l4 = l4(ctx, proto, l4_off)?;
     let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).ok_or(bad_ip())?;

@@ -179,7 +179,12 @@ type Loaded = (Dataplane, crate::capture::SharedRing, Option<ProgramLogs>);
 /// The data path, loaded or adopted from its pins, with its capture ring and program logs.
 fn load(file: &Config, pin_dir: &Path, program_log: ProgramLog) -> anyhow::Result<Loaded> {
     ensure_bpffs(pin_dir)?;
-    let mut dp = Dataplane::load_pinned(file.agent.flow_table_size, pin_dir, program_log)?;
+    let mut dp = Dataplane::load_pinned(
+        file.agent.flow_table_size,
+        pin_dir,
+        program_log,
+        file.agent.tcp_idle.as_secs() as u32,
+    )?;
     if let Some((moved, held)) = dp.adopted_flows() {
         println!(
             "lb: moved {moved} of {held} flows from the previous release's flow table (the rest take the ring on their next packet)"

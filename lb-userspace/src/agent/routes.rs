@@ -196,6 +196,7 @@ impl Agent {
             health_times: &self.checks.times,
             flows_inserted: flows.inserted,
             flow_hits: flows.hits,
+            flows_unrecorded: flows.unrecorded,
             flow_entries: (entries != u64::MAX).then_some(entries),
             flow_capacity: flows.capacity.into(),
             ring_builds: self.rings.builds,

@@ -11,12 +11,13 @@ use lb_common::{BACKEND_DRAIN, BACKEND_HELD, BACKEND_UP, MAX_BACKENDS, MAX_VIPS,
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    config::{Config, HealthKind, OnDown, Vip},
+    config::{Config, HealthKind, OnDown, Unbalanced, Vip},
     dataplane::{self, Dataplane, ServedVip},
     health::Report,
     state::Change,
 };
 
+mod admission;
 mod hops;
 mod rings;
 
@@ -46,6 +47,8 @@ pub struct Agent {
     pub(super) checks: super::checkers::Checks,
     /// Each VIP's live ring, what it was built from, and how many were built and written.
     pub(super) rings: Rings,
+    /// The VIPs' ACLs and limits as written.
+    admission: admission::Admission,
     /// The backends' next hops, and the backends the netlink watcher follows.
     pub hops: hops::NextHops,
     /// The interfaces of `agent.interfaces`: present, and whether xdp_lb is attached there.
@@ -106,6 +109,7 @@ impl Agent {
             ids: Default::default(),
             checks: super::checkers::Checks::new(reports),
             rings: Default::default(),
+            admission: Default::default(),
             hops: Default::default(),
             interfaces: Default::default(),
             started: false,
@@ -169,6 +173,8 @@ impl Agent {
             Vec::new()
         };
         self.dp.set_echo_addresses(&echo)?;
+        self.dp
+            .set_drop_unbalanced(self.effective.agent.unbalanced == Unbalanced::Drop)?;
         if only.is_none() {
             self.remove_stale_vips()?;
         }
@@ -191,6 +197,7 @@ impl Agent {
                 self.dp.clear_backend(bid)?;
             }
             self.rings.remove(id);
+            self.admission.remove(&mut self.dp, id)?;
             tracing::info!(vip_id = id, "VIP removed");
         }
         Ok(())
@@ -207,6 +214,8 @@ impl Agent {
             }
             None => anyhow::bail!("out of VIP ids"),
         };
+        // The ACL and limits before the ring: a VIP goes live with them in place.
+        let flags = self.admission.apply(&mut self.dp, id, &key, vip)?;
         let udp_idle_s = vip.udp_idle.as_secs() as u32;
         let served = ServedVip {
             id,
@@ -267,7 +276,8 @@ impl Agent {
         let Some(pending) = self.rings.build(id, inputs) else {
             return Ok(());
         };
-        self.dp.set_vip(id, key, &pending.ring, vip.fragments)?;
+        self.dp
+            .set_vip(id, key, &pending.ring, vip.fragments, flags)?;
         let (in_ring, backends) = pending.live();
         self.rings.commit(id, pending);
         tracing::info!(vip = %vip.name, address = %vip.address, live = in_ring, backends, "ring rebuilt");

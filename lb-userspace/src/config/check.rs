@@ -176,6 +176,32 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
                 )
             })?,
     };
+    let unbalanced = match raw.unbalanced {
+        None => Unbalanced::Pass,
+        Some(u) => match u.get_ref().as_str() {
+            "pass" => Unbalanced::Pass,
+            "drop" => Unbalanced::Drop,
+            other => {
+                return Err(cx.err(
+                    u.span(),
+                    "agent.unbalanced",
+                    format!("{other:?}: \"pass\" or \"drop\""),
+                ));
+            }
+        },
+    };
+    let tcp_idle = match raw.tcp_idle {
+        None => Duration::from_secs(lb_common::TCP_IDLE_DEFAULT_S as u64),
+        Some(d) => parse_duration(d.get_ref())
+            .filter(|t| *t >= Duration::from_secs(10) && *t <= Duration::from_secs(7 * 86_400))
+            .ok_or_else(|| {
+                cx.err(
+                    d.span(),
+                    "agent.tcp_idle",
+                    format!("{:?}: a duration from 10s to 7d", d.get_ref()),
+                )
+            })?,
+    };
     Ok(Agent {
         interfaces,
         xdp_mode,
@@ -190,6 +216,8 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         source_v6,
         path_mtu,
         answer_echo: raw.answer_echo.is_some_and(|a| a.into_inner()),
+        unbalanced,
+        tcp_idle,
     })
 }
 

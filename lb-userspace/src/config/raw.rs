@@ -60,6 +60,8 @@ pub(super) struct RawAgent {
     pub(super) path_mtu: Option<Spanned<i64>>,
     pub(super) flow_active: Option<Spanned<String>>,
     pub(super) answer_echo: Option<Spanned<bool>>,
+    pub(super) unbalanced: Option<Spanned<String>>,
+    pub(super) tcp_idle: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -74,8 +76,26 @@ pub(super) struct RawVip {
     pub(super) fragments: Option<Spanned<bool>>,
     pub(super) on_down: Option<Spanned<String>>,
     pub(super) health: Option<Spanned<RawHealth>>,
+    pub(super) acl: Option<Spanned<RawAcl>>,
+    pub(super) limits: Option<Spanned<RawLimits>>,
     #[serde(default)]
     pub(super) backend: Vec<Spanned<RawBackend>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAcl {
+    #[serde(default)]
+    pub(super) allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) deny: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) new_flows_per_source: Spanned<i64>,
+    pub(super) burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

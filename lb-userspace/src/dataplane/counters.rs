@@ -93,3 +93,111 @@ impl Dataplane {
         }))
     }
 }
+
+/// A pinned per-CPU counter map smaller than this release's (an older release's, before
+/// counters were added): what it held, to be written into the new map once loaded.
+pub(super) struct Grown {
+    name: &'static str,
+    traffic: Vec<Traffic>,
+    plain: Vec<u64>,
+}
+
+/// The counter maps that have grown since a release: their names, with whether they hold
+/// [`Traffic`] (else plain counts), and the entries this release has.
+const GROWING: [(&str, bool, u32); 2] = [
+    (map_names::STATS, true, Counter::COUNT),
+    (map_names::FLOW_STATS, false, lb_common::FLOW_STATS_COUNT),
+];
+
+/// Reads every pinned counter map under `maps` that is smaller than this release's, sums its
+/// counters over the CPUs, and removes its pin, so that the load makes it anew at its full
+/// size ([`Dataplane::restore_grown`] then writes the sums back): no counter is lost, and none
+/// of the new ones is left without a slot.
+pub(super) fn take_grown(maps: &std::path::Path) -> Result<Vec<Grown>> {
+    use aya::maps::{Map, MapData};
+    let mut out = Vec::new();
+    for (name, traffic, want) in GROWING {
+        let path = maps.join(name);
+        let Ok(data) = MapData::from_pin(&path) else {
+            continue;
+        };
+        let have = data.info().map_err(map_err(name))?.max_entries();
+        if have >= want {
+            continue;
+        }
+        let map = Map::PerCpuArray(data);
+        let mut g = Grown {
+            name,
+            traffic: Vec::new(),
+            plain: Vec::new(),
+        };
+        if traffic {
+            let m: PerCpuArray<_, Traffic> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+            for i in 0..have {
+                let v = m.get(&i, 0).map_err(map_err(name))?;
+                g.traffic
+                    .push(v.iter().fold(Traffic::default(), |a, t| Traffic {
+                        packets: a.packets + t.packets,
+                        bytes: a.bytes + t.bytes,
+                    }));
+            }
+        } else {
+            let m: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+            for i in 0..have {
+                g.plain
+                    .push(m.get(&i, 0).map_err(map_err(name))?.iter().sum());
+            }
+        }
+        std::fs::remove_file(&path)
+            .map_err(|e| DataplaneError::Limit(format!("removing {}: {e}", path.display())))?;
+        tracing::info!(
+            map = name,
+            entries = have,
+            grown_to = want,
+            "counter map grown"
+        );
+        out.push(g);
+    }
+    Ok(out)
+}
+
+impl Dataplane {
+    /// Writes the sums [`take_grown`] kept into the new maps (on the first CPU's values).
+    pub(super) fn restore_grown(&mut self, grown: Vec<Grown>) -> Result<()> {
+        for g in grown {
+            if g.traffic.is_empty() {
+                self.put_first_cpu(g.name, &g.plain)?;
+            } else {
+                self.put_first_cpu(g.name, &g.traffic)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn put_first_cpu<T: aya::Pod + Default>(&mut self, name: &'static str, v: &[T]) -> Result<()> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| DataplaneError::Limit(format!("counting possible CPUs: {e}")))?;
+        let map = self.map_mut(name)?;
+        let mut m: PerCpuArray<_, T> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+        for (i, value) in v.iter().enumerate() {
+            let mut all = vec![T::default(); cpus];
+            all[0] = *value;
+            let values = PerCpuValues::try_from(all)
+                .map_err(|e| DataplaneError::Limit(format!("map {name}: {e}")))?;
+            m.set(i as u32, values, 0).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// New flows the flow table could not record (their sets full of established flows).
+    pub fn flows_unrecorded(&self) -> Result<u64> {
+        let name = map_names::FLOW_STATS;
+        let map = self.map(name)?;
+        let st: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(name))?;
+        Ok(st
+            .get(&lb_common::FLOW_UNRECORDED, 0)
+            .map_err(map_err(name))?
+            .iter()
+            .sum())
+    }
+}

@@ -22,6 +22,11 @@ pub struct FlowTable {
     pub evicted: u64,
     /// Packets of established flows that kept their backend.
     pub hits: u64,
+    /// New flows not recorded: every way of their set held an established flow within its
+    /// keep time (the table is too small for its live flows, or a flood of established-looking
+    /// flows filled it). They still reached the ring's backend.
+    #[serde(default)]
+    pub unrecorded: u64,
 }
 
 impl FlowTable {
@@ -45,7 +50,7 @@ impl Dataplane {
         }
     }
 
-    fn flow_slots(&self, writable: bool) -> Result<FlowSlots> {
+    pub(super) fn flow_slots(&self, writable: bool) -> Result<FlowSlots> {
         FlowSlots::new(self.flow_map()?, writable).map_err(|source| DataplaneError::Mmap {
             name: map_names::FLOWS,
             source,
@@ -74,6 +79,7 @@ impl Dataplane {
             inserted,
             evicted: 0,
             hits,
+            unrecorded: self.flows_unrecorded()?,
         })
     }
 
@@ -106,7 +112,13 @@ impl Dataplane {
                     last_seen_ns: seen,
                     key: *key,
                     hash: flow_hash(&key.src, &key.dst, p(0), p(2), key.proto),
-                    _reserved: 0,
+                    // Established flows, kept for the default idle times.
+                    state: lb_common::FLOW_PROMOTED
+                        | if key.proto == PROTO_UDP {
+                            lb_common::UDP_IDLE_DEFAULT_S
+                        } else {
+                            lb_common::TCP_IDLE_DEFAULT_S
+                        },
                 },
             );
             adopted += 1;

@@ -22,7 +22,14 @@ impl Dataplane {
     /// sees either the whole old ring or the whole new one.
     /// With `fragments`, fragments to the VIP's address and protocol take the same ring (by
     /// source, destination and protocol).
-    pub fn set_vip(&mut self, id: u32, key: VipKey, ring: &[u32], fragments: bool) -> Result<()> {
+    pub fn set_vip(
+        &mut self,
+        id: u32,
+        key: VipKey,
+        ring: &[u32],
+        fragments: bool,
+        flags: u32,
+    ) -> Result<()> {
         if id >= MAX_VIPS || ring.is_empty() || ring.len() > RING_STRIDE as usize {
             return Err(DataplaneError::Limit(format!(
                 "VIP id {id} with a ring of {} slots",
@@ -64,15 +71,25 @@ impl Dataplane {
             ring_size: ring.len() as u32,
             active_ring: idle,
             forwarding: FORWARD_IPIP,
-            flags: 0,
+            flags,
             _reserved: 0,
         };
         if key.port_be == 0 {
             // Before the VIP goes live: packets to it must find the every-port lookup on.
             self.update_config(|c| c.flags |= CONFIG_ANY_PORT_VIP)?;
         }
-        // Before the VIP goes live, too: its address must pass the filter.
+        // Before the VIP goes live, too: its address must pass the filter, and be known as a
+        // VIP's.
         self.update_vip_filter(|f| hash::vip_filter_set(f, &key.addr))?;
+        let addr = lb_common::AddrKey {
+            addr: key.addr,
+            family: key.family,
+            _pad: [0; 3],
+        };
+        let mut addrs: HashMap<_, lb_common::AddrKey, u32> = self.map_hash(map_names::VIP_ADDRS)?;
+        addrs
+            .insert(addr, 1, 0)
+            .map_err(map_err(map_names::VIP_ADDRS))?;
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
         vips.insert(key, value, 0)
             .map_err(map_err(map_names::VIPS))?;
@@ -126,7 +143,8 @@ impl Dataplane {
         for (key, _) in &vips {
             hash::vip_filter_set(&mut filter, &key.addr);
         }
-        self.update_vip_filter(|f| *f = filter)
+        self.update_vip_filter(|f| *f = filter)?;
+        self.rebuild_vip_addrs()
     }
 
     fn update_vip_filter(&mut self, f: impl FnOnce(&mut VipFilter)) -> Result<()> {

@@ -49,6 +49,7 @@ fn names_labels_and_values() {
         health_times: times,
         flows_inserted: 4,
         flow_hits: 6,
+        flows_unrecorded: 0,
         flow_entries: Some(5),
         flow_capacity: 1024,
         ring_builds: 3,

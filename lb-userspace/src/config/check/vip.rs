@@ -33,6 +33,11 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
     let udp_idle = udp_idle(cx, raw.udp_idle)?;
     let fragments = fragments(cx, raw.fragments, protocol)?;
     let on_down = on_down(cx, raw.on_down, protocol)?;
+    let acl = match raw.acl {
+        None => Acl::default(),
+        Some(a) => acl(cx, a)?,
+    };
+    let limits = raw.limits.map(|l| limits(cx, l)).transpose()?;
     let (backends, hosts) = backends(cx, raw.backend, address, agent)?;
     if backends.len() as u64 >= ring_size as u64 {
         return Err(cx.err(
@@ -54,8 +59,85 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
         ring_size,
         health,
         on_down,
+        acl,
+        limits,
         backends,
         hosts,
+    })
+}
+
+/// Most prefixes one VIP's ACL may hold (all VIPs share the program's trie).
+const ACL_MAX: usize = 16_384;
+
+/// `[vip.acl]`: `allow` and `deny`, IPv4 and IPv6 prefixes (a bare address is its own
+/// prefix); none with host bits set, none in both lists.
+fn acl(cx: &Ctx, raw: Spanned<RawAcl>) -> Result<Acl, ConfigError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let list = |items: Vec<Spanned<String>>, field: &str| {
+        items
+            .into_iter()
+            .map(|s| {
+                let text = s.get_ref().trim();
+                let net = match text.parse::<ipnet::IpNet>() {
+                    Ok(n) => n,
+                    Err(_) => match text.parse::<IpAddr>() {
+                        Ok(a) => ipnet::IpNet::from(a),
+                        Err(_) => {
+                            return Err(cx.err(
+                                s.span(),
+                                field,
+                                format!("{text:?} is not an address or prefix (ADDR/LEN)"),
+                            ));
+                        }
+                    },
+                };
+                if net.trunc() != net {
+                    return Err(cx.err(
+                        s.span(),
+                        field,
+                        format!("{text}: host bits set (the prefix is {})", net.trunc()),
+                    ));
+                }
+                Ok(net)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let allow = list(raw.allow, "vip.acl.allow")?;
+    let deny = list(raw.deny, "vip.acl.deny")?;
+    if let Some(both) = allow.iter().find(|n| deny.contains(n)) {
+        return Err(cx.err(span, "vip.acl", format!("{both} is in both allow and deny")));
+    }
+    if allow.len() + deny.len() > ACL_MAX {
+        return Err(cx.err(
+            span,
+            "vip.acl",
+            format!("{} prefixes: at most {ACL_MAX}", allow.len() + deny.len()),
+        ));
+    }
+    Ok(Acl { allow, deny })
+}
+
+/// `[vip.limits]`: `new_flows_per_source` (1 to 1,000,000 a second) and `burst` (1 to
+/// 1,000,000; default the rate, a second's worth).
+fn limits(cx: &Ctx, raw: Spanned<RawLimits>) -> Result<Limits, ConfigError> {
+    let raw = raw.into_inner();
+    let range = |v: &Spanned<i64>, field: &str| {
+        let n = *v.get_ref();
+        if (1..=1_000_000).contains(&n) {
+            Ok(n as u32)
+        } else {
+            Err(cx.err(v.span(), field, format!("{n}: must be from 1 to 1000000")))
+        }
+    };
+    let rate = range(&raw.new_flows_per_source, "vip.limits.new_flows_per_source")?;
+    let burst = match &raw.burst {
+        None => rate,
+        Some(b) => range(b, "vip.limits.burst")?,
+    };
+    Ok(Limits {
+        new_flows_per_source: rate,
+        burst,
     })
 }
 

@@ -198,7 +198,7 @@ pub fn per_packet(o: &Opts) -> Vec<Row> {
         let mut plain = Dataplane::load(program_names::LB).expect("load xdp_lb");
         let key = lb::dataplane::vip_key("198.19.0.100".parse().unwrap(), 80, PROTO_TCP);
         plain
-            .set_vip(0, key, &[lb_common::NO_BACKEND; 7], false)
+            .set_vip(0, key, &[lb_common::NO_BACKEND; 7], false, 0)
             .expect("a VIP");
 
         let other = || Pkt::new("198.18.0.2", 80, PROTO_TCP).build();
