@@ -355,9 +355,10 @@ pub struct Config {
 }
 const _: () = assert!(size_of::<Config>() == 28);
 
-/// The single entry of [`map_names::GEN_CONFIG`]: what the benchmark generator writes into
-/// every frame (UDP, no payload to speak of: 60 bytes over IPv4, 62 over IPv6), varying the
-/// source address and port over 4096 flows.
+/// The single entry of the test object's `LB_GEN_CONFIG`: what its traffic generator writes
+/// into every frame (60 bytes over IPv4, 62 over IPv6). [`GEN_CYCLE`]: UDP, varying the
+/// source address and port over 4096 flows; [`GEN_SYN_FLOOD`] and [`GEN_UDP_FLOOD`] (IPv4):
+/// a TCP SYN or a UDP datagram from a new source address and port every frame.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct GenConfig {
@@ -371,9 +372,18 @@ pub struct GenConfig {
     pub dst_port: [u8; 2],
     /// [`FAMILY_V4`] or [`FAMILY_V6`].
     pub family: u8,
-    pub _pad: u8,
+    /// [`GEN_CYCLE`], [`GEN_SYN_FLOOD`] or [`GEN_UDP_FLOOD`].
+    pub mode: u8,
 }
 const _: () = assert!(size_of::<GenConfig>() == 48);
+
+/// [`GenConfig::mode`]: 4096 UDP flows, cycled.
+pub const GEN_CYCLE: u8 = 0;
+/// [`GenConfig::mode`]: a TCP SYN from a new 5-tuple every frame (IPv4): the source's last 15
+/// bits and port follow a sequence; the TCP checksum is left 0.
+pub const GEN_SYN_FLOOD: u8 = 1;
+/// [`GenConfig::mode`]: like [`GEN_SYN_FLOOD`], a one-datagram UDP flow every frame.
+pub const GEN_UDP_FLOOD: u8 = 2;
 
 /// The length of the generator's IPv4 frames: Ethernet, IPv4, UDP, 18 bytes of payload (64
 /// bytes on the wire with the frame check sequence).

@@ -45,7 +45,12 @@ fn the_production_object_holds_exactly_what_the_agent_attaches() {
     let constants = defined_in(object, ".rodata");
     assert_eq!(
         constants.iter().map(String::as_str).collect::<Vec<_>>(),
-        ["AYA_LOG_LEVEL", "LB_CAPTURE_HOOK", "LB_FLOW_SETS", "LB_TCP_IDLE_S"],
+        [
+            "AYA_LOG_LEVEL",
+            "LB_CAPTURE_HOOK",
+            "LB_FLOW_SETS",
+            "LB_TCP_IDLE_S"
+        ],
         "load-time constants"
     );
     // What the tests and benchmarks load is in the other object.

@@ -6,7 +6,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    FAMILY_V6, GEN_FRAME_V4, GEN_FRAME_V6, GenConfig,
+    FAMILY_V6, GEN_CYCLE, GEN_FRAME_V4, GEN_FRAME_V6, GEN_SYN_FLOOD, GenConfig,
     hash::{ipv4_checksum_of, ipv4_header_checksum, udp_ipv6_checksum},
 };
 
@@ -28,14 +28,59 @@ pub fn xdp_gen(ctx: XdpContext) -> u32 {
         *seq += 1;
         *seq
     };
+    if cfg.mode != GEN_CYCLE {
+        // A new 5-tuple every frame: the source's last 15 bits, then its port, count on.
+        let mut src = [cfg.src_ip[0], cfg.src_ip[1], cfg.src_ip[2], cfg.src_ip[3]];
+        src[2] |= ((n >> 8) & 0x7f) as u8;
+        src[3] = n as u8;
+        let sport = (1024 + ((n >> 15) & 0x7fff)) as u16;
+        return if cfg.mode == GEN_SYN_FLOOD {
+            syn_v4(&ctx, cfg, src, sport, n as u32)
+        } else {
+            gen_v4(&ctx, cfg, src, sport)
+        };
+    }
     // 256 sources × 16 ports: 4096 flows, cycled, so flows are mostly established.
     let last = (n & 0xff) as u8;
     let sport = (1024 + ((n >> 8) & 0xf)) as u16;
     if cfg.family == FAMILY_V6 {
         gen_v6(&ctx, cfg, last, sport)
     } else {
-        gen_v4(&ctx, cfg, last, sport)
+        let src = [cfg.src_ip[0], cfg.src_ip[1], cfg.src_ip[2], last];
+        gen_v4(&ctx, cfg, src, sport)
     }
+}
+
+/// A TCP SYN from `src`:`sport` (the TCP checksum left 0: the balancer never reads it, and
+/// the backends' kernels discard the frame without answering).
+#[inline(always)]
+fn syn_v4(ctx: &XdpContext, cfg: &GenConfig, src: [u8; 4], sport: u16, seq: u32) -> u32 {
+    const FRAME: usize = GEN_FRAME_V4;
+    let Some(frame) = ptr_at_mut::<[u8; FRAME]>(ctx, 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let mut f = [0u8; FRAME];
+    eth(&mut f, cfg, 0x0800);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[3] = 40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&cfg.dst_ip[..4]);
+    let c = ipv4_header_checksum(&ip).to_be_bytes();
+    ip[10] = c[0];
+    ip[11] = c[1];
+    f[14..34].copy_from_slice(&ip);
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&cfg.dst_port);
+    f[38..42].copy_from_slice(&seq.to_be_bytes());
+    f[46] = 0x50;
+    f[47] = 0x02;
+    f[48] = 0xff;
+    f[49] = 0xff;
+    unsafe { frame.write_unaligned(f) };
+    xdp_action::XDP_TX
 }
 
 /// The frame's Ethernet header: the configured addresses and `ether_type`.
@@ -47,7 +92,7 @@ fn eth(f: &mut [u8], cfg: &GenConfig, ether_type: u16) {
 }
 
 #[inline(always)]
-fn gen_v4(ctx: &XdpContext, cfg: &GenConfig, last: u8, sport: u16) -> u32 {
+fn gen_v4(ctx: &XdpContext, cfg: &GenConfig, src: [u8; 4], sport: u16) -> u32 {
     const FRAME: usize = GEN_FRAME_V4;
     let Some(frame) = ptr_at_mut::<[u8; FRAME]>(ctx, 0) else {
         return xdp_action::XDP_ABORTED;
@@ -59,8 +104,7 @@ fn gen_v4(ctx: &XdpContext, cfg: &GenConfig, last: u8, sport: u16) -> u32 {
     ip[3] = (FRAME - 14) as u8;
     ip[8] = 64;
     ip[9] = 17;
-    ip[12..15].copy_from_slice(&cfg.src_ip[..3]);
-    ip[15] = last;
+    ip[12..16].copy_from_slice(&src);
     ip[16..20].copy_from_slice(&cfg.dst_ip[..4]);
     let c = ipv4_header_checksum(&ip).to_be_bytes();
     ip[10] = c[0];

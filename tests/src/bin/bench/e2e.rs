@@ -180,7 +180,7 @@ pub(super) fn generator(net: &Net) -> Dataplane {
         dst_ip,
         dst_port: 53u16.to_be_bytes(),
         family: net.family,
-        _pad: 0,
+        mode: lb_common::GEN_CYCLE,
     })
     .expect("generator config");
     g
