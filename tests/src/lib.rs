@@ -14,6 +14,7 @@ use std::{
 };
 
 pub mod fixture;
+pub mod flood;
 pub mod lab;
 pub mod life;
 pub mod test_object;

@@ -60,7 +60,19 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(n: usize, configured: usize) -> Self {
+        Self::custom(n, configured, |_| {}, |c| c)
+    }
+
+    /// [`Setup::new`], with `prepare` run on the topology before the agent starts and the
+    /// agent's config as `edit` makes it.
+    pub fn custom(
+        n: usize,
+        configured: usize,
+        prepare: impl FnOnce(&OneArm),
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         let topo = OneArm::with_backends(n);
+        prepare(&topo);
         let tmp = TempDir::new("life");
         let decaps = topo
             .backends
@@ -76,7 +88,10 @@ impl Setup {
                 ))
             })
             .collect();
-        let cfg = config(&tmp, &(0..configured).map(backend4).collect::<Vec<_>>());
+        let cfg = edit(config(
+            &tmp,
+            &(0..configured).map(backend4).collect::<Vec<_>>(),
+        ));
         let (agent, config) = lab::start_agent(&topo.lb, &cfg, &tmp);
         let socket = tmp.path("lb.sock");
         Setup {

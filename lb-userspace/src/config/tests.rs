@@ -426,3 +426,93 @@ fn a_udp_vip_is_never_checked_by_a_tcp_connect_unless_asked() {
         HealthKind::Tcp
     );
 }
+
+/// `[vip.acl]`, `[vip.limits]`, `agent.unbalanced` and `agent.tcp_idle`: parsed, and their
+/// mistakes refused with the line and the field.
+#[test]
+fn edge_protection_is_parsed_and_its_mistakes_refused() {
+    let text = GOOD
+        .replacen(
+            "source_v6 = \"fd00::2\"",
+            "source_v6 = \"fd00::2\"\nunbalanced = \"drop\"\ntcp_idle = \"5m\"",
+            1,
+        )
+        .replacen(
+            "[[vip.backend]]\naddress = \"198.18.1.11\"",
+            "[vip.acl]\nallow = [\"198.18.0.0/15\", \"fd00::/8\"]\ndeny = [\"198.18.7.0/24\", \"198.18.9.9\"]\n\n\
+             [vip.limits]\nnew_flows_per_source = 100\nburst = 20\n\n\
+             [[vip.backend]]\naddress = \"198.18.1.11\"",
+            1,
+        );
+    let c = parse("lb.toml", &text).unwrap();
+    assert_eq!(c.agent.unbalanced, Unbalanced::Drop);
+    assert_eq!(c.agent.tcp_idle, Duration::from_secs(300));
+    let web = &c.vips[0];
+    assert_eq!(web.acl.allow.len(), 2);
+    assert_eq!(web.acl.deny[1].to_string(), "198.18.9.9/32");
+    assert!(web.acl.admits("198.18.1.1".parse().unwrap()));
+    assert!(!web.acl.admits("198.18.7.1".parse().unwrap()));
+    assert!(!web.acl.admits("198.20.0.1".parse().unwrap()));
+    assert_eq!(
+        web.limits,
+        Some(Limits {
+            new_flows_per_source: 100,
+            burst: 20
+        })
+    );
+    assert!(c.vips[1].acl.is_empty() && c.vips[1].limits.is_none());
+    let defaults = parse("lb.toml", GOOD).unwrap();
+    assert_eq!(defaults.agent.unbalanced, Unbalanced::Pass);
+    assert_eq!(
+        defaults.agent.tcp_idle.as_secs(),
+        lb_common::TCP_IDLE_DEFAULT_S as u64
+    );
+
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "unbalanced = \"drop\"",
+            "unbalanced = \"reject\"",
+            "agent.unbalanced",
+            "\"pass\" or \"drop\"",
+        ),
+        (
+            "tcp_idle = \"5m\"",
+            "tcp_idle = \"1s\"",
+            "agent.tcp_idle",
+            "10s to 7d",
+        ),
+        (
+            "\"198.18.7.0/24\"",
+            "\"198.18.7.1/24\"",
+            "vip.acl.deny",
+            "host bits set (the prefix is 198.18.7.0/24)",
+        ),
+        (
+            "\"fd00::/8\"",
+            "\"fd00::/129\"",
+            "vip.acl.allow",
+            "not an address or prefix",
+        ),
+        (
+            "\"198.18.9.9\"",
+            "\"198.18.0.0/15\"",
+            "vip.acl",
+            "in both allow and deny",
+        ),
+        (
+            "new_flows_per_source = 100",
+            "new_flows_per_source = 0",
+            "vip.limits.new_flows_per_source",
+            "from 1 to",
+        ),
+        ("burst = 20", "burst = -3", "vip.limits.burst", "from 1 to"),
+        ("burst = 20", "bursts = 20", "vip.limits", "unknown field"),
+    ];
+    for (from, to, field, reason) in cases {
+        let bad = text.replacen(from, to, 1);
+        let err = parse("lb.toml", &bad).expect_err(to);
+        assert!(err.field.starts_with(field), "{to}: {err}");
+        assert!(err.reason.contains(reason), "{to}: {err}");
+        assert!(err.line > 1, "{to}: {err}");
+    }
+}
