@@ -3,14 +3,13 @@
 //! established flow's too when its entry is gone (the agent clears the entries of sources an
 //! ACL change denies); the per-source new-flow limit (`[vip.limits]`) judges new flows only.
 //! Both cost a VIP without them one test of its flags.
-use aya_ebpf::maps::lpm_trie::Key;
+use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use lb_common::{
     ACL_DENY, ACL_FULL_PREFIX, AclKey, Counter, FAMILY_V6, LimitKey, VIP_ACL, VIP_ACL_DEFAULT_DENY,
     VIP_LIMITED, VipValue,
 };
 
 use crate::{
-    flow_table,
     maps::{ACL, LIMITS, VIP_LIMITS},
     packet::Packet,
     verdict::Verdict,
@@ -60,7 +59,9 @@ fn within_limit(pkt: &Packet, vip: u32) -> bool {
     if pkt.key.family == FAMILY_V6 {
         key.addr[8..].copy_from_slice(&[0; 8]);
     }
-    let now = flow_table::now();
+    // The precise clock: the coarse one moves in ticks, and a bucket with no tolerance (a
+    // burst of 1) that meets a tick a hair early waits for the next, halving the rate.
+    let now = unsafe { bpf_ktime_get_ns() };
     match LIMITS.get_ptr_mut(&key) {
         Some(tat) => {
             // Safety: a value of the map, valid for this program run.

@@ -32,7 +32,7 @@ static LB_TCP_IDLE_S: Global<u32> = Global::new(lb_common::TCP_IDLE_DEFAULT_S);
 /// keeps the last reading with the jiffies it was taken at and calls the helper once a tick:
 /// `bpf_jiffies64` is not a call at all (the verifier turns it into a load of `jiffies`).
 #[inline(always)]
-pub(crate) fn now() -> u64 {
+fn now() -> u64 {
     let j = unsafe { bpf_jiffies64() };
     let Some(c) = CLOCK.get_ptr_mut(0) else {
         return unsafe { bpf_ktime_get_coarse_ns() };

@@ -230,6 +230,12 @@ fn render_agent(c: &Config) -> toml::Table {
     if a.answer_echo {
         t.insert("answer_echo".into(), true.into());
     }
+    let unbalanced = match a.unbalanced {
+        config::Unbalanced::Pass => "pass",
+        config::Unbalanced::Drop => "drop",
+    };
+    t.insert("unbalanced".into(), unbalanced.into());
+    t.insert("tcp_idle".into(), ms(a.tcp_idle));
     let mut root = toml::Table::new();
     root.insert("agent".into(), t.into());
     if let Some(b) = &c.bgp {
@@ -293,6 +299,23 @@ fn render_vip(v: &Vip) -> toml::Table {
         config::OnDown::Move => "move",
     };
     t.insert("on_down".into(), on_down.into());
+    if !v.acl.is_empty() {
+        let list =
+            |nets: &[ipnet::IpNet]| -> Vec<String> { nets.iter().map(|n| n.to_string()).collect() };
+        let mut at = toml::Table::new();
+        at.insert("allow".into(), list(&v.acl.allow).into());
+        at.insert("deny".into(), list(&v.acl.deny).into());
+        t.insert("acl".into(), at.into());
+    }
+    if let Some(l) = v.limits {
+        let mut lt = toml::Table::new();
+        lt.insert(
+            "new_flows_per_source".into(),
+            (l.new_flows_per_source as i64).into(),
+        );
+        lt.insert("burst".into(), (l.burst as i64).into());
+        t.insert("limits".into(), lt.into());
+    }
     let h = &v.health;
     let mut ht = toml::Table::new();
     let kind = match h.kind {

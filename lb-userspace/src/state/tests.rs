@@ -5,6 +5,8 @@ const FILE: &str = r#"
 interfaces = ["eth0"]
 source_v4 = "198.18.0.2"
 state_dir = "/tmp/x"
+unbalanced = "drop"
+tcp_idle = "10m"
 
 [[vip]]
 name = "web"
@@ -14,6 +16,14 @@ udp_idle = "45s"
 [vip.health]
 kind = "http"
 path = "/ok"
+
+[vip.acl]
+allow = ["198.18.0.0/15"]
+deny = ["198.18.7.0/24", "fd00:7::/32"]
+
+[vip.limits]
+new_flows_per_source = 50
+burst = 5
 
 [[vip.backend]]
 address = "198.18.0.11"
