@@ -14,6 +14,7 @@ use lb_tests::{
 };
 
 pub mod ab;
+pub mod flood;
 mod modes;
 mod net;
 mod report;
@@ -73,17 +74,10 @@ fn pin_self(cpu: usize) {
     }
 }
 
-/// One burst of `n` packets: the rate at which they came back to the sink, in Mpps.
-pub(super) fn burst(
-    gen_ns: &Netns,
-    generator: &mut Dataplane,
-    sink: &Dataplane,
-    n: u32,
-    net: &Net,
-) -> f64 {
-    let before = sink.sink_count().expect("sink");
-    let len = if net.v6() { GEN_FRAME_V6 } else { GEN_FRAME_V4 };
-    let elapsed = gen_ns.run(|| {
+/// Sends `n` frames of `len` bytes from the generator (on `g0` in `gen_ns`, pinned to the
+/// first core): how long the sending took.
+pub(super) fn send(gen_ns: &Netns, generator: &mut Dataplane, n: u32, len: usize) -> Duration {
+    gen_ns.run(|| {
         pin_self(0);
         let ifindex = nix_ifindex("g0").expect("g0");
         let md: [u32; 6] = [0, len as u32, 0, ifindex, 0, 0];
@@ -102,18 +96,37 @@ pub(super) fn burst(
             })
             .expect("BPF_PROG_RUN with live frames");
         t.elapsed()
-    });
-    // Let the last frames drain through the balancer's queue.
-    let mut last = sink.sink_count().expect("sink");
+    })
+}
+
+/// Reads `count` until it stops moving (at most 2 s): what it settled at.
+pub(super) fn settled(mut count: impl FnMut() -> u64) -> u64 {
+    let mut last = count();
     let end = Instant::now() + Duration::from_secs(2);
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
-        let now = sink.sink_count().expect("sink");
+        let now = count();
         if now == last {
             break;
         }
         last = now;
     }
+    last
+}
+
+/// One burst of `n` packets: the rate at which they came back to the sink, in Mpps.
+pub(super) fn burst(
+    gen_ns: &Netns,
+    generator: &mut Dataplane,
+    sink: &Dataplane,
+    n: u32,
+    net: &Net,
+) -> f64 {
+    let before = sink.sink_count().expect("sink");
+    let len = if net.v6() { GEN_FRAME_V6 } else { GEN_FRAME_V4 };
+    let elapsed = send(gen_ns, generator, n, len);
+    // Let the last frames drain through the balancer's queue.
+    let last = settled(|| sink.sink_count().expect("sink"));
     (last - before) as f64 / elapsed.as_secs_f64() / 1e6
 }
 

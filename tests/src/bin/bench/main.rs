@@ -67,6 +67,11 @@ fn main() {
                 print!("{}", e2e::ab::measure(o.quick));
                 continue;
             }
+            // Part of e2e, alone.
+            if section == "flood" {
+                print!("{}", e2e::flood::measure(o.quick));
+                continue;
+            }
             let Some((_, run)) = SECTIONS.iter().find(|(name, _)| *name == section) else {
                 let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
                 panic!(
@@ -150,7 +155,7 @@ const SECTIONS: &[(&str, Section)] = &[
             e2e::measure(o.quick),
             e2e::measure_two_arm(o.quick),
             e2e::measure_v6(o.quick)
-        )
+        ) + &e2e::flood::measure(o.quick)
     }),
     ("conn", |o| {
         format!("\n## Connection rate\n\n{}", conn::measure(o.quick))
