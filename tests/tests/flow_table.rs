@@ -53,17 +53,21 @@ fn a_full_set_evicts_the_flow_seen_least_recently() {
             (0, 4),
             "flows 0, 3, 4 and 5 must all be held (inserts, hits): {before:?} -> {after:?}"
         );
-        // Flows 1 and 2 are gone: their packets are new to the table again.
+        // Flows 1 and 2 are gone: their packets are new to the table again, and find its set
+        // full of established flows (the four above, promoted by their second packets), so
+        // they are not recorded.
+        let unrecorded = dp.flow_table().unwrap().unrecorded;
         for p in [1, 2] {
             send(&mut dp, tcp(p).established());
         }
         let last = dp.flow_counters().unwrap();
         assert_eq!(
             (last.0 - after.0, last.1 - after.1),
-            (2, 0),
+            (0, 0),
             "flows 1 and 2 must have been evicted: {after:?} -> {last:?}"
         );
         let f = dp.flow_table().unwrap();
         assert_eq!((f.capacity, f.entries), (FLOW_WAYS, 4), "{f:?}");
+        assert_eq!(f.unrecorded, unrecorded + 2, "{f:?}");
     });
 }
