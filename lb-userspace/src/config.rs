@@ -79,6 +79,10 @@ pub enum Forwarding {
 pub enum HealthKind {
     Tcp,
     Http,
+    /// HTTP over TLS (rustls).
+    Https,
+    /// A datagram sent, an answer expected.
+    Udp,
     None,
 }
 
@@ -96,6 +100,19 @@ pub struct Health {
     pub fall: u32,
     /// Whether a flapping backend is held out of the ring (flap damping).
     pub damping: bool,
+    /// http, https: a string the answer's body must contain.
+    pub body: Option<String>,
+    /// https: the name sent (SNI) and verified; the backend's address when not given.
+    pub sni: Option<String>,
+    /// https: whether the backend's certificate is verified (against `ca`, else the system's
+    /// roots).
+    pub verify: bool,
+    /// https: the certificates (PEM) that sign the backends'.
+    pub ca: Option<PathBuf>,
+    /// udp: the datagram sent.
+    pub send: Vec<u8>,
+    /// udp: what the answer must contain (any answer passes when not given).
+    pub expect: Option<Vec<u8>>,
 }
 
 impl Default for Health {
@@ -110,6 +127,12 @@ impl Default for Health {
             rise: 2,
             fall: 3,
             damping: true,
+            body: None,
+            sni: None,
+            verify: true,
+            ca: None,
+            send: Vec::new(),
+            expect: None,
         }
     }
 }

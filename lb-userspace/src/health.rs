@@ -9,18 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    sync::mpsc::UnboundedSender,
-    task::JoinHandle,
-    time::timeout,
-};
+use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle};
 
-use crate::{
-    config::{Health, HealthKind},
-    metrics::HealthTimes,
-};
+use crate::{config::Health, metrics::HealthTimes};
+
+mod probe;
+mod tls;
+
+pub use probe::Prober;
 
 /// A backend's health, or its checker's local fault, changed.
 #[derive(Debug, Clone)]
@@ -43,7 +39,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn remote(message: String) -> Failure {
+    pub(crate) fn remote(message: String) -> Failure {
         Failure {
             local: false,
             message,
@@ -51,7 +47,7 @@ impl Failure {
     }
 
     /// From an I/O error: local where the error is this host's own.
-    fn io(what: String, e: &std::io::Error) -> Failure {
+    pub(crate) fn io(what: String, e: &std::io::Error) -> Failure {
         Failure {
             local: is_local(e),
             message: format!("{what}: {e}"),
@@ -77,72 +73,6 @@ pub fn is_local(e: &std::io::Error) -> bool {
     )
 }
 
-/// One probe: `Ok` if healthy, else why not.
-pub async fn probe(h: &Health, target: SocketAddr) -> Result<(), Failure> {
-    let connect = timeout(h.timeout, TcpStream::connect(target));
-    let mut s = match connect.await {
-        Err(_) => {
-            return Err(Failure::remote(format!(
-                "connect to {target}: timed out after {:?}",
-                h.timeout
-            )));
-        }
-        Ok(Err(e)) => return Err(Failure::io(format!("connect to {target}"), &e)),
-        Ok(Ok(s)) => s,
-    };
-    if h.kind != HealthKind::Http {
-        return Ok(());
-    }
-    let req = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: lb-health\r\n\r\n",
-        h.path,
-        host_header(target.ip())
-    );
-    let exchange = async {
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = vec![0u8; 256];
-        let mut n = 0;
-        while n < 12 {
-            let k = s.read(&mut buf[n..]).await?;
-            if k == 0 {
-                break;
-            }
-            n += k;
-        }
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
-    };
-    let head = match timeout(h.timeout, exchange).await {
-        Err(_) => {
-            return Err(Failure::remote(format!(
-                "GET {}: no answer within {:?}",
-                h.path, h.timeout
-            )));
-        }
-        Ok(Err(e)) => return Err(Failure::io(format!("GET {}", h.path), &e)),
-        Ok(Ok(head)) => head,
-    };
-    let status: Option<u16> = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
-    match status {
-        Some(st) if st == h.expect_status => Ok(()),
-        Some(st) => Err(Failure::remote(format!(
-            "GET {}: status {st}, expected {}",
-            h.path, h.expect_status
-        ))),
-        None => Err(Failure::remote(format!(
-            "GET {}: not an HTTP answer",
-            h.path
-        ))),
-    }
-}
-
-/// The `Host` header for an address: an IPv6 one in brackets (RFC 7230, section 5.4).
-fn host_header(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(a) => a.to_string(),
-        std::net::IpAddr::V6(a) => format!("[{a}]"),
-    }
-}
-
 /// Starts checking `target` every `interval`, starting from state `up`.
 pub fn spawn(
     vip: String,
@@ -153,13 +83,14 @@ pub fn spawn(
     times: HealthTimes,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let prober = Prober::new(h.clone());
         let mut tally = Tally::new(up);
         let mut tick = tokio::time::interval(h.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let started = Instant::now();
-            let result = probe(&h, target).await;
+            let result = prober.probe(target).await;
             match &result {
                 Err(f) if f.local => times.local_fault(&vip, target.ip()),
                 r => times.observe(&vip, target.ip(), r.is_ok(), started.elapsed()),
@@ -238,7 +169,11 @@ pub fn detection_time(h: &Health) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
+    use crate::config::HealthKind;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
 
     fn cfg(kind: HealthKind) -> Health {
         Health {
@@ -249,6 +184,10 @@ mod tests {
             fall: 2,
             ..Health::default()
         }
+    }
+
+    async fn probe(h: &Health, target: SocketAddr) -> Result<(), Failure> {
+        Prober::new(h.clone()).probe(target).await
     }
 
     #[tokio::test]
@@ -291,6 +230,7 @@ mod tests {
 
     #[test]
     fn ipv6_hosts_are_bracketed() {
+        use probe::host_header;
         assert_eq!(host_header("198.18.0.11".parse().unwrap()), "198.18.0.11");
         assert_eq!(host_header("fd00:18::11".parse().unwrap()), "[fd00:18::11]");
     }

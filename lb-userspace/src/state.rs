@@ -321,9 +321,30 @@ fn render_vip(v: &Vip) -> toml::Table {
     let kind = match h.kind {
         HealthKind::Tcp => "tcp",
         HealthKind::Http => "http",
+        HealthKind::Https => "https",
+        HealthKind::Udp => "udp",
         HealthKind::None => "none",
     };
     ht.insert("kind".into(), kind.into());
+    let hex = |b: &[u8]| -> String { b.iter().map(|x| format!("{x:02x}")).collect() };
+    if let Some(b) = &h.body {
+        ht.insert("body".into(), b.clone().into());
+    }
+    if h.kind == HealthKind::Https {
+        if let Some(n) = &h.sni {
+            ht.insert("sni".into(), n.clone().into());
+        }
+        ht.insert("verify".into(), h.verify.into());
+        if let Some(c) = &h.ca {
+            ht.insert("ca".into(), c.display().to_string().into());
+        }
+    }
+    if h.kind == HealthKind::Udp {
+        ht.insert("send_hex".into(), hex(&h.send).into());
+        if let Some(e) = &h.expect {
+            ht.insert("expect_hex".into(), hex(e).into());
+        }
+    }
     if let Some(p) = h.port {
         ht.insert("port".into(), (p as i64).into());
     }

@@ -6,6 +6,7 @@ use toml::Spanned;
 
 use super::{raw::*, *};
 
+mod health;
 mod vip;
 
 pub(super) use vip::vip;

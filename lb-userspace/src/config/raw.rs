@@ -110,6 +110,14 @@ pub(super) struct RawHealth {
     pub(super) rise: Option<Spanned<i64>>,
     pub(super) fall: Option<Spanned<i64>>,
     pub(super) damping: Option<Spanned<bool>>,
+    pub(super) body: Option<Spanned<String>>,
+    pub(super) sni: Option<Spanned<String>>,
+    pub(super) verify: Option<Spanned<bool>>,
+    pub(super) ca: Option<Spanned<String>>,
+    pub(super) send: Option<Spanned<String>>,
+    pub(super) send_hex: Option<Spanned<String>>,
+    pub(super) expect: Option<Spanned<String>>,
+    pub(super) expect_hex: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -516,3 +516,70 @@ fn edge_protection_is_parsed_and_its_mistakes_refused() {
         assert!(err.line > 1, "{to}: {err}");
     }
 }
+
+/// The probe kinds' own fields: parsed for their kind, refused for another, with the line.
+#[test]
+fn probe_fields_belong_to_their_kind() {
+    let with = |health: &str| GOOD.replacen("kind = \"http\"\npath = \"/healthz\"", health, 1);
+    let c = parse(
+        "lb.toml",
+        &with("kind = \"https\"\npath = \"/healthz\"\nsni = \"app.lb.test\"\nverify = false\nca = \"/etc/lb/ca.pem\"\nbody = \"ok\""),
+    )
+    .unwrap();
+    let h = &c.vips[0].health;
+    assert_eq!(h.kind, HealthKind::Https);
+    assert_eq!(
+        (h.sni.as_deref(), h.verify, h.body.as_deref()),
+        (Some("app.lb.test"), false, Some("ok"))
+    );
+    let c = parse(
+        "lb.toml",
+        &with("kind = \"udp\"\nsend_hex = \"12 34 00\"\nexpect = \"pong\""),
+    )
+    .unwrap();
+    let h = &c.vips[0].health;
+    assert_eq!(
+        (h.send.as_slice(), h.expect.as_deref()),
+        (&[0x12, 0x34, 0][..], Some(&b"pong"[..]))
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "kind = \"udp\"",
+            "vip.health.send",
+            "needs send or send_hex",
+        ),
+        (
+            "kind = \"udp\"\nsend = \"a\"\nsend_hex = \"61\"",
+            "vip.health.send",
+            "not both",
+        ),
+        (
+            "kind = \"udp\"\nsend_hex = \"6\"",
+            "vip.health.send_hex",
+            "hex digits",
+        ),
+        (
+            "kind = \"tcp\"\nsend = \"ping\"",
+            "vip.health.send",
+            "only for kind = \"udp\"",
+        ),
+        (
+            "kind = \"http\"\nsni = \"a.lb.test\"",
+            "vip.health.sni",
+            "only for kind = \"https\"",
+        ),
+        (
+            "kind = \"https\"\nsni = \"not a name!\"",
+            "vip.health.sni",
+            "not a host name",
+        ),
+        ("kind = \"tcp\"\nbody = \"ok\"", "vip.health.body", "http"),
+        ("kind = \"quic\"", "vip.health.kind", "https, udp or none"),
+    ];
+    for (health, field, reason) in cases {
+        let err = parse("lb.toml", &with(health)).expect_err(health);
+        assert_eq!(err.field, *field, "{health}: {err}");
+        assert!(err.reason.contains(reason), "{health}: {err}");
+        assert!(err.line >= 12, "{health}: {err}");
+    }
+}

@@ -54,6 +54,43 @@ fn render_parses_back_to_the_same_config() {
     assert_eq!(config::parse("again", &render(&c)).unwrap(), c);
 }
 
+/// The probe kinds' own fields survive the rendering too.
+#[test]
+fn probes_render_and_parse_back() {
+    let text = FILE.replacen("[bgp]", &format!("{}[bgp]", PROBES), 1);
+    let c = config::parse("lb.toml", &text).unwrap();
+    assert_eq!(c.vips.len(), 3);
+    assert_eq!(config::parse("again", &render(&c)).unwrap(), c);
+}
+
+const PROBES: &str = r#"[[vip]]
+name = "dns"
+address = "198.19.0.101:53"
+protocol = "udp"
+
+[vip.health]
+kind = "udp"
+send_hex = "1234010000010000000000000000060001"
+expect = "SOA"
+
+[[vip.backend]]
+address = "198.18.0.21"
+
+[[vip]]
+name = "tls"
+address = "198.19.0.102:443"
+
+[vip.health]
+kind = "https"
+sni = "app.lb.test"
+verify = false
+body = "ok"
+
+[[vip.backend]]
+address = "198.18.0.31"
+
+"#;
+
 #[test]
 fn changes_apply_in_order_and_are_validated_like_the_file() {
     let b: IpAddr = "198.18.0.12".parse().unwrap();

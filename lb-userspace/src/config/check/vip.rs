@@ -21,7 +21,7 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
             ..Health::default()
         },
         None => Health::default(),
-        Some(h) => health(cx, h.into_inner())?,
+        Some(h) => super::health::health(cx, h)?,
     };
     if address.port() == 0 && health.kind != HealthKind::None && health.port.is_none() {
         return Err(cx.err(
@@ -398,81 +398,4 @@ fn backend_address(
         )));
     }
     Ok(ip)
-}
-
-fn health(cx: &Ctx, raw: RawHealth) -> Result<Health, ConfigError> {
-    let mut h = Health::default();
-    if let Some(d) = raw.damping {
-        h.damping = d.into_inner();
-    }
-    if let Some(k) = raw.kind {
-        h.kind = match k.get_ref().as_str() {
-            "tcp" => HealthKind::Tcp,
-            "http" => HealthKind::Http,
-            "none" => HealthKind::None,
-            other => {
-                return Err(cx.err(
-                    k.span(),
-                    "vip.health.kind",
-                    format!("{other:?}: expected tcp, http or none"),
-                ));
-            }
-        };
-    }
-    if let Some(p) = raw.port {
-        if !(1..=65535).contains(p.get_ref()) {
-            return Err(cx.err(
-                p.span(),
-                "vip.health.port",
-                format!("{}: not a port", p.get_ref()),
-            ));
-        }
-        h.port = Some(*p.get_ref() as u16);
-    }
-    if let Some(st) = raw.expect_status {
-        if !(100..=599).contains(st.get_ref()) {
-            return Err(cx.err(
-                st.span(),
-                "vip.health.expect_status",
-                format!("{}: not an HTTP status", st.get_ref()),
-            ));
-        }
-        h.expect_status = *st.get_ref() as u16;
-    }
-    if let Some(p) = raw.path {
-        if !p.get_ref().starts_with('/') {
-            return Err(cx.err(p.span(), "vip.health.path", "must start with '/'"));
-        }
-        h.path = p.into_inner();
-    }
-    for (field, raw, slot) in [
-        ("vip.health.interval", raw.interval, &mut h.interval),
-        ("vip.health.timeout", raw.timeout, &mut h.timeout),
-    ] {
-        if let Some(d) = raw {
-            *slot = parse_duration(d.get_ref()).ok_or_else(|| {
-                cx.err(
-                    d.span(),
-                    field,
-                    format!("{:?} is not a duration (e.g. 500ms, 1s, 2m)", d.get_ref()),
-                )
-            })?;
-        }
-    }
-    for (field, raw, slot) in [
-        ("vip.health.rise", raw.rise, &mut h.rise),
-        ("vip.health.fall", raw.fall, &mut h.fall),
-    ] {
-        if let Some(n) = raw {
-            if !(1..=100).contains(n.get_ref()) {
-                return Err(cx.err(
-                    n.span(),
-                    field,
-                    format!("{}: must be from 1 to 100", n.get_ref()),
-                ));
-            }
-            *slot = *n.get_ref() as u32;
-        }
-    }
-    Ok(h)
 }
