@@ -49,6 +49,8 @@ type Histograms = Family<CheckLabels, Histogram, fn() -> Histogram>;
 pub struct HealthTimes {
     times: Histograms,
     local_faults: Family<BackendLabels, Counter>,
+    /// The last probe's duration, whatever its result.
+    last: Family<BackendLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for HealthTimes {
@@ -58,6 +60,7 @@ impl Default for HealthTimes {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
             local_faults: Default::default(),
+            last: Default::default(),
         }
     }
 }
@@ -67,6 +70,16 @@ impl HealthTimes {
         self.times
             .get_or_create(&check_labels(vip, backend, ok))
             .observe(took.as_secs_f64());
+        self.last
+            .get_or_create(&backend_labels(vip, backend))
+            .set(took.as_secs_f64());
+    }
+
+    /// How long the last probe of a backend took (none yet: `None`).
+    pub fn last_seconds(&self, vip: &str, backend: IpAddr) -> Option<f64> {
+        self.last
+            .get(&backend_labels(vip, backend))
+            .map(|g| g.get())
     }
 
     /// A probe that could not run for a reason of this host.
@@ -89,6 +102,7 @@ impl HealthTimes {
             self.times.remove(&check_labels(vip, backend, ok));
         }
         self.local_faults.remove(&backend_labels(vip, backend));
+        self.last.remove(&backend_labels(vip, backend));
     }
 }
 
@@ -306,6 +320,11 @@ fn health_families(r: &mut Registry, s: &Snapshot) {
         "lb_health_check_duration_seconds",
         "How long health checks took, by result",
         s.health_times.times.clone(),
+    );
+    r.register(
+        "lb_health_check_last_seconds",
+        "How long the last health check of the backend took, whatever its result",
+        s.health_times.last.clone(),
     );
     r.register(
         "lb_health_check_local_faults",

@@ -27,6 +27,9 @@ pub struct BackendStatus {
     pub active_flows: Option<u64>,
     /// Whether the ring sends new flows to it (up, not draining, weight above 0).
     pub in_ring: bool,
+    /// How long its last health check took, in milliseconds (none yet, or unchecked: `None`).
+    #[serde(default)]
+    pub last_probe_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,6 +195,9 @@ pub fn render_backends(bs: &[BackendStatus]) -> String {
             (true, Some(0)) => out += " drained: no active flows",
             (_, Some(n)) => out += &format!(" {n} active flow(s)"),
             _ => {}
+        }
+        if let Some(ms) = b.last_probe_ms {
+            out += &format!(" probe {ms:.1} ms");
         }
         if let Some(e) = &b.last_error {
             out += &format!(" last error: {e}");

@@ -176,6 +176,9 @@ fn a_udp_backend_that_stops_answering_goes_down_and_comes_back() {
     };
     let be0 = backend4(0);
     wait_for(Duration::from_secs(5), "be0 up", || health(&be0) == "up");
+    // Its last probe's time, in the status (a UDP round trip here: well under the timeout).
+    let last = lab::status(&s.socket).vips[1].backends[0].last_probe_ms;
+    assert!(last.is_some_and(|ms| ms > 0.0 && ms < 200.0), "{last:?}");
     servers[0] = None;
     let took = wait_for(Duration::from_secs(2), "be0 down", || {
         health(&be0) == "down"

@@ -41,6 +41,11 @@ impl Agent {
                         .get(b.address)
                         .map(|h| crate::neigh::Mac(h.dmac).to_string()),
                     in_ring: up && !b.drain && b.weight > 0,
+                    last_probe_ms: self
+                        .checks
+                        .times
+                        .last_seconds(&v.name, b.address)
+                        .map(|s| (s * 1e6).round() / 1e3),
                     active_flows: activity.as_ref().map(|a| {
                         ids.get(i)
                             .copied()
