@@ -51,74 +51,21 @@ fn source<A: std::str::FromStr + Into<std::net::IpAddr> + Copy>(
 
 pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigError> {
     let raw = raw.into_inner();
-    let ifaces_span = raw.interfaces.span();
-    let interfaces: Vec<String> = raw
-        .interfaces
-        .into_inner()
-        .into_iter()
-        .map(Spanned::into_inner)
-        .collect();
-    if interfaces.is_empty() {
-        return Err(cx.err(
-            ifaces_span,
-            "agent.interfaces",
-            "name at least one interface",
-        ));
-    }
-    if let Some(twice) = interfaces
-        .iter()
-        .enumerate()
-        .find_map(|(i, x)| interfaces[..i].contains(x).then_some(x))
-    {
-        return Err(cx.err(
-            ifaces_span,
-            "agent.interfaces",
-            format!("{twice:?} is named twice"),
-        ));
-    }
-    if let Some(bad) = interfaces
-        .iter()
-        .find(|i| i.is_empty() || i.len() > 15 || i.contains('/'))
-    {
-        return Err(cx.err(
-            ifaces_span,
-            "agent.interfaces",
-            format!("{bad:?} is not an interface name"),
-        ));
-    }
+    let interfaces = interfaces(cx, raw.interfaces)?;
     let xdp_mode = match raw.xdp_mode {
         None => XdpMode::Native,
-        Some(m) => match m.get_ref().as_str() {
-            "native" => XdpMode::Native,
-            "generic" => XdpMode::Generic,
-            "auto" => XdpMode::Auto,
-            other => {
-                return Err(cx.err(
-                    m.span(),
-                    "agent.xdp_mode",
-                    format!("{other:?}: expected native, generic or auto"),
-                ));
-            }
-        },
+        Some(m) => one_of(
+            cx,
+            m,
+            "agent.xdp_mode",
+            &[
+                ("native", XdpMode::Native),
+                ("generic", XdpMode::Generic),
+                ("auto", XdpMode::Auto),
+            ],
+        )?,
     };
-    let instance = match raw.instance {
-        None => "default".to_string(),
-        Some(i) => {
-            let ok = !i.get_ref().is_empty()
-                && i.get_ref().len() <= 32
-                && i.get_ref()
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-            if !ok {
-                return Err(cx.err(
-                    i.span(),
-                    "agent.instance",
-                    "use 1-32 letters, digits, '-' or '_'",
-                ));
-            }
-            i.into_inner()
-        }
-    };
+    let instance = instance(cx, raw.instance)?;
     let socket = raw
         .socket
         .map(|s| PathBuf::from(s.into_inner()))
@@ -133,14 +80,7 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR).join(&instance));
     let flow_table_size = match raw.flow_table_size {
         None => lb_common::FLOWS_DEFAULT,
-        Some(n) if (1024..=1 << 26).contains(n.get_ref()) => *n.get_ref() as u32,
-        Some(n) => {
-            return Err(cx.err(
-                n.span(),
-                "agent.flow_table_size",
-                format!("{}: must be from 1024 to {}", n.get_ref(), 1 << 26),
-            ));
-        }
+        Some(n) => in_range(cx, &n, "agent.flow_table_size", 1024, 1 << 26)?,
     };
     let metrics = match raw.metrics {
         None => None,
@@ -156,53 +96,34 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
     let source_v6 = source(cx, raw.source_v6, "agent.source_v6", "IPv6")?;
     let path_mtu = match raw.path_mtu {
         None => None,
-        Some(n) if (1280..=65535).contains(n.get_ref()) => Some(*n.get_ref() as u32),
-        Some(n) => {
-            return Err(cx.err(
-                n.span(),
-                "agent.path_mtu",
-                format!("{}: must be from 1280 to 65535", n.get_ref()),
-            ));
-        }
+        Some(n) => Some(in_range(cx, &n, "agent.path_mtu", 1280, 65535)?),
     };
-    let flow_active = match raw.flow_active {
-        None => Duration::from_secs(30),
-        Some(d) => parse_duration(d.get_ref())
-            .filter(|t| *t >= Duration::from_secs(1) && *t <= Duration::from_secs(86_400))
-            .ok_or_else(|| {
-                cx.err(
-                    d.span(),
-                    "agent.flow_active",
-                    format!("{:?}: a duration from 1s to 24h", d.get_ref()),
-                )
-            })?,
-    };
+    let day = 86_400;
+    let flow_active = duration(
+        cx,
+        raw.flow_active,
+        "agent.flow_active",
+        30,
+        (1, day),
+        "1s to 24h",
+    )?;
     let unbalanced = match raw.unbalanced {
         None => Unbalanced::Pass,
-        Some(u) => match u.get_ref().as_str() {
-            "pass" => Unbalanced::Pass,
-            "drop" => Unbalanced::Drop,
-            other => {
-                return Err(cx.err(
-                    u.span(),
-                    "agent.unbalanced",
-                    format!("{other:?}: \"pass\" or \"drop\""),
-                ));
-            }
-        },
+        Some(u) => one_of(
+            cx,
+            u,
+            "agent.unbalanced",
+            &[("pass", Unbalanced::Pass), ("drop", Unbalanced::Drop)],
+        )?,
     };
-    let tcp_idle = match raw.tcp_idle {
-        None => Duration::from_secs(lb_common::TCP_IDLE_DEFAULT_S as u64),
-        Some(d) => parse_duration(d.get_ref())
-            .filter(|t| *t >= Duration::from_secs(10) && *t <= Duration::from_secs(7 * 86_400))
-            .ok_or_else(|| {
-                cx.err(
-                    d.span(),
-                    "agent.tcp_idle",
-                    format!("{:?}: a duration from 10s to 7d", d.get_ref()),
-                )
-            })?,
-    };
+    let tcp_idle = duration(
+        cx,
+        raw.tcp_idle,
+        "agent.tcp_idle",
+        lb_common::TCP_IDLE_DEFAULT_S as u64,
+        (10, 7 * day),
+        "10s to 7d",
+    )?;
     Ok(Agent {
         interfaces,
         xdp_mode,
@@ -220,6 +141,115 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         unbalanced,
         tcp_idle,
     })
+}
+
+/// `agent.interfaces`: at least one, each named once, each a possible interface name.
+fn interfaces(cx: &Ctx, raw: Spanned<Vec<Spanned<String>>>) -> Result<Vec<String>, ConfigError> {
+    let span = raw.span();
+    let interfaces: Vec<String> = raw
+        .into_inner()
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect();
+    let field = "agent.interfaces";
+    if interfaces.is_empty() {
+        return Err(cx.err(span, field, "name at least one interface"));
+    }
+    if let Some(twice) = interfaces
+        .iter()
+        .enumerate()
+        .find_map(|(i, x)| interfaces[..i].contains(x).then_some(x))
+    {
+        return Err(cx.err(span, field, format!("{twice:?} is named twice")));
+    }
+    if let Some(bad) = interfaces
+        .iter()
+        .find(|i| i.is_empty() || i.len() > 15 || i.contains('/'))
+    {
+        return Err(cx.err(span, field, format!("{bad:?} is not an interface name")));
+    }
+    Ok(interfaces)
+}
+
+/// `agent.instance`: 1-32 letters, digits, '-' or '_'; "default" when not given.
+fn instance(cx: &Ctx, raw: Option<Spanned<String>>) -> Result<String, ConfigError> {
+    let Some(i) = raw else {
+        return Ok("default".to_string());
+    };
+    let ok = !i.get_ref().is_empty()
+        && i.get_ref().len() <= 32
+        && i.get_ref()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+    if !ok {
+        return Err(cx.err(
+            i.span(),
+            "agent.instance",
+            "use 1-32 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(i.into_inner())
+}
+
+/// The value `raw` names among `choices`, or an error that lists them.
+fn one_of<T: Copy>(
+    cx: &Ctx,
+    raw: Spanned<String>,
+    field: &str,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    if let Some((_, v)) = choices.iter().find(|(name, _)| *name == raw.get_ref()) {
+        return Ok(*v);
+    }
+    let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+    Err(cx.err(
+        raw.span(),
+        field,
+        format!("{:?}: expected {}", raw.get_ref(), names.join(" or ")),
+    ))
+}
+
+/// An integer from `min` to `max`.
+fn in_range(
+    cx: &Ctx,
+    n: &Spanned<i64>,
+    field: &str,
+    min: i64,
+    max: i64,
+) -> Result<u32, ConfigError> {
+    if (min..=max).contains(n.get_ref()) {
+        Ok(*n.get_ref() as u32)
+    } else {
+        Err(cx.err(
+            n.span(),
+            field,
+            format!("{}: must be from {min} to {max}", n.get_ref()),
+        ))
+    }
+}
+
+/// A duration within `(min, max)` seconds (`text` says so in the error); `default_s` when not
+/// given.
+fn duration(
+    cx: &Ctx,
+    raw: Option<Spanned<String>>,
+    field: &str,
+    default_s: u64,
+    (min, max): (u64, u64),
+    text: &str,
+) -> Result<Duration, ConfigError> {
+    let Some(d) = raw else {
+        return Ok(Duration::from_secs(default_s));
+    };
+    parse_duration(d.get_ref())
+        .filter(|t| *t >= Duration::from_secs(min) && *t <= Duration::from_secs(max))
+        .ok_or_else(|| {
+            cx.err(
+                d.span(),
+                field,
+                format!("{:?}: a duration from {text}", d.get_ref()),
+            )
+        })
 }
 
 pub(super) fn bgp(cx: &Ctx, raw: Spanned<RawBgp>) -> Result<Bgp, ConfigError> {
