@@ -58,6 +58,84 @@ pub fn flow_hash(src: &[u8; 16], dst: &[u8; 16], sport: [u8; 2], dport: [u8; 2],
     finish(h, 37)
 }
 
+/// [`crate::VipValue::flags`], bits 8-15: what the ring's hash takes of a packet. The whole
+/// 5-tuple (the default), the source alone (one client to one backend across its
+/// connections), or the source and the destination port.
+pub const HASH_5TUPLE: u32 = 0;
+pub const HASH_SRC: u32 = 1;
+pub const HASH_SRC_DPORT: u32 = 2;
+
+/// The hash mode of a VIP entry's flags.
+#[inline(always)]
+pub const fn hash_mode(flags: u32) -> u32 {
+    (flags >> 8) & 0xff
+}
+
+/// The affinity prefix of a VIP entry's flags (bits 16-23): the bits of the source the hash
+/// keeps under [`HASH_SRC`] and [`HASH_SRC_DPORT`] (0: all of them).
+#[inline(always)]
+pub const fn affinity_prefix(flags: u32) -> u32 {
+    (flags >> 16) & 0xff
+}
+
+/// The flags bits of hash mode `mode` with affinity prefix `prefix` (0: the whole address).
+pub const fn hash_flags(mode: u32, prefix: u32) -> u32 {
+    (mode & 0xff) << 8 | (prefix & 0xff) << 16
+}
+
+/// The first `bits` bits of `a` (IPv4 in the first 4 bytes: its bits come first either way),
+/// the rest zero; 0 keeps all.
+#[inline(always)]
+pub fn prefix_of(a: &[u8; 16], bits: u32) -> [u8; 16] {
+    if bits == 0 || bits >= 128 {
+        return *a;
+    }
+    let hi = u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+    let lo = u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+    let keep = |w: u64, n: u32| if n == 0 { 0 } else { w & (!0u64 << (64 - n)) };
+    let (hi, lo) = if bits <= 64 {
+        (keep(hi, bits), 0)
+    } else {
+        (hi, keep(lo, bits - 64))
+    };
+    let (h, l) = (hi.to_be_bytes(), lo.to_be_bytes());
+    [
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6],
+        l[7],
+    ]
+}
+
+/// The ring's hash of a packet under a VIP's flags: [`flow_hash`] of the 5-tuple, or of the
+/// source (its affinity prefix) with the destination and protocol, and the destination port
+/// under [`HASH_SRC_DPORT`]. The same on every balancer: rings and hashes agree across a fleet.
+#[inline(always)]
+pub fn pick_hash(
+    flags: u32,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    sport: [u8; 2],
+    dport: [u8; 2],
+    proto: u8,
+) -> u32 {
+    match hash_mode(flags) {
+        HASH_SRC => flow_hash(
+            &prefix_of(src, affinity_prefix(flags)),
+            dst,
+            [0; 2],
+            [0; 2],
+            proto,
+        ),
+        HASH_SRC_DPORT => flow_hash(
+            &prefix_of(src, affinity_prefix(flags)),
+            dst,
+            [0; 2],
+            dport,
+            proto,
+        ),
+        _ => flow_hash(src, dst, sport, dport, proto),
+    }
+}
+
 /// The bit of [`crate::VipFilter`] for a destination address in the 16-byte form of the maps
 /// (IPv4 in the first 4 bytes, zeros after): the address folded to one word, then a
 /// multiplicative hash's top bits. A few instructions on the packet path.
@@ -317,5 +395,67 @@ mod tests {
             hash_bytes(1, &[1, 2, 3, 4, 0])
         );
         assert_ne!(hash_bytes(1, &[1, 2, 3, 4]), hash_bytes(2, &[1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn a_prefix_keeps_its_bits_and_clears_the_rest() {
+        let v4 = |a: [u8; 4]| {
+            let mut x = [0u8; 16];
+            x[..4].copy_from_slice(&a);
+            x
+        };
+        assert_eq!(prefix_of(&v4([198, 18, 5, 77]), 24), v4([198, 18, 5, 0]));
+        assert_eq!(prefix_of(&v4([198, 18, 5, 77]), 20), v4([198, 18, 0, 0]));
+        assert_eq!(prefix_of(&v4([198, 18, 5, 77]), 0), v4([198, 18, 5, 77]));
+        assert_eq!(prefix_of(&v4([198, 18, 5, 77]), 32), v4([198, 18, 5, 77]));
+        let v6: [u8; 16] = [0xfd, 0, 0, 0x18, 0, 7, 0, 3, 0xaa, 0xbb, 0, 0, 0, 0, 0, 1];
+        let mut want = v6;
+        want[8..].fill(0);
+        assert_eq!(prefix_of(&v6, 64), want);
+        want[7] = 0;
+        assert_eq!(prefix_of(&v6, 56), want);
+        let mut want = v6;
+        want[9..].fill(0);
+        assert_eq!(prefix_of(&v6, 72), want);
+    }
+
+    #[test]
+    fn the_source_hash_ignores_ports_and_the_prefix_the_host_bits() {
+        let (a, b) = ([198, 18, 5, 77], [198, 18, 5, 78]);
+        let addr = |x: [u8; 4]| {
+            let mut v = [0u8; 16];
+            v[..4].copy_from_slice(&x);
+            v
+        };
+        let dst = addr([198, 19, 0, 100]);
+        let h = |flags, src, sport: u16, dport: u16| {
+            pick_hash(
+                flags,
+                &addr(src),
+                &dst,
+                sport.to_be_bytes(),
+                dport.to_be_bytes(),
+                6,
+            )
+        };
+        let src = hash_flags(HASH_SRC, 0);
+        assert_eq!(h(src, a, 1000, 80), h(src, a, 2000, 443));
+        assert_ne!(h(src, a, 1000, 80), h(src, b, 1000, 80));
+        let src24 = hash_flags(HASH_SRC, 24);
+        assert_eq!(h(src24, a, 1000, 80), h(src24, b, 2000, 80));
+        let sd = hash_flags(HASH_SRC_DPORT, 0);
+        assert_eq!(h(sd, a, 1000, 80), h(sd, a, 2000, 80));
+        assert_ne!(h(sd, a, 1000, 80), h(sd, a, 1000, 443));
+        // The default is the 5-tuple's hash, as before.
+        assert_eq!(
+            h(0, a, 1000, 80),
+            flow_hash(
+                &addr(a),
+                &dst,
+                1000u16.to_be_bytes(),
+                80u16.to_be_bytes(),
+                6
+            )
+        );
     }
 }

@@ -173,7 +173,8 @@ pub struct VipValue {
     pub active_ring: u32,
     /// [`FORWARD_IPIP`].
     pub forwarding: u32,
-    /// [`VIP_ACL`] | [`VIP_ACL_DEFAULT_DENY`] | [`VIP_LIMITED`].
+    /// [`VIP_ACL`] | [`VIP_ACL_DEFAULT_DENY`] | [`VIP_LIMITED`], and in bits 8-23 what the
+    /// ring's hash takes of a packet ([`hash::hash_flags`]).
     pub flags: u32,
     /// Reserved; 0. (A UDP flow's idle time is in each backend's entry, where a flow-table hit
     /// reads it.)

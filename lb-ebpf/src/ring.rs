@@ -1,6 +1,6 @@
 //! Step 6: the VIP's Maglev ring. The 5-tuple's hash picks a slot, the slot names the
 //! backend; the pick is recorded in the flow table (step 3).
-use lb_common::{MAX_VIPS, NO_BACKEND, RING_STRIDE, VipValue, hash::flow_hash, ring_index};
+use lb_common::{MAX_VIPS, NO_BACKEND, RING_STRIDE, VipValue, hash::pick_hash, ring_index};
 
 use crate::{
     count::{self, Counting},
@@ -71,7 +71,14 @@ fn pick(pkt: &Packet, vip: &VipValue) -> Result<(Option<u32>, u32), Fault> {
         return Err(Fault);
     }
     let key = &pkt.key;
-    let h = flow_hash(&key.src, &key.dst, pkt.sport(), pkt.dport(), key.proto);
+    let h = pick_hash(
+        vip.flags,
+        &key.src,
+        &key.dst,
+        pkt.sport(),
+        pkt.dport(),
+        key.proto,
+    );
     let slot = h % vip.ring_size;
     let id = *RINGS
         .get(ring_index(vip.id, vip.active_ring, slot))

@@ -212,6 +212,40 @@ impl Acl {
     }
 }
 
+/// What a VIP's ring hashes: the 5-tuple (every connection on its own), the source (every
+/// connection of a client, or of its affinity prefix, to one backend), or the source and the
+/// destination port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum HashFields {
+    #[default]
+    #[serde(rename = "5tuple")]
+    FiveTuple,
+    #[serde(rename = "src")]
+    Src,
+    #[serde(rename = "src_dport")]
+    SrcDport,
+}
+
+impl HashFields {
+    pub const fn name(self) -> &'static str {
+        match self {
+            HashFields::FiveTuple => "5tuple",
+            HashFields::Src => "src",
+            HashFields::SrcDport => "src_dport",
+        }
+    }
+
+    /// The data path's flags for this mode and an affinity prefix.
+    pub fn flags(self, prefix: Option<u8>) -> u32 {
+        let mode = match self {
+            HashFields::FiveTuple => lb_common::hash::HASH_5TUPLE,
+            HashFields::Src => lb_common::hash::HASH_SRC,
+            HashFields::SrcDport => lb_common::hash::HASH_SRC_DPORT,
+        };
+        lb_common::hash::hash_flags(mode, prefix.unwrap_or(0) as u32)
+    }
+}
+
 /// A VIP's limit on new flows per source (IPv4 address, IPv6 /64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Limits {
@@ -248,6 +282,10 @@ pub struct Vip {
     pub acl: Acl,
     /// New flows per source (`[vip.limits]`), if limited.
     pub limits: Option<Limits>,
+    /// What the ring's hash takes of a packet.
+    pub hash: HashFields,
+    /// The bits of the source the hash keeps under `src` and `src_dport` (`None`: all).
+    pub affinity_prefix: Option<u8>,
     pub backends: Vec<Backend>,
     /// Backends named by hostname (resolved into `backends` by the agent).
     pub hosts: Vec<HostBackend>,

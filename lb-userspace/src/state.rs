@@ -299,6 +299,15 @@ fn render_vip(v: &Vip) -> toml::Table {
         config::OnDown::Move => "move",
     };
     t.insert("on_down".into(), on_down.into());
+    t.insert("hash".into(), v.hash.name().into());
+    if let Some(p) = v.affinity_prefix {
+        let key = if v.address.is_ipv4() {
+            "affinity_prefix_v4"
+        } else {
+            "affinity_prefix_v6"
+        };
+        t.insert(key.into(), (p as i64).into());
+    }
     if !v.acl.is_empty() {
         let list =
             |nets: &[ipnet::IpNet]| -> Vec<String> { nets.iter().map(|n| n.to_string()).collect() };

@@ -76,6 +76,9 @@ pub(super) struct RawVip {
     pub(super) fragments: Option<Spanned<bool>>,
     pub(super) on_down: Option<Spanned<String>>,
     pub(super) health: Option<Spanned<RawHealth>>,
+    pub(super) hash: Option<Spanned<String>>,
+    pub(super) affinity_prefix_v4: Option<Spanned<i64>>,
+    pub(super) affinity_prefix_v6: Option<Spanned<i64>>,
     pub(super) acl: Option<Spanned<RawAcl>>,
     pub(super) limits: Option<Spanned<RawLimits>>,
     #[serde(default)]

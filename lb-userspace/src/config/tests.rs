@@ -583,3 +583,51 @@ fn probe_fields_belong_to_their_kind() {
         assert!(err.line >= 12, "{health}: {err}");
     }
 }
+
+/// `hash` and the affinity prefix of the VIP's family; a prefix needs a source hash.
+#[test]
+fn hash_fields_and_affinity() {
+    let with = |extra: &str| {
+        GOOD.replacen(
+            "protocol = \"tcp\"\n",
+            &format!("protocol = \"tcp\"\n{extra}"),
+            1,
+        )
+    };
+    let c = parse(
+        "lb.toml",
+        &with("hash = \"src\"\naffinity_prefix_v4 = 24\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.vips[0].hash, c.vips[0].affinity_prefix),
+        (HashFields::Src, Some(24))
+    );
+    assert_eq!(
+        parse("lb.toml", GOOD).unwrap().vips[0].hash,
+        HashFields::FiveTuple
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        ("hash = \"dst\"\n", "vip.hash", "expected"),
+        (
+            "affinity_prefix_v4 = 24\n",
+            "vip.affinity_prefix_v4",
+            "needs hash",
+        ),
+        (
+            "hash = \"src\"\naffinity_prefix_v4 = 33\n",
+            "vip.affinity_prefix_v4",
+            "from 1 to 32",
+        ),
+        (
+            "hash = \"src\"\naffinity_prefix_v6 = 64\n",
+            "vip.affinity_prefix_v6",
+            "other address family",
+        ),
+    ];
+    for (extra, field, reason) in cases {
+        let err = parse("lb.toml", &with(extra)).expect_err(extra);
+        assert_eq!(err.field, *field, "{extra}: {err}");
+        assert!(err.reason.contains(reason), "{extra}: {err}");
+    }
+}

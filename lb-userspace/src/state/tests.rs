@@ -79,6 +79,8 @@ address = "198.18.0.21"
 [[vip]]
 name = "tls"
 address = "198.19.0.102:443"
+hash = "src"
+affinity_prefix_v4 = 24
 
 [vip.health]
 kind = "https"

@@ -1,5 +1,5 @@
-//! The VIPs' ACLs and new-flow limits as the data path has them: written when they change,
-//! and an ACL change carried to the flows it now denies.
+//! The VIPs' ACLs, new-flow limits and hash fields as the data path has them (the VIP entry's
+//! flags): written when they change, and an ACL change carried to the flows it now denies.
 use std::collections::HashMap;
 
 use lb_common::VipKey;
@@ -9,10 +9,10 @@ use crate::{
     dataplane::{Dataplane, vip_flags},
 };
 
-/// What each VIP id's ACL and limits were when last written.
+/// What each VIP id's ACL, limits and hash were when last written.
 #[derive(Default)]
 pub struct Admission {
-    applied: HashMap<u32, (Acl, Option<Limits>)>,
+    applied: HashMap<u32, (Acl, Option<Limits>, u32)>,
 }
 
 impl Admission {
@@ -26,13 +26,14 @@ impl Admission {
         key: &VipKey,
         vip: &Vip,
     ) -> anyhow::Result<u32> {
-        let flags = vip_flags(&vip.acl, vip.limits);
-        let want = (vip.acl.clone(), vip.limits);
+        let hash = vip.hash.flags(vip.affinity_prefix);
+        let flags = vip_flags(&vip.acl, vip.limits) | hash;
+        let want = (vip.acl.clone(), vip.limits, hash);
         let before = self.applied.get(&id);
         if before == Some(&want) {
             return Ok(flags);
         }
-        let acl_changed = before.is_none_or(|(acl, _)| *acl != vip.acl);
+        let acl_changed = before.is_none_or(|(acl, _, _)| *acl != vip.acl);
         if acl_changed {
             dp.set_acl(id, &vip.acl)?;
         }
@@ -53,7 +54,7 @@ impl Admission {
         if self
             .applied
             .remove(&id)
-            .is_some_and(|(acl, _)| !acl.is_empty())
+            .is_some_and(|(acl, _, _)| !acl.is_empty())
         {
             dp.set_acl(id, &Acl::default())?;
         }

@@ -38,6 +38,13 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
         Some(a) => acl(cx, a)?,
     };
     let limits = raw.limits.map(|l| limits(cx, l)).transpose()?;
+    let (hash, affinity_prefix) = hash(
+        cx,
+        raw.hash,
+        raw.affinity_prefix_v4,
+        raw.affinity_prefix_v6,
+        address.is_ipv4(),
+    )?;
     let (backends, hosts) = backends(cx, raw.backend, address, agent)?;
     if backends.len() as u64 >= ring_size as u64 {
         return Err(cx.err(
@@ -61,9 +68,79 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
         on_down,
         acl,
         limits,
+        hash,
+        affinity_prefix,
         backends,
         hosts,
     })
+}
+
+/// `hash` ("5tuple", "src", "src_dport") and the affinity prefix of the VIP's family (only
+/// with a hash of the source).
+fn hash(
+    cx: &Ctx,
+    raw: Option<Spanned<String>>,
+    p4: Option<Spanned<i64>>,
+    p6: Option<Spanned<i64>>,
+    v4: bool,
+) -> Result<(HashFields, Option<u8>), ConfigError> {
+    let fields = match &raw {
+        None => HashFields::FiveTuple,
+        Some(h) => match h.get_ref().as_str() {
+            "5tuple" => HashFields::FiveTuple,
+            "src" => HashFields::Src,
+            "src_dport" => HashFields::SrcDport,
+            other => {
+                return Err(cx.err(
+                    h.span(),
+                    "vip.hash",
+                    format!("{other:?}: expected \"5tuple\", \"src\" or \"src_dport\""),
+                ));
+            }
+        },
+    };
+    let (mine, other, field, other_field, max) = if v4 {
+        (
+            p4,
+            p6,
+            "vip.affinity_prefix_v4",
+            "vip.affinity_prefix_v6",
+            32,
+        )
+    } else {
+        (
+            p6,
+            p4,
+            "vip.affinity_prefix_v6",
+            "vip.affinity_prefix_v4",
+            128,
+        )
+    };
+    if let Some(o) = other {
+        return Err(cx.err(
+            o.span(),
+            other_field,
+            "for the other address family than the VIP's",
+        ));
+    }
+    let Some(p) = mine else {
+        return Ok((fields, None));
+    };
+    if fields == HashFields::FiveTuple {
+        return Err(cx.err(
+            p.span(),
+            field,
+            "an affinity prefix needs hash = \"src\" or \"src_dport\"",
+        ));
+    }
+    if !(1..=max).contains(p.get_ref()) {
+        return Err(cx.err(
+            p.span(),
+            field,
+            format!("{}: must be from 1 to {max}", p.get_ref()),
+        ));
+    }
+    Ok((fields, Some(*p.get_ref() as u8)))
 }
 
 /// Most prefixes one VIP's ACL may hold (all VIPs share the program's trie).
