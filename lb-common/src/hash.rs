@@ -136,6 +136,62 @@ pub fn pick_hash(
     }
 }
 
+/// [`crate::Config::flags`], bits 8-15 and 16-23: how many low bits of the outer IPv4 and
+/// IPv6 sources the flow hash chooses (0: one fixed source), so that a backend's NIC spreads
+/// the flows it receives over its queues (RSS hashes the outer addresses).
+pub const fn source_flags(v4_host_bits: u32, v6_host_bits: u32) -> u32 {
+    (v4_host_bits & 0xff) << 8 | (v6_host_bits & 0xff) << 16
+}
+
+/// The host part a flow hash gives among `bits` host bits: neither all zeros nor all ones
+/// (a subnet's own address or its broadcast, which a backend would take for a martian
+/// source), so from 1 to 2^bits − 2; with one bit, or none, 0 (the base as it is).
+#[inline(always)]
+pub fn source_host(hash: u32, bits: u32) -> u32 {
+    if bits < 2 {
+        return 0;
+    }
+    let span = if bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << bits) - 1
+    };
+    // A checked remainder (span is 3 or more here): a `%` keeps a panic for a zero divisor in
+    // the BPF program, which the verifier refuses (its last instruction is no exit).
+    1 + hash.checked_rem(span - 1).unwrap_or(0)
+}
+
+/// The outer IPv4 source of a flow: `base` (the prefix's network) with the hash's host part.
+#[inline(always)]
+pub fn outer_source_v4(base: [u8; 4], flags: u32, hash: u32) -> [u8; 4] {
+    let bits = (flags >> 8) & 0xff;
+    if bits < 2 {
+        return base;
+    }
+    let mask = if bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << bits) - 1
+    };
+    ((u32::from_be_bytes(base) & !mask) | source_host(hash, bits)).to_be_bytes()
+}
+
+/// The low 32 bits of a flow's outer IPv6 source: `base`'s with the hash's host part (at most
+/// 32 host bits are chosen: the rest of the prefix stays as written).
+#[inline(always)]
+pub fn outer_source_v6_low(base_low: [u8; 4], flags: u32, hash: u32) -> [u8; 4] {
+    let bits = ((flags >> 16) & 0xff).min(32);
+    if bits < 2 {
+        return base_low;
+    }
+    let mask = if bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << bits) - 1
+    };
+    ((u32::from_be_bytes(base_low) & !mask) | source_host(hash, bits)).to_be_bytes()
+}
+
 /// The bit of [`crate::VipFilter`] for a destination address in the 16-byte form of the maps
 /// (IPv4 in the first 4 bytes, zeros after): the address folded to one word, then a
 /// multiplicative hash's top bits. A few instructions on the packet path.
@@ -457,5 +513,22 @@ mod tests {
                 6
             )
         );
+    }
+
+    #[test]
+    fn outer_sources_stay_inside_their_prefix_and_off_its_ends() {
+        let flags = source_flags(8, 16);
+        let mut seen = [false; 256];
+        for h in 0..100_000u32 {
+            let s = outer_source_v4([198, 18, 16, 0], flags, h.wrapping_mul(0x9e37_79b9));
+            assert_eq!(&s[..3], &[198, 18, 16], "{s:?}");
+            assert!(s[3] != 0 && s[3] != 255, "{s:?}");
+            seen[s[3] as usize] = true;
+        }
+        assert_eq!(seen.iter().filter(|&&x| x).count(), 254);
+        assert_eq!(outer_source_v4([198, 18, 0, 2], 0, 12345), [198, 18, 0, 2]);
+        let low = outer_source_v6_low([0, 1, 0, 0], flags, 77);
+        assert_eq!(&low[..2], &[0, 1]);
+        assert!(low[2..] != [0, 0] && low[2..] != [0xff, 0xff]);
     }
 }

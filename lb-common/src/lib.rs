@@ -349,7 +349,8 @@ pub struct Config {
     pub source_v4: [u8; 4],
     /// Outer source of IPv6-in-IPv6 packets, network byte order.
     pub source_v6: [u8; 16],
-    /// [`CONFIG_ANY_PORT_VIP`] | [`CONFIG_DROP_UNBALANCED`].
+    /// [`CONFIG_ANY_PORT_VIP`] | [`CONFIG_DROP_UNBALANCED`], and the host bits of the outer
+    /// sources' prefixes ([`hash::source_flags`]).
     pub flags: u32,
     /// The path MTU to the backends when below the egress interface's (0: the interface's).
     pub path_mtu: u32,

@@ -5,7 +5,7 @@
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{
     Backend, Config, FAMILY_V4,
-    hash::{flow_hash, ipv4_checksum_of},
+    hash::{flow_hash, ipv4_checksum_of, outer_source_v4, outer_source_v6_low},
 };
 use network_types::{
     eth::EthHdr,
@@ -59,7 +59,7 @@ pub fn encap(
         (*eth).ether_type = ether_type.to_be();
     }
     if pkt.key.family == FAMILY_V4 {
-        write_v4(ctx, pkt, cfg, be)
+        write_v4(ctx, pkt, cfg, be, hash)
     } else {
         write_v6(ctx, pkt, cfg, be, hash)
     }
@@ -83,22 +83,16 @@ fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
 }
 
 #[inline(always)]
-fn write_v4(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend) -> Option<()> {
+fn write_v4(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u32) -> Option<()> {
     let ip = ptr_at_mut::<Ipv4Hdr>(ctx, 14)?;
+    // One source, or one of a prefix chosen by the flow's hash (`agent.source_v4_prefix`).
+    let src = outer_source_v4(cfg.source_v4, cfg.flags, hash);
     let tot_len = pkt.l3_len + 20;
     let frags: u16 = if pkt.df { 0x4000 } else { 0 };
     // One 4-byte load (an array built from four indexed bytes is four loads).
     // Safety: the address's first 4 bytes; an unaligned read.
     let dst = unsafe { (be.addr.as_ptr() as *const [u8; 4]).read_unaligned() };
-    let check = ipv4_checksum_of(
-        pkt.tos,
-        tot_len,
-        frags,
-        TTL,
-        IPPROTO_IPIP,
-        cfg.source_v4,
-        dst,
-    );
+    let check = ipv4_checksum_of(pkt.tos, tot_len, frags, TTL, IPPROTO_IPIP, src, dst);
     // Safety: ptr_at_mut checked that the header is inside the packet.
     unsafe {
         (*ip).vihl = 0x45;
@@ -109,7 +103,7 @@ fn write_v4(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend) -> Optio
         (*ip).ttl = TTL;
         (*ip).proto = IPPROTO_IPIP;
         (*ip).check = check.to_be_bytes();
-        (*ip).src_addr = cfg.source_v4;
+        (*ip).src_addr = src;
         (*ip).dst_addr = dst;
     }
     Some(())
@@ -141,6 +135,17 @@ fn write_v6(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u3
         (ip as *mut u64).write_unaligned(first.to_be());
         copy16(&mut (*ip).src_addr, &cfg.source_v6);
         copy16(&mut (*ip).dst_addr, &be.addr);
+        // Its last 32 bits chosen by the flow's hash (`agent.source_v6_prefix`).
+        if (cfg.flags >> 16) & 0xff >= 2 {
+            let low = [
+                cfg.source_v6[12],
+                cfg.source_v6[13],
+                cfg.source_v6[14],
+                cfg.source_v6[15],
+            ];
+            let p = core::ptr::addr_of_mut!((*ip).src_addr) as *mut u8;
+            (p.add(12) as *mut [u8; 4]).write_unaligned(outer_source_v6_low(low, cfg.flags, hash));
+        }
     }
     Some(())
 }

@@ -163,6 +163,10 @@ pub struct Agent {
     /// Whether the program answers echo requests (ping) to VIP addresses itself; otherwise
     /// they pass to the kernel.
     pub answer_echo: bool,
+    /// Outer sources chosen by each flow's hash from these prefixes (instead of `source_v4`,
+    /// `source_v6`), so that a backend's NIC spreads the flows over its queues.
+    pub source_v4_prefix: Option<ipnet::Ipv4Net>,
+    pub source_v6_prefix: Option<ipnet::Ipv6Net>,
     /// What becomes of traffic to a VIP address that no VIP balances.
     pub unbalanced: Unbalanced,
     /// How long an established TCP flow's entry is kept against eviction by new flows after

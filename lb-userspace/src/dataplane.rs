@@ -321,6 +321,29 @@ impl Dataplane {
         })
     }
 
+    /// The prefixes the outer sources are chosen from by each flow's hash (`None`: the one
+    /// source [`Dataplane::set_sources`] wrote). Call after it: a prefix's network replaces
+    /// that source.
+    pub fn set_source_prefixes(
+        &mut self,
+        v4: Option<ipnet::Ipv4Net>,
+        v6: Option<ipnet::Ipv6Net>,
+    ) -> Result<()> {
+        self.update_config(|c| {
+            let (mut b4, mut b6) = (0, 0);
+            if let Some(n) = v4 {
+                c.source_v4 = n.network().octets();
+                b4 = 32 - n.prefix_len() as u32;
+            }
+            if let Some(n) = v6 {
+                c.source_v6 = n.network().octets();
+                b6 = 128 - n.prefix_len() as u32;
+            }
+            c.flags = (c.flags & !lb_common::hash::source_flags(0xff, 0xff))
+                | lb_common::hash::source_flags(b4, b6);
+        })
+    }
+
     /// The VIP addresses whose echo requests the program answers: exactly these afterwards.
     pub fn set_echo_addresses(&mut self, addrs: &[IpAddr]) -> Result<()> {
         let mut m: HashMap<_, AddrKey, u32> = self.map_hash(map_names::ECHO)?;

@@ -236,6 +236,12 @@ fn render_agent(c: &Config) -> toml::Table {
     };
     t.insert("unbalanced".into(), unbalanced.into());
     t.insert("tcp_idle".into(), ms(a.tcp_idle));
+    if let Some(p) = a.source_v4_prefix {
+        t.insert("source_v4_prefix".into(), p.to_string().into());
+    }
+    if let Some(p) = a.source_v6_prefix {
+        t.insert("source_v6_prefix".into(), p.to_string().into());
+    }
     let mut root = toml::Table::new();
     root.insert("agent".into(), t.into());
     if let Some(b) = &c.bgp {

@@ -166,6 +166,10 @@ impl Agent {
             self.effective.agent.source_v4,
             self.effective.agent.source_v6,
         )?;
+        self.dp.set_source_prefixes(
+            self.effective.agent.source_v4_prefix,
+            self.effective.agent.source_v6_prefix,
+        )?;
         self.dp.set_path_mtu(self.effective.agent.path_mtu)?;
         let echo: Vec<IpAddr> = if self.effective.agent.answer_echo {
             self.effective.vips.iter().map(|v| v.address.ip()).collect()

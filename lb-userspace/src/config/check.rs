@@ -94,6 +94,17 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
     };
     let source_v4 = source(cx, raw.source_v4, "agent.source_v4", "IPv4")?;
     let source_v6 = source(cx, raw.source_v6, "agent.source_v6", "IPv6")?;
+    // (source_prefix checked the family.)
+    let source_v4_prefix =
+        match source_prefix(cx, raw.source_v4_prefix, "agent.source_v4_prefix", 30)? {
+            Some(ipnet::IpNet::V4(n)) => Some(n),
+            _ => None,
+        };
+    let source_v6_prefix =
+        match source_prefix(cx, raw.source_v6_prefix, "agent.source_v6_prefix", 126)? {
+            Some(ipnet::IpNet::V6(n)) => Some(n),
+            _ => None,
+        };
     let path_mtu = match raw.path_mtu {
         None => None,
         Some(n) => Some(in_range(cx, &n, "agent.path_mtu", 1280, 65535)?),
@@ -138,9 +149,51 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         source_v6,
         path_mtu,
         answer_echo: raw.answer_echo.is_some_and(|a| a.into_inner()),
+        source_v4_prefix,
+        source_v6_prefix,
         unbalanced,
         tcp_idle,
     })
+}
+
+/// A prefix the outer sources are chosen from: no host bits set, at most `max_len` long (two
+/// host bits at least: a subnet's own address and its broadcast are never used).
+fn source_prefix(
+    cx: &Ctx,
+    raw: Option<Spanned<String>>,
+    field: &str,
+    max_len: u8,
+) -> Result<Option<ipnet::IpNet>, ConfigError> {
+    let Some(p) = raw else {
+        return Ok(None);
+    };
+    let net: ipnet::IpNet = p.get_ref().parse().map_err(|_| {
+        cx.err(
+            p.span(),
+            field,
+            format!("{:?} is not a prefix (ADDR/LEN)", p.get_ref()),
+        )
+    })?;
+    if net.trunc() != net {
+        return Err(cx.err(
+            p.span(),
+            field,
+            format!("{net}: host bits set (the prefix is {})", net.trunc()),
+        ));
+    }
+    let v6 = field.ends_with("v6_prefix");
+    if net.addr().is_ipv6() != v6 {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        return Err(cx.err(p.span(), field, format!("{net} is not an {family} prefix")));
+    }
+    if net.prefix_len() > max_len || net.prefix_len() == 0 {
+        return Err(cx.err(
+            p.span(),
+            field,
+            format!("{net}: from /1 to /{max_len} (two host bits at least)"),
+        ));
+    }
+    Ok(Some(net))
 }
 
 /// `agent.interfaces`: at least one, each named once, each a possible interface name.

@@ -61,6 +61,8 @@ pub(super) struct RawAgent {
     pub(super) flow_active: Option<Spanned<String>>,
     pub(super) answer_echo: Option<Spanned<bool>>,
     pub(super) unbalanced: Option<Spanned<String>>,
+    pub(super) source_v4_prefix: Option<Spanned<String>>,
+    pub(super) source_v6_prefix: Option<Spanned<String>>,
     pub(super) tcp_idle: Option<Spanned<String>>,
 }
 

@@ -631,3 +631,58 @@ fn hash_fields_and_affinity() {
         assert!(err.reason.contains(reason), "{extra}: {err}");
     }
 }
+
+/// `agent.source_v4_prefix` and `source_v6_prefix`: a prefix of the right family, no host
+/// bits, two host bits at least.
+#[test]
+fn outer_source_prefixes() {
+    let with = |extra: &str| {
+        GOOD.replacen(
+            "source_v6 = \"fd00::2\"\n",
+            &format!("source_v6 = \"fd00::2\"\n{extra}"),
+            1,
+        )
+    };
+    let c = parse(
+        "lb.toml",
+        &with("source_v4_prefix = \"198.18.16.0/20\"\nsource_v6_prefix = \"fd00:18::1:0/112\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.agent.source_v4_prefix.map(|p| p.to_string()).as_deref(),
+        Some("198.18.16.0/20")
+    );
+    assert_eq!(c.agent.source_v6_prefix.map(|p| p.prefix_len()), Some(112));
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "source_v4_prefix = \"198.18.16.1/20\"\n",
+            "agent.source_v4_prefix",
+            "host bits set",
+        ),
+        (
+            "source_v4_prefix = \"198.18.16.0/31\"\n",
+            "agent.source_v4_prefix",
+            "two host bits",
+        ),
+        (
+            "source_v4_prefix = \"fd00::/64\"\n",
+            "agent.source_v4_prefix",
+            "not an IPv4 prefix",
+        ),
+        (
+            "source_v6_prefix = \"198.18.0.0/16\"\n",
+            "agent.source_v6_prefix",
+            "not an IPv6 prefix",
+        ),
+        (
+            "source_v4_prefix = \"198.18.16.0\"\n",
+            "agent.source_v4_prefix",
+            "not a prefix",
+        ),
+    ];
+    for (extra, field, reason) in cases {
+        let err = parse("lb.toml", &with(extra)).expect_err(extra);
+        assert_eq!(err.field, *field, "{extra}: {err}");
+        assert!(err.reason.contains(reason), "{extra}: {err}");
+    }
+}
