@@ -92,3 +92,86 @@ fn flows_leave_with_outer_sources_spread_over_the_prefix() {
         assert_eq!(one.len(), 1, "{one:?}");
     });
 }
+
+/// Through the agent, read where the backend's NIC would: a capture on the backend's switch
+/// port (its own tcpdump would see the decapsulated packet, XDP running first) shows 256
+/// connections arriving from 200 and more outer sources. (No capture filter: `ip proto 4`
+/// matched none of these frames here.)
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_backend_receives_its_flows_from_many_outer_sources() {
+    use lb_tests::{TempDir, life::Setup};
+    let s = Setup::custom(
+        1,
+        1,
+        |_| {},
+        |c| {
+            c.replacen(
+                "source_v4 = \"198.18.0.2\"\n",
+                "source_v4 = \"198.18.0.2\"\nsource_v4_prefix = \"198.18.16.0/20\"\n",
+                1,
+            )
+        },
+    );
+    let tmp = TempDir::new("rss");
+    let pcap = tmp.path("be0.pcap");
+    // The switch's ports: the client's p1, the balancer's p2, the backend's p3.
+    let mut capture = s.topo.lab.switch.spawn(
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "exec tcpdump -i p3 -nn -U --immediate-mode -w {} 2>&1",
+                pcap.display()
+            ),
+        ],
+        tmp.path("tcpdump.log"),
+    );
+    capture.wait_for("tcpdump: listening", std::time::Duration::from_secs(10));
+    // Open at once, so that no two share a source port (a closed connection's port may be
+    // taken again, and the same 5-tuple is the same flow).
+    let open = lb_tests::traffic::LongLived::open(&s.topo.client, lb_tests::life::vip_addr(), 256);
+    assert_eq!(open.conns.len(), 256);
+    // Read the capture until it holds the 256 flows (its file is written packet by packet).
+    let read = || {
+        let text = lb_tests::sh(&format!("tcpdump -r {} -nn 2>/dev/null", pcap.display()));
+        let mut flows: std::collections::HashMap<String, HashSet<String>> = Default::default();
+        for line in text.lines() {
+            // "... IP 198.18.x.y > 198.18.0.11: IP 198.18.0.1.PORT > 198.19.0.100.80: ..."
+            let mut words = line.split_whitespace().skip_while(|w| *w != "IP");
+            let (Some(_), Some(outer)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let inner = line.split(": IP ").nth(1).and_then(|r| r.split(' ').next());
+            if let Some(inner) = inner {
+                flows
+                    .entry(inner.to_string())
+                    .or_default()
+                    .insert(outer.to_string());
+            }
+        }
+        flows
+    };
+    let mut flows = read();
+    lb_tests::lab::wait_for(
+        std::time::Duration::from_secs(5),
+        "256 flows in the capture",
+        || {
+            flows = read();
+            flows.len() >= 256
+        },
+    );
+    capture.stop();
+    assert!(flows.len() >= 256, "{} flows captured", flows.len());
+    assert!(
+        flows.values().all(|o| o.len() == 1),
+        "a flow came from two outer sources"
+    );
+    let sources: HashSet<&String> = flows.values().flatten().collect();
+    eprintln!("{} flows from {} outer sources", flows.len(), sources.len());
+    assert!(
+        sources.len() >= 200,
+        "{} distinct outer sources",
+        sources.len()
+    );
+}
