@@ -346,25 +346,27 @@ impl Dataplane {
 
     /// The VIP addresses whose echo requests the program answers: exactly these afterwards.
     pub fn set_echo_addresses(&mut self, addrs: &[IpAddr]) -> Result<()> {
-        let mut m: HashMap<_, AddrKey, u32> = self.map_hash(map_names::ECHO)?;
         let want: Vec<AddrKey> = addrs
             .iter()
             .map(|a| {
                 let (addr, family) = addr_bytes(*a);
-                AddrKey {
-                    addr,
-                    family,
-                    _pad: [0; 3],
-                }
+                AddrKey::new(addr, family)
             })
             .collect();
+        self.set_addresses(map_names::ECHO, &want)
+    }
+
+    /// Makes the address map `name` hold exactly `want` (each mapped to 1): the new ones
+    /// first, then the stale ones go, so a packet meanwhile finds every address it should.
+    pub(super) fn set_addresses(&mut self, name: &'static str, want: &[AddrKey]) -> Result<()> {
+        let mut m: HashMap<_, AddrKey, u32> = self.map_hash(name)?;
         let stale: Vec<AddrKey> = m
             .keys()
             .filter_map(|k| k.ok())
             .filter(|k| !want.contains(k))
             .collect();
-        for k in &want {
-            m.insert(k, 1, 0).map_err(map_err(map_names::ECHO))?;
+        for k in want {
+            m.insert(k, 1, 0).map_err(map_err(name))?;
         }
         for k in &stale {
             let _ = m.remove(k);

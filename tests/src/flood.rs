@@ -60,22 +60,27 @@ impl Flood {
     /// Sends `n` frames, as fast as the generator goes.
     pub fn send(&mut self, n: u32) {
         let generator = &mut self.generator;
-        self.ns.run(|| {
-            let ifindex = nix_ifindex("g0").expect("g0");
-            let md: [u32; 6] = [0, GEN_FRAME_V4 as u32, 0, ifindex, 0, 0];
-            let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-            let frame = vec![0u8; GEN_FRAME_V4];
-            generator
-                .program()
-                .expect("xdp_gen")
-                .test_run(TestRunOptions {
-                    data_in: Some(&frame),
-                    ctx_in: Some(&ctx),
-                    repeat: n,
-                    attrs: TestRunAttrs::new().xdp_live_frames(64),
-                    ..Default::default()
-                })
-                .expect("BPF_PROG_RUN with live frames");
-        });
+        self.ns
+            .run(|| live_frames(generator, "g0", n, GEN_FRAME_V4));
     }
+}
+
+/// Runs the generator `n` times with live frames of `len` bytes out of `dev` (from the thread
+/// that is in `dev`'s namespace): each run's frame goes out with XDP_TX.
+pub fn live_frames(generator: &mut Dataplane, dev: &str, n: u32, len: usize) {
+    let ifindex = nix_ifindex(dev).unwrap_or_else(|| panic!("{dev}"));
+    let md: [u32; 6] = [0, len as u32, 0, ifindex, 0, 0];
+    let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let frame = vec![0u8; len];
+    generator
+        .program()
+        .expect("xdp_gen")
+        .test_run(TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx),
+            repeat: n,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_RUN with live frames");
 }

@@ -116,25 +116,9 @@ impl Dataplane {
         let want: Vec<AddrKey> = self
             .vips()?
             .iter()
-            .map(|(k, _)| AddrKey {
-                addr: k.addr,
-                family: k.family & !lb_common::FAMILY_FRAGMENTS,
-                _pad: [0; 3],
-            })
+            .map(|(k, _)| AddrKey::new(k.addr, k.family & !lb_common::FAMILY_FRAGMENTS))
             .collect();
-        let mut m: HashMap<_, AddrKey, u32> = self.map_hash(map_names::VIP_ADDRS)?;
-        let stale: Vec<AddrKey> = m
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !want.contains(k))
-            .collect();
-        for k in &want {
-            m.insert(k, 1, 0).map_err(map_err(map_names::VIP_ADDRS))?;
-        }
-        for k in &stale {
-            let _ = m.remove(k);
-        }
-        Ok(())
+        self.set_addresses(map_names::VIP_ADDRS, &want)
     }
 
     /// Forgets the flows to VIP `vip` whose source `acl` no longer admits: their next packet

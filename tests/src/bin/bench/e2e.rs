@@ -5,8 +5,7 @@
 //! (jhash over three backends) and lb, over IPv4 and over IPv6.
 use std::time::{Duration, Instant};
 
-use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
-use lb::dataplane::{Dataplane, Options, nix_ifindex};
+use lb::dataplane::{Dataplane, Options};
 use lb_common::{GEN_FRAME_V4, GEN_FRAME_V6, GenConfig};
 use lb_tests::{
     Netns, TempDir,
@@ -79,22 +78,8 @@ fn pin_self(cpu: usize) {
 pub(super) fn send(gen_ns: &Netns, generator: &mut Dataplane, n: u32, len: usize) -> Duration {
     gen_ns.run(|| {
         pin_self(0);
-        let ifindex = nix_ifindex("g0").expect("g0");
-        let md: [u32; 6] = [0, len as u32, 0, ifindex, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let frame = vec![0u8; len];
         let t = Instant::now();
-        generator
-            .program()
-            .expect("xdp_gen")
-            .test_run(TestRunOptions {
-                data_in: Some(&frame),
-                ctx_in: Some(&ctx),
-                repeat: n,
-                attrs: TestRunAttrs::new().xdp_live_frames(64),
-                ..Default::default()
-            })
-            .expect("BPF_PROG_RUN with live frames");
+        lb_tests::flood::live_frames(generator, "g0", n, len);
         t.elapsed()
     })
 }
