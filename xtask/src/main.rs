@@ -372,9 +372,16 @@ fn test(args: &[String]) -> Result<()> {
         );
     }
     let lb = root().join("target/debug/lb");
+    // Every test binary runs even when one fails: the run shows all that is broken at once.
     let mut child = Command::new("cargo")
         .current_dir(root())
-        .args(["test", "--workspace", "--", "--include-ignored"])
+        .args([
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+            "--",
+            "--include-ignored",
+        ])
         .args(args)
         .env("LB_BIN", &lb)
         .stdout(std::process::Stdio::piped())
