@@ -44,6 +44,9 @@ pub mod map_names {
     pub const ECHO: &str = "LB_ECHO";
     /// New flows per backend (per CPU): 5-tuples the ring sent to it.
     pub const BACKEND_FLOWS: &str = "LB_BE_FLOWS";
+    /// SYNs repeated per backend (per CPU): a client's SYN again while its flow was on
+    /// probation, within seconds (passive health).
+    pub const BACKEND_RETRIES: &str = "LB_BE_RETRIES";
     /// `lb capture`: what to copy, and the ring buffer the copies go through.
     pub const CAPTURE_CTL: &str = "LB_CAPTURE_CTL";
     pub const CAPTURE: &str = "LB_CAPTURE";
@@ -70,6 +73,15 @@ pub mod program_names {
 pub const MAX_VIPS: u32 = 64;
 /// How many backends (over all VIPs) one instance knows.
 pub const MAX_BACKENDS: u32 = 4096;
+
+/// The socket mark of a health probe sent through the tunnel: [`PROBE_MARK`] | the backend's
+/// id (below [`MAX_BACKENDS`], so kube-proxy's bits 0x4000 and 0x8000 stay clear). The
+/// agent's policy rule sends marked packets to the probes' device, whose egress program
+/// (`tc_probe`) encapsulates them to that backend.
+pub const PROBE_MARK: u32 = 0x4c42_0000;
+/// The bits of a mark that say it is a probe's.
+pub const PROBE_MARK_MASK: u32 = 0xffff_0000;
+const _: () = assert!(MAX_BACKENDS <= 0x1000);
 /// Largest ring size, and the stride between rings in [`map_names::RINGS`].
 pub const RING_STRIDE: u32 = 65537;
 /// Default Maglev ring size: prime, so that every skip value walks every slot.

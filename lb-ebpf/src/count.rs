@@ -2,7 +2,7 @@
 use aya_ebpf::maps::PerCpuArray;
 use lb_common::Traffic;
 
-use crate::maps::{BACKEND_FLOWS, BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS};
+use crate::maps::{BACKEND_FLOWS, BACKEND_RETRIES, BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS};
 
 /// Whether a program counts: every program the agent runs does (`way::Production`); a
 /// benchmark program that measures what counting costs does not.
@@ -56,6 +56,17 @@ pub fn new_flow<C: Counting>(id: u32) {
         return;
     }
     if let Some(n) = BACKEND_FLOWS.get_ptr_mut(id) {
+        unsafe { *n += 1 };
+    }
+}
+
+/// A SYN the client repeated while its flow to backend `id` was on probation (passive health).
+#[inline(always)]
+pub fn syn_retry<C: Counting>(id: u32) {
+    if !C::ON {
+        return;
+    }
+    if let Some(n) = BACKEND_RETRIES.get_ptr_mut(id) {
         unsafe { *n += 1 };
     }
 }

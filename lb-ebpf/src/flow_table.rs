@@ -183,7 +183,11 @@ pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), F
         // pick (the same ring slot) replaces it.
         Record::New(h) => match slots::insert(&pkt.key, h, hash, id, now, keep_s).ok_or(Fault)? {
             slots::Inserted::New => count::flow::<C>(FLOW_INSERTS),
-            slots::Inserted::Again => {}
+            slots::Inserted::Again { retry_of } => {
+                if let Some(old) = retry_of {
+                    count::syn_retry::<C>(old);
+                }
+            }
             slots::Inserted::Full => count::flow::<C>(FLOW_UNRECORDED),
         },
     }

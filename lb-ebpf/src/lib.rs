@@ -62,13 +62,15 @@ pub mod count;
 pub mod way;
 
 // Beside the way: ICMP (errors to their flows, echo answers, too-big replies), the capture
-// hook, the program's log lines, the backends' decapsulation.
+// hook, the program's log lines, the backends' decapsulation, the health probes' tunnel.
 #[cfg(target_arch = "bpf")]
 mod capture;
 #[cfg(target_arch = "bpf")]
 mod decap;
 #[cfg(target_arch = "bpf")]
 mod icmp;
+#[cfg(target_arch = "bpf")]
+pub mod probe;
 #[cfg(target_arch = "bpf")]
 mod trace;
 

@@ -1,13 +1,17 @@
 //! The production object: the programs the agent attaches and nothing else. `xdp_lb` balances
 //! (the agent loads it a second time, capture hook on, for `lb capture`); `xdp_decap`
-//! decapsulates on backends without the kernel's ipip module. Their way, step by step, is the
+//! decapsulates on backends without the kernel's ipip module; `tc_probe` sends the health
+//! probes through the tunnel, as the clients' packets go. Their way, step by step, is the
 //! library's (`lib.rs` lists the steps in order).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
 mod programs {
-    use aya_ebpf::{macros::xdp, programs::XdpContext};
+    use aya_ebpf::{
+        macros::{classifier, xdp},
+        programs::{TcContext, XdpContext},
+    };
     use lb_ebpf::way::{self, Production};
 
     // `inline(always)` on the entry points: `#[xdp]` wraps the function in the program's
@@ -23,6 +27,11 @@ mod programs {
     #[inline(always)]
     pub fn xdp_decap(ctx: XdpContext) -> u32 {
         way::run_decap(&ctx)
+    }
+
+    #[classifier]
+    pub fn tc_probe(ctx: TcContext) -> i32 {
+        lb_ebpf::probe::probe(&ctx)
     }
 }
 

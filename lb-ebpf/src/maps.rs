@@ -42,6 +42,11 @@ pub static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(M
 #[map(name = "LB_BE_FLOWS")]
 pub static BACKEND_FLOWS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
+/// SYNs repeated per backend: a client's SYN again while its flow was on probation (passive
+/// health's signal: under direct server return the balancer sees only the client's side).
+#[map(name = "LB_BE_RETRIES")]
+pub static BACKEND_RETRIES: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
 /// `lb capture`: the filter of the running capture (all zero: none runs).
 #[map(name = "LB_CAPTURE_CTL")]
 pub static CAPTURE_CTL: Array<CaptureCtl> = Array::with_max_entries(1, 0);

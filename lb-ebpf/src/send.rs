@@ -26,7 +26,7 @@ const AF_INET6: u8 = 10;
 /// stack access (code generation allows misaligned access, see build.rs, and with ALU32 LLVM
 /// did merge them).
 #[inline(always)]
-fn set_words(dst: &mut [u32; 4], b: &[u8; 16]) {
+pub(crate) fn set_words(dst: &mut [u32; 4], b: &[u8; 16]) {
     for (i, d) in dst.iter_mut().enumerate() {
         let w = u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
         // Safety: `d` is a valid, aligned &mut u32.

@@ -16,6 +16,7 @@ mod ids;
 mod lifecycle;
 mod links;
 mod notify;
+mod outlier;
 mod pins;
 mod reload;
 mod report;

@@ -86,9 +86,31 @@ pub enum HealthKind {
     None,
 }
 
+/// Which way a probe goes to its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// To VIP:port, encapsulated to the backend as the clients' packets are: a pass proves
+    /// the backend's decapsulation, the VIP on it and the service listening there.
+    Tunnel,
+    /// To the backend's own address and port.
+    Direct,
+}
+
+impl Via {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Via::Tunnel => "tunnel",
+            Via::Direct => "direct",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Health {
     pub kind: HealthKind,
+    /// Through the tunnel to VIP:port (the default), or straight to the backend.
+    pub via: Via,
     /// Port to check; the VIP's port when not given.
     pub port: Option<u16>,
     pub path: String,
@@ -119,6 +141,7 @@ impl Default for Health {
     fn default() -> Self {
         Health {
             kind: HealthKind::Tcp,
+            via: Via::Tunnel,
             port: None,
             path: "/".into(),
             expect_status: 200,
@@ -259,6 +282,34 @@ pub struct Limits {
     pub burst: u32,
 }
 
+/// `[vip.outlier]`: passive health. Every `interval`, a backend whose clients repeated more
+/// than `retry_percent` of its new flows' SYNs (with at least `min_flows` new flows) is
+/// ejected from the ring for `base_ejection_time` × the times it was ejected (at most
+/// `max_ejection_time`), never more than `max_ejection_percent` of the VIP's backends at once
+/// (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Outlier {
+    pub interval: Duration,
+    pub retry_percent: u32,
+    pub min_flows: u32,
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+}
+
+impl Default for Outlier {
+    fn default() -> Self {
+        Outlier {
+            interval: Duration::from_secs(2),
+            retry_percent: 25,
+            min_flows: 10,
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 50,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Backend {
     pub address: IpAddr,
@@ -286,6 +337,8 @@ pub struct Vip {
     pub acl: Acl,
     /// New flows per source (`[vip.limits]`), if limited.
     pub limits: Option<Limits>,
+    /// Passive health (`[vip.outlier]`), if on.
+    pub outlier: Option<Outlier>,
     /// What the ring's hash takes of a packet.
     pub hash: HashFields,
     /// The bits of the source the hash keeps under `src` and `src_dport` (`None`: all).

@@ -23,6 +23,7 @@ mod decap;
 mod error;
 mod flows;
 mod mmap;
+mod probe;
 mod vips;
 
 pub use admission::vip_flags;
@@ -30,6 +31,7 @@ pub use counters::Totals;
 pub use flows::{
     FlowCount, FlowEntry, FlowTable, coarse_now, count_flows, count_flows_by_backend, flows_to,
 };
+pub use probe::PROBE_PROGRAM;
 
 pub use error::{DataplaneError, Result};
 use error::{is_eperm, load_error, map_err};
@@ -62,7 +64,7 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
 
 /// Every map of the object but the per-CPU clock cache (`LB_CLOCK`, which a new program starts
 /// afresh): pinned, so that a restart or an upgrade keeps them.
-pub const PINNED_MAPS: [&str; 22] = [
+pub const PINNED_MAPS: [&str; 23] = [
     map_names::VIPS,
     map_names::ECHO,
     map_names::VIP_FILTER,
@@ -73,6 +75,7 @@ pub const PINNED_MAPS: [&str; 22] = [
     map_names::VIP_STATS,
     map_names::BACKEND_STATS,
     map_names::BACKEND_FLOWS,
+    map_names::BACKEND_RETRIES,
     map_names::DEVMAP,
     map_names::DECAP_DST,
     map_names::FLOWS,

@@ -5,7 +5,7 @@
 //! from here) says nothing about the backend: it is a local fault, counted and reported as
 //! such, and neither a pass nor a failure of the backend.
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -17,6 +17,53 @@ mod probe;
 mod tls;
 
 pub use probe::Prober;
+
+/// Where a checker's probes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The backend's address and the probed port: the backend the checker speaks for, and
+    /// where a direct probe goes.
+    pub backend: SocketAddr,
+    /// Through the tunnel (`via = "tunnel"`), else direct.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// A probe through the tunnel: to the VIP, its packets marked for the backend, so that the
+/// probe program encapsulates them to it as the balancer does the clients'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The VIP's address and the probed port.
+    pub vip: SocketAddr,
+    /// [`lb_common::PROBE_MARK`] | the backend's id; `None` while it has no id in the data
+    /// path (its probes cannot go yet).
+    pub mark: Option<u32>,
+    /// The balancer's own address the probes leave from (`agent.source_v4`/`source_v6`);
+    /// the kernel's choice when not configured.
+    pub source: Option<IpAddr>,
+}
+
+impl Target {
+    /// A direct probe to `backend`.
+    pub fn direct(backend: SocketAddr) -> Target {
+        Target {
+            backend,
+            tunnel: None,
+        }
+    }
+
+    /// Where the probe's packets are addressed: the VIP through the tunnel, else the backend.
+    pub fn to(&self) -> SocketAddr {
+        self.tunnel.as_ref().map_or(self.backend, |t| t.vip)
+    }
+
+    /// How the probe's errors name where it went.
+    pub fn describe(&self) -> String {
+        match &self.tunnel {
+            Some(t) => format!("{} through the tunnel to {}", t.vip, self.backend.ip()),
+            None => self.backend.to_string(),
+        }
+    }
+}
 
 /// A backend's health, or its checker's local fault, changed.
 #[derive(Debug, Clone)]
@@ -76,7 +123,7 @@ pub fn is_local(e: &std::io::Error) -> bool {
 /// Starts checking `target` every `interval`, starting from state `up`.
 pub fn spawn(
     vip: String,
-    target: SocketAddr,
+    target: Target,
     h: Health,
     up: bool,
     tx: UnboundedSender<Report>,
@@ -90,15 +137,16 @@ pub fn spawn(
         loop {
             tick.tick().await;
             let started = Instant::now();
-            let result = prober.probe(target).await;
+            let result = prober.probe(&target).await;
+            let ip = target.backend.ip();
             match &result {
-                Err(f) if f.local => times.local_fault(&vip, target.ip()),
-                r => times.observe(&vip, target.ip(), r.is_ok(), started.elapsed()),
+                Err(f) if f.local => times.local_fault(&vip, ip),
+                r => times.observe(&vip, ip, r.is_ok(), started.elapsed()),
             }
             if let Some((up, error, local_fault)) = tally.take(&h, result) {
                 let _ = tx.send(Report {
                     vip: vip.clone(),
-                    target,
+                    target: target.backend,
                     up,
                     error,
                     local_fault,
@@ -187,7 +235,7 @@ mod tests {
     }
 
     async fn probe(h: &Health, target: SocketAddr) -> Result<(), Failure> {
-        Prober::new(h.clone()).probe(target).await
+        Prober::new(h.clone()).probe(&Target::direct(target)).await
     }
 
     #[tokio::test]

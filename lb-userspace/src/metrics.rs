@@ -157,6 +157,13 @@ struct BackendLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DownLabels {
+    vip: String,
+    backend: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -270,6 +277,11 @@ fn traffic_families(r: &mut Registry, s: &Snapshot) {
     counters(r, "lb_vip_new_flows", help, vips(|v| v.new_flows));
     let help = "Flows the ring gave the backend";
     counters(r, "lb_backend_new_flows", help, bes(|b| b.new_flows));
+    let help =
+        "SYNs the backend's clients repeated while their flows were new (passive health's signal)";
+    counters(r, "lb_backend_syn_retries", help, bes(|b| b.syn_retries));
+    let help = "Times passive health ejected the backend";
+    counters(r, "lb_backend_ejections", help, bes(|b| b.ejections));
 }
 
 /// A gauge per backend, for the backends `value` gives one for.
@@ -311,6 +323,31 @@ fn backend_gauges(r: &mut Registry, s: &Snapshot) {
         "lb_backend_damped",
         "1 while the backend is held out of the ring for flapping",
         |b| Some(i64::from(b.health == "damped")),
+    );
+    backend_gauge(
+        r,
+        s,
+        "lb_backend_ejected",
+        "1 while passive health keeps the backend out of the ring",
+        |b| Some(i64::from(b.health == "ejected")),
+    );
+    let down = Family::<DownLabels, Gauge>::default();
+    for v in s.vips {
+        for b in &v.backends {
+            if let Some(reason) = &b.down_reason {
+                let l = DownLabels {
+                    vip: v.name.clone(),
+                    backend: b.address.clone(),
+                    reason: reason.clone(),
+                };
+                down.get_or_create(&l).set(1);
+            }
+        }
+    }
+    r.register(
+        "lb_backend_down",
+        "1 for a backend that takes no new flows for its health, labelled with why: active (its probes fail), passive (ejected), damped (flapping), local fault (its probes cannot run from here)",
+        down,
     );
 }
 

@@ -18,7 +18,10 @@ use rtnetlink::{
     },
 };
 
+mod probes;
 pub mod watch;
+
+pub use probes::{PROBE_DEVICE, PROBE_PEER, PROBE_RULE_PRIORITY, PROBE_TABLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NeighError {

@@ -331,6 +331,19 @@ fn render_vip(v: &Vip) -> toml::Table {
         lt.insert("burst".into(), (l.burst as i64).into());
         t.insert("limits".into(), lt.into());
     }
+    if let Some(o) = v.outlier {
+        let mut ot = toml::Table::new();
+        ot.insert("interval".into(), ms(o.interval));
+        ot.insert("retry_percent".into(), (o.retry_percent as i64).into());
+        ot.insert("min_flows".into(), (o.min_flows as i64).into());
+        ot.insert("base_ejection_time".into(), ms(o.base_ejection_time));
+        ot.insert("max_ejection_time".into(), ms(o.max_ejection_time));
+        ot.insert(
+            "max_ejection_percent".into(),
+            (o.max_ejection_percent as i64).into(),
+        );
+        t.insert("outlier".into(), ot.into());
+    }
     let h = &v.health;
     let mut ht = toml::Table::new();
     let kind = match h.kind {
@@ -360,6 +373,7 @@ fn render_vip(v: &Vip) -> toml::Table {
             ht.insert("expect_hex".into(), hex(e).into());
         }
     }
+    ht.insert("via".into(), h.via.name().into());
     if let Some(p) = h.port {
         ht.insert("port".into(), (p as i64).into());
     }

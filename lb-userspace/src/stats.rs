@@ -35,6 +35,16 @@ pub struct BackendStats {
     /// Flows seen within `agent.flow_active` (`None`: not counted yet).
     #[serde(default)]
     pub active_flows: Option<u64>,
+    /// SYNs its clients repeated while their flows were on probation (passive health's
+    /// signal).
+    #[serde(default)]
+    pub syn_retries: u64,
+    /// Why it takes no new flows for its health (`lb status`'s `down_reason`).
+    #[serde(default)]
+    pub down_reason: Option<String>,
+    /// Times passive health ejected it, ever (this agent's run).
+    #[serde(default)]
+    pub ejections: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -229,6 +239,9 @@ mod tests {
             drain: false,
             in_ring: true,
             active_flows: None,
+            syn_retries: 0,
+            down_reason: None,
+            ejections: 0,
         }
     }
 

@@ -8,8 +8,20 @@ pub struct BackendStatus {
     pub weight: u32,
     pub drain: bool,
     /// `up`, `down`, `damped` (held out of the ring for flapping, whatever its last check),
-    /// or `unchecked` (health kind none: always taken as up).
+    /// `ejected` (passive health: its clients repeat their SYNs), or `unchecked` (health kind
+    /// none: always taken as up).
     pub health: String,
+    /// Why it takes no new flows, when it takes none for its health: `active` (its probes
+    /// fail), `passive` (ejected), `damped` (held for flapping), `local fault` (down, and its
+    /// probes cannot run from this host now).
+    #[serde(default)]
+    pub down_reason: Option<String>,
+    /// While ejected: about how many seconds more.
+    #[serde(default)]
+    pub ejected_s: Option<u64>,
+    /// Times ejected since it last went `max_ejection_time` without.
+    #[serde(default)]
+    pub ejections: u32,
     /// While damped: about how many seconds more it is held out.
     #[serde(default)]
     pub held_s: Option<u64>,

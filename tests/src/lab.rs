@@ -113,6 +113,11 @@ pub fn backend_host(ns: &Netns, ifname: &str, tmp: &TempDir) -> Proc {
          && sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.{ifname}.rp_filter=0 \
             net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2"
     ));
+    start_decap(ns, ifname, tmp)
+}
+
+/// Starts `lb decap` on `ifname` of `ns` and waits until it is ready.
+pub fn start_decap(ns: &Netns, ifname: &str, tmp: &TempDir) -> Proc {
     let lb = lb_bin();
     let mut p = ns.spawn(
         &[lb.to_str().unwrap(), "decap", "--interface", ifname],

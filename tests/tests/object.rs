@@ -21,7 +21,7 @@ fn defined_in(object: &[u8], section: &str) -> std::collections::BTreeSet<String
 }
 
 /// The production object holds what the agent attaches and nothing else: `xdp_lb` (loaded a
-/// second time, hook on, for a capture) and `xdp_decap`; every map the agent pins and the
+/// second time, hook on, for a capture), `xdp_decap` and `tc_probe`; every map the agent pins and the
 /// per-CPU clock cache; the load-time constants the agent sets. No benchmark or test program,
 /// no benchmark map.
 #[test]
@@ -32,6 +32,14 @@ fn the_production_object_holds_exactly_what_the_agent_attaches() {
         programs.iter().map(String::as_str).collect::<Vec<_>>(),
         ["xdp_decap", "xdp_lb"],
         "programs"
+    );
+    assert_eq!(
+        defined_in(object, "classifier")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["tc_probe"],
+        "classifiers"
     );
     let mut want: Vec<&str> = lb::dataplane::PINNED_MAPS.to_vec();
     want.push("LB_CLOCK");

@@ -230,6 +230,9 @@ fn the_monitoring_kit_names_only_metrics_the_agent_exports() {
             drain: false,
             in_ring: true,
             active_flows: Some(1),
+            syn_retries: 1,
+            down_reason: Some("active".into()),
+            ejections: 1,
         }],
     }];
     let times = lb::metrics::HealthTimes::default();

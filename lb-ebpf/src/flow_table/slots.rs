@@ -1,7 +1,9 @@
 //! The flow table's slots: 5-tuple → backend, set-associative, in one array map (layout, eviction
 //! order and why it is safe without locks: [`lb_common::flow`]).
 use aya_ebpf::Global;
-use lb_common::{FLOW_WAYS, FlowKey, FlowSlot, Ways, flow_check, flow_kept, flow_set_base};
+use lb_common::{
+    FLOW_PROMOTED, FLOW_WAYS, FlowKey, FlowSlot, Ways, flow_check, flow_kept, flow_set_base,
+};
 
 use crate::maps::FLOWS;
 
@@ -63,12 +65,18 @@ pub fn find(key: &FlowKey, h: u64) -> Option<(*mut FlowSlot, u32)> {
 pub enum Inserted {
     /// The flow is new to the table.
     New,
-    /// The table held the flow: its entry now names the new pick.
-    Again,
+    /// The table held the flow: its entry now names the new pick. `retry_of`: the backend
+    /// the entry named, when the packet is a SYN repeated while the flow was on probation
+    /// within [`SYN_RETRY_NS`] (the client heard nothing back: passive health's signal).
+    Again { retry_of: Option<u32> },
     /// Every way of the flow's set holds an established flow within its keep time: not
     /// recorded.
     Full,
 }
+
+/// How long after a flow's last packet a repeated SYN counts as a retry of it: past the
+/// clients' first three retransmissions (1 s, 2 s, 4 s apart).
+pub const SYN_RETRY_NS: u64 = 8_000_000_000;
 
 /// Records that the flow `key` (table hash `h`, ring hash `ring_hash`) goes to `backend`,
 /// seen at `now`, on probation with `keep_s` seconds to keep once promoted: in the way that
@@ -96,6 +104,16 @@ pub fn insert(
         return Some(Inserted::Full);
     };
     let slot = FLOWS.get_ptr_mut(base + way)?;
+    // Only a SYN is inserted over its own entry (any other packet found it): a SYN again
+    // while the entry is on probation and recent is the client's retransmission.
+    let retry_of = if new {
+        None
+    } else {
+        // Safety: as in `tag`.
+        let (seen, state) = unsafe { ((*slot).last_seen_ns, (*slot).state) };
+        (state & FLOW_PROMOTED == 0 && now.wrapping_sub(seen) < SYN_RETRY_NS)
+            .then(|| tag(slot) as u32)
+    };
     // Safety: as in `tag`. The key goes first and the tag after it: a reader that meets the new
     // key under the old tag finds another flow's check there, and misses.
     unsafe {
@@ -111,5 +129,9 @@ pub fn insert(
         set_tag(slot, backend, check);
         (*slot).last_seen_ns = ways.stamp(now);
     }
-    Some(if new { Inserted::New } else { Inserted::Again })
+    Some(if new {
+        Inserted::New
+    } else {
+        Inserted::Again { retry_of }
+    })
 }

@@ -10,8 +10,8 @@ use std::{
 use tokio::{sync::mpsc::UnboundedSender, task::JoinHandle};
 
 use crate::{
-    config::{Health, HealthKind},
-    health::{self, Report},
+    config::{Health, HealthKind, Via},
+    health::{self, Report, Target, Tunnel},
     metrics::HealthTimes,
 };
 
@@ -44,7 +44,7 @@ impl BackendHealth {
 
 struct Checker {
     health: Health,
-    target: SocketAddr,
+    target: Target,
     task: JoinHandle<()>,
 }
 
@@ -142,7 +142,7 @@ impl Checks {
 
     /// Starts, restarts and stops checkers to match `wanted`; a new checker starts from the
     /// backend's state, or from `new_up` for a backend that has none.
-    fn sync(&mut self, wanted: HashMap<Key, (Health, SocketAddr)>, new_up: bool) {
+    fn sync(&mut self, wanted: HashMap<Key, (Health, Target)>, new_up: bool) {
         let times = &self.times;
         self.running.retain(|k, c| {
             let keep = wanted
@@ -179,7 +179,7 @@ impl Checks {
             let up = self.states[&k].up;
             let task = health::spawn(
                 k.0.clone(),
-                target,
+                target.clone(),
                 health.clone(),
                 up,
                 self.reports.clone(),
@@ -199,7 +199,11 @@ impl Checks {
     /// dropped (`None`).
     pub fn record(&mut self, r: Report) -> Option<bool> {
         let k = (r.vip.clone(), r.target.ip());
-        if self.running.get(&k).is_none_or(|c| c.target != r.target) {
+        if self
+            .running
+            .get(&k)
+            .is_none_or(|c| c.target.backend != r.target)
+        {
             return None;
         }
         let before = self.states.get(&k).cloned();
@@ -265,10 +269,25 @@ impl Agent {
                 continue;
             }
             let port = v.health.port.unwrap_or(v.address.port());
-            for b in &v.backends {
+            let ids = self.ids(v).map(|(_, ids)| ids).unwrap_or_default();
+            let source = match v.address {
+                SocketAddr::V4(_) => self.effective.agent.source_v4.map(IpAddr::from),
+                SocketAddr::V6(_) => self.effective.agent.source_v6.map(IpAddr::from),
+            };
+            for (i, b) in v.backends.iter().enumerate() {
+                let backend = SocketAddr::new(b.address, port);
+                let tunnel = (v.health.via == Via::Tunnel).then(|| Tunnel {
+                    vip: SocketAddr::new(v.address.ip(), port),
+                    mark: ids
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map(|id| lb_common::PROBE_MARK | id),
+                    source,
+                });
                 wanted.insert(
                     (v.name.clone(), b.address),
-                    (v.health.clone(), SocketAddr::new(b.address, port)),
+                    (v.health.clone(), Target { backend, tunnel }),
                 );
             }
         }

@@ -90,6 +90,7 @@ pub async fn start(
         tracing::info!(vips = adopted, pin_dir = %pin_dir.display(), "adopted the pinned data path");
     }
     let kernel = neigh::Kernel::connect().context("opening a netlink socket")?;
+    probe_path(&mut agent, &kernel).await;
     let found = resolve_all(&kernel, agent.backend_addresses()).await;
     agent.set_hops(found.clone());
     agent.sync(None)?;
@@ -169,6 +170,21 @@ pub async fn start(
         socket,
         pin_dir,
     })
+}
+
+/// The tunnel probes' way: their device with `tc_probe` on it, and the routes that lead
+/// there (only once the program is there: a probe must never leave unencapsulated). Without
+/// it a tunnel probe finds no route: a local fault, reported, that moves no backend.
+async fn probe_path(agent: &mut Agent, kernel: &neigh::Kernel) {
+    let done = async {
+        let dev = kernel.probe_device().await?;
+        agent.dp.attach_probe(neigh::PROBE_DEVICE)?;
+        kernel.probe_routes(dev).await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = done.await {
+        tracing::error!(error = %format!("{e:#}"), "no way for health probes through the tunnel: VIPs with via = \"tunnel\" report a local fault");
+    }
 }
 
 /// The program's log records, read as they come (`lb run --program-log`).
@@ -319,6 +335,11 @@ impl Running {
                     agent
                         .release_held()
                         .context("ending flap holds")
+                        .and_then(|()| {
+                            agent
+                                .check_outliers(std::time::Instant::now())
+                                .context("passive health")
+                        })
                         .and_then(|()| agent.sample_rates().context("sampling counters for rates"))
                 }
                 Some(ev) = i.net.recv() => match ev {

@@ -14,6 +14,7 @@ impl Agent {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let now = std::time::Instant::now();
         let backends: Vec<BackendStatus> = v
             .backends
             .iter()
@@ -22,17 +23,30 @@ impl Agent {
                 let h = self.checks.get(&v.name, b.address);
                 let up = self.is_up(v, b.address);
                 let held = self.checks.held_for(&v.name, b.address);
+                let ejected = self.outliers.ejected_for(&v.name, b.address, now);
+                let checked_up = h.is_none_or(|h| h.up);
                 BackendStatus {
                     address: b.address.to_string(),
                     weight: b.weight,
                     drain: b.drain,
-                    health: match (v.health.kind, up, held) {
-                        (HealthKind::None, _, _) => "unchecked",
-                        (_, _, Some(_)) => "damped",
-                        (_, true, _) => "up",
-                        (_, false, _) => "down",
+                    health: match (v.health.kind, up, held, ejected) {
+                        (_, _, _, Some(_)) => "ejected",
+                        (HealthKind::None, _, _, _) => "unchecked",
+                        (_, _, Some(_), _) => "damped",
+                        (_, true, _, _) => "up",
+                        (_, false, _, _) => "down",
                     }
                     .into(),
+                    down_reason: down_reason(
+                        v.health.kind,
+                        checked_up,
+                        held.is_some(),
+                        ejected.is_some(),
+                        h.is_some_and(|h| h.local_fault.is_some()),
+                    )
+                    .map(str::to_string),
+                    ejected_s: ejected.map(|d| d.as_secs()),
+                    ejections: self.outliers.ejections(&v.name, b.address),
                     held_s: held.map(|d| d.as_secs()),
                     last_error: h.and_then(|h| h.last_error.clone()),
                     local_fault: h.and_then(|h| h.local_fault.clone()),
@@ -100,5 +114,27 @@ impl Agent {
                 error: b.last_error.clone(),
             }),
         }
+    }
+}
+
+/// Why a backend takes no new flows for its health, if it takes none: its probes fail
+/// (`active`; `local fault` when they cannot run from here now), it is ejected (`passive`), or
+/// held for flapping (`damped`).
+pub fn down_reason(
+    kind: HealthKind,
+    checked_up: bool,
+    held: bool,
+    ejected: bool,
+    local_fault: bool,
+) -> Option<&'static str> {
+    let checked = kind != HealthKind::None;
+    if checked && !checked_up {
+        Some(if local_fault { "local fault" } else { "active" })
+    } else if ejected {
+        Some("passive")
+    } else if held {
+        Some("damped")
+    } else {
+        None
     }
 }

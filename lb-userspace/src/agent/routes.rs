@@ -239,14 +239,21 @@ impl Agent {
             let status = self.vip_status(vip);
             let mut backends = Vec::new();
             for ((b, bid), st) in vip.backends.iter().zip(bids).zip(status.backends) {
-                let (totals, new_flows, rate) = match bid {
+                let (totals, new_flows, syn_retries, rate) = match bid {
                     Some(bid) => (
                         self.dp.backend_totals(bid)?,
                         self.dp.backend_new_flows(bid)?,
+                        self.dp.backend_syn_retries(bid)?,
                         self.rates.get(RateKey::Backend(bid)),
                     ),
                     None => Default::default(),
                 };
+                let ejections = self
+                    .outliers
+                    .total
+                    .get(&(vip.name.clone(), b.address))
+                    .copied()
+                    .unwrap_or(0);
                 backends.push(BackendStats {
                     address: b.address.to_string(),
                     weight: b.weight,
@@ -260,6 +267,9 @@ impl Agent {
                     drain: st.drain,
                     in_ring: st.in_ring,
                     active_flows: st.active_flows,
+                    syn_retries,
+                    down_reason: st.down_reason,
+                    ejections,
                 });
             }
             stats::fill_shares(&mut backends);

@@ -45,6 +45,8 @@ pub struct Agent {
     ids: super::ids::Ids,
     /// Each checked backend's health and checker.
     pub(super) checks: super::checkers::Checks,
+    /// Passive health: the backends ejected for their clients' repeated SYNs.
+    pub(super) outliers: super::outlier::Outliers,
     /// Each VIP's live ring, what it was built from, and how many were built and written.
     pub(super) rings: Rings,
     /// The VIPs' ACLs and limits as written.
@@ -108,6 +110,7 @@ impl Agent {
             flow_activity: Default::default(),
             ids: Default::default(),
             checks: super::checkers::Checks::new(reports),
+            outliers: Default::default(),
             rings: Default::default(),
             admission: Default::default(),
             hops: Default::default(),
@@ -157,7 +160,8 @@ impl Agent {
     /// Whether the ring may give `addr` of `vip` new flows: unchecked, or up and not held for
     /// flapping (its established flows follow the VIP's `on_down`).
     pub(super) fn is_up(&self, vip: &Vip, addr: IpAddr) -> bool {
-        vip.health.kind == HealthKind::None || self.checks.in_service(&vip.name, addr)
+        (vip.health.kind == HealthKind::None || self.checks.in_service(&vip.name, addr))
+            && !self.outliers.ejected(&vip.name, addr)
     }
 
     /// Writes the effective config to the data path: every VIP, or only `only`.

@@ -7,6 +7,7 @@ use toml::Spanned;
 use super::{raw::*, *};
 
 mod health;
+mod outlier;
 mod vip;
 
 pub(super) use vip::vip;

@@ -83,6 +83,7 @@ pub(super) struct RawVip {
     pub(super) affinity_prefix_v6: Option<Spanned<i64>>,
     pub(super) acl: Option<Spanned<RawAcl>>,
     pub(super) limits: Option<Spanned<RawLimits>>,
+    pub(super) outlier: Option<Spanned<RawOutlier>>,
     #[serde(default)]
     pub(super) backend: Vec<Spanned<RawBackend>>,
 }
@@ -105,8 +106,20 @@ pub(super) struct RawLimits {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawOutlier {
+    pub(super) interval: Option<Spanned<String>>,
+    pub(super) retry_percent: Option<Spanned<i64>>,
+    pub(super) min_flows: Option<Spanned<i64>>,
+    pub(super) base_ejection_time: Option<Spanned<String>>,
+    pub(super) max_ejection_time: Option<Spanned<String>>,
+    pub(super) max_ejection_percent: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawHealth {
     pub(super) kind: Option<Spanned<String>>,
+    pub(super) via: Option<Spanned<String>>,
     pub(super) port: Option<Spanned<i64>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) expect_status: Option<Spanned<i64>>,

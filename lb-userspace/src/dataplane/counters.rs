@@ -43,7 +43,15 @@ impl Dataplane {
 
     /// New flows recorded for backend `id`.
     pub fn backend_new_flows(&self, id: u32) -> Result<u64> {
-        let name = map_names::BACKEND_FLOWS;
+        self.sum_u64(map_names::BACKEND_FLOWS, id)
+    }
+
+    /// SYNs clients repeated to backend `id` (passive health's signal).
+    pub fn backend_syn_retries(&self, id: u32) -> Result<u64> {
+        self.sum_u64(map_names::BACKEND_RETRIES, id)
+    }
+
+    fn sum_u64(&self, name: &'static str, id: u32) -> Result<u64> {
         let map = self
             .ebpf
             .map(name)
@@ -60,7 +68,8 @@ impl Dataplane {
     /// Zeroes backend `id`'s counters.
     pub fn reset_backend_counters(&mut self, id: u32) -> Result<()> {
         self.zero::<Traffic>(map_names::BACKEND_STATS, id)?;
-        self.zero::<u64>(map_names::BACKEND_FLOWS, id)
+        self.zero::<u64>(map_names::BACKEND_FLOWS, id)?;
+        self.zero::<u64>(map_names::BACKEND_RETRIES, id)
     }
 
     fn zero<T: aya::Pod + Default>(&mut self, name: &'static str, index: u32) -> Result<()> {

@@ -1,6 +1,9 @@
 //! One probe of each kind: a TCP connect, an HTTP or HTTPS request whose status (and body) is
-//! checked, or a UDP datagram whose answer is.
+//! checked, or a UDP datagram whose answer is; straight to the backend, or through the tunnel
+//! (a socket marked for the backend, bound to the balancer's own address, to VIP:port).
 use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -8,7 +11,7 @@ use tokio::{
     time::timeout,
 };
 
-use super::{Failure, tls};
+use super::{Failure, Target, tls};
 use crate::config::{Health, HealthKind};
 
 /// Most of an answer read for a body match.
@@ -27,7 +30,7 @@ impl Prober {
     }
 
     /// One probe: `Ok` if healthy, else why not.
-    pub async fn probe(&self, target: SocketAddr) -> Result<(), Failure> {
+    pub async fn probe(&self, target: &Target) -> Result<(), Failure> {
         let h = &self.health;
         match h.kind {
             HealthKind::Udp => udp(h, target).await,
@@ -46,16 +49,22 @@ impl Prober {
                     None => unreachable!("an https prober has its TLS configuration"),
                 };
                 let s = connect(h, target).await?;
-                let name = tls::server_name(h, target);
+                let name = tls::server_name(h, target.to());
                 let handshake = timeout(h.timeout, connector.connect(name, s));
                 let s = match handshake.await {
                     Err(_) => {
                         return Err(Failure::remote(format!(
-                            "TLS with {target}: no handshake within {:?}",
+                            "TLS with {}: no handshake within {:?}",
+                            target.describe(),
                             h.timeout
                         )));
                     }
-                    Ok(Err(e)) => return Err(Failure::remote(format!("TLS with {target}: {e}"))),
+                    Ok(Err(e)) => {
+                        return Err(Failure::remote(format!(
+                            "TLS with {}: {e}",
+                            target.describe()
+                        )));
+                    }
                     Ok(Ok(s)) => s,
                 };
                 http(h, target, s).await
@@ -64,13 +73,45 @@ impl Prober {
     }
 }
 
-async fn connect(h: &Health, target: SocketAddr) -> Result<TcpStream, Failure> {
-    match timeout(h.timeout, TcpStream::connect(target)).await {
+/// A socket for a probe to `target`: through the tunnel, marked for the backend and bound to
+/// the balancer's source address.
+fn socket(target: &Target, ty: Type, proto: Protocol) -> Result<Socket, Failure> {
+    let to = target.to();
+    let what = || format!("a socket for {}", target.describe());
+    let s = Socket::new(Domain::for_address(to), ty, Some(proto))
+        .map_err(|e| Failure::io(what(), &e))?;
+    s.set_nonblocking(true)
+        .map_err(|e| Failure::io(what(), &e))?;
+    if let Some(t) = &target.tunnel {
+        let Some(mark) = t.mark else {
+            return Err(Failure {
+                local: true,
+                message: format!(
+                    "{}: the backend is not in the data path yet",
+                    target.describe()
+                ),
+            });
+        };
+        s.set_mark(mark).map_err(|e| Failure::io(what(), &e))?;
+        if let Some(src) = t.source {
+            s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
+                .map_err(|e| Failure::io(format!("binding a probe to {src}"), &e))?;
+        }
+    }
+    Ok(s)
+}
+
+async fn connect(h: &Health, target: &Target) -> Result<TcpStream, Failure> {
+    let to = target.to();
+    let s = socket(target, Type::STREAM, Protocol::TCP)?;
+    let s = tokio::net::TcpSocket::from_std_stream(s.into());
+    match timeout(h.timeout, s.connect(to)).await {
         Err(_) => Err(Failure::remote(format!(
-            "connect to {target}: timed out after {:?}",
+            "connect to {}: timed out after {:?}",
+            target.describe(),
             h.timeout
         ))),
-        Ok(Err(e)) => Err(Failure::io(format!("connect to {target}"), &e)),
+        Ok(Err(e)) => Err(Failure::io(format!("connect to {}", target.describe()), &e)),
         Ok(Ok(s)) => Ok(s),
     }
 }
@@ -78,12 +119,12 @@ async fn connect(h: &Health, target: SocketAddr) -> Result<TcpStream, Failure> {
 /// `GET path` over `s`: the status must be `expect_status`, and the body hold `body` if given.
 async fn http(
     h: &Health,
-    target: SocketAddr,
+    target: &Target,
     mut s: impl AsyncRead + AsyncWrite + Unpin,
 ) -> Result<(), Failure> {
     let host = match &h.sni {
         Some(name) => name.clone(),
-        None => host_header(target.ip()),
+        None => host_header(target.to().ip()),
     };
     let req = format!(
         "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lb-health\r\nConnection: close\r\n\r\n",
@@ -149,39 +190,32 @@ async fn http(
 }
 
 /// `send` to the backend; the answer must come within the timeout and hold `expect`.
-async fn udp(h: &Health, target: SocketAddr) -> Result<(), Failure> {
-    let any: SocketAddr = if target.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
-    };
-    let s = UdpSocket::bind(any)
+async fn udp(h: &Health, target: &Target) -> Result<(), Failure> {
+    let s = socket(target, Type::DGRAM, Protocol::UDP)?;
+    let s = UdpSocket::from_std(s.into()).map_err(|e| Failure::io("a UDP socket".into(), &e))?;
+    let to = target.describe();
+    s.connect(target.to())
         .await
-        .map_err(|e| Failure::io("a UDP socket".into(), &e))?;
-    s.connect(target)
-        .await
-        .map_err(|e| Failure::io(format!("UDP to {target}"), &e))?;
+        .map_err(|e| Failure::io(format!("UDP to {to}"), &e))?;
     s.send(&h.send)
         .await
-        .map_err(|e| Failure::io(format!("UDP to {target}"), &e))?;
+        .map_err(|e| Failure::io(format!("UDP to {to}"), &e))?;
     let mut buf = vec![0u8; 65536];
     let n = match timeout(h.timeout, s.recv(&mut buf)).await {
         Err(_) => {
             return Err(Failure::remote(format!(
-                "UDP to {target}: no answer within {:?}",
+                "UDP to {to}: no answer within {:?}",
                 h.timeout
             )));
         }
         // An ICMP port unreachable comes back as a refusal.
-        Ok(Err(e)) => return Err(Failure::io(format!("UDP to {target}"), &e)),
+        Ok(Err(e)) => return Err(Failure::io(format!("UDP to {to}"), &e)),
         Ok(Ok(n)) => n,
     };
     match &h.expect {
-        Some(want) if !buf[..n].windows(want.len()).any(|w| w == want.as_slice()) => {
-            Err(Failure::remote(format!(
-                "UDP to {target}: the answer lacks what is expected"
-            )))
-        }
+        Some(want) if !buf[..n].windows(want.len()).any(|w| w == want.as_slice()) => Err(
+            Failure::remote(format!("UDP to {to}: the answer lacks what is expected")),
+        ),
         _ => Ok(()),
     }
 }

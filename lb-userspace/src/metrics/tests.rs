@@ -25,6 +25,9 @@ fn names_labels_and_values() {
             drain: false,
             in_ring: false,
             active_flows: Some(4),
+            syn_retries: 3,
+            down_reason: Some("active".into()),
+            ejections: 1,
         }],
     }];
     let outcomes = [Outcome {

@@ -1,4 +1,5 @@
 use super::{damping::*, *};
+use crate::health::Target;
 
 fn report(target: SocketAddr, up: bool, error: Option<&str>, fault: Option<&str>) -> Report {
     Report {
@@ -21,7 +22,9 @@ async fn reports_move_backends_keep_the_last_error_and_stale_ones_are_dropped() 
         ..Health::default()
     };
     let port1 = SocketAddr::new(a, 1);
-    let wanted = |t: SocketAddr| HashMap::from([(("web".to_string(), a), (slow.clone(), t))]);
+    let wanted = |t: SocketAddr| {
+        HashMap::from([(("web".to_string(), a), (slow.clone(), Target::direct(t)))])
+    };
     c.sync(wanted(port1), true);
     assert!(c.get("web", a).unwrap().up, "a new backend starts as asked");
     assert_eq!(
@@ -107,7 +110,10 @@ async fn a_held_backend_is_out_of_service_until_released() {
         interval: Duration::from_secs(3600),
         ..Health::default()
     };
-    c.sync(HashMap::from([(("web".to_string(), a), (slow, t))]), true);
+    c.sync(
+        HashMap::from([(("web".to_string(), a), (slow, Target::direct(t)))]),
+        true,
+    );
     assert_eq!(c.record(report(t, false, Some("x"), None)), Some(true));
     assert_eq!(c.record(report(t, true, None, None)), Some(true));
     // The third change takes it down and holds it...
@@ -136,7 +142,7 @@ async fn without_damping_a_flapping_backend_is_never_held() {
         ..Health::default()
     };
     c.sync(
-        HashMap::from([(("web".to_string(), a), (undamped, t))]),
+        HashMap::from([(("web".to_string(), a), (undamped, Target::direct(t)))]),
         true,
     );
     for i in 0..10 {

@@ -40,6 +40,19 @@ pub(in crate::config) fn health(cx: &Ctx, raw: Spanned<RawHealth>) -> Result<Hea
             }
         };
     }
+    if let Some(v) = raw.via {
+        h.via = match v.get_ref().as_str() {
+            "tunnel" => Via::Tunnel,
+            "direct" => Via::Direct,
+            other => {
+                return Err(cx.err(
+                    v.span(),
+                    "vip.health.via",
+                    format!("{other:?}: expected tunnel (to VIP:port, as the clients' packets go) or direct (to the backend's address)"),
+                ));
+            }
+        };
+    }
     if let Some(p) = raw.port {
         if !(1..=65535).contains(p.get_ref()) {
             return Err(cx.err(

@@ -38,6 +38,10 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
         Some(a) => acl(cx, a)?,
     };
     let limits = raw.limits.map(|l| limits(cx, l)).transpose()?;
+    let outlier = raw
+        .outlier
+        .map(|o| super::outlier::outlier(cx, o, protocol))
+        .transpose()?;
     let (hash, affinity_prefix) = hash(
         cx,
         raw.hash,
@@ -68,6 +72,7 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
         on_down,
         acl,
         limits,
+        outlier,
         hash,
         affinity_prefix,
         backends,
