@@ -26,7 +26,7 @@ fn a_weight_set_in_place_moves_the_spread_and_nothing_else() {
     let mut cfg = format!(
         "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{vip}\"\n\
-         [vip.health]\nkind = \"tcp\"\nport = 8081\ninterval = \"200ms\"\nrise = 10\n",
+         [vip.health]\nkind = \"tcp\"\nvia = \"direct\"\nport = 8081\ninterval = \"200ms\"\nrise = 10\n",
         sock.display()
     );
     for i in 0..2 {

@@ -23,7 +23,7 @@ fn web_config(sock: &Path, metrics: &str) -> String {
     let mut cfg = format!(
         "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\nmetrics = \"{metrics}\"\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{VIP4}:80\"\nprotocol = \"tcp\"\n\n\
-         [vip.health]\nkind = \"tcp\"\nport = {HEALTH_PORT}\ninterval = \"100ms\"\n",
+         [vip.health]\nkind = \"tcp\"\nvia = \"direct\"\nport = {HEALTH_PORT}\ninterval = \"100ms\"\n",
         sock.display()
     );
     for b in BACKENDS4 {

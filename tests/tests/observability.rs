@@ -71,7 +71,7 @@ fn stats_and_metrics_count_exactly_the_traffic_sent() {
     let mut cfg = format!(
         "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\nmetrics = \"{metrics}\"\n\n\
          [[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\n\n\
-         [vip.health]\nkind = \"tcp\"\nport = {HEALTH_PORT}\ninterval = \"100ms\"\n",
+         [vip.health]\nkind = \"tcp\"\nvia = \"direct\"\nport = {HEALTH_PORT}\ninterval = \"100ms\"\n",
         sock.display()
     );
     for b in BACKENDS4 {

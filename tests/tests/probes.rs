@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use lb::{
     config::{Health, HealthKind},
-    health::Prober,
+    health::{Prober, Target},
 };
 use lb_tests::{Netns, TempDir, lab::wait_for, traffic};
 
@@ -17,7 +17,7 @@ fn probe(ns: &Netns, h: Health, target: SocketAddr) -> Result<(), String> {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(Prober::new(h).probe(target))
+            .block_on(Prober::new(h).probe(&Target::direct(target)))
             .map_err(|f| f.message)
     })
 }
@@ -155,12 +155,14 @@ fn a_udp_backend_that_stops_answering_goes_down_and_comes_back() {
             c
         },
     );
-    let any: SocketAddr = "0.0.0.0:53".parse().unwrap();
+    // Bound to the VIP: a UDP server on the wildcard address answers from the backend's own
+    // address, which neither the clients nor the probe through the tunnel accept.
+    let vip: SocketAddr = format!("{VIP4}:53").parse().unwrap();
     let mut servers: Vec<Option<traffic::Server>> = (0..3)
         .map(|i| {
             Some(traffic::udp_server(
                 &s.topo.backends[i],
-                any,
+                vip,
                 &format!("be{i}"),
             ))
         })
@@ -188,7 +190,7 @@ fn a_udp_backend_that_stops_answering_goes_down_and_comes_back() {
         "{took:?}"
     );
     assert_eq!(health(&backend4(1)), "up");
-    servers[0] = Some(traffic::udp_server(&s.topo.backends[0], any, "be0"));
+    servers[0] = Some(traffic::udp_server(&s.topo.backends[0], vip, "be0"));
     wait_for(Duration::from_secs(2), "be0 up again", || {
         health(&be0) == "up"
     });

@@ -278,7 +278,7 @@ fn a_flapping_backend_is_damped_and_its_connections_kept() {
     let mut cfg = format!(
         "[agent]\ninterfaces = [\"eth0\"]\nsocket = \"{}\"\nsource_v4 = \"198.18.0.2\"\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{vip}\"\nprotocol = \"tcp\"\n\
-         [vip.health]\nkind = \"tcp\"\nport = {HEALTH}\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n",
+         [vip.health]\nkind = \"tcp\"\nvia = \"direct\"\nport = {HEALTH}\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n",
         sock.display()
     );
     for b in lab::BACKENDS4 {
