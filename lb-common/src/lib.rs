@@ -133,8 +133,12 @@ pub const FAMILY_V6: u8 = 6;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
-/// Forwarding modes ([`VipValue::forwarding`]).
+/// Forwarding modes ([`VipValue::forwarding`], [`Backend::forwarding`]): IP-in-IP (0 in a
+/// backend entry of an older release means the same).
 pub const FORWARD_IPIP: u32 = 1;
+/// The packet leaves unchanged but for its Ethernet addresses, to a backend on a connected
+/// segment that holds the VIP on its loopback.
+pub const FORWARD_L2DSR: u32 = 3;
 
 /// Key of [`map_names::VIPS`].
 #[repr(C)]
@@ -317,7 +321,10 @@ pub struct Backend {
     pub family: u8,
     /// [`BACKEND_UP`] | [`BACKEND_DRAIN`] | [`BACKEND_HELD`].
     pub state: u8,
-    pub _pad: [u8; 2],
+    /// Its VIP's forwarding mode ([`FORWARD_IPIP`], [`FORWARD_L2DSR`]): a flow-table hit reads
+    /// the backend's entry alone.
+    pub forwarding: u8,
+    pub _pad: u8,
     /// The VIP this backend serves (a flow entry is honoured only for its own VIP).
     pub vip_id: u32,
     /// The next hop, as the agent resolved it ([`NextHop::ifindex`] 0: not known, the

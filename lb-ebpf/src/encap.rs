@@ -1,10 +1,11 @@
-//! Step 7: IP-in-IP encapsulation (v4-in-v4, v6-in-v6) for direct server return. The inner
-//! packet is left exactly as the client sent it; a new Ethernet header and an outer IP header
-//! are put in front of it. A VLAN tag on the way in is not carried out: the egress is the
-//! interface the kernel's route names, untagged.
+//! Step 7: the headers for direct server return, by the backend's forwarding mode. `ipip`:
+//! IP-in-IP (v4-in-v4, v6-in-v6); the inner packet is left exactly as the client sent it, a
+//! new Ethernet header and an outer IP header are put in front of it. `l2dsr`: only a new
+//! Ethernet header, to the backend's own MAC. A VLAN tag on the way in is not carried out:
+//! the egress is the interface the kernel's route names, untagged.
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{
-    Backend, Config, FAMILY_V4,
+    Backend, Config, FAMILY_V4, FORWARD_L2DSR,
     hash::{flow_hash, ipv4_checksum_of, outer_source_v4, outer_source_v6_low},
 };
 use network_types::{
@@ -21,10 +22,17 @@ use crate::{
 use crate::wire::{IPPROTO_IPIP, IPPROTO_IPV6};
 const TTL: u8 = 64;
 
-/// Bytes the outer IP header adds.
+/// Bytes the backend's forwarding mode adds to a packet of `family`: the outer IP header, or
+/// nothing (`l2dsr`).
 #[inline(always)]
-pub const fn outer_len(family: u8) -> usize {
-    if family == FAMILY_V4 { 20 } else { 40 }
+pub fn overhead(be: &Backend, family: u8) -> usize {
+    if be.forwarding == FORWARD_L2DSR as u8 {
+        0
+    } else if family == FAMILY_V4 {
+        20
+    } else {
+        40
+    }
 }
 
 /// Puts Ethernet + outer IP in front of the packet's IP header. `None` if the packet could
@@ -39,7 +47,7 @@ pub fn encap(
     smac: &[u8; 6],
     hash: u32,
 ) -> Option<()> {
-    let outer = outer_len(pkt.key.family);
+    let outer = overhead(be, pkt.key.family);
     // The old Ethernet header (and VLAN tag) is reused as room: grow by what is missing.
     let grow = outer as i32 - (pkt.l3_off as i32 - 14);
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
@@ -57,6 +65,10 @@ pub fn encap(
         copy_mac(&mut (*eth).dst_addr, dmac);
         copy_mac(&mut (*eth).src_addr, smac);
         (*eth).ether_type = ether_type.to_be();
+    }
+    if outer == 0 {
+        // l2dsr: the client's IP packet goes on as it came.
+        return Some(());
     }
     if pkt.key.family == FAMILY_V4 {
         write_v4(ctx, pkt, cfg, be, hash)

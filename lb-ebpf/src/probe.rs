@@ -10,12 +10,14 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH, TC_ACT_OK, TC_ACT_SHOT,
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibParams,
+        bpf_redir_neigh as RedirNeigh,
     },
     helpers::generated::{bpf_fib_lookup, bpf_redirect_neigh},
     programs::TcContext,
 };
 use lb_common::{
-    Backend, FAMILY_V4, FAMILY_V6, PROBE_MARK, PROBE_MARK_MASK, hash::ipv4_checksum_of,
+    Backend, FAMILY_V4, FAMILY_V6, FORWARD_L2DSR, PROBE_MARK, PROBE_MARK_MASK,
+    hash::ipv4_checksum_of,
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
@@ -80,7 +82,20 @@ pub fn probe(ctx: &TcContext) -> i32 {
     let Some(be) = BACKENDS.get(mark & !PROBE_MARK_MASK) else {
         return TC_ACT_SHOT;
     };
-    let sent = match (u16::from_be(protocol as u16), be.family) {
+    let family = u16::from_be(protocol as u16);
+    if be.forwarding == FORWARD_L2DSR as u8 {
+        // As the clients' packets: unchanged, to the backend's own MAC.
+        return match l2dsr(ctx, be, family) {
+            Some((ifindex, mut nh)) => {
+                // Safety: a helper call; `nh` names the next hop, its size is passed.
+                unsafe {
+                    bpf_redirect_neigh(ifindex, &mut nh, size_of::<RedirNeigh>() as i32, 0) as i32
+                }
+            }
+            None => TC_ACT_SHOT,
+        };
+    }
+    let sent = match (family, be.family) {
         (ETH_P_IP, FAMILY_V4) => encap_v4(ctx, be),
         (ETH_P_IPV6, FAMILY_V6) => encap_v6(ctx, be),
         _ => None,
@@ -92,6 +107,42 @@ pub fn probe(ctx: &TcContext) -> i32 {
         }
         None => TC_ACT_SHOT,
     }
+}
+
+/// `l2dsr`: the probe's packet unchanged; its egress, and the backend as its next hop.
+#[inline(always)]
+fn l2dsr(ctx: &TcContext, be: &Backend, family: u16) -> Option<(u32, RedirNeigh)> {
+    // Safety: an all-zero bpf_redir_neigh is valid; its fields are written below.
+    let mut nh: RedirNeigh = unsafe { core::mem::zeroed() };
+    let src = match (family, be.family) {
+        (ETH_P_IP, FAMILY_V4) => {
+            let inner = load::<Ipv4Hdr>(ctx, ETH_HLEN)?.0;
+            if !for_vip(&crate::mem::v4_in_16(inner.dst_addr), be) {
+                return None;
+            }
+            nh.nh_family = AF_INET as u32;
+            nh.__bindgen_anon_1.ipv4_nh =
+                u32::from_ne_bytes([be.addr[0], be.addr[1], be.addr[2], be.addr[3]]);
+            crate::mem::v4_in_16(inner.src_addr)
+        }
+        (ETH_P_IPV6, FAMILY_V6) => {
+            let inner = load::<Ipv6Hdr>(ctx, ETH_HLEN)?.0;
+            if !for_vip(&inner.dst_addr, be) {
+                return None;
+            }
+            nh.nh_family = AF_INET6 as u32;
+            // Safety: a plain [u32; 4] field, written in place.
+            unsafe { crate::send::set_words(&mut nh.__bindgen_anon_1.ipv6_nh, &be.addr) };
+            inner.src_addr
+        }
+        _ => return None,
+    };
+    let fam = if family == ETH_P_IP {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    };
+    Some((egress(ctx, fam, &src, &be.addr)?, nh))
 }
 
 /// The probe's inner destination must be its backend's VIP: a stray mark sends nothing.

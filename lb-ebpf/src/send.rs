@@ -11,7 +11,7 @@ use aya_ebpf::{
 use lb_common::{Backend, Counter, FAMILY_V4};
 
 use crate::{
-    encap::{self, outer_len},
+    encap::{self, overhead},
     maps::{CONFIG, DEVMAP},
     packet::Packet,
     verdict::{Fault, Verdict},
@@ -45,7 +45,8 @@ pub fn encap_and_send(
     hash: u32,
 ) -> Result<Verdict, Fault> {
     let cfg = CONFIG.get(0).ok_or(Fault)?;
-    let tot_len = pkt.l3_len as u32 + outer_len(pkt.key.family) as u32;
+    let extra = overhead(be, pkt.key.family) as u32;
+    let tot_len = pkt.l3_len as u32 + extra;
     if tot_len > 0xffff {
         return Ok(Verdict::drop(Counter::DropEncap));
     }
@@ -56,13 +57,18 @@ pub fn encap_and_send(
         let mtu = path_mtu(cfg, be.hop.mtu);
         if tot_len > mtu {
             return Ok(Verdict::unpack(crate::icmp::too_big::too_big_packed(
-                ctx, pkt, mtu,
+                ctx, pkt, mtu, extra,
             )));
         }
         if encap::encap(ctx, pkt, cfg, be, &be.hop.dmac, &be.hop.smac, hash).is_none() {
             return Ok(Verdict::drop(Counter::DropEncap));
         }
         be.hop.ifindex
+    } else if be.forwarding == lb_common::FORWARD_L2DSR as u8 {
+        // Only the backend's own MAC will do, and the agent writes it once it knows it: a
+        // route lookup could answer with a router's, which would send the packet, still to
+        // the VIP, back into the network.
+        return Ok(Verdict::drop(Counter::DropNoNeigh));
     } else {
         match route_packed(ctx, pkt, be, tot_len, hash) {
             r if r & NOT_ROUTED != 0 => {
@@ -70,7 +76,7 @@ pub fn encap_and_send(
                 if v.action == TOO_BIG {
                     let mtu = path_mtu(cfg, v.counter);
                     return Ok(Verdict::unpack(crate::icmp::too_big::too_big_packed(
-                        ctx, pkt, mtu,
+                        ctx, pkt, mtu, extra,
                     )));
                 }
                 return Ok(v);

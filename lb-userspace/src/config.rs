@@ -72,6 +72,25 @@ impl fmt::Display for Protocol {
 #[serde(rename_all = "lowercase")]
 pub enum Forwarding {
     Ipip,
+    /// Only the Ethernet addresses rewritten, to a backend on a connected segment.
+    L2dsr,
+}
+
+impl Forwarding {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Forwarding::Ipip => "ipip",
+            Forwarding::L2dsr => "l2dsr",
+        }
+    }
+
+    /// The mode's number in the maps.
+    pub const fn number(self) -> u32 {
+        match self {
+            Forwarding::Ipip => lb_common::FORWARD_IPIP,
+            Forwarding::L2dsr => lb_common::FORWARD_L2DSR,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

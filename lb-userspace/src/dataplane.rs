@@ -138,6 +138,8 @@ pub struct ServedVip {
     pub key: VipKey,
     /// Seconds a UDP flow may be idle and keep this backend.
     pub udp_idle_s: u32,
+    /// [`lb_common::FORWARD_IPIP`] or [`lb_common::FORWARD_L2DSR`].
+    pub forwarding: u8,
 }
 
 /// A loaded BPF object and the interfaces its program is attached to. Dropping it detaches

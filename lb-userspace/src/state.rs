@@ -294,7 +294,7 @@ fn render_vip(v: &Vip) -> toml::Table {
     t.insert("name".into(), v.name.clone().into());
     t.insert("address".into(), v.address.to_string().into());
     t.insert("protocol".into(), v.protocol.to_string().into());
-    t.insert("forwarding".into(), "ipip".into());
+    t.insert("forwarding".into(), v.forwarding.name().into());
     t.insert("ring_size".into(), (v.ring_size as i64).into());
     t.insert("udp_idle".into(), ms(v.udp_idle));
     if v.fragments {

@@ -13,7 +13,8 @@ pub struct BackendStatus {
     pub health: String,
     /// Why it takes no new flows, when it takes none for its health: `active` (its probes
     /// fail), `passive` (ejected), `damped` (held for flapping), `local fault` (down, and its
-    /// probes cannot run from this host now).
+    /// probes cannot run from this host now), `refused` (it cannot be a backend in its VIP's
+    /// forwarding mode: `last_error` says why).
     #[serde(default)]
     pub down_reason: Option<String>,
     /// While ejected: about how many seconds more.

@@ -8,7 +8,10 @@ use lb::{
     dataplane::{self, Dataplane, ServedVip, nix_ifindex},
     maglev,
 };
-use lb_common::{BACKEND_UP, Counter, NO_BACKEND, PROTO_TCP, PROTO_UDP, hash::flow_hash};
+use lb_common::{
+    BACKEND_UP, Counter, FORWARD_IPIP, FORWARD_L2DSR, NO_BACKEND, PROTO_TCP, PROTO_UDP,
+    hash::flow_hash,
+};
 
 use crate::Netns;
 
@@ -79,6 +82,11 @@ pub fn encapsulated(vip: &Vip, frame: &[u8], l3_off: usize, p: &Pkt) -> (u32, Co
     out.extend_from_slice(&mac);
     out.extend_from_slice(&egress);
     out.extend_from_slice(&ether_type.to_be_bytes());
+    if vip.served.forwarding == FORWARD_L2DSR as u8 {
+        // The client's packet as it came, to the backend's MAC.
+        out.extend_from_slice(inner);
+        return (action, counter, out);
+    }
     match backend {
         IpAddr::V4(b) => {
             let inner_len = u16::from_be_bytes([inner[2], inner[3]]);
@@ -212,21 +220,35 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
     dp.allow_egress(nix_ifindex("eth1").unwrap()).unwrap();
     let mut next_id = 0u32;
     let mut vips = Vec::new();
-    let mut add = |dp: &mut Dataplane,
-                   addr: &str,
-                   port: u16,
-                   proto: u8,
-                   backends: &[(&str, [u8; 6], [u8; 6])]| {
+    let mut add_as = |dp: &mut Dataplane,
+                      addr: &str,
+                      port: u16,
+                      proto: u8,
+                      backends: &[(&str, [u8; 6], [u8; 6])],
+                      forwarding: u32| {
         let addr: IpAddr = addr.parse().unwrap();
         let served = ServedVip {
             id: vips.len() as u32,
             key: dataplane::vip_key(addr, port, proto),
             udp_idle_s: 30,
+            forwarding: forwarding as u8,
         };
         let mut bs = Vec::new();
         for (b, mac, egress) in backends {
             let ip: IpAddr = b.parse().unwrap();
-            dp.set_backend(next_id, ip, served, BACKEND_UP, Default::default())
+            // l2dsr backends have their next hop from the start: the agent puts them in
+            // service only then (a route lookup could name a router).
+            let hop = if forwarding == FORWARD_L2DSR {
+                lb_common::NextHop {
+                    ifindex: nix_ifindex("eth0").unwrap(),
+                    mtu: 1500,
+                    dmac: *mac,
+                    smac: *egress,
+                }
+            } else {
+                Default::default()
+            };
+            dp.set_backend(next_id, ip, served, BACKEND_UP, hop)
                 .unwrap();
             bs.push((next_id, ip, *mac, *egress));
             next_id += 1;
@@ -245,6 +267,13 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
             ring,
             served,
         });
+    };
+    let mut add = |dp: &mut Dataplane,
+                   addr: &str,
+                   port: u16,
+                   proto: u8,
+                   backends: &[(&str, [u8; 6], [u8; 6])]| {
+        add_as(dp, addr, port, proto, backends, FORWARD_IPIP)
     };
     let three4 = [
         ("198.18.0.11", mac_of(0x11, 0), ETH0_MAC),
@@ -290,6 +319,10 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
         PROTO_TCP,
         &[("fd00:18:1::21", mac_of(0x21, 1), ETH1_MAC)],
     ); // 9: v6 other interface
+    add_as(dp, "198.19.0.106", 80, PROTO_TCP, &three4, FORWARD_L2DSR); // 10: l2dsr
+    add_as(dp, "198.19.0.106", 54, PROTO_UDP, &three4, FORWARD_L2DSR); // 11
+    add_as(dp, "fd00:19::106", 80, PROTO_TCP, &three6, FORWARD_L2DSR); // 12
+    add_as(dp, "fd00:19::106", 54, PROTO_UDP, &three6, FORWARD_L2DSR); // 13
     vips
 }
 

@@ -23,11 +23,12 @@ const ICMP_HDR: usize = 8;
 const QUOTED_PAYLOAD: usize = 8;
 const IPV6_MIN_MTU: u32 = 1280;
 
-/// Answers `pkt` with "too big" for a path whose MTU (outer header included) is `path_mtu`;
-/// returns the packed verdict. Not inlined: a frame of its own, off the forwarding path.
+/// Answers `pkt` with "too big" for a path whose MTU is `path_mtu` and on which the
+/// forwarding mode adds `overhead` bytes; returns the packed verdict. Not inlined: a frame of
+/// its own, off the forwarding path.
 #[inline(never)]
-pub fn too_big_packed(ctx: &XdpContext, pkt: &Packet, path_mtu: u32) -> u64 {
-    too_big(ctx, pkt, path_mtu).pack()
+pub fn too_big_packed(ctx: &XdpContext, pkt: &Packet, path_mtu: u32, overhead: u32) -> u64 {
+    too_big(ctx, pkt, path_mtu.saturating_sub(overhead)).pack()
 }
 
 /// The reply's shape: its IP header's length, the length of the client's IP header it quotes,
@@ -39,10 +40,10 @@ struct Shape {
 }
 
 #[inline(always)]
-fn too_big(ctx: &XdpContext, pkt: &Packet, path_mtu: u32) -> Verdict {
+fn too_big(ctx: &XdpContext, pkt: &Packet, mtu: u32) -> Verdict {
     let refuse = Verdict::drop(Counter::DropEncap);
     let v4 = pkt.key.family == FAMILY_V4;
-    let Some(shape) = shape(ctx, pkt, v4, path_mtu) else {
+    let Some(shape) = shape(ctx, pkt, v4, mtu) else {
         return refuse;
     };
     // The client's and our MACs, before the headers move (as integers: byte arrays on the
@@ -72,10 +73,11 @@ fn too_big(ctx: &XdpContext, pkt: &Packet, path_mtu: u32) -> Verdict {
     Verdict::new(xdp_action::XDP_TX, Counter::IcmpTooBig)
 }
 
-/// The reply's [`Shape`], if there is one to send: IPv4 without don't-fragment asks routers
-/// to fragment, which this program does not do.
+/// The reply's [`Shape`], if there is one to send, announcing `mtu` (the path's less the
+/// forwarding mode's overhead): IPv4 without don't-fragment asks routers to fragment, which
+/// this program does not do.
 #[inline(always)]
-fn shape(ctx: &XdpContext, pkt: &Packet, v4: bool, path_mtu: u32) -> Option<Shape> {
+fn shape(ctx: &XdpContext, pkt: &Packet, v4: bool, mtu: u32) -> Option<Shape> {
     if v4 && !pkt.df {
         return None;
     }
@@ -84,13 +86,13 @@ fn shape(ctx: &XdpContext, pkt: &Packet, v4: bool, path_mtu: u32) -> Option<Shap
         Shape {
             ip_hdr: 20,
             quoted_ip: ihl,
-            mtu: path_mtu.saturating_sub(20),
+            mtu,
         }
     } else {
         Shape {
             ip_hdr: 40,
             quoted_ip: 40,
-            mtu: path_mtu.saturating_sub(40).max(IPV6_MIN_MTU),
+            mtu: mtu.max(IPV6_MIN_MTU),
         }
     };
     if !(20..=60).contains(&shape.quoted_ip) || shape.mtu < 68 {

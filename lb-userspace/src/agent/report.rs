@@ -15,61 +15,64 @@ impl Agent {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let now = std::time::Instant::now();
-        let backends: Vec<BackendStatus> = v
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let h = self.checks.get(&v.name, b.address);
-                let up = self.is_up(v, b.address);
-                let held = self.checks.held_for(&v.name, b.address);
-                let ejected = self.outliers.ejected_for(&v.name, b.address, now);
-                let checked_up = h.is_none_or(|h| h.up);
-                BackendStatus {
-                    address: b.address.to_string(),
-                    weight: b.weight,
-                    drain: b.drain,
-                    health: match (v.health.kind, up, held, ejected) {
-                        (_, _, _, Some(_)) => "ejected",
-                        (HealthKind::None, _, _, _) => "unchecked",
-                        (_, _, Some(_), _) => "damped",
-                        (_, true, _, _) => "up",
-                        (_, false, _, _) => "down",
+        let backends: Vec<BackendStatus> =
+            v.backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let h = self.checks.get(&v.name, b.address);
+                    let up = self.is_up(v, b.address);
+                    let held = self.checks.held_for(&v.name, b.address);
+                    let ejected = self.outliers.ejected_for(&v.name, b.address, now);
+                    let checked_up = h.is_none_or(|h| h.up);
+                    let refused = self.l2dsr_refusal(v, b.address);
+                    BackendStatus {
+                        address: b.address.to_string(),
+                        weight: b.weight,
+                        drain: b.drain,
+                        health: match (v.health.kind, up, held, ejected) {
+                            (_, _, _, Some(_)) => "ejected",
+                            (HealthKind::None, _, _, _) => "unchecked",
+                            (_, _, Some(_), _) => "damped",
+                            (_, true, _, _) => "up",
+                            (_, false, _, _) => "down",
+                        }
+                        .into(),
+                        down_reason: refused.as_ref().map(|_| "refused".to_string()).or(
+                            down_reason(
+                                v.health.kind,
+                                checked_up,
+                                held.is_some(),
+                                ejected.is_some(),
+                                h.is_some_and(|h| h.local_fault.is_some()),
+                            )
+                            .map(str::to_string),
+                        ),
+                        ejected_s: ejected.map(|d| d.as_secs()),
+                        ejections: self.outliers.ejections(&v.name, b.address),
+                        held_s: held.map(|d| d.as_secs()),
+                        last_error: refused.or_else(|| h.and_then(|h| h.last_error.clone())),
+                        local_fault: h.and_then(|h| h.local_fault.clone()),
+                        next_hop: self
+                            .hops
+                            .get(b.address)
+                            .map(|h| crate::neigh::Mac(h.dmac).to_string()),
+                        in_ring: up && !b.drain && b.weight > 0,
+                        last_probe_ms: self
+                            .checks
+                            .times
+                            .last_seconds(&v.name, b.address)
+                            .map(|s| (s * 1e6).round() / 1e3),
+                        active_flows: activity.as_ref().map(|a| {
+                            ids.get(i)
+                                .copied()
+                                .flatten()
+                                .and_then(|id| a.get(&id).copied())
+                                .unwrap_or(0)
+                        }),
                     }
-                    .into(),
-                    down_reason: down_reason(
-                        v.health.kind,
-                        checked_up,
-                        held.is_some(),
-                        ejected.is_some(),
-                        h.is_some_and(|h| h.local_fault.is_some()),
-                    )
-                    .map(str::to_string),
-                    ejected_s: ejected.map(|d| d.as_secs()),
-                    ejections: self.outliers.ejections(&v.name, b.address),
-                    held_s: held.map(|d| d.as_secs()),
-                    last_error: h.and_then(|h| h.last_error.clone()),
-                    local_fault: h.and_then(|h| h.local_fault.clone()),
-                    next_hop: self
-                        .hops
-                        .get(b.address)
-                        .map(|h| crate::neigh::Mac(h.dmac).to_string()),
-                    in_ring: up && !b.drain && b.weight > 0,
-                    last_probe_ms: self
-                        .checks
-                        .times
-                        .last_seconds(&v.name, b.address)
-                        .map(|s| (s * 1e6).round() / 1e3),
-                    active_flows: activity.as_ref().map(|a| {
-                        ids.get(i)
-                            .copied()
-                            .flatten()
-                            .and_then(|id| a.get(&id).copied())
-                            .unwrap_or(0)
-                    }),
-                }
-            })
-            .collect();
+                })
+                .collect();
         let live = backends.iter().filter(|b| b.in_ring).count();
         VipStatus {
             name: v.name.clone(),

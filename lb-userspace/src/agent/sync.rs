@@ -11,7 +11,7 @@ use lb_common::{BACKEND_DRAIN, BACKEND_HELD, BACKEND_UP, MAX_BACKENDS, MAX_VIPS,
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    config::{Config, HealthKind, OnDown, Unbalanced, Vip},
+    config::{Config, Forwarding, HealthKind, OnDown, Unbalanced, Vip},
     dataplane::{self, Dataplane, ServedVip},
     health::Report,
     state::Change,
@@ -162,6 +162,17 @@ impl Agent {
     pub(super) fn is_up(&self, vip: &Vip, addr: IpAddr) -> bool {
         (vip.health.kind == HealthKind::None || self.checks.in_service(&vip.name, addr))
             && !self.outliers.ejected(&vip.name, addr)
+            && self.l2dsr_refusal(vip, addr).is_none()
+    }
+
+    /// Why `addr` cannot be a backend of `vip` in its forwarding mode now, if it cannot.
+    pub(super) fn l2dsr_refusal(&self, vip: &Vip, addr: IpAddr) -> Option<String> {
+        (vip.forwarding == Forwarding::L2dsr)
+            .then(|| {
+                self.hops
+                    .l2dsr_refusal(addr, &self.effective.agent.interfaces)
+            })
+            .flatten()
     }
 
     /// Writes the effective config to the data path: every VIP, or only `only`.
@@ -229,6 +240,7 @@ impl Agent {
             id,
             key,
             udp_idle_s,
+            forwarding: vip.forwarding.number() as u8,
         };
         // Backends: stable ids per (VIP, address), so flows recorded for one stay valid.
         let mut ids = Vec::new();
@@ -245,6 +257,9 @@ impl Agent {
                 self.checks.ensure(&vip.name, b.address, !self.started);
             }
             let hop = self.hops.get(b.address).unwrap_or_default();
+            if let Some(why) = self.l2dsr_refusal(vip, b.address) {
+                tracing::error!(vip = %vip.name, backend = %b.address, reason = %why, "backend refused: it takes no traffic");
+            }
             // A backend out of service keeps its established flows where the VIP says so.
             let up = self.is_up(vip, b.address);
             let keep = vip.on_down == OnDown::Keep;

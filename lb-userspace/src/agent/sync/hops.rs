@@ -19,12 +19,37 @@ use crate::neigh;
 pub struct NextHops {
     /// By backend address (`None`: unresolved, or not out of an attached interface).
     cached: HashMap<IpAddr, Option<NextHop>>,
+    /// By backend address: its next hop's address and interface, as the kernel routes it.
+    routes: HashMap<IpAddr, (IpAddr, String)>,
     targets: watch::Sender<BTreeSet<IpAddr>>,
 }
 
 impl NextHops {
     pub fn get(&self, addr: IpAddr) -> Option<NextHop> {
         self.cached.get(&addr).copied().flatten()
+    }
+
+    /// Why `addr` cannot be an `l2dsr` backend, if it cannot: the packet must go to the
+    /// backend itself, out of an attached interface, with its Ethernet address known.
+    pub fn l2dsr_refusal(&self, addr: IpAddr, interfaces: &[String]) -> Option<String> {
+        let Some((hop, dev)) = self.routes.get(&addr) else {
+            return Some(format!(
+                "l2dsr: no route to {addr} resolved yet (the kernel's neighbour entry for it)"
+            ));
+        };
+        if *hop != addr {
+            return Some(format!(
+                "l2dsr: {addr} is reached through {hop} (dev {dev}), not on a connected subnet: l2dsr reaches only backends on a segment of an attached interface"
+            ));
+        }
+        if !interfaces.contains(dev) {
+            return Some(format!(
+                "l2dsr: {addr} is on {dev}, which is not one of agent.interfaces"
+            ));
+        }
+        self.get(addr)
+            .is_none()
+            .then(|| format!("l2dsr: the Ethernet address of {addr} is not resolved yet"))
     }
 
     /// The backends to follow, as they change.
@@ -45,6 +70,11 @@ impl NextHops {
             let hop = match &h {
                 Ok(h) => {
                     tracing::info!(backend = %addr, dev = %h.dev, hop = %h.hop, lladdr = %h.lladdr, "next hop");
+                    let route = (h.hop, h.dev.clone());
+                    if self.routes.get(&addr) != Some(&route) {
+                        self.routes.insert(addr, route);
+                        changed = true;
+                    }
                     interfaces.contains(&h.dev).then(|| h.cached())
                 }
                 Err(e) => {
@@ -64,6 +94,7 @@ impl NextHops {
     /// told where the set changed.
     pub fn follow(&mut self, backends: BTreeSet<IpAddr>) {
         self.cached.retain(|a, _| backends.contains(a));
+        self.routes.retain(|a, _| backends.contains(a));
         self.targets.send_if_modified(|s| {
             let changed = *s != backends;
             *s = backends;

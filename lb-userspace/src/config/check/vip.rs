@@ -301,10 +301,11 @@ fn forwarding(cx: &Ctx, raw: Option<Spanned<String>>) -> Result<Forwarding, Conf
         None => Ok(Forwarding::Ipip),
         Some(f) => match f.get_ref().as_str() {
             "ipip" => Ok(Forwarding::Ipip),
+            "l2dsr" => Ok(Forwarding::L2dsr),
             other => Err(cx.err(
                 f.span(),
                 "vip.forwarding",
-                format!("{other:?}: only ipip is supported yet"),
+                format!("{other:?}: expected ipip or l2dsr"),
             )),
         },
     }
