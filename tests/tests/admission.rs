@@ -35,6 +35,8 @@ fn reload_with(s: &Setup, edit: impl FnOnce(String) -> String) {
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
 fn a_deny_added_at_runtime_cuts_established_connections_within_a_second() {
+    // One at a time: the new-flow limit's test measures a rate.
+    let _alone = lb_tests::alone();
     let mut s = Setup::new(3, 3);
     let other = second_client(&mut s);
     let mut long = traffic::LongLived::open(&s.topo.client, vip_addr(), 3);
@@ -106,6 +108,8 @@ fn attempts(ns: &Netns, addr: SocketAddr, threads: u32, window: Duration) -> (u3
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
 fn a_source_over_its_new_flow_limit_gets_the_limit_through() {
+    // One at a time: the new-flow limit's test measures a rate.
+    let _alone = lb_tests::alone();
     let mut s = Setup::custom(
         3,
         3,
@@ -145,6 +149,8 @@ fn a_source_over_its_new_flow_limit_gets_the_limit_through() {
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
 fn unbalanced_traffic_is_dropped_or_passed_as_configured() {
+    // One at a time: the new-flow limit's test measures a rate.
+    let _alone = lb_tests::alone();
     let s = Setup::custom(
         3,
         3,
