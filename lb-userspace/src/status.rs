@@ -218,6 +218,15 @@ pub fn render_backends(bs: &[BackendStatus]) -> String {
         if let Some(s) = b.held_s {
             out += &format!(" !!! FLAPPING: held out of the ring for ~{s} s more");
         }
+        if let Some(s) = b.ejected_s {
+            out += &format!(
+                " !!! EJECTED (passive health: its clients repeat their SYNs) for ~{s} s more, ejection {}",
+                b.ejections
+            );
+        }
+        if b.down_reason.as_deref() == Some("refused") {
+            out += " !!! REFUSED: takes no traffic (see last error)";
+        }
         if let Some(f) = &b.local_fault {
             out += &format!(" !!! LOCAL FAULT, checks cannot run from this host (state kept): {f}");
         }
