@@ -686,3 +686,71 @@ fn outer_source_prefixes() {
         assert!(err.reason.contains(reason), "{extra}: {err}");
     }
 }
+
+/// A backend of the other family is refused with the reason (an IPv6 VIP over IPv4 can never
+/// be); `via`, `[vip.outlier]` and `forwarding` take what they document and refuse the rest.
+#[test]
+fn families_probe_ways_outliers_and_modes() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "address = \"198.18.1.12\"",
+            "address = \"fd00::12\"",
+            "vip.backend.address",
+            "not supported yet",
+        ),
+        (
+            "interval = \"2s\"",
+            "interval = \"2s\"\nvia = \"sideways\"",
+            "vip.health.via",
+            "expected tunnel",
+        ),
+        (
+            "[[vip.backend]]\naddress = \"198.18.1.11\"",
+            "[vip.outlier]\nretry_percent = 0\n\n[[vip.backend]]\naddress = \"198.18.1.11\"",
+            "vip.outlier.retry_percent",
+            "from 1 to 100",
+        ),
+        (
+            "[[vip.backend]]\naddress = \"198.18.1.11\"",
+            "[vip.outlier]\nbase_ejection_time = \"1m\"\nmax_ejection_time = \"10s\"\n\n[[vip.backend]]\naddress = \"198.18.1.11\"",
+            "vip.outlier.max_ejection_time",
+            "shorter than",
+        ),
+        (
+            "protocol = \"tcp\"",
+            "protocol = \"tcp\"\nforwarding = \"gre\"",
+            "vip.forwarding",
+            "expected ipip or l2dsr",
+        ),
+    ];
+    for (from, to, field, reason) in cases {
+        assert!(GOOD.contains(from), "{from}");
+        let text = GOOD.replacen(from, to, 1);
+        let err = parse("lb.toml", &text).expect_err(to);
+        assert_eq!(err.field, *field, "{to}: {err}");
+        assert!(err.reason.contains(reason), "{to}: {err}");
+    }
+    // IPv6 VIP, IPv4 backend: never.
+    let v6 = GOOD.replacen(
+        "address = \"198.19.0.100:80\"",
+        "address = \"[fd00::80]:80\"",
+        1,
+    );
+    let err = parse("lb.toml", &v6).expect_err("v6 over v4");
+    assert!(err.reason.contains("cannot be served over IPv4"), "{err}");
+    // What is accepted reads back from `lb config` the same.
+    let ok = GOOD.replacen(
+        "[[vip.backend]]\naddress = \"198.18.1.11\"",
+        "[vip.outlier]\nmax_ejection_percent = 25\n\n[[vip.backend]]\naddress = \"198.18.1.11\"",
+        1,
+    )
+    .replacen("protocol = \"tcp\"", "protocol = \"tcp\"\nforwarding = \"l2dsr\"", 1)
+    .replacen("interval = \"2s\"", "interval = \"2s\"\nvia = \"direct\"", 1);
+    let c = parse("lb.toml", &ok).expect("accepted");
+    let web = &c.vips[0];
+    assert_eq!(web.forwarding, Forwarding::L2dsr);
+    assert_eq!(web.health.via, Via::Direct);
+    assert_eq!(web.outlier.map(|o| o.max_ejection_percent), Some(25));
+    let again = parse("lb config", &crate::state::render(&c)).expect("lb config parses");
+    assert_eq!(again.vips[0], c.vips[0]);
+}
