@@ -148,6 +148,8 @@ struct VipLabels {
     vip: String,
     address: String,
     protocol: String,
+    /// The forwarding mode: per-mode totals are sums by it (the data path counts per VIP).
+    forwarding: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -244,6 +246,7 @@ fn vip_labels(v: &VipStats) -> VipLabels {
         vip: v.name.clone(),
         address: v.address.clone(),
         protocol: v.protocol.clone(),
+        forwarding: v.forwarding.clone(),
     }
 }
 

@@ -52,6 +52,9 @@ pub struct VipStats {
     pub name: String,
     pub address: String,
     pub protocol: String,
+    /// How its packets reach the backends (`ipip`, `l2dsr`): the metrics' per-mode label.
+    #[serde(default)]
+    pub forwarding: String,
     pub packets: u64,
     pub bytes: u64,
     pub pps: f64,

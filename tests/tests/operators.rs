@@ -212,6 +212,7 @@ fn the_monitoring_kit_names_only_metrics_the_agent_exports() {
         name: "web".into(),
         address: "198.19.0.1:80".into(),
         protocol: "tcp".into(),
+        forwarding: "ipip".into(),
         packets: 1,
         bytes: 1,
         pps: 0.0,

@@ -278,6 +278,7 @@ impl Agent {
                 name: vip.name.clone(),
                 address: vip.address.to_string(),
                 protocol: vip.protocol.to_string(),
+                forwarding: vip.forwarding.name().into(),
                 packets: t.packets,
                 bytes: t.bytes,
                 pps: rate.pps,

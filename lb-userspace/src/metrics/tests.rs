@@ -7,6 +7,7 @@ fn names_labels_and_values() {
         name: "web".into(),
         address: "198.19.0.100:80".into(),
         protocol: "tcp".into(),
+        forwarding: "ipip".into(),
         packets: 10,
         bytes: 640,
         pps: 0.0,
@@ -65,7 +66,7 @@ fn names_labels_and_values() {
     };
     let text = render(&snapshot(&times));
     for line in [
-        "lb_vip_packets_total{vip=\"web\",address=\"198.19.0.100:80\",protocol=\"tcp\"} 10",
+        "lb_vip_packets_total{vip=\"web\",address=\"198.19.0.100:80\",protocol=\"tcp\",forwarding=\"ipip\"} 10",
         "lb_backend_bytes_total{vip=\"web\",backend=\"198.18.0.11\"} 640",
         "lb_dropped_packets_total{reason=\"no_backend\"} 3",
         "lb_outcome_packets_total{outcome=\"drop_no_backend\"} 3",

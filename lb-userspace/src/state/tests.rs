@@ -63,6 +63,30 @@ fn probes_render_and_parse_back() {
     assert_eq!(config::parse("again", &render(&c)).unwrap(), c);
 }
 
+/// The probe's way, passive health and the forwarding mode survive the rendering.
+#[test]
+fn health_ways_outliers_and_modes_render_and_parse_back() {
+    let text = FILE
+        .replacen(
+            "udp_idle = \"45s\"",
+            "udp_idle = \"45s\"\nforwarding = \"l2dsr\"",
+            1,
+        )
+        .replacen("path = \"/ok\"", "path = \"/ok\"\nvia = \"direct\"", 1)
+        .replacen(
+            "[vip.limits]",
+            "[vip.outlier]\ninterval = \"3s\"\nretry_percent = 40\nmin_flows = 7\n\
+             base_ejection_time = \"10s\"\nmax_ejection_time = \"2m\"\nmax_ejection_percent = 25\n\n[vip.limits]",
+            1,
+        );
+    let c = config::parse("lb.toml", &text).unwrap();
+    let web = &c.vips[0];
+    assert_eq!(web.forwarding, config::Forwarding::L2dsr);
+    assert_eq!(web.health.via, config::Via::Direct);
+    assert_eq!(web.outlier.map(|o| o.min_flows), Some(7));
+    assert_eq!(config::parse("again", &render(&c)).unwrap(), c);
+}
+
 const PROBES: &str = r#"[[vip]]
 name = "dns"
 address = "198.19.0.101:53"

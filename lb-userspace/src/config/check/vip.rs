@@ -462,12 +462,12 @@ fn backend_address(
         // IPv6 in IPv4 would have to be fragmented for most client packets, and an l2dsr
         // backend receives the client's packet as it is.
         return Err(refuse(format!(
-            "{ip} is IPv4 and the VIP ({vip}) IPv6: an IPv6 VIP cannot be served over IPv4 backends (its packets do not fit an IPv4 path once wrapped)"
+            "{ip} is not of the VIP's address family ({vip}): an IPv6 VIP cannot be served over IPv4 backends (its packets do not fit an IPv4 path once wrapped)"
         )));
     }
     if !ip.is_ipv4() && vip.is_ipv4() {
         return Err(refuse(format!(
-            "{ip} is IPv6 and the VIP ({vip}) IPv4: IPv4 VIPs over IPv6 backends are not supported yet"
+            "{ip} is not of the VIP's address family ({vip}): IPv4 VIPs over IPv6 backends are not supported yet"
         )));
     }
     if let Some(why) = super::super::rules::unusable(&ip) {
