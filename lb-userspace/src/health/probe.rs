@@ -101,18 +101,34 @@ fn socket(target: &Target, ty: Type, proto: Protocol) -> Result<Socket, Failure>
     Ok(s)
 }
 
+/// Connects to `target`. An error of the `connect` call itself is this host's to judge (no
+/// route from here is a local fault); one that comes back later is the far end's answer (a
+/// refusal, or an ICMP error from the backend or a router on the way: "no route to the VIP"
+/// from a backend without it), whatever its errno.
 async fn connect(h: &Health, target: &Target) -> Result<TcpStream, Failure> {
-    let to = target.to();
+    let what = || format!("connect to {}", target.describe());
     let s = socket(target, Type::STREAM, Protocol::TCP)?;
-    let s = tokio::net::TcpSocket::from_std_stream(s.into());
-    match timeout(h.timeout, s.connect(to)).await {
-        Err(_) => Err(Failure::remote(format!(
-            "connect to {}: timed out after {:?}",
-            target.describe(),
-            h.timeout
-        ))),
-        Ok(Err(e)) => Err(Failure::io(format!("connect to {}", target.describe()), &e)),
-        Ok(Ok(s)) => Ok(s),
+    match s.connect(&SockAddr::from(target.to())) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(Failure::io(what(), &e)),
+    }
+    let s =
+        TcpStream::from_std(std::net::TcpStream::from(s)).map_err(|e| Failure::io(what(), &e))?;
+    match timeout(h.timeout, s.writable()).await {
+        Err(_) => {
+            return Err(Failure::remote(format!(
+                "{}: timed out after {:?}",
+                what(),
+                h.timeout
+            )));
+        }
+        Ok(Err(e)) => return Err(Failure::io(what(), &e)),
+        Ok(Ok(())) => {}
+    }
+    match s.take_error() {
+        Ok(None) => Ok(s),
+        Ok(Some(e)) | Err(e) => Err(Failure::remote(format!("{}: {e}", what()))),
     }
 }
 
@@ -208,8 +224,9 @@ async fn udp(h: &Health, target: &Target) -> Result<(), Failure> {
                 h.timeout
             )));
         }
-        // An ICMP port unreachable comes back as a refusal.
-        Ok(Err(e)) => return Err(Failure::io(format!("UDP to {to}"), &e)),
+        // An ICMP error comes back on the socket (port unreachable as a refusal, a backend
+        // without the VIP as no route): the far end's answer, not this host's fault.
+        Ok(Err(e)) => return Err(Failure::remote(format!("UDP to {to}: {e}"))),
         Ok(Ok(n)) => n,
     };
     match &h.expect {
