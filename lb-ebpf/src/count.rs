@@ -41,32 +41,29 @@ pub fn backend<C: Counting>(id: u32, len: u64) {
 
 #[inline(always)]
 pub fn flow<C: Counting>(index: u32) {
-    if !C::ON {
-        return;
-    }
-    if let Some(n) = FLOW_STATS.get_ptr_mut(index) {
-        unsafe { *n += 1 };
-    }
+    one::<C>(&FLOW_STATS, index);
 }
 
 /// A new flow recorded for backend `id`.
 #[inline(always)]
 pub fn new_flow<C: Counting>(id: u32) {
-    if !C::ON {
-        return;
-    }
-    if let Some(n) = BACKEND_FLOWS.get_ptr_mut(id) {
-        unsafe { *n += 1 };
-    }
+    one::<C>(&BACKEND_FLOWS, id);
 }
 
 /// A SYN the client repeated while its flow to backend `id` was on probation (passive health).
 #[inline(always)]
 pub fn syn_retry<C: Counting>(id: u32) {
+    one::<C>(&BACKEND_RETRIES, id);
+}
+
+/// One more in entry `index` of a per-CPU count.
+#[inline(always)]
+fn one<C: Counting>(map: &PerCpuArray<u64>, index: u32) {
     if !C::ON {
         return;
     }
-    if let Some(n) = BACKEND_RETRIES.get_ptr_mut(id) {
+    if let Some(n) = map.get_ptr_mut(index) {
+        // Safety: this CPU's value, this program its only writer now.
         unsafe { *n += 1 };
     }
 }

@@ -264,6 +264,22 @@ pub fn alone() -> std::sync::MutexGuard<'static, ()> {
     ONE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One health probe as the agent makes it, from inside `ns`: `Ok`, or why it failed.
+pub fn probe_from(
+    ns: &Netns,
+    h: lb::config::Health,
+    target: &lb::health::Target,
+) -> Result<(), String> {
+    ns.run(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(lb::health::Prober::new(h).probe(target))
+            .map_err(|f| f.message)
+    })
+}
+
 /// Panics unless running as root: the namespace tests need it (CI runs them as root).
 pub fn require_root() {
     assert_eq!(

@@ -13,7 +13,7 @@ use std::{
 
 use lb::{
     config::{Health, HealthKind, Via},
-    health::{Prober, Target},
+    health::Target,
     status::BackendStatus,
 };
 use lb_tests::{
@@ -83,14 +83,7 @@ fn direct_probe(ns: &Netns, target: SocketAddr) -> Result<(), String> {
         timeout: Duration::from_secs(2),
         ..Health::default()
     };
-    ns.run(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(Prober::new(h).probe(&Target::direct(target)))
-            .map_err(|f| f.message)
-    })
+    lb_tests::probe_from(ns, h, &Target::direct(target))
 }
 
 /// A backend without the VIP on its loopback (be1) and one whose `lb decap` is stopped (be2):

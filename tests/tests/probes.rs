@@ -6,20 +6,13 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use lb::{
     config::{Health, HealthKind},
-    health::{Prober, Target},
+    health::Target,
 };
 use lb_tests::{Netns, TempDir, lab::wait_for, traffic};
 
 /// A probe of `kind` made as the agent makes it, from inside `ns`.
 fn probe(ns: &Netns, h: Health, target: SocketAddr) -> Result<(), String> {
-    ns.run(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(Prober::new(h).probe(&Target::direct(target)))
-            .map_err(|f| f.message)
-    })
+    lb_tests::probe_from(ns, h, &Target::direct(target))
 }
 
 fn health(kind: HealthKind) -> Health {
