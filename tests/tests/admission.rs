@@ -1,8 +1,10 @@
 //! What a running agent admits, through real sockets: an ACL added at runtime, the per-source
 //! new-flow limit, and traffic to a VIP address that no VIP balances.
 use std::{
+    collections::VecDeque,
     io::Write,
-    net::{SocketAddr, TcpStream},
+    net::{SocketAddr, SocketAddrV4, TcpStream},
+    os::fd::{FromRawFd, OwnedFd},
     time::{Duration, Instant},
 };
 
@@ -71,39 +73,74 @@ fn a_deny_added_at_runtime_cuts_established_connections_within_a_second() {
     });
 }
 
-/// Connection attempts from `ns` to `addr`, `threads` at once (the i-th starting i ms late),
-/// each giving up after 20 ms, for `window`: how many connected, and how long it took.
-fn attempts(ns: &Netns, addr: SocketAddr, threads: u32, window: Duration) -> (u32, Duration) {
+/// Connection attempts from `ns` to the IPv4 `addr`, one every `every`, each given 20 ms to
+/// connect, for `window`: how many connected, and how long it took. The attempts are paced by
+/// the clock, not by their outcomes: threads that each wait out their own timeout drift into
+/// lockstep, and a limit without a burst then admits one flow per clump of SYNs, not per interval.
+fn attempts(ns: &Netns, addr: SocketAddrV4, every: Duration, window: Duration) -> (u32, Duration) {
     ns.run(|| {
         let start = Instant::now();
-        let ok = std::thread::scope(|sc| {
-            let hs: Vec<_> = (0..threads)
-                .map(|i| {
-                    sc.spawn(move || {
-                        // Staggered, so that the attempts spread over time (in lockstep, every
-                        // thread's next attempt would come at once, after the same timeout).
-                        std::thread::sleep(Duration::from_millis(i as u64));
-                        let mut ok = 0;
-                        let mut open = Vec::new();
-                        while start.elapsed() < window {
-                            if let Ok(c) =
-                                TcpStream::connect_timeout(&addr, Duration::from_millis(20))
-                            {
-                                ok += 1;
-                                open.push(c);
-                            }
-                        }
-                        ok
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
-        });
-        (ok, start.elapsed())
+        let mut pending: VecDeque<(Instant, TcpStream)> = VecDeque::new();
+        let mut open = Vec::new();
+        let mut ok = 0;
+        let mut settle = |pending: &mut VecDeque<(Instant, TcpStream)>, all: bool| {
+            while let Some((at, _)) = pending.front() {
+                if !all && at.elapsed() < Duration::from_millis(20) {
+                    break;
+                }
+                let (_, c) = pending.pop_front().unwrap();
+                if c.peer_addr().is_ok() {
+                    ok += 1;
+                    open.push(c);
+                }
+            }
+        };
+        let mut next = start;
+        while start.elapsed() < window {
+            pending.push_back((Instant::now(), connect_nonblocking(addr)));
+            settle(&mut pending, false);
+            next += every;
+            if let Some(d) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+        }
+        let took = start.elapsed();
+        std::thread::sleep(Duration::from_millis(20));
+        settle(&mut pending, true);
+        (ok, took)
     })
 }
 
-/// A limit of 100 new flows a second (burst 1): a client trying some thousand connections a
+/// A TCP socket whose SYN to `addr` is on its way.
+fn connect_nonblocking(addr: SocketAddrV4) -> TcpStream {
+    // Safety: plain socket calls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let c = TcpStream::from(OwnedFd::from_raw_fd(fd));
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: addr.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*addr.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of_val(&sa) as libc::socklen_t,
+        );
+        let e = std::io::Error::last_os_error();
+        assert!(
+            r == 0 || e.raw_os_error() == Some(libc::EINPROGRESS),
+            "connect: {e}"
+        );
+        c
+    }
+}
+
+/// A limit of 100 new flows a second (burst 1): a client trying two thousand connections a
 /// second gets 100 ± 20% a second through, and another client at the same time all of its own.
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
@@ -122,7 +159,14 @@ fn a_source_over_its_new_flow_limit_gets_the_limit_through() {
         (st.outcome("drop_limit"), st.flows.inserted)
     };
     let ((ok, took), others) = std::thread::scope(|sc| {
-        let flood = sc.spawn(|| attempts(&s.topo.client, vip_addr(), 20, Duration::from_secs(2)));
+        let flood = sc.spawn(|| {
+            attempts(
+                &s.topo.client,
+                SocketAddrV4::new(VIP4.parse().unwrap(), 80),
+                Duration::from_micros(500),
+                Duration::from_secs(2),
+            )
+        });
         let t = traffic::tcp_connects(&other, vip_addr(), 20);
         (flood.join().unwrap(), t)
     });
