@@ -21,7 +21,7 @@ const FLOOD: u64 = 2_000_000;
 /// Frames per burst of the generator, and bursts at most (frames a full veth queue drops
 /// never reach the balancer, so the test sends until it has counted `FLOOD`).
 const BURST: u32 = 250_000;
-const BURSTS_MAX: u32 = 20;
+const BURSTS_MAX: u32 = 40;
 
 fn two_interfaces(c: String) -> String {
     c.replace(
