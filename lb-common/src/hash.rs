@@ -192,6 +192,14 @@ pub fn outer_source_v6_low(base_low: [u8; 4], flags: u32, hash: u32) -> [u8; 4] 
     ((u32::from_be_bytes(base_low) & !mask) | source_host(hash, bits)).to_be_bytes()
 }
 
+/// The UDP source port of a flow's GUE packets: one of the 16384 ports from 49152 up (the
+/// ephemeral range), chosen by the hash with its high half folded in, so that the backends'
+/// receive-side scaling spreads the flows of one balancer over their queues.
+#[inline(always)]
+pub fn gue_source_port(hash: u32) -> u16 {
+    0xc000 | ((hash ^ (hash >> 16)) & 0x3fff) as u16
+}
+
 /// The bit of [`crate::VipFilter`] for a destination address in the 16-byte form of the maps
 /// (IPv4 in the first 4 bytes, zeros after): the address folded to one word, then a
 /// multiplicative hash's top bits. A few instructions on the packet path.
@@ -311,6 +319,19 @@ pub fn udp_ipv6_checksum<const N: usize>(src: &[u8; 16], dst: &[u8; 16], udp: &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gue_source_ports_stay_ephemeral_and_spread() {
+        let mut ports: [u16; 256] = core::array::from_fn(|i| {
+            gue_source_port(flow_hash(&[i as u8; 16], &[7; 16], [0, 1], [0, 80], 6))
+        });
+        assert!(ports.iter().all(|p| *p >= 49152));
+        ports.sort_unstable();
+        let distinct = 1 + ports.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(distinct >= 250, "{distinct} distinct ports of 256 flows");
+        // Hashes that differ only in their high half still differ.
+        assert_ne!(gue_source_port(0x0001_0000), gue_source_port(0));
+    }
 
     #[test]
     fn udp_ipv6_checksum_matches_a_worked_example() {

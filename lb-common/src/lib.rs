@@ -136,6 +136,9 @@ pub const PROTO_UDP: u8 = 17;
 /// Forwarding modes ([`VipValue::forwarding`], [`Backend::forwarding`]): IP-in-IP (0 in a
 /// backend entry of an older release means the same).
 pub const FORWARD_IPIP: u32 = 1;
+/// The client's IP packet in UDP (GUE variant 1: no GUE header, the inner IP version tells
+/// IPv4 from IPv6), to [`Config::gue_port`], the UDP source port from the flow's hash.
+pub const FORWARD_GUE: u32 = 2;
 /// The packet leaves unchanged but for its Ethernet addresses, to a backend on a connected
 /// segment that holds the VIP on its loopback.
 pub const FORWARD_L2DSR: u32 = 3;
@@ -187,7 +190,7 @@ pub struct VipValue {
     pub ring_size: u32,
     /// Which of the VIP's two rings is live: 0 or 1.
     pub active_ring: u32,
-    /// [`FORWARD_IPIP`].
+    /// [`FORWARD_IPIP`], [`FORWARD_GUE`] or [`FORWARD_L2DSR`].
     pub forwarding: u32,
     /// [`VIP_ACL`] | [`VIP_ACL_DEFAULT_DENY`] | [`VIP_LIMITED`], and in bits 8-23 what the
     /// ring's hash takes of a packet ([`hash::hash_flags`]).
@@ -321,8 +324,8 @@ pub struct Backend {
     pub family: u8,
     /// [`BACKEND_UP`] | [`BACKEND_DRAIN`] | [`BACKEND_HELD`].
     pub state: u8,
-    /// Its VIP's forwarding mode ([`FORWARD_IPIP`], [`FORWARD_L2DSR`]): a flow-table hit reads
-    /// the backend's entry alone.
+    /// Its VIP's forwarding mode ([`FORWARD_IPIP`], [`FORWARD_GUE`], [`FORWARD_L2DSR`]): a
+    /// flow-table hit reads the backend's entry alone.
     pub forwarding: u8,
     pub _pad: u8,
     /// The VIP this backend serves (a flow entry is honoured only for its own VIP).
@@ -373,8 +376,12 @@ pub struct Config {
     pub flags: u32,
     /// The path MTU to the backends when below the egress interface's (0: the interface's).
     pub path_mtu: u32,
+    /// The backends' GUE port ([`FORWARD_GUE`]), network byte order; `xdp_decap` takes UDP
+    /// to this port as GUE.
+    pub gue_port_be: u16,
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(size_of::<Config>() == 28);
+const _: () = assert!(size_of::<Config>() == 32);
 
 /// The single entry of the test object's `LB_GEN_CONFIG`: what its traffic generator writes
 /// into every frame (60 bytes over IPv4, 62 over IPv6). [`GEN_CYCLE`]: UDP, varying the

@@ -1,16 +1,18 @@
 //! Step 7: the headers for direct server return, by the backend's forwarding mode. `ipip`:
-//! IP-in-IP (v4-in-v4, v6-in-v6); the inner packet is left exactly as the client sent it, a
-//! new Ethernet header and an outer IP header are put in front of it. `l2dsr`: only a new
-//! Ethernet header, to the backend's own MAC. A VLAN tag on the way in is not carried out:
-//! the egress is the interface the kernel's route names, untagged.
+//! IP-in-IP (v4-in-v4, v6-in-v6, v4-in-v6); `gue`: the same with a UDP header between (GUE
+//! variant 1); the inner packet is left exactly as the client sent it, a new Ethernet header
+//! and the outer headers, of the backend's address family, are put in front of it. `l2dsr`:
+//! only a new Ethernet header, to the backend's own MAC. A VLAN tag on the way in is not
+//! carried out: the egress is the interface the kernel's route names, untagged.
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use lb_common::{
-    Backend, Config, FAMILY_V4, FORWARD_L2DSR,
-    hash::{flow_hash, ipv4_checksum_of, outer_source_v4, outer_source_v6_low},
+    Backend, Config, FAMILY_V4, FORWARD_GUE, FORWARD_L2DSR, PROTO_UDP,
+    hash::{flow_hash, gue_source_port, ipv4_checksum_of, outer_source_v4, outer_source_v6_low},
 };
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
 };
 
 use crate::{
@@ -22,16 +24,18 @@ use crate::{
 use crate::wire::{IPPROTO_IPIP, IPPROTO_IPV6};
 const TTL: u8 = 64;
 
-/// Bytes the backend's forwarding mode adds to a packet of `family`: the outer IP header, or
-/// nothing (`l2dsr`).
+/// Bytes the backend's forwarding mode adds to a packet: the outer IP header (of the
+/// backend's family), with a UDP header for `gue`; nothing for `l2dsr`.
 #[inline(always)]
-pub fn overhead(be: &Backend, family: u8) -> usize {
+pub fn overhead(be: &Backend) -> usize {
     if be.forwarding == FORWARD_L2DSR as u8 {
-        0
-    } else if family == FAMILY_V4 {
-        20
+        return 0;
+    }
+    let ip = if be.family == FAMILY_V4 { 20 } else { 40 };
+    if be.forwarding == FORWARD_GUE as u8 {
+        ip + 8
     } else {
-        40
+        ip
     }
 }
 
@@ -47,7 +51,7 @@ pub fn encap(
     smac: &[u8; 6],
     hash: u32,
 ) -> Option<()> {
-    let outer = overhead(be, pkt.key.family);
+    let outer = overhead(be);
     // The old Ethernet header (and VLAN tag) is reused as room: grow by what is missing.
     let grow = outer as i32 - (pkt.l3_off as i32 - 14);
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
@@ -56,7 +60,8 @@ pub fn encap(
     // Headers are written field by field straight into the packet: building them on the
     // stack first and copying would cost stack and a copy per packet.
     let eth = ptr_at_mut::<EthHdr>(ctx, 0)?;
-    let ether_type = if pkt.key.family == FAMILY_V4 {
+    // The outer header's family is the backend's (for l2dsr, the packet's own, the same).
+    let ether_type = if be.family == FAMILY_V4 {
         ETH_P_IP
     } else {
         ETH_P_IPV6
@@ -70,11 +75,45 @@ pub fn encap(
         // l2dsr: the client's IP packet goes on as it came.
         return Some(());
     }
-    if pkt.key.family == FAMILY_V4 {
-        write_v4(ctx, pkt, cfg, be, hash)
+    let gue = be.forwarding == FORWARD_GUE as u8;
+    // The flow's hash: the one its flow-table entry or the ring pick gave, or computed here
+    // where neither did (an ICMP error about the flow).
+    let k = &pkt.key;
+    let hash = if hash != 0 {
+        hash
     } else {
-        write_v6(ctx, pkt, cfg, be, hash)
+        flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto)
+    };
+    let ip_len = if be.family == FAMILY_V4 {
+        write_v4(ctx, pkt, cfg, be, hash, gue)?;
+        20
+    } else {
+        write_v6(ctx, pkt, cfg, be, hash, gue)?;
+        40
+    };
+    if gue {
+        write_udp(ctx, 14 + ip_len, pkt.l3_len + 8, cfg, hash)?;
     }
+    Some(())
+}
+
+/// GUE's UDP header: the source port from the flow's hash, no checksum. Over IPv4 a zero
+/// checksum means none; over IPv6, RFC 6935 allows it for tunnels, whose inner packet carries
+/// its own (the kernel's fou accepts it unless told otherwise, and so does `xdp_decap`).
+#[inline(always)]
+fn write_udp(ctx: &XdpContext, off: usize, len: u16, cfg: &Config, hash: u32) -> Option<()> {
+    let udp = ptr_at_mut::<UdpHdr>(ctx, off)?;
+    let sport = gue_source_port(hash);
+    // Source and destination port as one word, length and checksum as another.
+    let ports = (sport as u32) << 16 | u16::from_be(cfg.gue_port_be) as u32;
+    // Safety: ptr_at_mut checked that the header is inside the packet.
+    unsafe {
+        (udp as *mut u32).write_unaligned(ports.to_be());
+        (udp as *mut u32)
+            .add(1)
+            .write_unaligned(((len as u32) << 16).to_be());
+    }
+    Some(())
 }
 
 /// Copies a MAC address as three 16-bit words. `src` may be on the stack (the route lookup's
@@ -95,16 +134,27 @@ fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
 }
 
 #[inline(always)]
-fn write_v4(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u32) -> Option<()> {
+fn write_v4(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    cfg: &Config,
+    be: &Backend,
+    hash: u32,
+    gue: bool,
+) -> Option<()> {
     let ip = ptr_at_mut::<Ipv4Hdr>(ctx, 14)?;
     // One source, or one of a prefix chosen by the flow's hash (`agent.source_v4_prefix`).
     let src = outer_source_v4(cfg.source_v4, cfg.flags, hash);
-    let tot_len = pkt.l3_len + 20;
+    let (proto, tot_len) = if gue {
+        (PROTO_UDP, pkt.l3_len + 28)
+    } else {
+        (IPPROTO_IPIP, pkt.l3_len + 20)
+    };
     let frags: u16 = if pkt.df { 0x4000 } else { 0 };
     // One 4-byte load (an array built from four indexed bytes is four loads).
     // Safety: the address's first 4 bytes; an unaligned read.
     let dst = unsafe { (be.addr.as_ptr() as *const [u8; 4]).read_unaligned() };
-    let check = ipv4_checksum_of(pkt.tos, tot_len, frags, TTL, IPPROTO_IPIP, src, dst);
+    let check = ipv4_checksum_of(pkt.tos, tot_len, frags, TTL, proto, src, dst);
     // Safety: ptr_at_mut checked that the header is inside the packet.
     unsafe {
         (*ip).vihl = 0x45;
@@ -113,7 +163,7 @@ fn write_v4(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u3
         (*ip).id = [0, 0];
         (*ip).frags = frags.to_be_bytes();
         (*ip).ttl = TTL;
-        (*ip).proto = IPPROTO_IPIP;
+        (*ip).proto = proto;
         (*ip).check = check.to_be_bytes();
         (*ip).src_addr = src;
         (*ip).dst_addr = dst;
@@ -122,16 +172,23 @@ fn write_v4(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u3
 }
 
 #[inline(always)]
-fn write_v6(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u32) -> Option<()> {
+fn write_v6(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    cfg: &Config,
+    be: &Backend,
+    hash: u32,
+    gue: bool,
+) -> Option<()> {
     let ip = ptr_at_mut::<Ipv6Hdr>(ctx, 14)?;
     // The flow label carries the flow hash, so that ECMP on the way to the backend keeps a
-    // flow on one path (RFC 6438): the one its flow-table entry or the ring pick gave, or
-    // computed here where neither did.
-    let k = &pkt.key;
-    let hash = if hash != 0 {
-        hash
+    // flow on one path (RFC 6438).
+    let (next, payload) = if gue {
+        (PROTO_UDP, pkt.l3_len + 8)
+    } else if pkt.key.family == FAMILY_V4 {
+        (IPPROTO_IPIP, pkt.l3_len)
     } else {
-        flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto)
+        (IPPROTO_IPV6, pkt.l3_len)
     };
     // The header's first 8 bytes (version, traffic class, flow label, payload length, next
     // header, hop limit) as one big-endian word: one store, where the fields one by one were
@@ -139,8 +196,8 @@ fn write_v6(ctx: &XdpContext, pkt: &Packet, cfg: &Config, be: &Backend, hash: u3
     let first = 6u64 << 60
         | (pkt.tos as u64) << 52
         | ((hash & 0x000f_ffff) as u64) << 32
-        | (pkt.l3_len as u64) << 16
-        | (IPPROTO_IPV6 as u64) << 8
+        | (payload as u64) << 16
+        | (next as u64) << 8
         | TTL as u64;
     // Safety: ptr_at_mut checked that the header is inside the packet.
     unsafe {

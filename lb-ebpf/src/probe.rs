@@ -1,28 +1,32 @@
 //! `tc_probe`: the health probes' way to a backend is the clients' way. The agent's probe
 //! sockets carry a mark naming the backend ([`lb_common::PROBE_MARK`] | backend id); their
 //! routes send them to the probes' own device, on whose egress this program puts the outer
-//! header the balancer would (IP-in-IP, to the backend's address, from the probe's own
-//! source) and hands the packet to the kernel's neighbour output towards the backend. The
+//! headers the balancer would (IP-in-IP or GUE, to the backend's address, from the probe's
+//! own source or, IPv4 over IPv6, the balancer's IPv6 one) and hands the packet to the kernel's neighbour output towards the backend. The
 //! backend answers the probe from the VIP, directly, as it answers clients: a pass proves its
 //! decapsulation, the VIP on its loopback and the service listening there.
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH, TC_ACT_OK, TC_ACT_SHOT,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibParams,
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH, TC_ACT_OK,
+        TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup as FibParams,
         bpf_redir_neigh as RedirNeigh,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_redirect_neigh},
+    helpers::generated::{bpf_fib_lookup, bpf_get_hash_recalc, bpf_redirect_neigh},
     programs::TcContext,
 };
 use lb_common::{
-    Backend, FAMILY_V4, FAMILY_V6, FORWARD_L2DSR, PROBE_MARK, PROBE_MARK_MASK,
-    hash::ipv4_checksum_of,
+    Backend, FAMILY_V4, FAMILY_V6, FORWARD_GUE, FORWARD_L2DSR, PROBE_MARK, PROBE_MARK_MASK,
+    PROTO_UDP,
+    hash::{gue_source_port, ipv4_checksum_of},
 };
-use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
+use network_types::{
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
+};
 
 use crate::{
-    maps::BACKENDS,
+    maps::{BACKENDS, CONFIG},
     wire::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6},
 };
 
@@ -95,12 +99,7 @@ pub fn probe(ctx: &TcContext) -> i32 {
             None => TC_ACT_SHOT,
         };
     }
-    let sent = match (family, be.family) {
-        (ETH_P_IP, FAMILY_V4) => encap_v4(ctx, be),
-        (ETH_P_IPV6, FAMILY_V6) => encap_v6(ctx, be),
-        _ => None,
-    };
-    match sent {
+    match encap(ctx, be, family) {
         Some(ifindex) => {
             // Safety: a helper call; no parameters given, the kernel routes the outer header.
             unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32 }
@@ -151,14 +150,62 @@ fn for_vip(dst: &[u8; 16], be: &Backend) -> bool {
     *dst == be.vip.addr
 }
 
-/// IPv4 in IPv4 to `be`; the egress interface's index.
+/// The probe's packet in the backend's tunnel (`ipip` or `gue`, outer family the backend's);
+/// the egress interface's index.
 #[inline(always)]
-fn encap_v4(ctx: &TcContext, be: &Backend) -> Option<u32> {
+fn encap(ctx: &TcContext, be: &Backend, family: u16) -> Option<u32> {
+    let udp = if be.forwarding == FORWARD_GUE as u8 {
+        8
+    } else {
+        0
+    };
+    let ifindex = match (family, be.family) {
+        (ETH_P_IP, FAMILY_V4) => v4_in_v4(ctx, be, udp)?,
+        (ETH_P_IPV6, FAMILY_V6) => v6_in_v6(ctx, be, udp)?,
+        (ETH_P_IP, FAMILY_V6) => v4_in_v6(ctx, be, udp)?,
+        _ => return None,
+    };
+    if udp != 0 {
+        let outer_ip = if be.family == FAMILY_V4 { 20 } else { 40 };
+        let cfg = CONFIG.get(0)?;
+        // Safety: a helper reading the sk_buff of this run.
+        let hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
+        let len = (ctx.len() as usize - ETH_HLEN - outer_ip) as u16;
+        let hdr = Aligned(UdpHdr {
+            src: gue_source_port(hash).to_be_bytes(),
+            dst: cfg.gue_port_be.to_ne_bytes(),
+            len: len.to_be_bytes(),
+            check: [0, 0],
+        });
+        store(ctx, ETH_HLEN + outer_ip, &hdr)?;
+    }
+    Some(ifindex)
+}
+
+/// The flags for `bpf_skb_adjust_room` of an outer header of `family` (with UDP for GUE).
+#[inline(always)]
+fn room_flags(v6: bool, udp: usize) -> u64 {
+    let l3 = if v6 {
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV6
+    } else {
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
+    };
+    let l4 = if udp != 0 {
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP
+    } else {
+        0
+    };
+    (l3 | l4) as u64
+}
+
+/// IPv4 in IPv4 (and UDP, `udp` 8) to `be`; the egress interface's index.
+#[inline(always)]
+fn v4_in_v4(ctx: &TcContext, be: &Backend, udp: usize) -> Option<u32> {
     let inner = load::<Ipv4Hdr>(ctx, ETH_HLEN)?.0;
     if !for_vip(&crate::mem::v4_in_16(inner.dst_addr), be) {
         return None;
     }
-    let tot_len = u16::from_be_bytes(inner.tot_len).checked_add(20)?;
+    let tot_len = u16::from_be_bytes(inner.tot_len).checked_add(20 + udp as u16)?;
     let dst = [be.addr[0], be.addr[1], be.addr[2], be.addr[3]];
     let ifindex = egress(
         ctx,
@@ -168,6 +215,7 @@ fn encap_v4(ctx: &TcContext, be: &Backend) -> Option<u32> {
     )?;
     let frags = 0x4000u16;
     let src = inner.src_addr;
+    let proto = if udp != 0 { PROTO_UDP } else { IPPROTO_IPIP };
     let outer = Aligned(Ipv4Hdr {
         vihl: 0x45,
         tos: inner.tos,
@@ -175,35 +223,64 @@ fn encap_v4(ctx: &TcContext, be: &Backend) -> Option<u32> {
         id: [0, 0],
         frags: frags.to_be_bytes(),
         ttl: TTL,
-        proto: IPPROTO_IPIP,
-        check: ipv4_checksum_of(inner.tos, tot_len, frags, TTL, IPPROTO_IPIP, src, dst)
-            .to_be_bytes(),
+        proto,
+        check: ipv4_checksum_of(inner.tos, tot_len, frags, TTL, proto, src, dst).to_be_bytes(),
         src_addr: src,
         dst_addr: dst,
     });
-    ctx.adjust_room(20, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64)
+    ctx.adjust_room(20 + udp as i32, BPF_ADJ_ROOM_MAC, room_flags(false, udp))
         .ok()?;
     store(ctx, ETH_HLEN, &outer)?;
     Some(ifindex)
 }
 
-/// IPv6 in IPv6 to `be`; the egress interface's index.
+/// IPv6 in IPv6 (and UDP) to `be`; the egress interface's index.
 #[inline(always)]
-fn encap_v6(ctx: &TcContext, be: &Backend) -> Option<u32> {
+fn v6_in_v6(ctx: &TcContext, be: &Backend, udp: usize) -> Option<u32> {
     let mut outer = load::<Ipv6Hdr>(ctx, ETH_HLEN)?;
     let inner = &mut outer.0;
     if !for_vip(&inner.dst_addr, be) {
         return None;
     }
-    let payload = u16::from_be_bytes(inner.payload_len).checked_add(40)?;
+    let payload = u16::from_be_bytes(inner.payload_len).checked_add(40 + udp as u16)?;
     let ifindex = egress(ctx, FAMILY_V6, &inner.src_addr, &be.addr)?;
     // The inner header becomes the outer: version, traffic class, flow label and source as
     // the probe's (its flow keeps one path).
     inner.payload_len = payload.to_be_bytes();
-    inner.next_hdr = IPPROTO_IPV6;
+    inner.next_hdr = if udp != 0 { PROTO_UDP } else { IPPROTO_IPV6 };
     inner.hop_limit = TTL;
     inner.dst_addr = be.addr;
-    ctx.adjust_room(40, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 as u64)
+    ctx.adjust_room(40 + udp as i32, BPF_ADJ_ROOM_MAC, room_flags(true, udp))
+        .ok()?;
+    store(ctx, ETH_HLEN, &outer)?;
+    Some(ifindex)
+}
+
+/// IPv4 in IPv6 (and UDP) to `be`, from the balancer's IPv6 source: the packet becomes an
+/// IPv6 one for the kernel (its protocol changed, which makes 20 bytes of the room), the
+/// rest of the room is made as for the others.
+#[inline(always)]
+fn v4_in_v6(ctx: &TcContext, be: &Backend, udp: usize) -> Option<u32> {
+    let inner = load::<Ipv4Hdr>(ctx, ETH_HLEN)?.0;
+    if !for_vip(&crate::mem::v4_in_16(inner.dst_addr), be) {
+        return None;
+    }
+    let cfg = CONFIG.get(0)?;
+    let payload = u16::from_be_bytes(inner.tot_len).checked_add(udp as u16)?;
+    let ifindex = egress(ctx, FAMILY_V6, &cfg.source_v6, &be.addr)?;
+    // Safety: a helper reading the sk_buff of this run.
+    let hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
+    let vcf = 6u32 << 28 | (inner.tos as u32) << 20 | (hash & 0x000f_ffff);
+    let outer = Aligned(Ipv6Hdr {
+        vcf: vcf.to_be_bytes(),
+        payload_len: payload.to_be_bytes(),
+        next_hdr: if udp != 0 { PROTO_UDP } else { IPPROTO_IPIP },
+        hop_limit: TTL,
+        src_addr: cfg.source_v6,
+        dst_addr: be.addr,
+    });
+    ctx.change_proto(ETH_P_IPV6.to_be(), 0).ok()?;
+    ctx.adjust_room(20 + udp as i32, BPF_ADJ_ROOM_MAC, room_flags(true, udp))
         .ok()?;
     store(ctx, ETH_HLEN, &outer)?;
     Some(ifindex)

@@ -1,6 +1,8 @@
 //! Step 6: the VIP's Maglev ring. The 5-tuple's hash picks a slot, the slot names the
 //! backend; the pick is recorded in the flow table (step 3).
-use lb_common::{MAX_VIPS, NO_BACKEND, RING_STRIDE, VipValue, hash::pick_hash, ring_index};
+use lb_common::{
+    FAMILY_V4, MAX_VIPS, NO_BACKEND, RING_STRIDE, VipValue, hash::pick_hash, ring_index,
+};
 
 use crate::{
     count::{self, Counting},
@@ -41,7 +43,9 @@ pub fn without_flow(pkt: &Packet, vip: &VipValue) -> Result<Option<Chosen>, Faul
     };
     // A reference into the map, not a copy: nothing of it need go on the stack.
     let be = BACKENDS.get(id).ok_or(Fault)?;
-    if be.family != pkt.key.family {
+    // An IPv4 backend cannot carry an IPv6 packet (IPv4 in IPv6 is how IPv4 VIPs reach IPv6
+    // backends; the agent never pairs them the other way).
+    if be.family == FAMILY_V4 && pkt.key.family != FAMILY_V4 {
         return Ok(None);
     }
     Ok(Some(Chosen { id, be, hash }))

@@ -45,7 +45,7 @@ pub fn encap_and_send(
     hash: u32,
 ) -> Result<Verdict, Fault> {
     let cfg = CONFIG.get(0).ok_or(Fault)?;
-    let extra = overhead(be, pkt.key.family) as u32;
+    let extra = overhead(be) as u32;
     let tot_len = pkt.l3_len as u32 + extra;
     if tot_len > 0xffff {
         return Ok(Verdict::drop(Counter::DropEncap));
@@ -138,7 +138,8 @@ fn route(
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.ifindex = ctx.ingress_ifindex() as u32;
     fib.__bindgen_anon_1.tot_len = tot_len as u16;
-    if pkt.key.family == FAMILY_V4 {
+    // The outer header's route: the backend's family (an IPv4 VIP may have IPv6 backends).
+    if be.family == FAMILY_V4 {
         fib.family = AF_INET;
         fib.l4_protocol = 4;
         fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(cfg.source_v4);

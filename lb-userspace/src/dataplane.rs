@@ -138,7 +138,7 @@ pub struct ServedVip {
     pub key: VipKey,
     /// Seconds a UDP flow may be idle and keep this backend.
     pub udp_idle_s: u32,
-    /// [`lb_common::FORWARD_IPIP`] or [`lb_common::FORWARD_L2DSR`].
+    /// [`lb_common::FORWARD_IPIP`], [`lb_common::FORWARD_GUE`] or [`lb_common::FORWARD_L2DSR`].
     pub forwarding: u8,
 }
 
@@ -235,6 +235,9 @@ impl Dataplane {
             Some(dir) if balancer => counters::take_grown(&dir.join("maps"))?,
             _ => Vec::new(),
         };
+        if let Some(dir) = pin_dir {
+            counters::drop_resized_config(&dir.join("maps"))?;
+        }
         loader.map_max_entries(map_names::FLOWS, flow_plan.slots);
         loader.override_global("LB_FLOW_SETS", &flow_plan.sets, true);
         if !balancer {
@@ -377,6 +380,11 @@ impl Dataplane {
             let _ = m.remove(k);
         }
         Ok(())
+    }
+
+    /// Sets the backends' GUE port (`gue` VIPs send to it; `xdp_decap` takes it as GUE).
+    pub fn set_gue_port(&mut self, port: u16) -> Result<()> {
+        self.update_config(|c| c.gue_port_be = port.to_be())
     }
 
     /// Sets the path MTU to the backends (`None`: each egress interface's).

@@ -9,8 +9,9 @@ use lb::{
     maglev,
 };
 use lb_common::{
-    BACKEND_UP, Counter, FORWARD_IPIP, FORWARD_L2DSR, NO_BACKEND, PROTO_TCP, PROTO_UDP,
-    hash::flow_hash,
+    BACKEND_UP, Counter, FORWARD_GUE, FORWARD_IPIP, FORWARD_L2DSR, NO_BACKEND, PROTO_TCP,
+    PROTO_UDP,
+    hash::{flow_hash, gue_source_port},
 };
 
 use crate::Netns;
@@ -35,6 +36,8 @@ pub const CLIENT6: [u8; 16] = [0xfd, 0, 0, 0x18, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0
 pub const SRC4: [u8; 4] = [198, 18, 0, 2];
 pub const SRC6: [u8; 16] = [0xfd, 0, 0, 0x18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 pub const RING: u32 = 251;
+/// The GUE port the fixtures program.
+pub const GUE_PORT: u16 = 6080;
 
 pub fn v4(s: &str) -> [u8; 4] {
     s.parse::<Ipv4Addr>().unwrap().octets()
@@ -87,32 +90,51 @@ pub fn encapsulated(vip: &Vip, frame: &[u8], l3_off: usize, p: &Pkt) -> (u32, Co
         out.extend_from_slice(inner);
         return (action, counter, out);
     }
+    // GUE: a UDP header between the outer IP header and the client's packet.
+    let gue = vip.served.forwarding == FORWARD_GUE as u8;
+    let udp = if gue { 8 } else { 0 };
+    let inner_v4 = inner[0] >> 4 == 4;
+    let inner_len = if inner_v4 {
+        u16::from_be_bytes([inner[2], inner[3]])
+    } else {
+        40 + u16::from_be_bytes([inner[4], inner[5]])
+    };
+    let next = match (gue, inner_v4) {
+        (true, _) => 17,
+        (false, true) => 4,
+        (false, false) => 41,
+    };
     match backend {
         IpAddr::V4(b) => {
-            let inner_len = u16::from_be_bytes([inner[2], inner[3]]);
-            let mut ip = Ipv4Header::new(inner_len, 64, IpNumber(4), SRC4, b.octets()).unwrap();
+            let mut ip =
+                Ipv4Header::new(inner_len + udp, 64, IpNumber(next), SRC4, b.octets()).unwrap();
             ip.dont_fragment = inner[6] & 0x40 != 0;
             ip.dscp = IpDscp::try_new(p.tos >> 2).unwrap();
             ip.ecn = IpEcn::try_new(p.tos & 3).unwrap();
             ip.header_checksum = ip.calc_header_checksum();
             ip.write(&mut out).unwrap();
-            out.extend_from_slice(inner);
         }
         IpAddr::V6(b) => {
-            let inner_len = 40 + u16::from_be_bytes([inner[4], inner[5]]);
             let ip = Ipv6Header {
                 traffic_class: p.tos,
                 flow_label: Ipv6FlowLabel::try_new(h & 0xfffff).unwrap(),
-                payload_length: inner_len,
-                next_header: IpNumber(41),
+                payload_length: inner_len + udp,
+                next_header: IpNumber(next),
                 hop_limit: 64,
                 source: SRC6,
                 destination: b.octets(),
             };
             ip.write(&mut out).unwrap();
-            out.extend_from_slice(inner);
         }
     }
+    if gue {
+        // Source port from the flow's hash, no checksum (none over IPv4; RFC 6935 over IPv6).
+        out.extend_from_slice(&gue_source_port(h).to_be_bytes());
+        out.extend_from_slice(&GUE_PORT.to_be_bytes());
+        out.extend_from_slice(&(inner_len + 8).to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+    }
+    out.extend_from_slice(inner);
     (action, counter, out)
 }
 
@@ -216,6 +238,7 @@ pub fn env() -> Env {
 pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
     dp.set_sources(Some(Ipv4Addr::from(SRC4)), Some(Ipv6Addr::from(SRC6)))
         .unwrap();
+    dp.set_gue_port(GUE_PORT).unwrap();
     dp.allow_egress(nix_ifindex("eth0").unwrap()).unwrap();
     dp.allow_egress(nix_ifindex("eth1").unwrap()).unwrap();
     let mut next_id = 0u32;
@@ -323,6 +346,14 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
     add_as(dp, "198.19.0.106", 54, PROTO_UDP, &three4, FORWARD_L2DSR); // 11
     add_as(dp, "fd00:19::106", 80, PROTO_TCP, &three6, FORWARD_L2DSR); // 12
     add_as(dp, "fd00:19::106", 54, PROTO_UDP, &three6, FORWARD_L2DSR); // 13
+    add_as(dp, "198.19.0.107", 80, PROTO_TCP, &three4, FORWARD_GUE); // 14: gue
+    add_as(dp, "198.19.0.107", 54, PROTO_UDP, &three4, FORWARD_GUE); // 15
+    add_as(dp, "fd00:19::107", 80, PROTO_TCP, &three6, FORWARD_GUE); // 16
+    add_as(dp, "fd00:19::107", 54, PROTO_UDP, &three6, FORWARD_GUE); // 17
+    add_as(dp, "198.19.0.108", 80, PROTO_TCP, &three6, FORWARD_IPIP); // 18: IPv4 in IPv6
+    add_as(dp, "198.19.0.108", 54, PROTO_UDP, &three6, FORWARD_IPIP); // 19
+    add_as(dp, "198.19.0.109", 80, PROTO_TCP, &three6, FORWARD_GUE); // 20: IPv4 in UDP in IPv6
+    add_as(dp, "198.19.0.109", 54, PROTO_UDP, &three6, FORWARD_GUE); // 21
     vips
 }
 

@@ -1,5 +1,6 @@
 //! An upgrade from a release whose flow table was the kernel's LRU hash map (`LB_FLOWS`): its
-//! flows move into today's table at start and keep their backends.
+//! flows move into today's table at start and keep their backends. One whose configuration
+//! map was smaller (before the GUE port): it is made anew, and GUE works.
 use lb::dataplane::{Dataplane, ProgramLog, nix_ifindex};
 use lb_common::{FAMILY_V4, FlowKey, FlowValue, PROTO_TCP, map_names};
 use lb_tests::{TempDir, fixture::*};
@@ -85,4 +86,43 @@ fn flows_of_the_old_lru_table_keep_their_backend() {
         let f = dp.flow_table().unwrap();
         assert_eq!((f.entries, f.hits, f.inserted), (40, 40, 0), "{f:?}");
     });
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_configuration_map_of_an_older_size_is_made_anew() {
+    let env = env();
+    let tmp = TempDir::new("upgrade-config");
+    let maps = tmp.pin_dir().join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    let old = maps.join(map_names::CONFIG);
+    // The release before had 28-byte values (no GUE port).
+    lb_tests::sh(&format!(
+        "bpftool map create {} type array key 4 value 28 entries 1 name {}",
+        old.display(),
+        map_names::CONFIG
+    ));
+    let value_size = || {
+        let out = lb_tests::sh(&format!("bpftool -j map show pinned {}", old.display()));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["bytes_value"].as_u64().unwrap()
+    };
+    assert_eq!(value_size(), 28);
+    env.ns.run(|| {
+        let mut dp = Dataplane::load_pinned(
+            1024,
+            &tmp.pin_dir(),
+            ProgramLog::Off,
+            lb_common::TCP_IDLE_DEFAULT_S,
+        )
+        .expect("load xdp_lb over the older configuration map");
+        let vips = program(&mut dp);
+        let ifindex = nix_ifindex("eth0").unwrap();
+        let p = Pkt::new("198.19.0.107", 80, PROTO_TCP).sport(40000);
+        let (action, out) = test_run(&mut dp, ifindex, &p.build());
+        let (_, _, want) = encapsulated(&vips[14], &p.build(), p.l3_off(), &p);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out, want, "GUE through the new configuration map");
+    });
+    assert_eq!(value_size(), size_of::<lb_common::Config>() as u64);
 }

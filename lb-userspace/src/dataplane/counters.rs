@@ -170,6 +170,32 @@ pub(super) fn take_grown(maps: &std::path::Path) -> Result<Vec<Grown>> {
     Ok(out)
 }
 
+/// Removes the pin of the configuration map when its value is not of this release's size
+/// (an older release's, before a field was added): the agent writes the whole configuration
+/// before it attaches the program, so nothing it held is lost, and the running program keeps
+/// the old map until it is replaced.
+pub(super) fn drop_resized_config(maps: &std::path::Path) -> Result<()> {
+    use aya::maps::MapData;
+    let name = map_names::CONFIG;
+    let path = maps.join(name);
+    let Ok(data) = MapData::from_pin(&path) else {
+        return Ok(());
+    };
+    let have = data.info().map_err(map_err(name))?.value_size();
+    let want = size_of::<lb_common::Config>() as u32;
+    if have != want {
+        std::fs::remove_file(&path)
+            .map_err(|e| DataplaneError::Limit(format!("removing {}: {e}", path.display())))?;
+        tracing::info!(
+            map = name,
+            bytes = have,
+            now = want,
+            "configuration map resized"
+        );
+    }
+    Ok(())
+}
+
 impl Dataplane {
     /// Writes the sums [`take_grown`] kept into the new maps (on the first CPU's values).
     pub(super) fn restore_grown(&mut self, grown: Vec<Grown>) -> Result<()> {
