@@ -145,7 +145,8 @@ pub enum Command {
     /// Write lb's manual pages (lb.8 and one per subcommand) into a directory.
     #[command(hide = true)]
     Manpages { dir: PathBuf },
-    /// On a backend host: strip IP-in-IP packets addressed to this host (no ipip module needed).
+    /// On a backend host: strip IP-in-IP and GUE packets addressed to this host (no tunnel
+    /// module needed).
     Decap {
         /// The interface the encapsulated packets arrive on.
         #[arg(long, short)]
@@ -156,6 +157,9 @@ pub enum Command {
         /// Further outer addresses to accept, beyond the interface's own.
         #[arg(long)]
         address: Vec<IpAddr>,
+        /// The UDP port GUE packets arrive on (the balancer's agent.gue_port); 0: none.
+        #[arg(long, default_value_t = config::GUE_PORT_DEFAULT)]
+        gue_port: u16,
     },
 }
 
@@ -389,7 +393,8 @@ pub fn main(cli: Cli) -> ExitCode {
             interface,
             xdp_mode,
             address,
-        } => agent::decap(&interface, xdp_mode.into(), &address),
+            gue_port,
+        } => agent::decap(&interface, xdp_mode.into(), &address, gue_port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,8 @@ pub const DEFAULT_ROUTES_FILE: &str = "/etc/bird/lb-vips.conf";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/lb";
 /// Parent of the pin directories (one per instance) unless `agent.pin_dir` says otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lb";
+/// The backends' GUE port when `agent.gue_port` is not given (and `lb decap`'s).
+pub const GUE_PORT_DEFAULT: u16 = 6080;
 
 /// A configuration error: file, line, field and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,8 @@ impl fmt::Display for Protocol {
 #[serde(rename_all = "lowercase")]
 pub enum Forwarding {
     Ipip,
+    /// IP in UDP (GUE variant 1) to `agent.gue_port`.
+    Gue,
     /// Only the Ethernet addresses rewritten, to a backend on a connected segment.
     L2dsr,
 }
@@ -82,6 +86,7 @@ impl Forwarding {
     pub const fn name(self) -> &'static str {
         match self {
             Forwarding::Ipip => "ipip",
+            Forwarding::Gue => "gue",
             Forwarding::L2dsr => "l2dsr",
         }
     }
@@ -90,6 +95,7 @@ impl Forwarding {
     pub const fn number(self) -> u32 {
         match self {
             Forwarding::Ipip => lb_common::FORWARD_IPIP,
+            Forwarding::Gue => lb_common::FORWARD_GUE,
             Forwarding::L2dsr => lb_common::FORWARD_L2DSR,
         }
     }
@@ -125,6 +131,8 @@ pub struct Agent {
     /// `source_v6`), so that a backend's NIC spreads the flows over its queues.
     pub source_v4_prefix: Option<ipnet::Ipv4Net>,
     pub source_v6_prefix: Option<ipnet::Ipv6Net>,
+    /// The UDP port `gue` VIPs send to at the backends.
+    pub gue_port: u16,
     /// What becomes of traffic to a VIP address that no VIP balances.
     pub unbalanced: Unbalanced,
     /// How long an established TCP flow's entry is kept against eviction by new flows after

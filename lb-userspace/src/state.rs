@@ -239,6 +239,7 @@ fn render_agent(c: &Config) -> toml::Table {
     if let Some(p) = a.source_v4_prefix {
         t.insert("source_v4_prefix".into(), p.to_string().into());
     }
+    t.insert("gue_port".into(), i64::from(a.gue_port).into());
     if let Some(p) = a.source_v6_prefix {
         t.insert("source_v6_prefix".into(), p.to_string().into());
     }

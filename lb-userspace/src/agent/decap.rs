@@ -1,4 +1,5 @@
-//! `lb decap`: the backend side of IP-in-IP, for hosts whose kernel has no tunnel module.
+//! `lb decap`: the backend side of IP-in-IP and GUE, for hosts whose kernel has no tunnel
+//! modules.
 use std::net::IpAddr;
 
 use anyhow::{Context, bail};
@@ -10,8 +11,14 @@ use crate::{
     dataplane::{Dataplane, nix_ifindex},
 };
 
-/// `lb decap`: strip IP-in-IP on this backend host's `interface` until SIGINT/SIGTERM.
-pub fn decap(interface: &str, mode: config::XdpMode, extra: &[IpAddr]) -> anyhow::Result<()> {
+/// `lb decap`: strip IP-in-IP, and GUE to `gue_port` (0: none), on this backend host's
+/// `interface` until SIGINT/SIGTERM.
+pub fn decap(
+    interface: &str,
+    mode: config::XdpMode,
+    extra: &[IpAddr],
+    gue_port: u16,
+) -> anyhow::Result<()> {
     let missing = super::missing_capabilities();
     if !missing.is_empty() {
         bail!(
@@ -32,6 +39,7 @@ pub fn decap(interface: &str, mode: config::XdpMode, extra: &[IpAddr]) -> anyhow
     for a in &addrs {
         dp.add_decap_address(*a)?;
     }
+    dp.set_gue_port(gue_port)?;
     let used = dp.attach(interface, mode)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -40,8 +48,12 @@ pub fn decap(interface: &str, mode: config::XdpMode, extra: &[IpAddr]) -> anyhow
         // Handlers first, "ready" after (see `run`).
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let gue = match gue_port {
+            0 => String::new(),
+            p => format!(", GUE on UDP port {p}"),
+        };
         println!(
-            "lb: ready: decapsulating on {interface} ({used}) for {}",
+            "lb: ready: decapsulating on {interface} ({used}) for {}{gue}",
             addrs
                 .iter()
                 .map(|a| a.to_string())

@@ -186,6 +186,7 @@ impl Agent {
             self.effective.agent.source_v6_prefix,
         )?;
         self.dp.set_path_mtu(self.effective.agent.path_mtu)?;
+        self.dp.set_gue_port(self.effective.agent.gue_port)?;
         let echo: Vec<IpAddr> = if self.effective.agent.answer_echo {
             self.effective.vips.iter().map(|v| v.address.ip()).collect()
         } else {

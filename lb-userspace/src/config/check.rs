@@ -106,6 +106,10 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
             Some(ipnet::IpNet::V6(n)) => Some(n),
             _ => None,
         };
+    let gue_port = match raw.gue_port {
+        None => GUE_PORT_DEFAULT,
+        Some(p) => in_range(cx, &p, "agent.gue_port", 1, 65535)? as u16,
+    };
     let path_mtu = match raw.path_mtu {
         None => None,
         Some(n) => Some(in_range(cx, &n, "agent.path_mtu", 1280, 65535)?),
@@ -152,6 +156,7 @@ pub(super) fn agent(cx: &Ctx, raw: Spanned<RawAgent>) -> Result<Agent, ConfigErr
         answer_echo: raw.answer_echo.is_some_and(|a| a.into_inner()),
         source_v4_prefix,
         source_v6_prefix,
+        gue_port,
         unbalanced,
         tcp_idle,
     })

@@ -64,6 +64,7 @@ pub(super) struct RawAgent {
     pub(super) source_v4_prefix: Option<Spanned<String>>,
     pub(super) source_v6_prefix: Option<Spanned<String>>,
     pub(super) tcp_idle: Option<Spanned<String>>,
+    pub(super) gue_port: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

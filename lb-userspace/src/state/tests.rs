@@ -156,10 +156,12 @@ fn changes_apply_in_order_and_are_validated_like_the_file() {
         address: "fd00::1".parse().unwrap(),
         weight: None,
     };
+    // (An IPv6 backend of an IPv4 VIP: IPv4 in IPv6, which needs the IPv6 outer source this
+    // file does not give.)
     assert!(
         try_apply(&c, &family)
             .unwrap_err()
-            .contains("address family")
+            .contains("needs agent.source_v6")
     );
     let weight = Change::BackendAdd {
         vip: "web".into(),

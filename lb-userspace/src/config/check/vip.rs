@@ -49,7 +49,7 @@ pub(in crate::config) fn vip(cx: &Ctx, raw: RawVip, agent: &Agent) -> Result<Vip
         raw.affinity_prefix_v6,
         address.is_ipv4(),
     )?;
-    let (backends, hosts) = backends(cx, raw.backend, address, agent)?;
+    let (backends, hosts) = backends(cx, raw.backend, address, forwarding, agent)?;
     if backends.len() as u64 >= ring_size as u64 {
         return Err(cx.err(
             raw.address.span(),
@@ -301,11 +301,12 @@ fn forwarding(cx: &Ctx, raw: Option<Spanned<String>>) -> Result<Forwarding, Conf
         None => Ok(Forwarding::Ipip),
         Some(f) => match f.get_ref().as_str() {
             "ipip" => Ok(Forwarding::Ipip),
+            "gue" => Ok(Forwarding::Gue),
             "l2dsr" => Ok(Forwarding::L2dsr),
             other => Err(cx.err(
                 f.span(),
                 "vip.forwarding",
-                format!("{other:?}: expected ipip or l2dsr"),
+                format!("{other:?}: expected ipip, gue or l2dsr"),
             )),
         },
     }
@@ -364,6 +365,7 @@ fn backends(
     cx: &Ctx,
     raw: Vec<Spanned<RawBackend>>,
     vip: SocketAddr,
+    forwarding: Forwarding,
     agent: &Agent,
 ) -> Result<(Vec<Backend>, Vec<HostBackend>), ConfigError> {
     let mut backends = Vec::new();
@@ -375,7 +377,7 @@ fn backends(
         let weight = weight(cx, b.weight.as_ref())?;
         match (b.address, b.host) {
             (Some(a), None) => {
-                let ip = backend_address(cx, &a, vip, agent)?;
+                let ip = backend_address(cx, &a, vip, forwarding, agent)?;
                 if !seen.insert(ip) {
                     return Err(cx.err(
                         a.span(),
@@ -451,6 +453,7 @@ fn backend_address(
     cx: &Ctx,
     raw: &Spanned<String>,
     vip: SocketAddr,
+    forwarding: Forwarding,
     agent: &Agent,
 ) -> Result<IpAddr, ConfigError> {
     let refuse = |reason: String| cx.err(raw.span(), "vip.backend.address", reason);
@@ -466,9 +469,17 @@ fn backend_address(
         )));
     }
     if !ip.is_ipv4() && vip.is_ipv4() {
-        return Err(refuse(format!(
-            "{ip} is not of the VIP's address family ({vip}): IPv4 VIPs over IPv6 backends are not supported yet"
-        )));
+        // IPv4 in IPv6: the outer header is the backend's family.
+        if forwarding == Forwarding::L2dsr {
+            return Err(refuse(format!(
+                "{ip} is not of the VIP's address family ({vip}): l2dsr hands the client's packet on unchanged, so its backends must be of the VIP's family (ipip and gue carry IPv4 over IPv6)"
+            )));
+        }
+        if agent.source_v6.is_none() {
+            return Err(refuse(format!(
+                "{ip}: an IPv6 backend needs agent.source_v6 (the outer source of the packets it is sent)"
+            )));
+        }
     }
     if let Some(why) = super::super::rules::unusable(&ip) {
         return Err(refuse(format!("{ip}: {why} cannot be a backend")));

@@ -93,17 +93,24 @@ fn probe_fields_belong_to_their_kind() {
     }
 }
 
-/// A backend of the other family is refused with the reason (an IPv6 VIP over IPv4 can never
-/// be); `via`, `[vip.outlier]` and `forwarding` take what they document and refuse the rest
+/// A backend of the other family is refused with the reason where it cannot be (an IPv6 VIP
+/// over IPv4; IPv4 over IPv6 with l2dsr, or without an IPv6 outer source); `via`,
+/// `[vip.outlier]`, `forwarding` and `gue_port` take what they document and refuse the rest
 /// (that `lb config` renders them back: `state::tests`).
 #[test]
 fn families_probe_ways_outliers_and_modes() {
     let cases: &[(&str, &str, &str, &str)] = &[
         (
-            "address = \"198.18.1.12\"",
-            "address = \"fd00::12\"",
+            "protocol = \"tcp\"\n\n[vip.health]\nkind = \"http\"\npath = \"/healthz\"\ninterval = \"2s\"\ntimeout = \"300ms\"\n\n[[vip.backend]]\naddress = \"198.18.1.11\"",
+            "protocol = \"tcp\"\nforwarding = \"l2dsr\"\n\n[vip.health]\nkind = \"http\"\npath = \"/healthz\"\ninterval = \"2s\"\ntimeout = \"300ms\"\n\n[[vip.backend]]\naddress = \"fd00::11\"",
             "vip.backend.address",
-            "not supported yet",
+            "l2dsr hands the client's packet on unchanged",
+        ),
+        (
+            "source_v6 = \"fd00::2\"",
+            "source_v6 = \"fd00::2\"\ngue_port = 0",
+            "agent.gue_port",
+            "from 1 to 65535",
         ),
         (
             "interval = \"2s\"",
@@ -127,7 +134,7 @@ fn families_probe_ways_outliers_and_modes() {
             "protocol = \"tcp\"",
             "protocol = \"tcp\"\nforwarding = \"gre\"",
             "vip.forwarding",
-            "expected ipip or l2dsr",
+            "expected ipip, gue or l2dsr",
         ),
     ];
     for (from, to, field, reason) in cases {
@@ -145,6 +152,15 @@ fn families_probe_ways_outliers_and_modes() {
     );
     let err = parse("lb.toml", &v6).expect_err("v6 over v4");
     assert!(err.reason.contains("cannot be served over IPv4"), "{err}");
+    // IPv4 VIP, IPv6 backend: the outer header needs an IPv6 source.
+    let no_source = GOOD.replacen("source_v6 = \"fd00::2\"\n", "", 1).replacen(
+        "address = \"198.18.1.12\"",
+        "address = \"fd00::12\"",
+        1,
+    );
+    let err = parse("lb.toml", &no_source).expect_err("no IPv6 source");
+    assert_eq!(err.field, "vip.backend.address", "{err}");
+    assert!(err.reason.contains("needs agent.source_v6"), "{err}");
     let ok = GOOD.replacen(
         "[[vip.backend]]\naddress = \"198.18.1.11\"",
         "[vip.outlier]\nmax_ejection_percent = 25\n\n[[vip.backend]]\naddress = \"198.18.1.11\"",
@@ -157,4 +173,22 @@ fn families_probe_ways_outliers_and_modes() {
     assert_eq!(web.forwarding, Forwarding::L2dsr);
     assert_eq!(web.health.via, Via::Direct);
     assert_eq!(web.outlier.map(|o| o.max_ejection_percent), Some(25));
+    assert_eq!(c.agent.gue_port, crate::config::GUE_PORT_DEFAULT);
+    // GUE, and an IPv4 VIP over an IPv6 backend (IPv4 in IPv6), on another port.
+    let gue = GOOD
+        .replacen(
+            "protocol = \"tcp\"",
+            "protocol = \"tcp\"\nforwarding = \"gue\"",
+            1,
+        )
+        .replacen("address = \"198.18.1.12\"", "address = \"fd00::12\"", 1)
+        .replacen(
+            "source_v6 = \"fd00::2\"",
+            "source_v6 = \"fd00::2\"\ngue_port = 5555",
+            1,
+        );
+    let c = parse("lb.toml", &gue).expect("accepted");
+    assert_eq!(c.vips[0].forwarding, Forwarding::Gue);
+    assert_eq!(c.agent.gue_port, 5555);
+    assert!(c.vips[0].backends.iter().any(|b| b.address.is_ipv6()));
 }
