@@ -184,6 +184,9 @@ pub enum VipCommand {
         health: Option<String>,
         #[arg(long)]
         ring_size: Option<u32>,
+        /// How packets reach the backends: ipip (default), gue or l2dsr.
+        #[arg(long)]
+        forwarding: Option<String>,
         /// A backend, ADDRESS or ADDRESS=WEIGHT; repeat for more.
         #[arg(long = "backend")]
         backends: Vec<String>,

@@ -55,6 +55,8 @@ struct EtcdVip {
     #[serde(default)]
     health: Option<String>,
     #[serde(default)]
+    forwarding: Option<String>,
+    #[serde(default)]
     backends: Vec<BackendSpec>,
 }
 
@@ -83,6 +85,7 @@ pub fn changes(prefix: &str, snapshot: &BTreeMap<String, String>) -> (Vec<Change
                         protocol: v.protocol,
                         ring_size: v.ring_size,
                         health: v.health,
+                        forwarding: v.forwarding,
                         backends: v.backends,
                     }))
                 }),

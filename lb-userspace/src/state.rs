@@ -54,6 +54,9 @@ pub struct VipSpec {
     /// Health check kind: tcp (default), http or none.
     #[serde(default)]
     pub health: Option<String>,
+    /// ipip (default), gue or l2dsr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<String>,
     #[serde(default)]
     pub backends: Vec<BackendSpec>,
 }
@@ -143,6 +146,9 @@ fn spec_toml(c: &Config, spec: &VipSpec) -> String {
     }
     if let Some(r) = spec.ring_size {
         vip.insert("ring_size".into(), (r as i64).into());
+    }
+    if let Some(f) = &spec.forwarding {
+        vip.insert("forwarding".into(), f.clone().into());
     }
     if let Some(h) = &spec.health {
         let mut t = toml::Table::new();

@@ -25,6 +25,7 @@ pub(super) fn vip(cmd: VipCommand, socket: &std::path::Path) -> anyhow::Result<(
             protocol,
             health,
             ring_size,
+            forwarding,
             backends,
             json,
         } => {
@@ -53,6 +54,7 @@ pub(super) fn vip(cmd: VipCommand, socket: &std::path::Path) -> anyhow::Result<(
                 protocol: Some(protocol),
                 ring_size,
                 health,
+                forwarding,
                 backends,
             };
             let body = api::request(

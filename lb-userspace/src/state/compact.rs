@@ -116,6 +116,7 @@ mod tests {
                     protocol: None,
                     ring_size: None,
                     health: Some("none".into()),
+                    forwarding: None,
                     backends: vec![BackendSpec {
                         address,
                         weight: Some(w),

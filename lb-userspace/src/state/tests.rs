@@ -136,6 +136,7 @@ fn changes_apply_in_order_and_are_validated_like_the_file() {
             protocol: Some("udp".into()),
             ring_size: Some(251),
             health: Some("none".into()),
+            forwarding: Some("gue".into()),
             backends: vec![BackendSpec {
                 address: b,
                 weight: None,
@@ -149,6 +150,7 @@ fn changes_apply_in_order_and_are_validated_like_the_file() {
     assert_eq!((web.backends[1].weight, web.backends[1].drain), (10, true));
     assert_eq!(c.vips[1].ring_size, 251);
     assert_eq!(c.vips[1].health.kind, HealthKind::None);
+    assert_eq!(c.vips[1].forwarding, crate::config::Forwarding::Gue);
 
     // Refused with the file's own reasons.
     let family = Change::BackendAdd {
@@ -175,6 +177,7 @@ fn changes_apply_in_order_and_are_validated_like_the_file() {
         protocol: None,
         ring_size: None,
         health: None,
+        forwarding: None,
         backends: vec![],
     });
     assert!(try_apply(&c, &dup).unwrap_err().contains("exists"));
@@ -187,6 +190,20 @@ fn changes_apply_in_order_and_are_validated_like_the_file() {
         }
     });
     assert!(try_apply(&c, &bad_ring).unwrap_err().contains("prime"));
+    let bad_mode = Change::VipAdd(VipSpec {
+        name: "y".into(),
+        address: "198.19.0.3:80".into(),
+        protocol: None,
+        ring_size: None,
+        health: None,
+        forwarding: Some("gre".into()),
+        backends: vec![],
+    });
+    assert!(
+        try_apply(&c, &bad_mode)
+            .unwrap_err()
+            .contains("expected ipip, gue or l2dsr")
+    );
     assert!(
         try_apply(
             &c,
