@@ -65,7 +65,8 @@ fn restoring<V: Variant>(ctx: &XdpContext) -> u32 {
     let before = ctx.data_end() - ctx.data();
     let action = way::run_lb::<V>(ctx);
     let grown = (ctx.data_end() - ctx.data()).saturating_sub(before);
-    if grown > 0 && grown <= 40 {
+    // At most an outer IPv6 header and UDP (gue).
+    if grown > 0 && grown <= 48 {
         restore(ctx, grown as i32, saved);
     }
     action

@@ -208,6 +208,9 @@ struct OneArm {
     fixed: Rates,
     /// lb with a flow table of [`SMALL_TABLE`] slots.
     small: Rates,
+    /// lb with the VIP's `forwarding = "gue"`, and `"l2dsr"`.
+    gue: Rates,
+    l2dsr: Rates,
 }
 
 /// The flow-table size of the mode that shows what the default table's size costs: 16384
@@ -277,6 +280,17 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
     // wins over the config's).
     let tmp_small = TempDir::new("bench-e2e-small");
     let cfg_small = agent_config(&tmp_small, &["l0"], net, Some(SMALL_TABLE));
+    // The same agent in the other forwarding modes, each with its own state and pins.
+    let mode = |name: &str| {
+        let tmp = TempDir::new(&format!("bench-e2e-{name}"));
+        let cfg = agent_config(&tmp, &["l0"], net, None).replacen(
+            "protocol = \"udp\"\n",
+            &format!("protocol = \"udp\"\nforwarding = \"{name}\"\n"),
+            1,
+        );
+        (tmp, cfg)
+    };
+    let ((tmp_gue, cfg_gue), (tmp_l2, cfg_l2)) = (mode("gue"), mode("l2dsr"));
     // A program on the balancer's veth, its NAPI poller given the other core.
     let program = |name: &'static str| -> Up {
         let dp = attached(&lb_ns, name, "l0", |_| {});
@@ -319,14 +333,26 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
                 pin_napi(&lb_ns, "l0", 1);
                 Box::new(agent)
             }),
+            ("lb, gue", &mut || {
+                let agent = Agent::start(&lb_ns, &cfg_gue, &tmp_gue, &["l0"], "tx");
+                pin_napi(&lb_ns, "l0", 1);
+                Box::new(agent)
+            }),
+            ("lb, l2dsr", &mut || {
+                let agent = Agent::start(&lb_ns, &cfg_l2, &tmp_l2, &["l0"], "tx");
+                pin_napi(&lb_ns, "l0", 1);
+                Box::new(agent)
+            }),
         ],
         |_| burst(&gen_ns, &mut generator, &sink, n, net),
         Some(&mut || prog_stats(&lb_ns, "l0")),
     );
     detach(&tmp);
     detach(&tmp_small);
-    let [ceiling, touch, encap, nft, lb, fixed, small] =
-        <[Rates; 7]>::try_from(r).ok().expect("seven modes");
+    detach(&tmp_gue);
+    detach(&tmp_l2);
+    let [ceiling, touch, encap, nft, lb, fixed, small, gue, l2dsr] =
+        <[Rates; 9]>::try_from(r).ok().expect("nine modes");
     OneArm {
         ceiling,
         touch,
@@ -335,6 +361,8 @@ fn one_arm(quick: bool, net: &Net) -> OneArm {
         lb,
         fixed,
         small,
+        gue,
+        l2dsr,
     }
 }
 
@@ -353,6 +381,7 @@ pub fn measure(quick: bool) -> String {
         crate::summary::check(TARGET_NFT, "≥ 6×", format!("{b:.2}×"), b >= 6.0)
     );
     out += &fixed_note(&m);
+    out += &report::modes_note(&m);
     e2e_bounds(&m);
     out
 }
@@ -367,5 +396,6 @@ pub fn measure_v6(quick: bool) -> String {
     );
     out += &one_arm_table(&m, "lb (xdp_lb: flow table, Maglev, IPv6-in-IPv6, XDP_TX)");
     out += &fixed_note(&m);
+    out += &report::modes_note(&m);
     out
 }

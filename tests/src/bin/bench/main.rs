@@ -197,6 +197,22 @@ fn per_packet_section(o: &Opts) -> String {
             r.name, r.ns.min, r.ns.median, r.ns.max, r.baseline, r.base_ns, ratio, target
         );
     }
+    let by = |name: &str| {
+        pp.iter()
+            .find(|r| r.name == name)
+            .map(|r| (r.ns.median, r.ratio))
+    };
+    if let (Some(ipip), Some(gue), Some(l2)) = (
+        by(per_packet::HIT_V4),
+        by(per_packet::HIT_GUE_V4),
+        by(per_packet::HIT_L2DSR_V4),
+    ) {
+        let _ = writeln!(
+            md,
+            "\nThe IPv4 TCP hit per forwarding mode: ipip {:.1} ns ({:.2}×), gue {:.1} ns ({:.2}×), l2dsr {:.1} ns ({:.2}×) against XDP_TX. l2dsr grows no head and writes only the Ethernet addresses; gue writes a UDP header after the outer IP one.",
+            ipip.0, ipip.1, gue.0, gue.1, l2.0, l2.1
+        );
+    }
     let _ = writeln!(md, "\n{}", per_packet::ANALYSIS);
     let costs = parts::parts_cost(o);
     let _ = writeln!(

@@ -56,7 +56,34 @@ pub(super) fn one_arm_table(m: &OneArm, lb_name: &str) -> String {
         &m.ceiling,
         &m.nft,
     );
+    out += &row(
+        "lb, `forwarding = \"gue\"` (outer IP and UDP headers)",
+        &m.gue,
+        &m.ceiling,
+        &m.nft,
+    );
+    out += &row(
+        "lb, `forwarding = \"l2dsr\"` (the Ethernet addresses rewritten, no head grown)",
+        &m.l2dsr,
+        &m.ceiling,
+        &m.nft,
+    );
     out
+}
+
+/// The forwarding modes side by side: what a GUE header adds to IP-in-IP's cost on the wire,
+/// and where l2dsr, which grows no head, stands against the ceiling.
+pub(super) fn modes_note(m: &OneArm) -> String {
+    let ns = |r: &Rates| r.prog_ns.map_or(String::new(), |n| format!(", {n:.0} ns"));
+    format!(
+        "\nPer forwarding mode (the same agent and VIP, `forwarding` changed; interleaved like the rest): ipip {:.2}×{}, gue {:.2}×{}, l2dsr {:.2}×{} the ceiling (program time per packet after each). l2dsr grows no head and writes only the Ethernet addresses; gue writes a UDP header more than ipip.\n",
+        ratio(&m.lb, &m.ceiling),
+        ns(&m.lb),
+        ratio(&m.gue, &m.ceiling),
+        ns(&m.gue),
+        ratio(&m.l2dsr, &m.ceiling),
+        ns(&m.l2dsr),
+    )
 }
 
 /// How the default table's distance to one entry splits between its pages and its slots, or
