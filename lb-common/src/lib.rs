@@ -400,7 +400,7 @@ pub struct GenConfig {
     pub dst_port: [u8; 2],
     /// [`FAMILY_V4`] or [`FAMILY_V6`].
     pub family: u8,
-    /// [`GEN_CYCLE`], [`GEN_SYN_FLOOD`] or [`GEN_UDP_FLOOD`].
+    /// [`GEN_CYCLE`], [`GEN_SYN_FLOOD`], [`GEN_UDP_FLOOD`] or [`GEN_CYCLE_1M`].
     pub mode: u8,
 }
 const _: () = assert!(size_of::<GenConfig>() == 48);
@@ -412,6 +412,9 @@ pub const GEN_CYCLE: u8 = 0;
 pub const GEN_SYN_FLOOD: u8 = 1;
 /// [`GenConfig::mode`]: like [`GEN_SYN_FLOOD`], a one-datagram UDP flow every frame.
 pub const GEN_UDP_FLOOD: u8 = 2;
+/// [`GenConfig::mode`]: [`GEN_UDP_FLOOD`]'s sequence over 2^20 UDP flows (32,768 sources ×
+/// 32 ports), cycled: a million live flows.
+pub const GEN_CYCLE_1M: u8 = 3;
 
 /// The length of the generator's IPv4 frames: Ethernet, IPv4, UDP, 18 bytes of payload (64
 /// bytes on the wire with the frame check sequence).

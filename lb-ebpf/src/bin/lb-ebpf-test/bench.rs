@@ -6,7 +6,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    FAMILY_V6, GEN_CYCLE, GEN_FRAME_V4, GEN_FRAME_V6, GEN_SYN_FLOOD, GenConfig,
+    FAMILY_V6, GEN_CYCLE, GEN_CYCLE_1M, GEN_FRAME_V4, GEN_FRAME_V6, GEN_SYN_FLOOD, GenConfig,
     hash::{ipv4_checksum_of, ipv4_header_checksum, udp_ipv6_checksum},
 };
 
@@ -29,7 +29,13 @@ pub fn xdp_gen(ctx: XdpContext) -> u32 {
         *seq
     };
     if cfg.mode != GEN_CYCLE {
-        // A new 5-tuple every frame: the source's last 15 bits, then its port, count on.
+        // A new 5-tuple every frame: the source's last 15 bits, then its port, count on (over
+        // 2^20 flows, then again, for the million-flow cycle).
+        let n = if cfg.mode == GEN_CYCLE_1M {
+            n & 0xf_ffff
+        } else {
+            n
+        };
         let mut src = [cfg.src_ip[0], cfg.src_ip[1], cfg.src_ip[2], cfg.src_ip[3]];
         src[2] |= ((n >> 8) & 0x7f) as u8;
         src[3] = n as u8;

@@ -14,6 +14,7 @@ use lb_tests::{
 
 pub mod ab;
 pub mod flood;
+pub mod many;
 mod modes;
 mod net;
 mod report;
@@ -130,7 +131,7 @@ pub(super) fn veth(a_ns: &Netns, a: &str, b_ns: &Netns, b: &str) {
 
 /// The kernel's own account of the XDP program on `ns`'s `dev` (kernel.bpf_stats_enabled):
 /// total run time in ns and runs.
-fn prog_stats(ns: &Netns, dev: &str) -> Option<(u64, u64)> {
+pub(super) fn prog_stats(ns: &Netns, dev: &str) -> Option<(u64, u64)> {
     let v: serde_json::Value =
         serde_json::from_str(&ns.sh(&format!("ip -j link show dev {dev}"))).ok()?;
     let id = v[0]["xdp"]["prog"]["id"].as_u64()?;
@@ -162,6 +163,13 @@ pub(super) fn attached(
 /// The generator, sending from `net`'s sources to the VIP's port 53.
 pub(super) fn generator(net: &Net) -> Dataplane {
     let mut g = test_object::load(programs::GEN).expect("load xdp_gen");
+    g.set_gen_config(gen_config(net, lb_common::GEN_CYCLE))
+        .expect("generator config");
+    g
+}
+
+/// The generator's frames to `net`'s VIP, in `mode`.
+pub(super) fn gen_config(net: &Net, mode: u8) -> GenConfig {
     let vip: std::net::IpAddr = net.vip.parse().expect("VIP");
     let dst_ip = match vip {
         std::net::IpAddr::V4(a) => {
@@ -171,17 +179,15 @@ pub(super) fn generator(net: &Net) -> Dataplane {
         }
         std::net::IpAddr::V6(a) => a.octets(),
     };
-    g.set_gen_config(GenConfig {
+    GenConfig {
         dst_mac: LB_MAC,
         src_mac: GEN_MAC,
         src_ip: net.sources,
         dst_ip,
         dst_port: 53u16.to_be_bytes(),
         family: net.family,
-        mode: lb_common::GEN_CYCLE,
-    })
-    .expect("generator config");
-    g
+        mode,
+    }
 }
 
 pub(super) fn rates(rounds: Vec<f64>) -> Rates {

@@ -44,7 +44,7 @@ fn main() {
         Err(e) => {
             let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
             eprintln!(
-                "bench: {e}\nusage: bench [--quick] [--only SECTION[,SECTION...]]\n(no --only: every section, written to BENCHMARKS.md; sections: {}; and ab and e2e-ab, with LB_AB_OBJECT: see ab.rs and e2e/ab.rs)",
+                "bench: {e}\nusage: bench [--quick] [--only SECTION[,SECTION...]]\n(no --only: every section, written to BENCHMARKS.md; sections: {}; flood and many, parts of e2e; and ab and e2e-ab, with LB_AB_OBJECT: see ab.rs and e2e/ab.rs)",
                 names.join(", ")
             );
             std::process::exit(2);
@@ -70,6 +70,10 @@ fn main() {
             // Part of e2e, alone.
             if section == "flood" {
                 print!("{}", e2e::flood::measure(o.quick));
+                continue;
+            }
+            if section == "many" {
+                print!("{}", e2e::many::measure(o.quick));
                 continue;
             }
             let Some((_, run)) = SECTIONS.iter().find(|(name, _)| *name == section) else {
@@ -156,6 +160,7 @@ const SECTIONS: &[(&str, Section)] = &[
             e2e::measure_two_arm(o.quick),
             e2e::measure_v6(o.quick)
         ) + &e2e::flood::measure(o.quick)
+            + &e2e::many::measure(o.quick)
     }),
     ("conn", |o| {
         format!("\n## Connection rate\n\n{}", conn::measure(o.quick))
