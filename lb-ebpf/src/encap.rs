@@ -76,25 +76,33 @@ pub fn encap(
         return Some(());
     }
     let gue = be.forwarding == FORWARD_GUE as u8;
-    // The flow's hash: the one its flow-table entry or the ring pick gave, or computed here
-    // where neither did (an ICMP error about the flow).
-    let k = &pkt.key;
-    let hash = if hash != 0 {
-        hash
-    } else {
-        flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto)
-    };
-    let ip_len = if be.family == FAMILY_V4 {
-        write_v4(ctx, pkt, cfg, be, hash, gue)?;
-        20
-    } else {
-        write_v6(ctx, pkt, cfg, be, hash, gue)?;
-        40
-    };
+    if be.family == FAMILY_V4 {
+        if !gue {
+            // IP-in-IP over IPv4, the common case, on its own: the hash as given (0 picks
+            // the prefix's first source).
+            return write_v4(ctx, pkt, cfg, be, hash, false);
+        }
+        let hash = known(pkt, hash);
+        write_v4(ctx, pkt, cfg, be, hash, true)?;
+        return write_udp(ctx, 14 + 20, pkt.l3_len + 8, cfg, hash);
+    }
+    let hash = known(pkt, hash);
+    write_v6(ctx, pkt, cfg, be, hash, gue)?;
     if gue {
-        write_udp(ctx, 14 + ip_len, pkt.l3_len + 8, cfg, hash)?;
+        write_udp(ctx, 14 + 40, pkt.l3_len + 8, cfg, hash)?;
     }
     Some(())
+}
+
+/// The flow's hash: the one its flow-table entry or the ring pick gave, or computed here where
+/// neither did (an ICMP error about the flow).
+#[inline(always)]
+fn known(pkt: &Packet, hash: u32) -> u32 {
+    if hash != 0 {
+        return hash;
+    }
+    let k = &pkt.key;
+    flow_hash(&k.src, &k.dst, pkt.sport(), pkt.dport(), k.proto)
 }
 
 /// GUE's UDP header: the source port from the flow's hash, no checksum. Over IPv4 a zero
