@@ -62,6 +62,9 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     }
 }
 
+/// The configuration's size before the GUE port ([`lb_common::Config::gue_port_be`]).
+const LEGACY_CONFIG: usize = 28;
+
 /// Every map of the object but the per-CPU clock cache (`LB_CLOCK`, which a new program starts
 /// afresh): pinned, so that a restart or an upgrade keeps them.
 pub const PINNED_MAPS: [&str; 23] = [
@@ -393,10 +396,50 @@ impl Dataplane {
     }
 
     fn update_config(&mut self, f: impl FnOnce(&mut BpfConfig)) -> Result<()> {
+        if self.legacy_config() {
+            return self.update_legacy_config(f);
+        }
         let mut m: Array<_, BpfConfig> = self.map_array(map_names::CONFIG)?;
         let mut cfg = m.get(&0, 0).map_err(map_err(map_names::CONFIG))?;
         f(&mut cfg);
         m.set(0, cfg, 0).map_err(map_err(map_names::CONFIG))
+    }
+
+    /// Whether the loaded object's configuration is the release before the GUE port's
+    /// ([`LEGACY_CONFIG`] bytes): an older build's object, which `bench --only ab` loads to
+    /// measure against.
+    fn legacy_config(&self) -> bool {
+        match self.ebpf.map(map_names::CONFIG) {
+            Some(aya::maps::Map::Array(d)) => d
+                .info()
+                .is_ok_and(|i| i.value_size() as usize == LEGACY_CONFIG),
+            _ => false,
+        }
+    }
+
+    /// [`Dataplane::update_config`] on an older object's configuration: its fields are this
+    /// one's first [`LEGACY_CONFIG`] bytes.
+    fn update_legacy_config(&mut self, f: impl FnOnce(&mut BpfConfig)) -> Result<()> {
+        let mut m: Array<_, [u8; LEGACY_CONFIG]> = self.map_array(map_names::CONFIG)?;
+        let old = m.get(&0, 0).map_err(map_err(map_names::CONFIG))?;
+        let mut cfg = BpfConfig::default();
+        // Safety: BpfConfig is plain repr(C) data at least LEGACY_CONFIG bytes long, and any
+        // bytes make a valid one.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                (&mut cfg as *mut BpfConfig).cast::<u8>(),
+                size_of::<BpfConfig>(),
+            )
+        };
+        bytes[..LEGACY_CONFIG].copy_from_slice(&old);
+        f(&mut cfg);
+        // Safety: as above, read back.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&cfg as *const BpfConfig).cast::<u8>(), LEGACY_CONFIG)
+        };
+        let mut new = [0u8; LEGACY_CONFIG];
+        new.copy_from_slice(bytes);
+        m.set(0, new, 0).map_err(map_err(map_names::CONFIG))
     }
 
     /// Lets the program redirect to these interfaces (by index).
