@@ -338,10 +338,11 @@ pub fn describe(v: &Vip) -> String {
         ),
     };
     format!(
-        "VIP {} {} {}: {} backend(s), {} hostname(s); health: {health}",
+        "VIP {} {} {} ({}): {} backend(s), {} hostname(s); health: {health}",
         v.name,
         v.protocol,
         v.address,
+        v.forwarding.name(),
         v.backends.len(),
         v.hosts.len()
     )

@@ -50,6 +50,9 @@ pub struct VipStatus {
     pub name: String,
     pub address: String,
     pub protocol: String,
+    /// How its packets reach the backends: ipip, gue or l2dsr.
+    #[serde(default = "ipip")]
+    pub forwarding: String,
     pub ring_size: u32,
     /// The ring's fingerprint: equal on two balancers exactly when they send every 5-tuple to
     /// the same backend (see `maglev::fingerprint`).
@@ -178,12 +181,17 @@ pub fn render(s: &Status) -> String {
     out
 }
 
+fn ipip() -> String {
+    "ipip".into()
+}
+
 pub fn render_vip(v: &VipStatus) -> String {
     let mut out = format!(
-        "VIP {} {} {}: {}/{} backends live, ring {}",
+        "VIP {} {} {} ({}): {}/{} backends live, ring {}",
         v.name,
         v.protocol,
         v.address,
+        v.forwarding,
         v.live,
         v.backends.len(),
         v.ring_fingerprint.as_deref().unwrap_or("-")

@@ -78,6 +78,7 @@ impl Agent {
             name: v.name.clone(),
             address: v.address.to_string(),
             protocol: v.protocol.to_string(),
+            forwarding: v.forwarding.name().to_string(),
             ring_size: v.ring_size,
             ring_fingerprint: self.ids(v).and_then(|(id, _)| self.rings.fingerprint(id)),
             live,
