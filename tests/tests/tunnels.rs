@@ -87,6 +87,8 @@ fn config(tmp: &TempDir, modes: &[Mode]) -> String {
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
 fn gue_and_ipv4_over_ipv6_carry_tcp_and_udp() {
+    // One at a time: the other test reads a capture, which drops packets on a busy machine.
+    let _alone = lb_tests::alone();
     let topo = OneArm::with_backends(3);
     let tmp = TempDir::new("tunnels");
     let modes = modes();
@@ -199,6 +201,7 @@ fn gue_flows(frames: &[&[u8]]) -> HashMap<(IpAddr, u16), HashSet<u16>> {
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
 fn a_backend_receives_its_gue_flows_from_many_source_ports() {
+    let _alone = lb_tests::alone();
     let topo = OneArm::with_backends(1);
     let tmp = TempDir::new("gue-rss");
     let _decap = lab::backend_host(&topo.backends[0], "eth0", &tmp);
@@ -232,23 +235,26 @@ fn a_backend_receives_its_gue_flows_from_many_source_ports() {
         tmp.path("tcpdump.log"),
     );
     capture.wait_for("tcpdump: listening", Duration::from_secs(10));
+    let client: IpAddr = "198.18.0.1".parse().unwrap();
+    let probe: IpAddr = "198.18.0.2".parse().unwrap();
+    let read = || gue_flows(&pcap_frames(&std::fs::read(&pcap).unwrap_or_default()));
+    // The capture is live once it holds a health probe, in GUE from the agent's own source:
+    // the probes go the clients' way (and a capture's first packets may be lost while its
+    // filter goes in).
+    wait_for(
+        Duration::from_secs(5),
+        "a health probe in the capture",
+        || read().keys().any(|k| k.0 == probe),
+    );
     // Open at once, so that no two share a client port.
     let open = traffic::LongLived::open(&topo.client, vip, 256);
     assert_eq!(open.conns.len(), 256);
-    let client: IpAddr = "198.18.0.1".parse().unwrap();
-    let probe: IpAddr = "198.18.0.2".parse().unwrap();
     let mut flows = HashMap::new();
-    wait_for(
-        Duration::from_secs(5),
-        "256 flows and a health probe in the capture",
-        || {
-            flows = gue_flows(&pcap_frames(&std::fs::read(&pcap).unwrap_or_default()));
-            flows.keys().filter(|k| k.0 == client).count() >= 256
-                && flows.keys().any(|k| k.0 == probe)
-        },
-    );
+    wait_for(Duration::from_secs(10), "256 flows in the capture", || {
+        flows = read();
+        flows.keys().filter(|k| k.0 == client).count() >= 256
+    });
     capture.stop();
-    // The probes went the clients' way: in GUE, from the agent's own source.
     flows.retain(|k, _| k.0 == client);
     assert!(
         flows.values().all(|p| p.len() == 1),
