@@ -128,11 +128,8 @@ fn a_backend_receives_its_flows_from_many_outer_sources() {
         tmp.path("tcpdump.log"),
     );
     capture.wait_for("tcpdump: listening", std::time::Duration::from_secs(10));
-    // Open at once, so that no two share a source port (a closed connection's port may be
-    // taken again, and the same 5-tuple is the same flow).
-    let open = lb_tests::traffic::LongLived::open(&s.topo.client, lb_tests::life::vip_addr(), 256);
-    assert_eq!(open.conns.len(), 256);
-    // Read the capture until it holds the 256 flows (its file is written packet by packet).
+    // What the capture holds (its file is written packet by packet): each inner flow's outer
+    // sources.
     let read = || {
         let text = lb_tests::sh(&format!("tcpdump -r {} -nn 2>/dev/null", pcap.display()));
         let mut flows: std::collections::HashMap<String, HashSet<String>> = Default::default();
@@ -152,12 +149,24 @@ fn a_backend_receives_its_flows_from_many_outer_sources() {
         }
         flows
     };
-    let mut flows = read();
+    // The capture is live once it holds a health probe (from the agent's source, through the
+    // tunnel as the clients' packets go): the first frames after "listening" can be lost.
     lb_tests::lab::wait_for(
         std::time::Duration::from_secs(5),
+        "a health probe in the capture",
+        || read().keys().any(|k| k.starts_with("198.18.0.2.")),
+    );
+    // Open at once, so that no two share a source port (a closed connection's port may be
+    // taken again, and the same 5-tuple is the same flow).
+    let open = lb_tests::traffic::LongLived::open(&s.topo.client, lb_tests::life::vip_addr(), 256);
+    assert_eq!(open.conns.len(), 256);
+    let mut flows = read();
+    lb_tests::lab::wait_for(
+        std::time::Duration::from_secs(10),
         "256 flows in the capture",
         || {
             flows = read();
+            flows.retain(|k, _| k.starts_with("198.18.0.1."));
             flows.len() >= 256
         },
     );
