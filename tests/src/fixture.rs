@@ -210,6 +210,24 @@ pub fn test_run(dp: &mut Dataplane, ifindex: u32, input: &[u8]) -> (u32, Vec<u8>
     (r.return_value, out)
 }
 
+/// [`test_run`], and the outcome counters it moved (each with by how much).
+pub fn test_run_counted(
+    dp: &mut Dataplane,
+    ifindex: u32,
+    input: &[u8],
+) -> (u32, Vec<u8>, Vec<(Counter, u64)>) {
+    let before = dp.outcomes().unwrap();
+    let (action, out) = test_run(dp, ifindex, input);
+    let after = dp.outcomes().unwrap();
+    let moved = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| a.1.packets != b.1.packets)
+        .map(|(b, a)| (b.0, a.1.packets - b.1.packets))
+        .collect();
+    (action, out, moved)
+}
+
 pub struct Env {
     pub ns: Netns,
 }

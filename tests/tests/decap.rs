@@ -54,15 +54,7 @@ fn every_tunnel_the_balancer_sends_is_stripped_and_the_rest_passes() {
         ];
         let mut failures = Vec::new();
         let mut run = |name: String, input: Vec<u8>, want: Vec<u8>, counter: Counter| {
-            let before = dp.outcomes().unwrap();
-            let (action, out) = test_run(&mut dp, ifindex, &input);
-            let after = dp.outcomes().unwrap();
-            let moved: Vec<(Counter, u64)> = before
-                .iter()
-                .zip(&after)
-                .filter(|(b, a)| a.1.packets != b.1.packets)
-                .map(|(b, a)| (b.0, a.1.packets - b.1.packets))
-                .collect();
+            let (action, out, moved) = test_run_counted(&mut dp, ifindex, &input);
             if action != XDP_PASS || out != want || moved != [(counter, 1)] {
                 failures.push(format!(
                     "{name}: action {action}, counters {moved:?} (want {counter:?})\n  got  {out:02x?}\n  want {want:02x?}"
