@@ -22,6 +22,8 @@
 
 use core::mem::size_of;
 
+use crate::flow_cache::FLOW_SEEN_LAG_NS;
+
 /// Ways per set: the slots a flow may occupy.
 pub const FLOW_WAYS: u32 = 4;
 
@@ -45,8 +47,7 @@ const _: () = assert!(size_of::<FlowKey>() == 40);
 /// its flow writes it again (2^26 ns, about 67 ms): a busy flow's slot is written a few times a
 /// second, not at every tick of the clock (on the wire, writing at every tick cost a packet
 /// some 70 ns more: dirty lines of a table far bigger than the cache). Neither the eviction
-/// order nor UDP's idle time needs a finer grain: a UDP flow counts as idle only once its
-/// stamp is `udp_idle` plus this old, so never before it has been idle `udp_idle`.
+/// order nor UDP's idle time needs a finer grain ([`flow_udp_idle`] allows for it).
 pub const FLOW_STAMP_NS: u64 = 1 << 26;
 
 /// A flow as the kernel's LRU hash map of older releases held it ([`crate::map_names::FLOWS_LRU`]),
@@ -93,10 +94,22 @@ pub const FLOW_PROMOTED: u32 = 1 << 31;
 /// [`FlowSlot::state`]: the keep time's bits.
 pub const FLOW_KEEP_S: u32 = FLOW_PROMOTED - 1;
 
-/// Whether an entry of `state`, last seen at `seen`, is kept against eviction at `now`.
+/// Whether an entry of `state`, last seen at `seen`, is kept against eviction at `now`: its
+/// keep time counts from the flow's last packet, which the stamp may lag by up to
+/// [`FLOW_SEEN_LAG_NS`] (its grain, and an epoch of packets that read the flow cache).
 #[inline(always)]
 pub const fn flow_kept(state: u32, seen: u64, now: u64) -> bool {
-    state & FLOW_PROMOTED != 0 && now < seen + (state & FLOW_KEEP_S) as u64 * 1_000_000_000
+    state & FLOW_PROMOTED != 0
+        && now < seen + (state & FLOW_KEEP_S) as u64 * 1_000_000_000 + FLOW_SEEN_LAG_NS
+}
+
+/// Whether a UDP flow last seen at `seen` counts as idle at `now` under an idle time of
+/// `idle_s` seconds (then its next packet takes the ring): only once its stamp is `idle_s`
+/// plus the stamp's greatest lag old, so never before the flow has been idle `idle_s`. An
+/// idle time of 0 (tests only) makes every packet idle.
+#[inline(always)]
+pub const fn flow_udp_idle(seen: u64, now: u64, idle_s: u32) -> bool {
+    idle_s == 0 || now.saturating_sub(seen) >= idle_s as u64 * 1_000_000_000 + FLOW_SEEN_LAG_NS
 }
 
 impl FlowSlot {

@@ -9,6 +9,7 @@
 mod capture;
 mod counter;
 pub mod flow;
+pub mod flow_cache;
 pub mod hash;
 
 pub use capture::{CAPTURE_ANY, CAPTURE_MAX, CAPTURE_RING_BYTES, CaptureCtl, CaptureHeader};
@@ -16,7 +17,10 @@ pub use counter::{Counter, Traffic};
 
 pub use flow::{
     FLOW_KEEP_S, FLOW_PROMOTED, FLOW_STAMP_NS, FLOW_WAYS, FlowKey, FlowSlot, FlowValue, Ways,
-    flow_check, flow_entries, flow_kept, flow_set_base, flow_sets, flow_table_hash,
+    flow_check, flow_entries, flow_kept, flow_set_base, flow_sets, flow_table_hash, flow_udp_idle,
+};
+pub use flow_cache::{
+    FLOW_CACHE_ENTRIES, FLOW_CACHE_EPOCH_NS, FLOW_SEEN_LAG_NS, FlowCacheEntry, flow_cache_index,
 };
 
 use core::mem::size_of;
@@ -40,6 +44,8 @@ pub mod map_names {
     /// flows moved into [`FLOWS`], and its pin removed.
     pub const FLOWS_LRU: &str = "LB_FLOWS";
     pub const FLOW_STATS: &str = "LB_FLOW_STATS";
+    /// The flow cache in front of the flow table (see [`crate::flow_cache`]).
+    pub const FLOW_CACHE: &str = "LB_FLOW_CACHE";
     pub const VIP_FILTER: &str = "LB_VIP_FILTER";
     pub const ECHO: &str = "LB_ECHO";
     /// New flows per backend (per CPU): 5-tuples the ring sent to it.
@@ -400,7 +406,8 @@ pub struct GenConfig {
     pub dst_port: [u8; 2],
     /// [`FAMILY_V4`] or [`FAMILY_V6`].
     pub family: u8,
-    /// [`GEN_CYCLE`], [`GEN_SYN_FLOOD`], [`GEN_UDP_FLOOD`] or [`GEN_CYCLE_1M`].
+    /// [`GEN_CYCLE`], [`GEN_SYN_FLOOD`], [`GEN_UDP_FLOOD`], [`GEN_CYCLE_1M`] or
+    /// [`GEN_CYCLE_64K`].
     pub mode: u8,
 }
 const _: () = assert!(size_of::<GenConfig>() == 48);
@@ -415,6 +422,9 @@ pub const GEN_UDP_FLOOD: u8 = 2;
 /// [`GenConfig::mode`]: [`GEN_UDP_FLOOD`]'s sequence over 2^20 UDP flows (32,768 sources ×
 /// 32 ports), cycled: a million live flows.
 pub const GEN_CYCLE_1M: u8 = 3;
+/// [`GenConfig::mode`]: the same sequence over 2^16 UDP flows (32,768 sources × 2 ports),
+/// cycled: more live flows than the flow cache has entries.
+pub const GEN_CYCLE_64K: u8 = 4;
 
 /// The length of the generator's IPv4 frames: Ethernet, IPv4, UDP, 18 bytes of payload (64
 /// bytes on the wire with the frame check sequence).
@@ -439,6 +449,7 @@ mod pod {
     unsafe impl aya::Pod for GenConfig {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for FlowSlot {}
+    unsafe impl aya::Pod for FlowCacheEntry {}
     unsafe impl aya::Pod for CaptureCtl {}
     unsafe impl aya::Pod for AclKey {}
     unsafe impl aya::Pod for VipLimit {}
