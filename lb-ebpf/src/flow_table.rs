@@ -1,14 +1,15 @@
 //! Step 3: the flow table. An established flow keeps its backend while that backend is up and
 //! serves the packet's VIP; a TCP SYN, a miss, a stale UDP entry or a down backend takes the
 //! ring (step 5), and the table remembers the pick. The table itself, its slots and sets:
-//! [`slots`].
+//! [`slots`]; a busy flow's packets read a copy of its entry from a small cache in front of
+//! it instead ([`cache`]).
 use aya_ebpf::{
     Global,
     helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
 };
 use lb_common::{
     BACKEND_UP, Backend, FLOW_INSERTS, FLOW_PROMOTED, FLOW_STAMP_NS, FLOW_UNRECORDED, FlowSlot,
-    PROTO_TCP, PROTO_UDP, flow_check, flow_table_hash,
+    PROTO_TCP, PROTO_UDP, flow_check, flow_table_hash, flow_udp_idle,
 };
 
 use crate::{
@@ -18,6 +19,7 @@ use crate::{
     verdict::Fault,
 };
 
+mod cache;
 pub mod slots;
 
 /// Seconds an established TCP flow's entry is kept against eviction by new flows after its
@@ -70,9 +72,12 @@ pub enum Flow {
     Miss(u64),
 }
 
-/// Where a packet's flow is looked up: in the table ([`find`], every program the agent runs);
-/// a benchmark program puts one fixed entry there instead, to measure what the lookup costs.
+/// Where a packet's flow is looked up: in the cache, then the table ([`find`], every program
+/// the agent runs); a benchmark program puts one fixed entry there instead, to measure what
+/// the lookup costs.
 pub trait Lookup {
+    /// Whether the flow cache stands in front of [`Lookup::find`].
+    const CACHED: bool;
     /// The slot holding the packet's 5-tuple and the backend it names, if any; and the
     /// 5-tuple's table hash (a miss's insert needs it next).
     fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64);
@@ -85,52 +90,63 @@ pub fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
     (slots::find(&pkt.key, h), h)
 }
 
-/// One flow-table lookup; for a hit, the backend's own entry says whether the flow may keep it
-/// (up, and serving the VIP the packet is addressed to), so no VIP lookup is needed. A TCP SYN
-/// is not looked up: it takes the ring whatever the table holds, and [`record`]'s insert
-/// finds out whether the table holds it (one walk of the set for a new connection, not two).
+/// What the cache, else the table, says of the packet's flow; for a hit, the backend's own
+/// entry says whether the flow may keep it (up, and serving the VIP the packet is addressed
+/// to), so no VIP lookup is needed. A TCP SYN is not looked up: it takes the ring whatever the
+/// table holds, and [`record`]'s insert finds out whether the table holds it (one walk of the
+/// set for a new connection, not two).
 #[inline(always)]
 pub fn flow<L: Lookup>(pkt: &Packet) -> Flow {
     if is_syn(pkt) {
         return Flow::Miss(flow_table_hash(&pkt.key));
     }
-    match L::find(pkt) {
-        (Some((slot, id)), h) => settle(slot, id, h, pkt),
-        (None, h) => Flow::Miss(h),
-    }
-}
-
-/// A hit if the flow may keep backend `id`, else the slot to overwrite.
-#[inline(always)]
-fn settle(slot: *mut FlowSlot, id: u32, h: u64, pkt: &Packet) -> Flow {
-    match established(slot, id, pkt) {
-        Some(c) => Flow::Hit(c),
+    let now = now();
+    let (found, h) = if L::CACHED {
+        let h = flow_table_hash(&pkt.key);
+        if let Some(c) = cache::get(pkt, h, now) {
+            return Flow::Hit(c);
+        }
+        (slots::find(&pkt.key, h), h)
+    } else {
+        L::find(pkt)
+    };
+    let Some((slot, id)) = found else {
+        return Flow::Miss(h);
+    };
+    match established(slot, id, pkt, now) {
+        Some(c) => {
+            if L::CACHED {
+                cache::put(h, &c, now);
+            }
+            Flow::Hit(c)
+        }
         None => Flow::Stale(slot, h),
     }
 }
 
+/// Whether backend `be` may take a packet of an established flow: it is up, and serves the
+/// VIP the packet is addressed to.
 #[inline(always)]
-fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet) -> Option<Chosen> {
-    let be = BACKENDS.get(id)?;
+fn takes(be: &Backend, pkt: &Packet) -> bool {
     let k = &pkt.key;
     let port = u16::from_ne_bytes(pkt.dport());
-    if be.state & BACKEND_UP == 0
-        || be.vip.family != k.family
-        || be.vip.proto != k.proto
-        || (be.vip.port_be != 0 && be.vip.port_be != port)
-        || !crate::mem::eq16(&be.vip.addr, &k.dst)
-    {
+    be.state & BACKEND_UP != 0
+        && be.vip.family == k.family
+        && be.vip.proto == k.proto
+        && (be.vip.port_be == 0 || be.vip.port_be == port)
+        && crate::mem::eq16(&be.vip.addr, &k.dst)
+}
+
+#[inline(always)]
+fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet, now: u64) -> Option<Chosen> {
+    let be = BACKENDS.get(id)?;
+    if !takes(be, pkt) {
         return None;
     }
     // Safety: the slot stays valid for this program run.
     let (seen, hash, state) = unsafe { ((*slot).last_seen_ns, (*slot).hash, (*slot).state) };
-    let now = now();
-    // UDP has no handshake to tell a new flow: its entry ages by the clock. The stamp lags the
-    // flow's last packet by less than FLOW_STAMP_NS, so the flow counts as idle only past
-    // `udp_idle` plus that (0, in tests only: every packet takes the ring).
-    let idle = be.udp_idle_s as u64 * 1_000_000_000;
-    let limit = if idle == 0 { 0 } else { idle + FLOW_STAMP_NS };
-    if k.proto == PROTO_UDP && now.saturating_sub(seen) >= limit {
+    // UDP has no handshake to tell a new flow: its entry ages by the clock.
+    if pkt.key.proto == PROTO_UDP && flow_udp_idle(seen, now, be.udp_idle_s) {
         return None;
     }
     // The set's eviction order; written only when the clock is FLOW_STAMP_NS past it, so
@@ -158,6 +174,10 @@ pub enum Record {
 pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), Fault> {
     let now = now();
     let (id, hash) = (c.id, c.hash);
+    // The cache must not go on naming what the table held before this pick.
+    cache::forget(match at {
+        Record::Slot(_, h) | Record::New(h) => h,
+    });
     let keep_s = if pkt.key.proto == PROTO_UDP {
         c.be.udp_idle_s
     } else {

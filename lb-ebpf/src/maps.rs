@@ -5,8 +5,9 @@ use aya_ebpf::{
 };
 use lb_common::{
     ACL_ENTRIES, AclKey, AddrKey, Backend, CAPTURE_RING_BYTES, CaptureCtl, Config, Counter,
-    FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowSlot, LIMIT_SOURCES, LimitKey, MAX_BACKENDS,
-    MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipFilter, VipKey, VipLimit, VipValue,
+    FLOW_CACHE_ENTRIES, FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowCacheEntry, FlowSlot, LIMIT_SOURCES,
+    LimitKey, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipFilter, VipKey,
+    VipLimit, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -96,6 +97,12 @@ pub static DECAP_DST: HashMap<AddrKey, u32> = HashMap::with_max_entries(64, 0);
 #[map(name = "LB_FLOW_TABLE")]
 pub static FLOWS: Array<FlowSlot> =
     Array::with_max_entries(FLOWS_DEFAULT, aya_ebpf::bindings::BPF_F_MMAPABLE);
+
+/// The flow cache in front of the table ([`lb_common::flow_cache`]): 1 MB on 256 pages, where
+/// the table's flows lie on thousands. Memory-mappable: the agent wipes it with plain stores.
+#[map(name = "LB_FLOW_CACHE")]
+pub static FLOW_CACHE: Array<FlowCacheEntry> =
+    Array::with_max_entries(FLOW_CACHE_ENTRIES, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
 /// Flow table counters: [`lb_common::FLOW_INSERTS`], [`lb_common::FLOW_HITS`] (per CPU).
 #[map(name = "LB_FLOW_STATS")]

@@ -24,7 +24,7 @@ pub trait Variant: Counting + Lookup {}
 
 impl<T: Counting + Lookup> Variant for T {}
 
-/// The programs the agent runs: counted, flows in the flow table.
+/// The programs the agent runs: counted, flows in the flow cache and the flow table.
 pub struct Production;
 
 impl Counting for Production {
@@ -32,6 +32,7 @@ impl Counting for Production {
 }
 
 impl Lookup for Production {
+    const CACHED: bool = true;
     #[inline(always)]
     fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
         flow_table::find(pkt)

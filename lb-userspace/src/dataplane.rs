@@ -21,7 +21,9 @@ mod capture;
 mod counters;
 mod decap;
 mod error;
+mod flow_cache;
 mod flows;
+mod grace;
 mod mmap;
 mod probe;
 mod vips;
@@ -67,7 +69,7 @@ const LEGACY_CONFIG: usize = 28;
 
 /// Every map of the object but the per-CPU clock cache (`LB_CLOCK`, which a new program starts
 /// afresh): pinned, so that a restart or an upgrade keeps them.
-pub const PINNED_MAPS: [&str; 23] = [
+pub const PINNED_MAPS: [&str; 24] = [
     map_names::VIPS,
     map_names::ECHO,
     map_names::VIP_FILTER,
@@ -82,6 +84,7 @@ pub const PINNED_MAPS: [&str; 23] = [
     map_names::DEVMAP,
     map_names::DECAP_DST,
     map_names::FLOWS,
+    map_names::FLOW_CACHE,
     map_names::FLOW_STATS,
     map_names::ACL,
     map_names::VIP_LIMITS,
@@ -240,6 +243,7 @@ impl Dataplane {
         };
         if let Some(dir) = pin_dir {
             counters::drop_resized_config(&dir.join("maps"))?;
+            flow_cache::drop_resized(&dir.join("maps"))?;
         }
         loader.map_max_entries(map_names::FLOWS, flow_plan.slots);
         loader.override_global("LB_FLOW_SETS", &flow_plan.sets, true);
@@ -247,6 +251,7 @@ impl Dataplane {
             // Only the balancer needs its rings, flows and capture buffer: the others keep
             // them at their smallest.
             loader.map_max_entries(map_names::RINGS, 1);
+            loader.map_max_entries(map_names::FLOW_CACHE, 1);
             loader.map_max_entries(map_names::CAPTURE, 4096);
             loader.map_max_entries("AYA_LOGS", 4096);
         }
@@ -279,6 +284,11 @@ impl Dataplane {
             adopted_flows: None,
         };
         dp.adopted_flows = dp.adopt_old_flows(flow_plan.old)?;
+        // Whatever a pinned cache holds may predate this table (a table made anew, flows
+        // forgotten by an agent that stopped before it wiped the cache): it starts empty.
+        if balancer {
+            dp.wipe_flow_cache()?;
+        }
         dp.restore_grown(grown)?;
         // Pinned VIPs from an earlier run (perhaps one that predates the filter) must pass it.
         dp.rebuild_vip_filter()?;

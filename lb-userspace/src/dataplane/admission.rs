@@ -123,7 +123,8 @@ impl Dataplane {
 
     /// Forgets the flows to VIP `vip` whose source `acl` no longer admits: their next packet
     /// takes the ring, where the ACL drops it. Returns how many. (Slots are rewritten whole
-    /// while the program may read them: a reader meets the old flow or an empty slot, a miss.)
+    /// while the program may read them: a reader meets the old flow or an empty slot, a miss.
+    /// Copies of them in the flow cache are wiped once no program that read them still runs.)
     pub fn forget_denied_flows(&mut self, vip: &VipKey, acl: &Acl) -> Result<u64> {
         let mut slots = self.flow_slots(true)?;
         let mut forgotten = 0;
@@ -145,6 +146,9 @@ impl Dataplane {
                 slots.set(i, FlowSlot::default());
                 forgotten += 1;
             }
+        }
+        if forgotten > 0 {
+            self.forget_cached_flows()?;
         }
         Ok(forgotten)
     }

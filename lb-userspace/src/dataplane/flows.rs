@@ -231,14 +231,15 @@ pub struct FlowCount {
 }
 
 /// Counts the pinned flow table at `path`: every slot read once. A flow is active when its
-/// last packet (the program's stamp, CLOCK_MONOTONIC_COARSE to within FLOW_STAMP_NS) is
-/// within `window` of now.
+/// last packet (the program's stamp, CLOCK_MONOTONIC_COARSE, which lags it by up to
+/// FLOW_SEEN_LAG_NS) is within `window` of now.
 pub fn count_flows_by_backend(path: &Path, window: std::time::Duration) -> Result<FlowCount> {
     let name = map_names::FLOWS;
     let data = MapData::from_pin(path).map_err(map_err(name))?;
     let slots =
         FlowSlots::new(&data, false).map_err(|source| DataplaneError::Mmap { name, source })?;
-    let since = coarse_now().saturating_sub(window.as_nanos() as u64);
+    // The stamp lags a flow's last packet by up to FLOW_SEEN_LAG_NS.
+    let since = coarse_now().saturating_sub(window.as_nanos() as u64 + lb_common::FLOW_SEEN_LAG_NS);
     let mut count = FlowCount::default();
     for i in 0..slots.len() {
         let slot = slots.get(i);

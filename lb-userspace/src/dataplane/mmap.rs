@@ -88,6 +88,29 @@ impl Rings {
     }
 }
 
+/// The flow cache ([`lb_common::flow_cache`]), writable.
+pub(super) struct FlowCache(Mapping);
+
+impl FlowCache {
+    pub(super) fn new(map: &aya::maps::Map) -> io::Result<Self> {
+        let aya::maps::Map::Array(data) = map else {
+            return Err(io::Error::other("not an array map"));
+        };
+        Mapping::new(data, size_of::<lb_common::FlowCacheEntry>() as u32, true).map(FlowCache)
+    }
+
+    /// Empties every entry: each flow's next packet reads the table. Word by word, as the
+    /// program writes them.
+    pub(super) fn wipe(&mut self) {
+        let words = self.0.bytes / 8;
+        let p = self.0.ptr.as_ptr() as *mut u64;
+        for i in 0..words {
+            // Safety: within the live, writable mapping of `bytes` bytes, 8-aligned.
+            unsafe { p.add(i).write_volatile(0) };
+        }
+    }
+}
+
 /// The flow table's slots. The program writes them while they are read here: every access is
 /// a volatile copy of one field or slot, never a reference into the mapping.
 pub(super) struct FlowSlots(Mapping);

@@ -6,7 +6,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    FAMILY_V6, GEN_CYCLE, GEN_CYCLE_1M, GEN_FRAME_V4, GEN_FRAME_V6, GEN_SYN_FLOOD, GenConfig,
+    FAMILY_V6, GEN_CYCLE, GEN_CYCLE_1M, GEN_CYCLE_64K, GEN_FRAME_V4, GEN_FRAME_V6, GEN_SYN_FLOOD,
+    GenConfig,
     hash::{ipv4_checksum_of, ipv4_header_checksum, udp_ipv6_checksum},
 };
 
@@ -30,11 +31,11 @@ pub fn xdp_gen(ctx: XdpContext) -> u32 {
     };
     if cfg.mode != GEN_CYCLE {
         // A new 5-tuple every frame: the source's last 15 bits, then its port, count on (over
-        // 2^20 flows, then again, for the million-flow cycle).
-        let n = if cfg.mode == GEN_CYCLE_1M {
-            n & 0xf_ffff
-        } else {
-            n
+        // 2^20 or 2^16 flows, then again, for the cycles).
+        let n = match cfg.mode {
+            GEN_CYCLE_1M => n & 0xf_ffff,
+            GEN_CYCLE_64K => n & 0xffff,
+            _ => n,
         };
         let mut src = [cfg.src_ip[0], cfg.src_ip[1], cfg.src_ip[2], cfg.src_ip[3]];
         src[2] |= ((n >> 8) & 0x7f) as u8;

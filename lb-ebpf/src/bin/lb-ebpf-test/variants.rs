@@ -16,14 +16,15 @@ impl Counting for Uncounted {
 }
 
 impl Lookup for Uncounted {
+    const CACHED: bool = true;
     #[inline(always)]
     fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
         flow_table::find(pkt)
     }
 }
 
-/// One array entry, whatever the packet, where the flow-table lookup (and the hash it starts
-/// with) is: the difference to the production program is what the lookup costs. Every packet
+/// One array entry, whatever the packet, where the flow cache and the flow-table lookup (and
+/// the hash they start with) are: the difference to the production program is what the lookup costs. Every packet
 /// shares that entry: never for traffic.
 pub struct FixedFlow;
 
@@ -32,6 +33,7 @@ impl Counting for FixedFlow {
 }
 
 impl Lookup for FixedFlow {
+    const CACHED: bool = false;
     #[inline(always)]
     fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
         match BENCH_FLOW.get_ptr_mut(0) {
