@@ -13,12 +13,18 @@
 //!   allow for that lag ([`crate::flow_kept`], [`crate::flow_udp_idle`]), so a live flow that
 //!   reads its entry from the cache is never the one a flood evicts, nor one that counts as
 //!   idle;
+//! - an entry written in the current epoch is not replaced by another flow's: where more
+//!   flows than entries are busy at once, the first of each slot's flows in an epoch keeps it
+//!   (two flows sharing a slot do not take it from each other packet by packet, and the rest
+//!   read the table without writing the cache);
 //! - the cache holds nothing the table does not: an entry is written only after a hit in the
 //!   table, and wiped (in its slot, if the flow's own) whenever a packet of the flow records a
-//!   new pick there. What else changes a table entry under the cache: the agent forgetting
-//!   flows (an ACL change), after which it waits until no program runs that may have read the
-//!   old entries and wipes the whole cache; and eviction, which takes no entry of a flow seen
-//!   within its keep time (with the lag), which a cached flow always is.
+//!   new pick over the flow's entry there. A flow new to the table has no entry to wipe: its
+//!   last entry was not taken out while it could still be cached. What else changes a table
+//!   entry under the cache: the agent forgetting flows (an ACL change), after which it waits
+//!   until no program runs that may have read the old entries and wipes the whole cache; and
+//!   eviction, which takes no entry of a flow seen within its keep time (with the lag), which a
+//!   cached flow always is.
 //!
 //! A packet whose cache entry is good still has its backend's own entry checked, exactly as a
 //! hit in the table is (up, serving the packet's VIP; a UDP idle time of 0, which makes every
@@ -103,14 +109,17 @@ impl FlowCacheEntry {
         (tag >> 32) as u32 == h as u32
     }
 
+    /// Whether an entry whose second word is `stamp` was written in the epoch of `now`.
+    #[inline(always)]
+    pub const fn current(stamp: u64, now: u64) -> bool {
+        (stamp >> 32) & 0xffff == flow_cache_epoch(now)
+    }
+
     /// What an entry read as `tag` then `stamp` says of the flow of table hash `h` at `now`:
     /// its backend and ring hash, if the entry is the flow's and of the current epoch.
     #[inline(always)]
     pub const fn lookup(tag: u64, stamp: u64, h: u64, now: u64) -> Option<(u32, u32)> {
-        if !Self::tag_is(tag, h)
-            || stamp >> 48 != h >> 32 & 0xffff
-            || (stamp >> 32) & 0xffff != flow_cache_epoch(now)
-        {
+        if !Self::tag_is(tag, h) || stamp >> 48 != h >> 32 & 0xffff || !Self::current(stamp, now) {
             return None;
         }
         Some((tag as u32, stamp as u32))

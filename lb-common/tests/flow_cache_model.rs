@@ -165,8 +165,12 @@ impl Path {
                         s.last_seen_ns = w.now;
                     }
                     s.state |= FLOW_PROMOTED;
-                    if self.cached {
-                        self.cache[Self::cache_slot(h)] = FlowCacheEntry::new(h, b, rh, w.now);
+                    let e = &mut self.cache[Self::cache_slot(h)];
+                    let taken = e.tag != 0
+                        && !FlowCacheEntry::tag_is(e.tag, h)
+                        && FlowCacheEntry::current(e.stamp, w.now);
+                    if self.cached && !taken {
+                        *e = FlowCacheEntry::new(h, b, rh, w.now);
                     }
                     return b;
                 }
@@ -183,8 +187,9 @@ impl Path {
         };
         // The ring, and the record.
         let b = w.ring[ring_hash(n) as usize % RING];
+        let held = at.is_some() || self.find(&k, h).is_some();
         let e = &mut self.cache[Self::cache_slot(h)];
-        if FlowCacheEntry::tag_is(e.tag, h) {
+        if held && FlowCacheEntry::tag_is(e.tag, h) {
             e.tag = 0;
         }
         match at {

@@ -174,10 +174,6 @@ pub enum Record {
 pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), Fault> {
     let now = now();
     let (id, hash) = (c.id, c.hash);
-    // The cache must not go on naming what the table held before this pick.
-    cache::forget(match at {
-        Record::Slot(_, h) | Record::New(h) => h,
-    });
     let keep_s = if pkt.key.proto == PROTO_UDP {
         c.be.udp_idle_s
     } else {
@@ -188,7 +184,12 @@ pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), F
         // this 5-tuple's, not read back from the slot: should another CPU have given the slot
         // to another flow meanwhile, that flow's key then sits under this check, which neither
         // flow's lookup matches (a miss, never this pick for that flow).
+        // The cache must not go on naming what the table held before this pick. (A flow new
+        // to the table has no entry in the cache: one is copied only from a hit in the table,
+        // of a flow kept there beyond the entry's epoch; the agent wipes the cache after it
+        // takes flows out.)
         Record::Slot(s, h) => {
+            cache::forget(h);
             // Safety: the slot stays valid for this program run.
             let seen = unsafe { (*s).last_seen_ns };
             slots::set_tag(s, id, flow_check(h));
@@ -204,6 +205,7 @@ pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), F
         Record::New(h) => match slots::insert(&pkt.key, h, hash, id, now, keep_s).ok_or(Fault)? {
             slots::Inserted::New => count::flow::<C>(FLOW_INSERTS),
             slots::Inserted::Again { retry_of } => {
+                cache::forget(h);
                 if let Some(old) = retry_of {
                     count::syn_retry::<C>(old);
                 }

@@ -286,7 +286,8 @@ impl Dataplane {
         dp.adopted_flows = dp.adopt_old_flows(flow_plan.old)?;
         // Whatever a pinned cache holds may predate this table (a table made anew, flows
         // forgotten by an agent that stopped before it wiped the cache): it starts empty.
-        if balancer {
+        // (An older object, loaded by the benchmarks' A/B, has no cache.)
+        if balancer && dp.ebpf.map(map_names::FLOW_CACHE).is_some() {
             dp.wipe_flow_cache()?;
         }
         dp.restore_grown(grown)?;

@@ -31,15 +31,23 @@ pub fn get(pkt: &Packet, h: u64, now: u64) -> Option<Chosen> {
     Some(Chosen { id, be, hash })
 }
 
-/// Copies a hit in the table into the cache: flow `h` keeps `c`, seen at `now`.
+/// Copies a hit in the table into the cache: flow `h` keeps `c`, seen at `now`; unless the
+/// slot holds another flow's entry of this epoch.
 #[inline(always)]
 pub fn put(h: u64, c: &Chosen, now: u64) {
     let Some(e) = FLOW_CACHE.get_ptr_mut(flow_cache_index(h)) else {
         return;
     };
     let new = FlowCacheEntry::new(h, c.id, c.hash, now);
-    // Safety: as in `get`; each word in one store.
+    // Safety: as in `get`; each word in one store. (The line is in the cache: `get` read it.)
     unsafe {
+        let (tag, stamp) = (
+            core::ptr::addr_of!((*e).tag).read_volatile(),
+            core::ptr::addr_of!((*e).stamp).read_volatile(),
+        );
+        if tag != 0 && !FlowCacheEntry::tag_is(tag, h) && FlowCacheEntry::current(stamp, now) {
+            return;
+        }
         core::ptr::addr_of_mut!((*e).stamp).write_volatile(new.stamp);
         core::ptr::addr_of_mut!((*e).tag).write_volatile(new.tag);
     }
