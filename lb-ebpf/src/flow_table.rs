@@ -61,15 +61,16 @@ pub struct Chosen {
 }
 
 /// What the flow table says of a packet. A miss carries the packet's table hash, which the
-/// insert needs next.
+/// insert needs next, and the clock's reading, which it stamps the entry with.
 pub enum Flow {
     /// An established flow that keeps its backend.
     Hit(Chosen),
     /// The table holds the 5-tuple but the packet takes the ring (a backend down or gone, an
-    /// idle UDP flow): the slot to overwrite with the ring's pick, and the 5-tuple's table hash.
-    Stale(*mut FlowSlot, u64),
-    /// A 5-tuple the table does not hold, and its table hash.
-    Miss(u64),
+    /// idle UDP flow): the slot to overwrite with the ring's pick, the 5-tuple's table hash,
+    /// and the clock.
+    Stale(*mut FlowSlot, u64, u64),
+    /// A 5-tuple the table does not hold, its table hash, and the clock.
+    Miss(u64, u64),
 }
 
 /// Where a packet's flow is looked up: in the cache, then the table ([`find`], every program
@@ -97,10 +98,10 @@ pub fn find(pkt: &Packet) -> (Option<(*mut FlowSlot, u32)>, u64) {
 /// set for a new connection, not two).
 #[inline(always)]
 pub fn flow<L: Lookup>(pkt: &Packet) -> Flow {
-    if is_syn(pkt) {
-        return Flow::Miss(flow_table_hash(&pkt.key));
-    }
     let now = now();
+    if is_syn(pkt) {
+        return Flow::Miss(flow_table_hash(&pkt.key), now);
+    }
     let (found, h) = if L::CACHED {
         let h = flow_table_hash(&pkt.key);
         if let Some(c) = cache::get(pkt, h, now) {
@@ -111,7 +112,7 @@ pub fn flow<L: Lookup>(pkt: &Packet) -> Flow {
         L::find(pkt)
     };
     let Some((slot, id)) = found else {
-        return Flow::Miss(h);
+        return Flow::Miss(h, now);
     };
     match established(slot, id, pkt, now) {
         Some(c) => {
@@ -120,7 +121,7 @@ pub fn flow<L: Lookup>(pkt: &Packet) -> Flow {
             }
             Flow::Hit(c)
         }
-        None => Flow::Stale(slot, h),
+        None => Flow::Stale(slot, h, now),
     }
 }
 
@@ -163,16 +164,15 @@ fn established(slot: *mut FlowSlot, id: u32, pkt: &Packet, now: u64) -> Option<C
 }
 
 /// Where [`from_ring`] records its pick: the slot that held the 5-tuple, or none yet; with the
-/// 5-tuple's table hash.
+/// 5-tuple's table hash and the clock's reading.
 pub enum Record {
-    Slot(*mut FlowSlot, u64),
-    New(u64),
+    Slot(*mut FlowSlot, u64, u64),
+    New(u64, u64),
 }
 
 /// Records the ring's pick `c` in the table, at `at`, on probation.
 #[inline(always)]
 pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), Fault> {
-    let now = now();
     let (id, hash) = (c.id, c.hash);
     let keep_s = if pkt.key.proto == PROTO_UDP {
         c.be.udp_idle_s
@@ -188,7 +188,7 @@ pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), F
         // to the table has no entry in the cache: one is copied only from a hit in the table,
         // of a flow kept there beyond the entry's epoch; the agent wipes the cache after it
         // takes flows out.)
-        Record::Slot(s, h) => {
+        Record::Slot(s, h, now) => {
             cache::forget(h);
             // Safety: the slot stays valid for this program run.
             let seen = unsafe { (*s).last_seen_ns };
@@ -202,16 +202,18 @@ pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), F
         // looked up before (see `flow`): if the table holds its 5-tuple, its pick replaces the
         // entry's. Any other packet: another CPU may have added the flow meanwhile, and this
         // pick (the same ring slot) replaces it.
-        Record::New(h) => match slots::insert(&pkt.key, h, hash, id, now, keep_s).ok_or(Fault)? {
-            slots::Inserted::New => count::flow::<C>(FLOW_INSERTS),
-            slots::Inserted::Again { retry_of } => {
-                cache::forget(h);
-                if let Some(old) = retry_of {
-                    count::syn_retry::<C>(old);
+        Record::New(h, now) => {
+            match slots::insert(&pkt.key, h, hash, id, now, keep_s).ok_or(Fault)? {
+                slots::Inserted::New => count::flow::<C>(FLOW_INSERTS),
+                slots::Inserted::Again { retry_of } => {
+                    cache::forget(h);
+                    if let Some(old) = retry_of {
+                        count::syn_retry::<C>(old);
+                    }
                 }
+                slots::Inserted::Full => count::flow::<C>(FLOW_UNRECORDED),
             }
-            slots::Inserted::Full => count::flow::<C>(FLOW_UNRECORDED),
-        },
+        }
     }
     Ok(())
 }

@@ -116,8 +116,8 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
             count::flow::<V>(FLOW_HITS);
             return send::<V>(ctx, pkt, c, len);
         }
-        flow_table::Flow::Stale(slot, h) => flow_table::Record::Slot(slot, h),
-        flow_table::Flow::Miss(h) => flow_table::Record::New(h),
+        flow_table::Flow::Stale(slot, h, now) => flow_table::Record::Slot(slot, h, now),
+        flow_table::Flow::Miss(h, now) => flow_table::Record::New(h, now),
     };
     let Some(vip) = vip::vip(pkt) else {
         // ICMP errors to a VIP address pass as they always did.
@@ -135,7 +135,7 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         };
         return send::<V>(ctx, pkt, c, len);
     }
-    let new = matches!(record, flow_table::Record::New(_));
+    let new = matches!(record, flow_table::Record::New(..));
     if let Some(v) = admit::admit(pkt, &vip, new) {
         count::vip::<V>(vip.id, len);
         return Ok(v.of_vip(vip.id));
