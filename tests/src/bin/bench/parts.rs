@@ -16,8 +16,9 @@ use crate::{
 pub const COUNTERS: &str = "counters";
 /// The [`Cost`] of the capture hook where no capture runs.
 pub const HOOK: &str = "capture hook, no capture running";
-/// The [`Cost`] of the flow-table lookup: lb's table against one fixed array entry.
-pub const LOOKUP: &str = "flow-table lookup (hash, set, key compare; against one array entry)";
+/// The [`Cost`] of the flow lookup: lb's flow cache and table against one fixed array entry.
+pub const LOOKUP: &str =
+    "flow lookup (hash, flow-cache entry, backend check; against one array entry)";
 
 /// What parts of the program cost per packet: the program with a part and without it (the test
 /// object's variants, or a load-time constant the verifier removes the code of). The counters are in

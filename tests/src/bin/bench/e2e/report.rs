@@ -42,7 +42,7 @@ pub(super) fn one_arm_table(m: &OneArm, lb_name: &str) -> String {
     );
     out += &row(lb_name, &m.lb, &m.ceiling, &m.nft);
     out += &row(
-        "lb, its flow-table lookup replaced by one array entry (benchmarks only)",
+        "lb, its flow lookup (cache and table) replaced by one array entry (benchmarks only)",
         &m.fixed,
         &m.ceiling,
         &m.nft,
@@ -86,28 +86,6 @@ pub(super) fn modes_note(m: &OneArm) -> String {
     )
 }
 
-/// How the default table's distance to one entry splits between its pages and its slots, or
-/// why this run's numbers cannot say (the small table measured outside the two, which only
-/// noise does).
-fn split(with: f64, small: f64, without: f64) -> String {
-    let (pages, slots) = (with - small, small - without);
-    if pages < 0.0 || slots < 0.0 {
-        return format!(
-            " In this run the small table measured {}, which no table does but through noise, so the run cannot split the {:.0} ns between the default table and one entry into what follows the pages and what follows the slots.",
-            if slots < 0.0 {
-                "below one array entry"
-            } else {
-                "above the default table"
-            },
-            with - without,
-        );
-    }
-    format!(
-        " So of the {:.0} ns between the default table and one entry, {pages:.0} follow the pages (TLB misses, whose page walks this virtual machine's nested paging makes longer) and {slots:.0} the slots themselves (their cache lines, the hash, the compare).",
-        with - without
-    )
-}
-
 /// What the last two rows say: how far a flow lookup that cost nothing would take lb, and
 /// what the default table's size costs on the wire.
 pub(super) fn fixed_note(m: &OneArm) -> String {
@@ -117,10 +95,10 @@ pub(super) fn fixed_note(m: &OneArm) -> String {
     let r = ratio(&m.fixed, &m.ceiling);
     let diff = with - without;
     let mut out = format!(
-        "\nThe row with one array entry is lb with its flow-table lookup replaced by one entry that every packet shares (the test object's `xdp_lb_fixed_flow`, as in the per-packet section, swapped onto the agent's link the way `lb capture` swaps its program in): the program's own time goes from {with:.0} to {without:.0} ns per packet ({}), and the rate to {r:.2}× the ceiling. That is the most any flow table could give (one entry, always in the cache, is better than any real table of 4096 flows){}.\n",
+        "\nThe row with one array entry is lb with its flow lookup (the flow cache and the table) replaced by one entry that every packet shares (the test object's `xdp_lb_fixed_flow`, as in the per-packet section, swapped onto the agent's link the way `lb capture` swaps its program in): the program's own time goes from {with:.0} to {without:.0} ns per packet ({}), and the rate to {r:.2}× the ceiling. That is the most any flow table could give (one entry, always in the cache, is better than any real table of 4096 flows){}.\n",
         if diff >= 0.0 {
             format!(
-                "{diff:.0} ns, against 10–30 ns for the lookup in BPF_PROG_TEST_RUN, where one flow's slot stays in the cache"
+                "{diff:.0} ns, against the lookup's cost in BPF_PROG_TEST_RUN (the per-packet section's parts), where one flow's entry stays in the CPU's cache"
             )
         } else {
             "no less: in this run the noise between modes, some 30 ns, exceeds the lookup's cost"
@@ -146,10 +124,9 @@ pub(super) fn fixed_note(m: &OneArm) -> String {
     }
     if let Some(small) = m.small.prog_ns {
         out += &format!(
-            "\nThe last row is the agent with `flow_table_size = {SMALL_TABLE}` instead of the default 1M slots: {small:.0} ns per packet against {with:.0} ({:.2}× the ceiling against {:.2}×), and {without:.0} with one array entry. The same 4096 flows take 4096 slots of 64 bytes, as many cache lines in either table; what differs is how many pages they lie on: 256 in the small table, some 3600 of the default's 16384.{} Modes measured one after another differ by some 30 ns from noise alone; over runs here the pages' part has measured 20–105 ns. Tried without a gain: the kernel allocates an array map over 32 KB with vmalloc, in 4 KB pages, and a smaller one with kmalloc, from its direct map (1 GB pages in this guest), so a prototype built the default's capacity as an array of 2341 maps of 112 sets each (both lookups inlined by the verifier, one more load a packet); in its e2e run lb took 311 ns a packet against 178 with one entry (IPv6 411 against 243), the same distance as the vmalloc'ed table, so the guest's page size is not what a big table pays here (the host's mapping of the guest's memory is out of its reach), and filling the outer map took some 20 s at each start (every update of a map of maps waits for an RCU grace period).\n",
+            "\nThe last row is the agent with `flow_table_size = {SMALL_TABLE}` instead of the default 1M slots: {small:.0} ns per packet against {with:.0} ({:.2}× the ceiling against {:.2}×), and {without:.0} with one array entry. The same 4096 flows take 4096 slots of 64 bytes, as many cache lines in either table; what differs is how many pages they lie on: 256 in the small table, some 3600 of the default's 16384. With the flow cache in front of either table a flow's packets read its slot once a second and the cache's 256 pages otherwise, so the two tables should measure alike: what is left between them is noise (modes measured one after another differ by some 30 ns from noise alone). Before the cache, the pages' part measured 20–105 ns over runs here. Tried without a gain: the kernel allocates an array map over 32 KB with vmalloc, in 4 KB pages, and a smaller one with kmalloc, from its direct map (1 GB pages in this guest), so a prototype built the default's capacity as an array of 2341 maps of 112 sets each (both lookups inlined by the verifier, one more load a packet); in its e2e run lb took 311 ns a packet against 178 with one entry (IPv6 411 against 243), the same distance as the vmalloc'ed table, so the guest's page size is not what a big table pays here (the host's mapping of the guest's memory is out of its reach), and filling the outer map took some 20 s at each start (every update of a map of maps waits for an RCU grace period).\n",
             ratio(&m.small, &m.ceiling),
             ratio(&m.lb, &m.ceiling),
-            split(with, small, without),
         );
     }
     out
@@ -161,9 +138,8 @@ pub(super) fn e2e_bounds(m: &OneArm) {
     let (fixed, small) = (ratio(&m.fixed, &m.ceiling), ratio(&m.small, &m.ceiling));
     let pages = match (m.lb.prog_ns, m.small.prog_ns) {
         (Some(lb), Some(s)) if lb > s => format!(
-            " (in the program's own time, {lb:.0} ns a packet against {s:.0}: the default \
-             table's 4096 flows lie on some 3600 pages, the small one's on 256, and this \
-             virtual machine's page walks are long)"
+            " (in the program's own time, {lb:.0} ns a packet against {s:.0}; the flow cache \
+             answers both tables' flows but once a second)"
         ),
         _ => String::new(),
     };
