@@ -30,6 +30,7 @@ mod vips;
 
 pub use admission::vip_flags;
 pub use counters::Totals;
+pub use flow_cache::count_cached;
 pub use flows::{
     FlowCount, FlowEntry, FlowTable, coarse_now, count_flows, count_flows_by_backend, flows_to,
 };

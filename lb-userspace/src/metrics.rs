@@ -131,6 +131,8 @@ pub struct Snapshot<'a> {
     pub flows_unrecorded: u64,
     /// The flow table's entries as last counted (a background count, not one per scrape).
     pub flow_entries: Option<u64>,
+    /// The flows the flow cache answered for in its current epoch, as last counted.
+    pub flow_cached: Option<u64>,
     pub flow_capacity: u64,
     pub ring_builds: u64,
     pub ring_writes: u64,
@@ -479,6 +481,14 @@ fn agent_gauges(r: &mut Registry, s: &Snapshot) {
             r,
             "lb_flow_table_entries",
             "Entries in the flow table, as last counted (every few seconds, off the scrape)",
+            n as i64,
+        );
+    }
+    if let Some(n) = s.flow_cached {
+        gauge(
+            r,
+            "lb_flow_cache_entries",
+            "Flows the flow cache answers for in its current second, of 65536 entries, as last counted (every few seconds): near 65536, more flows are busy than it holds and the rest read the flow table",
             n as i64,
         );
     }

@@ -2,8 +2,10 @@
 //! TCP connections, while 65,536 other flows cycle through the balancer (the generator's UDP
 //! flows, each seen again every 65,536 frames: more flows than the cache has entries, so they
 //! keep pushing each other and the connections' entries out of it) and backends are added to
-//! and removed from both VIPs. No long-lived connection moves.
+//! and removed from both VIPs. No long-lived connection moves; the agent's gauge of the cache
+//! shows it answering for tens of thousands of flows meanwhile.
 use std::{
+    io::{Read, Write},
     sync::atomic::{AtomicBool, AtomicU32, Ordering},
     time::{Duration, Instant},
 };
@@ -21,6 +23,26 @@ const BURST: u32 = 4 * 65_536;
 /// Bursts at most, and for how long at most, whatever the test's steps take.
 const BURSTS_MAX: u32 = 60;
 const FLOOD_MAX: Duration = Duration::from_secs(90);
+
+const METRICS: &str = "127.0.0.1:9109";
+
+/// `lb_flow_cache_entries` as the agent's metrics endpoint says it now, if it says it yet.
+fn cache_gauge(s: &Setup) -> Option<f64> {
+    let body = s.topo.lb.run(|| {
+        let mut c = std::net::TcpStream::connect(METRICS).expect("connect to the metrics port");
+        write!(
+            c,
+            "GET /metrics HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        c.read_to_string(&mut r).unwrap();
+        r
+    });
+    body.lines()
+        .find_map(|l| l.strip_prefix("lb_flow_cache_entries "))
+        .map(|v| v.trim().parse().expect("a number"))
+}
 
 fn in_ring(s: &Setup, vip: &str, addr: &str) -> bool {
     lab::status(&s.socket)
@@ -51,7 +73,8 @@ fn backends_come_and_go_under_200_long_lived_connections_while_65536_flows_cycle
                     "interfaces = [\"eth0\"]",
                     "interfaces = [\"eth0\", \"flood0\"]",
                 )
-                .replace("flow_table_size = 65536", "flow_table_size = 262144");
+                .replace("flow_table_size = 65536", "flow_table_size = 262144")
+                .replace("[agent]\n", &format!("[agent]\nmetrics = \"{METRICS}\"\n"));
             c += &format!(
                 "\n[[vip]]\nname = \"dns\"\naddress = \"{VIP4}:53\"\nprotocol = \"udp\"\nudp_idle = \"5m\"\n"
             );
@@ -106,6 +129,15 @@ fn backends_come_and_go_under_200_long_lived_connections_while_65536_flows_cycle
             }
             changes.push(long.exchange());
         }
+        // The agent counts the cache every few seconds: while the flows cycle, it answers for
+        // tens of thousands of them (65,536 flows over 65,536 entries: a slot's first flow of
+        // each second keeps it, some 63% of the slots).
+        let mut seen = 0.0;
+        wait_for(Duration::from_secs(20), "the cache gauge", || {
+            seen = cache_gauge(&s).unwrap_or(0.0);
+            seen >= 20_000.0
+        });
+        eprintln!("lb_flow_cache_entries {seen}");
         stop.store(true, Ordering::Relaxed);
         sender.join().expect("the cycling flows");
         for (i, bad) in changes.into_iter().enumerate() {

@@ -254,6 +254,7 @@ fn the_monitoring_kit_names_only_metrics_the_agent_exports() {
         flow_hits: 0,
         flows_unrecorded: 0,
         flow_entries: Some(0),
+        flow_cached: Some(0),
         flow_capacity: 1,
         ring_builds: 0,
         ring_writes: 0,

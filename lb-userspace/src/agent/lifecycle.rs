@@ -277,6 +277,7 @@ async fn serve_api(
         flows_pin.clone(),
         agent.effective.agent.flow_active,
         agent.flow_entries.clone(),
+        agent.flow_cached.clone(),
         agent.flow_activity.clone(),
     )));
     let control = Arc::new(api::endpoints::Control {
@@ -409,12 +410,13 @@ fn reload(agent: &mut Agent, why: &str) {
     });
 }
 
-/// Counts the pinned flow table every [`FLOW_COUNT`] on a blocking thread: its entries, and
-/// the flows of each backend seen within `window`.
+/// Counts the pinned flow table every [`FLOW_COUNT`] on a blocking thread: its entries, the
+/// flows of each backend seen within `window`, and the flow cache's current entries.
 async fn count_flows(
     pin: PathBuf,
     window: Duration,
     entries: Arc<std::sync::atomic::AtomicU64>,
+    cached: Arc<std::sync::atomic::AtomicU64>,
     activity: Arc<std::sync::Mutex<Option<std::collections::HashMap<u32, u64>>>>,
 ) {
     let mut tick = tokio::time::interval(FLOW_COUNT);
@@ -429,6 +431,7 @@ async fn count_flows(
         match counted {
             Ok(Ok(c)) => {
                 entries.store(c.entries, std::sync::atomic::Ordering::Relaxed);
+                cached.store(c.cached, std::sync::atomic::Ordering::Relaxed);
                 *activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.active);
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "counting the flow table"),

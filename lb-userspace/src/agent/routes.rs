@@ -190,6 +190,7 @@ impl Agent {
         let (outcomes, vips) = self.traffic()?;
         let flows = self.dp.flow_table_unwalked()?;
         let entries = self.flow_entries.load(std::sync::atomic::Ordering::Relaxed);
+        let cached = self.flow_cached.load(std::sync::atomic::Ordering::Relaxed);
         Ok(crate::metrics::render(&crate::metrics::Snapshot {
             outcomes: &outcomes,
             vips: &vips,
@@ -198,6 +199,7 @@ impl Agent {
             flow_hits: flows.hits,
             flows_unrecorded: flows.unrecorded,
             flow_entries: (entries != u64::MAX).then_some(entries),
+            flow_cached: (cached != u64::MAX).then_some(cached),
             flow_capacity: flows.capacity.into(),
             ring_builds: self.rings.builds,
             ring_writes: self.rings.writes,

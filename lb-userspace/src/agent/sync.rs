@@ -37,6 +37,9 @@ pub struct Agent {
     /// The flow table's entries as the background count last found them (`u64::MAX`: not
     /// counted yet).
     pub flow_entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The flows the flow cache answered for, as the background count last found them
+    /// (`u64::MAX`: not counted yet).
+    pub flow_cached: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Active flows per backend id, as the background count last found them (`None`: not
     /// counted yet).
     pub flow_activity:
@@ -107,6 +110,7 @@ impl Agent {
             dp,
             reloads: Default::default(),
             flow_entries: std::sync::Arc::new(u64::MAX.into()),
+            flow_cached: std::sync::Arc::new(u64::MAX.into()),
             flow_activity: Default::default(),
             ids: Default::default(),
             checks: super::checkers::Checks::new(reports),

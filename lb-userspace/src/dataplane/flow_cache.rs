@@ -27,6 +27,19 @@ pub(super) fn drop_resized(maps: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The flows the pinned flow cache at `path` answers for in the current epoch (about a
+/// second): where this stays near [`FLOW_CACHE_ENTRIES`], more flows are busy than it holds.
+/// 0 where no cache is pinned (an older release's maps).
+pub fn count_cached(path: &Path) -> Result<u64> {
+    let name = map_names::FLOW_CACHE;
+    let Ok(data) = MapData::from_pin(path) else {
+        return Ok(0);
+    };
+    let cache =
+        FlowCache::of(&data, false).map_err(|source| DataplaneError::Mmap { name, source })?;
+    Ok(cache.current(super::coarse_now()))
+}
+
 impl Dataplane {
     /// Empties the flow cache: each flow's next packet reads the table.
     pub(super) fn wipe_flow_cache(&mut self) -> Result<()> {

@@ -228,6 +228,8 @@ pub struct FlowCount {
     pub entries: u64,
     /// Flows per backend id whose last packet is within the window.
     pub active: std::collections::HashMap<u32, u64>,
+    /// Flows the flow cache (pinned beside the table) answers for in the current epoch.
+    pub cached: u64,
 }
 
 /// Counts the pinned flow table at `path`: every slot read once. A flow is active when its
@@ -251,6 +253,7 @@ pub fn count_flows_by_backend(path: &Path, window: std::time::Duration) -> Resul
             *count.active.entry(slot.backend).or_default() += 1;
         }
     }
+    count.cached = super::flow_cache::count_cached(&path.with_file_name(map_names::FLOW_CACHE))?;
     Ok(count)
 }
 

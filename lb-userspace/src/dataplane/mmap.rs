@@ -96,7 +96,36 @@ impl FlowCache {
         let aya::maps::Map::Array(data) = map else {
             return Err(io::Error::other("not an array map"));
         };
-        Mapping::new(data, size_of::<lb_common::FlowCacheEntry>() as u32, true).map(FlowCache)
+        Self::of(data, true)
+    }
+
+    /// The cache behind `data` (a pinned map), writable or not.
+    pub(super) fn of(data: &MapData, writable: bool) -> io::Result<Self> {
+        Mapping::new(
+            data,
+            size_of::<lb_common::FlowCacheEntry>() as u32,
+            writable,
+        )
+        .map(FlowCache)
+    }
+
+    /// Entries written in the epoch of `now`: the flows the cache answers for now. One word
+    /// of each entry read.
+    pub(super) fn current(&self, now: u64) -> u64 {
+        let p = self.0.ptr.as_ptr() as *const lb_common::FlowCacheEntry;
+        (0..self.0.len)
+            .filter(|&i| {
+                // Safety: within the live mapping of `len` entries; each word read alone.
+                let (tag, stamp) = unsafe {
+                    let e = p.add(i);
+                    (
+                        std::ptr::addr_of!((*e).tag).read_volatile(),
+                        std::ptr::addr_of!((*e).stamp).read_volatile(),
+                    )
+                };
+                tag != 0 && lb_common::FlowCacheEntry::current(stamp, now)
+            })
+            .count() as u64
     }
 
     /// Empties every entry: each flow's next packet reads the table. Word by word, as the
