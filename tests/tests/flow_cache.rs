@@ -44,6 +44,15 @@ fn cached(dp: &mut Dataplane, sport: u16) -> Option<u32> {
     FlowCacheEntry::tag_is(e.tag, h).then_some(e.tag as u32)
 }
 
+/// The next hop's MAC of VIP `vip`'s backend `id`, and the backend whose MAC is `m`.
+fn mac_of_backend(vip: &Vip, id: u32) -> [u8; 6] {
+    vip.backends.iter().find(|b| b.0 == id).unwrap().2
+}
+
+fn backend_of_mac(vip: &Vip, m: [u8; 6]) -> u32 {
+    vip.backends.iter().find(|b| b.2 == m).unwrap().0
+}
+
 #[test]
 #[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
 fn a_cached_flow_keeps_its_backend_over_a_ring_change_and_moves_when_it_goes_down() {
@@ -52,8 +61,7 @@ fn a_cached_flow_keeps_its_backend_over_a_ring_change_and_moves_when_it_goes_dow
         let mut dp = Dataplane::load(program_names::LB).expect("load xdp_lb");
         let vips = program(&mut dp);
         let vip = &vips[0];
-        let mac = |id: u32| vip.backends.iter().find(|b| b.0 == id).unwrap().2;
-        let id_of = |m: [u8; 6]| vip.backends.iter().find(|b| b.2 == m).unwrap().0;
+        let (mac, id_of) = (|id| mac_of_backend(vip, id), |m| backend_of_mac(vip, m));
         let syn = Pkt::new("198.19.0.100", 80, PROTO_TCP).sport(41000);
         let ack = syn.clone().established();
         let (action, m) = send(&mut dp, &syn);
@@ -126,8 +134,7 @@ fn the_cache_is_read_before_the_table_and_starts_empty() {
         let mut dp = Dataplane::load(program_names::LB).expect("load xdp_lb");
         let vips = program(&mut dp);
         let vip = &vips[0];
-        let mac = |id: u32| vip.backends.iter().find(|b| b.0 == id).unwrap().2;
-        let id_of = |m: [u8; 6]| vip.backends.iter().find(|b| b.2 == m).unwrap().0;
+        let (mac, id_of) = (|id| mac_of_backend(vip, id), |m| backend_of_mac(vip, m));
         let syn = Pkt::new("198.19.0.100", 80, PROTO_TCP).sport(42000);
         let ack = syn.clone().established();
         let first = id_of(send(&mut dp, &syn).1);
