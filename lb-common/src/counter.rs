@@ -1,4 +1,14 @@
-//! The program's outcome counters: every packet lands in exactly one, with its bytes.
+//! The program's counters: every packet lands in exactly one outcome, with its bytes.
+//!
+//! A packet forwarded to a backend (outcome [`Counter::Tx`] or [`Counter::Redirect`]) updates
+//! one counter only: its backend's [`Sent`] entry, which holds the outcome's packets and bytes
+//! and whether the flow table kept the backend (a hit). The agent derives the rest: an
+//! outcome's total is what the program counted in [`crate::map_names::STATS`] plus every
+//! backend's sent packets of that outcome; a VIP's, its own entry (the packets it did not
+//! forward) plus its backends'; the flow hits, the hits counted apart (a hit not forwarded)
+//! plus every backend's. So that none of these totals ever goes down, the agent moves a
+//! removed backend's sent counts into [`crate::map_names::RETIRED`] (its VIP's entry and the
+//! outcomes' and hits' entries) before it zeroes them, and adds that map in too.
 use core::mem::size_of;
 
 /// Packets and bytes: the value of every counter map (per CPU).
@@ -9,6 +19,38 @@ pub struct Traffic {
     pub bytes: u64,
 }
 const _: () = assert!(size_of::<Traffic>() == 16);
+
+/// What a backend was sent (per CPU): the value of [`crate::map_names::BACKEND_SENT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Sent {
+    /// Sent back out of the interface the packet came in on ([`Counter::Tx`]).
+    pub tx: Traffic,
+    /// Redirected to another interface ([`Counter::Redirect`]).
+    pub redirect: Traffic,
+    /// Of these, the packets whose backend the flow table kept (flow hits).
+    pub hits: u64,
+}
+const _: () = assert!(size_of::<Sent>() == 40);
+
+impl Sent {
+    /// Everything sent, either way.
+    pub const fn total(&self) -> Traffic {
+        Traffic {
+            packets: self.tx.packets + self.redirect.packets,
+            bytes: self.tx.bytes + self.redirect.bytes,
+        }
+    }
+}
+
+/// Index in [`crate::map_names::RETIRED`] of removed backends' [`Counter::Tx`] packets (below
+/// it: each VIP's, by VIP id).
+pub const RETIRED_TX: u32 = crate::MAX_VIPS;
+/// Index of removed backends' [`Counter::Redirect`] packets.
+pub const RETIRED_REDIRECT: u32 = crate::MAX_VIPS + 1;
+/// Index of removed backends' flow hits (in `packets`).
+pub const RETIRED_HITS: u32 = crate::MAX_VIPS + 2;
+pub const RETIRED_ENTRIES: u32 = crate::MAX_VIPS + 3;
 
 /// Outcomes, the indices of [`crate::map_names::STATS`]. Every packet the program sees lands in
 /// exactly one of them.

@@ -7,13 +7,15 @@
 #![no_std]
 
 mod capture;
-mod counter;
+pub mod counter;
 pub mod flow;
 pub mod flow_cache;
 pub mod hash;
 
 pub use capture::{CAPTURE_ANY, CAPTURE_MAX, CAPTURE_RING_BYTES, CaptureCtl, CaptureHeader};
-pub use counter::{Counter, Traffic};
+pub use counter::{
+    Counter, RETIRED_ENTRIES, RETIRED_HITS, RETIRED_REDIRECT, RETIRED_TX, Sent, Traffic,
+};
 
 pub use flow::{
     FLOW_KEEP_S, FLOW_PROMOTED, FLOW_STAMP_NS, FLOW_WAYS, FlowKey, FlowSlot, FlowValue, Ways,
@@ -34,7 +36,15 @@ pub mod map_names {
     pub const CONFIG: &str = "LB_CONFIG";
     pub const STATS: &str = "LB_STATS";
     pub const VIP_STATS: &str = "LB_VIP_STATS";
+    /// Per backend (per CPU): what the program counts there itself, outside [`BACKEND_SENT`]
+    /// (an ICMP "too big" answered for one of its flows).
     pub const BACKEND_STATS: &str = "LB_BE_STATS";
+    /// Per backend (per CPU): the packets sent to it ([`crate::Sent`]), the one counter a
+    /// forwarded packet updates (see [`crate::counter`]).
+    pub const BACKEND_SENT: &str = "LB_BE_SENT";
+    /// The sent counts of backends the agent has removed ([`crate::Retired`]), which the
+    /// totals of their VIPs and outcomes keep; written only by the agent.
+    pub const RETIRED: &str = "LB_RETIRED";
     pub const DEVMAP: &str = "LB_DEVMAP";
     pub const DECAP_DST: &str = "LB_DECAP_DST";
     /// The flow table (see [`crate::flow`]).
@@ -445,6 +455,7 @@ mod pod {
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Traffic {}
+    unsafe impl aya::Pod for Sent {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for GenConfig {}
     unsafe impl aya::Pod for FlowValue {}

@@ -1,8 +1,12 @@
-//! Step 9: per-CPU counters: no atomics needed, nothing per packet leaves the kernel.
+//! Step 9: per-CPU counters: no atomics needed, nothing per packet leaves the kernel. A
+//! packet sent to a backend updates one counter, the backend's [`sent`]; the agent derives
+//! its outcome's, its VIP's and the flow hits' totals from those (`lb_common::counter`).
 use aya_ebpf::maps::PerCpuArray;
 use lb_common::Traffic;
 
-use crate::maps::{BACKEND_FLOWS, BACKEND_RETRIES, BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS};
+use crate::maps::{
+    BACKEND_FLOWS, BACKEND_RETRIES, BACKEND_SENT, BACKEND_STATS, FLOW_STATS, STATS, VIP_STATS,
+};
 
 /// Whether a program counts: every program the agent runs does (`way::Production`); a
 /// benchmark program that measures what counting costs does not.
@@ -37,6 +41,29 @@ pub fn vip<C: Counting>(id: u32, len: u64) {
 #[inline(always)]
 pub fn backend<C: Counting>(id: u32, len: u64) {
     add::<C>(&BACKEND_STATS, id, len);
+}
+
+/// A packet of `len` bytes sent to backend `id`: redirected or sent back out (`XDP_TX`), and
+/// whether the flow table kept the backend (`hit`). Its outcome, VIP and flow-hit counts are
+/// this one's.
+#[inline(always)]
+pub fn sent<C: Counting>(id: u32, redirect: bool, hit: bool, len: u64) {
+    if !C::ON {
+        return;
+    }
+    if let Some(s) = BACKEND_SENT.get_ptr_mut(id) {
+        // Per-CPU value: this CPU is the only writer.
+        unsafe {
+            let t = if redirect {
+                &mut (*s).redirect
+            } else {
+                &mut (*s).tx
+            };
+            t.packets += 1;
+            t.bytes += len;
+            (*s).hits += hit as u64;
+        }
+    }
 }
 
 #[inline(always)]

@@ -6,8 +6,8 @@ use aya_ebpf::{
 use lb_common::{
     ACL_ENTRIES, AclKey, AddrKey, Backend, CAPTURE_RING_BYTES, CaptureCtl, Config, Counter,
     FLOW_CACHE_ENTRIES, FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowCacheEntry, FlowSlot, LIMIT_SOURCES,
-    LimitKey, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RINGS_ENTRIES, Traffic, VipFilter, VipKey,
-    VipLimit, VipValue,
+    LimitKey, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RETIRED_ENTRIES, RINGS_ENTRIES, Sent,
+    Traffic, VipFilter, VipKey, VipLimit, VipValue,
 };
 
 #[map(name = "LB_VIPS")]
@@ -36,8 +36,19 @@ pub static STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(Counter::
 #[map(name = "LB_VIP_STATS")]
 pub static VIP_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
 
+/// Per backend: what the program counts there outside [`BACKEND_SENT`].
 #[map(name = "LB_BE_STATS")]
 pub static BACKEND_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// Per backend: the packets sent to it, the one counter a forwarded packet updates.
+#[map(name = "LB_BE_SENT")]
+pub static BACKEND_SENT: PerCpuArray<Sent> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+
+/// Removed backends' sent counts, which the agent keeps in their VIPs' and the outcomes'
+/// totals. The programs never touch it; it is here so that the object makes and pins it with
+/// the other counters.
+#[map(name = "LB_RETIRED")]
+pub static RETIRED: Array<Traffic> = Array::with_max_entries(RETIRED_ENTRIES, 0);
 
 /// New flows per backend: 5-tuples the ring sent to it and the flow table recorded.
 #[map(name = "LB_BE_FLOWS")]

@@ -45,12 +45,14 @@ impl Lookup for Production {
 #[unsafe(no_mangle)]
 static LB_CAPTURE_HOOK: Global<u8> = Global::new(1);
 
-/// Counts the outcome once, offers the packet to a running capture, and turns the verdict
-/// into the action.
+/// Counts the outcome once (a packet sent to a backend is counted there, by [`send`]), offers
+/// the packet to a running capture, and turns the verdict into the action.
 #[inline(always)]
 fn finish<C: Counting>(ctx: &XdpContext, len: u64, r: Result<Verdict, Fault>) -> u32 {
     let v = r.unwrap_or(Verdict::new(xdp_action::XDP_ABORTED, Counter::Aborted));
-    count::count::<C>(v.counter, len);
+    if !sent(v.counter) {
+        count::count::<C>(v.counter, len);
+    }
     trace::outcome(ctx, v.counter, len);
     if LB_CAPTURE_HOOK.load() != 0 {
         capture::hook(ctx, &v);
@@ -108,14 +110,11 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
             count::vip::<V>(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
-        return send::<V>(ctx, pkt, c, len);
+        return send::<V>(ctx, pkt, c, len, false);
     }
     // An established flow: one flow-table lookup and the backend's entry, no VIP lookup.
     let record = match flow_table::flow::<V>(pkt) {
-        flow_table::Flow::Hit(c) => {
-            count::flow::<V>(FLOW_HITS);
-            return send::<V>(ctx, pkt, c, len);
-        }
+        flow_table::Flow::Hit(c) => return send::<V>(ctx, pkt, c, len, true),
         flow_table::Flow::Stale(slot, h, now) => flow_table::Record::Slot(slot, h, now),
         flow_table::Flow::Miss(h, now) => flow_table::Record::New(h, now),
     };
@@ -133,7 +132,7 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
             count::vip::<V>(vip.id, len);
             return Ok(Verdict::drop(Counter::DropNoBackend).of_vip(vip.id));
         };
-        return send::<V>(ctx, pkt, c, len);
+        return send::<V>(ctx, pkt, c, len, false);
     }
     let new = matches!(record, flow_table::Record::New(..));
     if let Some(v) = admit::admit(pkt, &vip, new) {
@@ -151,23 +150,39 @@ fn balance<V: Variant>(ctx: &XdpContext, len: u64) -> Result<Verdict, Fault> {
         u16::from_be_bytes(pkt.sport()),
         u16::from_be_bytes(pkt.dport()),
     );
-    send::<V>(ctx, pkt, c, len)
+    send::<V>(ctx, pkt, c, len, false)
 }
 
-/// Encapsulates toward the chosen backend and sends; counts the packet for its VIP and
-/// backend.
+/// Whether an outcome is a packet sent to a backend, counted in the backend's entry alone.
+#[inline(always)]
+fn sent(counter: u32) -> bool {
+    counter == Counter::Tx as u32 || counter == Counter::Redirect as u32
+}
+
+/// Encapsulates toward the chosen backend and sends. A packet sent is counted once, in the
+/// backend's entry (with `hit`: whether the flow table kept its backend); any other outcome
+/// (a drop, an ICMP answer) for its VIP, its outcome, its backend where not dropped, and a
+/// hit apart.
 #[inline(always)]
 fn send<C: Counting>(
     ctx: &XdpContext,
     pkt: &Packet,
     c: flow_table::Chosen,
     len: u64,
+    hit: bool,
 ) -> Result<Verdict, Fault> {
     let backend = c.be;
-    count::vip::<C>(backend.vip_id, len);
     let verdict = send::encap_and_send(ctx, pkt, backend, c.hash)?.of_vip(backend.vip_id);
+    if sent(verdict.counter) {
+        count::sent::<C>(c.id, verdict.counter == Counter::Redirect as u32, hit, len);
+        return Ok(verdict);
+    }
+    count::vip::<C>(backend.vip_id, len);
     if verdict.action != xdp_action::XDP_DROP {
         count::backend::<C>(c.id, len);
+    }
+    if hit {
+        count::flow::<C>(FLOW_HITS);
     }
     Ok(verdict)
 }

@@ -26,10 +26,11 @@ mod flows;
 mod grace;
 mod mmap;
 mod probe;
+mod sys;
 mod vips;
 
 pub use admission::vip_flags;
-pub use counters::Totals;
+pub use counters::{Counts, Totals};
 pub use flow_cache::count_cached;
 pub use flows::{
     FlowCount, FlowEntry, FlowTable, coarse_now, count_flows, count_flows_by_backend, flows_to,
@@ -70,7 +71,7 @@ const LEGACY_CONFIG: usize = 28;
 
 /// Every map of the object but the per-CPU clock cache (`LB_CLOCK`, which a new program starts
 /// afresh): pinned, so that a restart or an upgrade keeps them.
-pub const PINNED_MAPS: [&str; 24] = [
+pub const PINNED_MAPS: [&str; 26] = [
     map_names::VIPS,
     map_names::ECHO,
     map_names::VIP_FILTER,
@@ -80,6 +81,8 @@ pub const PINNED_MAPS: [&str; 24] = [
     map_names::STATS,
     map_names::VIP_STATS,
     map_names::BACKEND_STATS,
+    map_names::BACKEND_SENT,
+    map_names::RETIRED,
     map_names::BACKEND_FLOWS,
     map_names::BACKEND_RETRIES,
     map_names::DEVMAP,

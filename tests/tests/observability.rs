@@ -86,7 +86,7 @@ fn stats_and_metrics_count_exactly_the_traffic_sent() {
         .zip(BACKENDS4)
         .map(|(ns, b)| ns.run(|| std::net::TcpListener::bind((b, HEALTH_PORT)).unwrap()))
         .collect();
-    let (_agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+    let (mut agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
     // One packet per request, each from a fresh socket: a new flow, unless the kernel gave
     // the socket a port an earlier request had (then a flow-table hit).
@@ -145,6 +145,7 @@ fn stats_and_metrics_count_exactly_the_traffic_sent() {
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
     let dns = [("vip", "dns")];
+    let dns_label = dns;
     assert_eq!(value(&scrape, "lb_vip_packets_total", &dns), N as f64);
     assert_eq!(
         value(&scrape, "lb_vip_packets_total", &dns),
@@ -217,6 +218,38 @@ fn stats_and_metrics_count_exactly_the_traffic_sent() {
     // The control API is not reachable on the metrics port.
     let (status, _) = get(&topo, metrics, "/v1/status");
     assert!(status.contains("404"), "{status}");
+
+    // A packet sent to a backend is counted in its backend's entry alone, the VIP's, the
+    // outcome's and the flow hits' totals derived from those: a backend taken out keeps its
+    // packets in them, and so does an agent restarted after, whose config brings the backend
+    // back with its counters at zero. (A counter that went down would read to Prometheus as a
+    // reset.)
+    let gone = stats.vips[0].backends[0].clone();
+    assert!(gone.packets > 0, "{gone:?}");
+    lab::cli_ok(&sock, &["backend", "del", "--vip", "dns", &gone.address]);
+    for round in ["removed", "restarted"] {
+        let now = lab::stats(&sock);
+        let dns = &now.vips[0];
+        assert_eq!(dns.packets, N as u64, "{round}: {dns:?}");
+        assert_eq!(dns.bytes, stats.vips[0].bytes, "{round}: {dns:?}");
+        assert_eq!(now.outcome("tx"), N as u64, "{round}");
+        assert_eq!(now.flows.hits, stats.flows.hits, "{round}: {:?}", now.flows);
+        let kept: u64 = dns.backends.iter().map(|b| b.packets).sum();
+        assert_eq!(kept, N as u64 - gone.packets, "{round}: {dns:?}");
+        let (_, body) = get(&topo, metrics, "/metrics");
+        let scrape =
+            prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+        assert_eq!(
+            value(&scrape, "lb_vip_packets_total", &dns_label),
+            N as f64,
+            "{round}"
+        );
+        if round == "removed" {
+            assert_eq!(dns.backends.len(), BACKENDS4.len() - 1, "{dns:?}");
+            assert!(agent.stop().expect("agent exit").success());
+            (agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
+        }
+    }
 }
 
 /// `--log-format json`: every line the agent logs is one JSON object, and its state changes

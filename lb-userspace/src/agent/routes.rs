@@ -221,9 +221,9 @@ impl Agent {
     /// The counters per outcome and per VIP and backend, with the rates of the last second
     /// and each backend's health.
     fn traffic(&self) -> anyhow::Result<(Vec<Outcome>, Vec<VipStats>)> {
-        let outcomes = self
-            .dp
-            .outcomes()?
+        let counts = self.dp.counts()?;
+        let outcomes = counts
+            .outcomes()
             .into_iter()
             .map(|(c, t)| Outcome {
                 name: c.name().into(),
@@ -237,13 +237,13 @@ impl Agent {
             let Some((id, bids)) = self.ids(vip) else {
                 continue;
             };
-            let t = self.dp.vip_totals(id)?;
+            let t = counts.vip(id);
             let status = self.vip_status(vip);
             let mut backends = Vec::new();
             for ((b, bid), st) in vip.backends.iter().zip(bids).zip(status.backends) {
                 let (totals, new_flows, syn_retries, rate) = match bid {
                     Some(bid) => (
-                        self.dp.backend_totals(bid)?,
+                        counts.backend(bid),
                         self.dp.backend_new_flows(bid)?,
                         self.dp.backend_syn_retries(bid)?,
                         self.rates.get(RateKey::Backend(bid)),
@@ -295,18 +295,18 @@ impl Agent {
     /// Samples every counter for the rates `lb stats` shows (once a second).
     pub fn sample_rates(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
-        for (c, t) in self.dp.outcomes()? {
+        let counts = self.dp.counts()?;
+        for (c, t) in counts.outcomes() {
             self.rates.observe(RateKey::Outcome(c as u32), t, now);
         }
         for vip in &self.effective.vips {
             let Some((id, bids)) = self.ids(vip) else {
                 continue;
             };
-            self.rates
-                .observe(RateKey::Vip(id), self.dp.vip_totals(id)?, now);
+            self.rates.observe(RateKey::Vip(id), counts.vip(id), now);
             for bid in bids.into_iter().flatten() {
                 self.rates
-                    .observe(RateKey::Backend(bid), self.dp.backend_totals(bid)?, now);
+                    .observe(RateKey::Backend(bid), counts.backend(bid), now);
             }
         }
         self.rates.forget_older(now);

@@ -217,9 +217,8 @@ impl Agent {
         let wanted: HashSet<VipKey> = self.effective.vips.iter().map(key_of).collect();
         for (key, id) in self.ids.vips_not_in(&wanted) {
             self.dp.remove_vip(&key)?;
-            for bid in self.ids.free_vip(&key) {
-                self.dp.clear_backend(bid)?;
-            }
+            let freed = self.ids.free_vip(&key);
+            self.dp.clear_backends(&freed)?;
             self.rings.remove(id);
             self.admission.remove(&mut self.dp, id)?;
             tracing::info!(vip_id = id, "VIP removed");
@@ -277,9 +276,8 @@ impl Agent {
             ids.push(bid);
         }
         let present: HashSet<IpAddr> = vip.backends.iter().map(|b| b.address).collect();
-        for bid in self.ids.free_backends(id, |a| !present.contains(&a)) {
-            self.dp.clear_backend(bid)?;
-        }
+        let freed = self.ids.free_backends(id, |a| !present.contains(&a));
+        self.dp.clear_backends(&freed)?;
         // The ring: up, not draining, weight > 0 (maglev skips weight 0).
         let eligible: Vec<(IpAddr, u32)> = vip
             .backends

@@ -39,13 +39,6 @@ impl Dataplane {
         m.set(id, entry, 0).map_err(map_err(map_names::BACKENDS))
     }
 
-    /// Frees backend `id`: flows recorded for it move on their next packet.
-    pub fn clear_backend(&mut self, id: u32) -> Result<()> {
-        let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
-        m.set(id, Backend::default(), 0)
-            .map_err(map_err(map_names::BACKENDS))
-    }
-
     /// Every used backend slot: (id, entry).
     pub fn backends(&mut self) -> Result<Vec<(u32, Backend)>> {
         let m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;

@@ -8,8 +8,8 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+use super::sys::{Attr, BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, bpf};
+
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
 
@@ -20,23 +20,9 @@ pub struct Grace {
     inner: OwnedFd,
 }
 
-/// `union bpf_attr`, as large as any command here reads (the kernel takes a shorter one and
-/// requires the bytes past the fields it knows to be zero).
-#[repr(C, align(8))]
-struct Attr([u32; 32]);
-
-fn bpf(cmd: libc::c_long, attr: &Attr) -> io::Result<i64> {
-    // Safety: `attr` is a valid, fully initialised bpf_attr of the size passed.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const Attr, size_of::<Attr>()) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r)
-}
-
 /// A map of `map_type` with 4-byte keys and values and one entry.
 fn create(map_type: u32, inner: Option<&OwnedFd>) -> io::Result<OwnedFd> {
-    let mut a = Attr([0; 32]);
+    let mut a = Attr::new();
     // map_type, key_size, value_size, max_entries, map_flags, inner_map_fd.
     a.0[..4].copy_from_slice(&[map_type, 4, 4, 1]);
     a.0[5] = inner.map_or(0, |fd| fd.as_raw_fd() as u32);
@@ -56,12 +42,11 @@ impl Grace {
     pub fn wait(&self) -> io::Result<()> {
         let key = 0u32;
         let value = self.inner.as_raw_fd() as u32;
-        let mut a = Attr([0; 32]);
+        let mut a = Attr::new();
         // map_fd, pad, key (pointer), value (pointer), flags 0 (BPF_ANY).
         a.0[0] = self.outer.as_raw_fd() as u32;
-        let (k, v) = (&key as *const u32 as u64, &value as *const u32 as u64);
-        a.0[2..4].copy_from_slice(&[k as u32, (k >> 32) as u32]);
-        a.0[4..6].copy_from_slice(&[v as u32, (v >> 32) as u32]);
+        a.ptr(2, &key);
+        a.ptr(4, &value);
         bpf(BPF_MAP_UPDATE_ELEM, &a).map(|_| ())
     }
 }
