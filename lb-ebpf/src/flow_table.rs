@@ -207,8 +207,8 @@ pub fn record<C: Counting>(pkt: &Packet, at: Record, c: &Chosen) -> Result<(), F
                 slots::Inserted::New => count::flow::<C>(FLOW_INSERTS),
                 slots::Inserted::Again { retry_of } => {
                     cache::forget(h);
-                    if let Some(old) = retry_of {
-                        count::syn_retry::<C>(old);
+                    if retry_of != slots::NO_RETRY {
+                        count::syn_retry::<C>(retry_of);
                     }
                 }
                 slots::Inserted::Full => count::flow::<C>(FLOW_UNRECORDED),

@@ -67,12 +67,17 @@ pub enum Inserted {
     New,
     /// The table held the flow: its entry now names the new pick. `retry_of`: the backend
     /// the entry named, when the packet is a SYN repeated while the flow was on probation
-    /// within [`SYN_RETRY_NS`] (the client heard nothing back: passive health's signal).
-    Again { retry_of: Option<u32> },
+    /// within [`SYN_RETRY_NS`] (the client heard nothing back: passive health's signal); else
+    /// [`NO_RETRY`]. (Not an `Option`: LLVM spills a `None`'s unwritten payload register, and
+    /// the verifier refuses a read of a register never written.)
+    Again { retry_of: u32 },
     /// Every way of the flow's set holds an established flow within its keep time: not
     /// recorded.
     Full,
 }
+
+/// [`Inserted::Again`]'s `retry_of` when the packet is no retry.
+pub const NO_RETRY: u32 = u32::MAX;
 
 /// How long after a flow's last packet a repeated SYN counts as a retry of it: past the
 /// clients' first three retransmissions (1 s, 2 s, 4 s apart).
@@ -107,12 +112,15 @@ pub fn insert(
     // Only a SYN is inserted over its own entry (any other packet found it): a SYN again
     // while the entry is on probation and recent is the client's retransmission.
     let retry_of = if new {
-        None
+        NO_RETRY
     } else {
         // Safety: as in `tag`.
         let (seen, state) = unsafe { ((*slot).last_seen_ns, (*slot).state) };
-        (state & FLOW_PROMOTED == 0 && now.wrapping_sub(seen) < SYN_RETRY_NS)
-            .then(|| tag(slot) as u32)
+        if state & FLOW_PROMOTED == 0 && now.wrapping_sub(seen) < SYN_RETRY_NS {
+            tag(slot) as u32
+        } else {
+            NO_RETRY
+        }
     };
     // Safety: as in `tag`. The key goes first and the tag after it: a reader that meets the new
     // key under the old tag finds another flow's check there, and misses.
