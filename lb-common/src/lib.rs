@@ -11,6 +11,7 @@ pub mod counter;
 pub mod flow;
 pub mod flow_cache;
 pub mod hash;
+pub mod vip_index;
 
 pub use capture::{CAPTURE_ANY, CAPTURE_MAX, CAPTURE_RING_BYTES, CaptureCtl, CaptureHeader};
 pub use counter::{
@@ -57,6 +58,11 @@ pub mod map_names {
     /// The flow cache in front of the flow table (see [`crate::flow_cache`]).
     pub const FLOW_CACHE: &str = "LB_FLOW_CACHE";
     pub const VIP_FILTER: &str = "LB_VIP_FILTER";
+    /// The VIPs laid out for an inline lookup (see [`crate::vip_index`]): the slots, each
+    /// VIP's value, and the control word.
+    pub const VIP_INDEX: &str = "LB_VIP_INDEX";
+    pub const VIP_VALUES: &str = "LB_VIP_VALUES";
+    pub const VIP_INDEX_CTL: &str = "LB_VIP_IDX_CTL";
     pub const ECHO: &str = "LB_ECHO";
     /// New flows per backend (per CPU): 5-tuples the ring sent to it.
     pub const BACKEND_FLOWS: &str = "LB_BE_FLOWS";
@@ -456,6 +462,9 @@ mod pod {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for Sent {}
+    unsafe impl aya::Pod for vip_index::VipSlot {}
+    unsafe impl aya::Pod for vip_index::VipIndexCtl {}
+    unsafe impl aya::Pod for vip_index::VipValues {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for GenConfig {}
     unsafe impl aya::Pod for FlowValue {}

@@ -8,7 +8,23 @@ use lb_common::{
     FLOW_CACHE_ENTRIES, FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowCacheEntry, FlowSlot, LIMIT_SOURCES,
     LimitKey, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RETIRED_ENTRIES, RINGS_ENTRIES, Sent,
     Traffic, VipFilter, VipKey, VipLimit, VipValue,
+    vip_index::{VIP_INDEX_ENTRIES, VipIndexCtl, VipSlot, VipValues},
 };
+
+/// The VIPs laid out for an inline lookup (`lb_common::vip_index`): two halves of slots.
+#[map(name = "LB_VIP_INDEX")]
+pub static VIP_INDEX: Array<VipSlot> =
+    Array::with_max_entries(VIP_INDEX_ENTRIES, aya_ebpf::bindings::BPF_F_MMAPABLE);
+
+/// Each VIP's value, twice, and which copy is live.
+#[map(name = "LB_VIP_VALUES")]
+pub static VIP_VALUES: Array<VipValues> =
+    Array::with_max_entries(MAX_VIPS, aya_ebpf::bindings::BPF_F_MMAPABLE);
+
+/// Which half of the index is live (0: none, ask [`VIPS`]) and each half's seed.
+#[map(name = "LB_VIP_IDX_CTL")]
+pub static VIP_INDEX_CTL: Array<VipIndexCtl> =
+    Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
 #[map(name = "LB_VIPS")]
 /// Each VIP's entry, and a second one for a VIP that takes fragments.

@@ -1,12 +1,49 @@
-//! Step 4: is the packet for a VIP? Exact port first, then the VIP's every-port entry. Traffic
-//! to a VIP address that no VIP balances passes, or is dropped (`agent.unbalanced`).
-use lb_common::{AddrKey, CONFIG_ANY_PORT_VIP, CONFIG_DROP_UNBALANCED, Counter, VipKey, VipValue};
+//! Step 4: is the packet for a VIP? Exact port first, then the VIP's every-port entry, each
+//! looked up in the index the agent lays out (`lb_common::vip_index`: array reads, no helper
+//! call), or in the VIP hash map while there is no index. Traffic to a VIP address that no VIP
+//! balances passes, or is dropped (`agent.unbalanced`).
+use lb_common::{
+    AddrKey, CONFIG_ANY_PORT_VIP, CONFIG_DROP_UNBALANCED, Counter, VipKey, VipValue,
+    vip_index::{VIP_INDEX_SLOTS, same_key, vip_index_hash, vip_index_slots},
+};
 
 use crate::{
-    maps::{CONFIG, VIP_ADDRS, VIPS},
+    maps::{CONFIG, VIP_ADDRS, VIP_INDEX, VIP_INDEX_CTL, VIP_VALUES, VIPS},
     packet::Packet,
     verdict::Verdict,
 };
+
+/// The entry of VIP `key`: from the index if one is laid out, else from the hash map.
+#[inline(always)]
+fn lookup(key: &VipKey) -> Option<VipValue> {
+    let ctl = VIP_INDEX_CTL.get_ptr(0)?;
+    // Safety: the map's one entry; `active` is read once, and the agent flips it with one
+    // aligned store.
+    let active = unsafe { core::ptr::addr_of!((*ctl).active).read_volatile() };
+    if active == 0 {
+        // Safety: the value is copied out at once; the kernel keeps it alive under RCU.
+        return unsafe { VIPS.get(key) }.copied();
+    }
+    let half = (active - 1) & 1;
+    // Safety: as above; the seed of the half `active` names.
+    let seed = unsafe { (*ctl).seeds[half as usize] };
+    let base = half * VIP_INDEX_SLOTS;
+    for s in vip_index_slots(vip_index_hash(key, seed)) {
+        let Some(slot) = VIP_INDEX.get(base + s) else {
+            continue;
+        };
+        if slot.id_plus_one != 0 && same_key(&slot.key, key) {
+            let v = VIP_VALUES.get_ptr(slot.id_plus_one - 1)?;
+            // Safety: the VIP's entry; `live` read once, then the copy it names, which the
+            // agent does not write while it may be read (see `lb_common::vip_index`).
+            unsafe {
+                let live = core::ptr::addr_of!((*v).live).read_volatile() & 1;
+                return Some((*v).values[live as usize]);
+            }
+        }
+    }
+    None
+}
 
 #[inline(always)]
 pub fn vip(pkt: &Packet) -> Option<VipValue> {
@@ -16,9 +53,8 @@ pub fn vip(pkt: &Packet) -> Option<VipValue> {
         proto: pkt.key.proto,
         family: pkt.key.family,
     };
-    // Safety: the value is copied out at once; the kernel keeps it alive under RCU meanwhile.
-    if let Some(v) = unsafe { VIPS.get(&key) } {
-        return Some(*v);
+    if let Some(v) = lookup(&key) {
+        return Some(v);
     }
     let any_port = CONFIG
         .get(0)
@@ -27,7 +63,7 @@ pub fn vip(pkt: &Packet) -> Option<VipValue> {
         return None;
     }
     key.port_be = 0;
-    unsafe { VIPS.get(&key) }.copied()
+    lookup(&key)
 }
 
 /// The VIP that takes fragments to the packet's address and protocol, if one does.
@@ -39,8 +75,7 @@ pub fn fragment_vip(pkt: &Packet) -> Option<VipValue> {
         proto: pkt.key.proto,
         family: pkt.key.family | lb_common::FAMILY_FRAGMENTS,
     };
-    // Safety: the value is copied out at once; the kernel keeps it alive under RCU meanwhile.
-    unsafe { VIPS.get(&key) }.copied()
+    lookup(&key)
 }
 
 /// What becomes of a packet to `addr` that no VIP balances (`pass` says why it would pass): with

@@ -27,6 +27,7 @@ mod grace;
 mod mmap;
 mod probe;
 mod sys;
+mod vip_index;
 mod vips;
 
 pub use admission::vip_flags;
@@ -71,8 +72,11 @@ const LEGACY_CONFIG: usize = 28;
 
 /// Every map of the object but the per-CPU clock cache (`LB_CLOCK`, which a new program starts
 /// afresh): pinned, so that a restart or an upgrade keeps them.
-pub const PINNED_MAPS: [&str; 26] = [
+pub const PINNED_MAPS: [&str; 29] = [
     map_names::VIPS,
+    map_names::VIP_INDEX,
+    map_names::VIP_VALUES,
+    map_names::VIP_INDEX_CTL,
     map_names::ECHO,
     map_names::VIP_FILTER,
     map_names::RINGS,
@@ -162,6 +166,8 @@ pub struct Dataplane {
     pinned: Vec<String>,
     /// The rings map, mapped into memory once it is first written.
     rings: Option<mmap::Rings>,
+    /// The VIP index's maps, mapped once it is first written.
+    vip_index: Option<vip_index::VipIndex>,
     /// How it was loaded (a capture loads the same program again, hook included).
     opts: Options,
     /// Flows moved from an older release's table at load, of how many it held.
@@ -284,6 +290,7 @@ impl Dataplane {
             links: Vec::new(),
             pinned: Vec::new(),
             rings: None,
+            vip_index: None,
             opts: opts.clone(),
             adopted_flows: None,
         };
@@ -295,8 +302,10 @@ impl Dataplane {
             dp.wipe_flow_cache()?;
         }
         dp.restore_grown(grown)?;
-        // Pinned VIPs from an earlier run (perhaps one that predates the filter) must pass it.
+        // Pinned VIPs from an earlier run (perhaps one that predates the filter, or the index)
+        // must pass it, and be in the index.
         dp.rebuild_vip_filter()?;
+        dp.index_all_vips()?;
         Ok(dp)
     }
 

@@ -90,13 +90,18 @@ impl Dataplane {
     /// Sets the flags of VIP `key`'s live entries (and its fragments' entry), if it has any.
     pub fn set_vip_flags(&mut self, key: &VipKey, flags: u32) -> Result<()> {
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
+        let mut live = None;
         for k in [*key, key.for_fragments()] {
             if let Ok(mut v) = vips.get(&k, 0) {
                 v.flags = flags;
                 vips.insert(k, v, 0).map_err(map_err(map_names::VIPS))?;
+                live = live.or(Some(v));
             }
         }
-        Ok(())
+        match live {
+            Some(v) => self.index_vip_value(v.id, v),
+            None => Ok(()),
+        }
     }
 
     /// Whether traffic to a VIP address that no VIP balances is dropped (or passed).

@@ -182,3 +182,39 @@ impl FlowSlots {
             .count() as u64
     }
 }
+
+/// An array map of `T`s (`T`'s size a multiple of 8, as the kernel lays values out), writable:
+/// the VIP index's maps. Every access is a volatile copy through a raw pointer, never a
+/// reference into the mapping, which the program reads meanwhile.
+pub(super) struct Values<T>(Mapping, std::marker::PhantomData<T>);
+
+impl<T: Copy> Values<T> {
+    pub(super) fn new(map: &aya::maps::Map) -> io::Result<Self> {
+        let aya::maps::Map::Array(data) = map else {
+            return Err(io::Error::other("not an array map"));
+        };
+        assert!(size_of::<T>().is_multiple_of(8));
+        Mapping::new(data, size_of::<T>() as u32, true).map(|m| Values(m, std::marker::PhantomData))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len
+    }
+
+    /// Value `i`.
+    pub(super) fn at(&self, i: usize) -> *mut T {
+        assert!(i < self.0.len, "value {i} of {}", self.0.len);
+        // Safety: in bounds (checked above); values lie size_of::<T>() apart from the start.
+        unsafe { (self.0.ptr.as_ptr() as *mut T).add(i) }
+    }
+
+    pub(super) fn get(&self, i: usize) -> T {
+        // Safety: `at` gives a valid, aligned value of the live mapping.
+        unsafe { self.at(i).read_volatile() }
+    }
+
+    pub(super) fn set(&mut self, i: usize, v: T) {
+        // Safety: as in `get`; the mapping is writable.
+        unsafe { self.at(i).write_volatile(v) }
+    }
+}
