@@ -141,9 +141,10 @@ pub fn measure(quick: bool) -> String {
     crate::summary::bound(
         TARGET_NEW,
         format!(
-            "the program takes {} ns a packet against the ceiling's {}: every packet looks the \
-             VIP up in a hash map, picks its ring slot and evicts and writes a flow-table entry \
-             in a cold set (see \"Many clients\").",
+            "the program takes {} ns a packet against the ceiling's {}: every packet finds its \
+             VIP in the VIP index, hashes its 5-tuple for the ring, picks its ring slot and \
+             evicts and writes a flow-table entry in a cold set (see \"Many clients\", and for \
+             the parts the per-packet section).",
             prog(&new),
             prog(&ceiling)
         ),
