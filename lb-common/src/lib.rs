@@ -464,7 +464,6 @@ mod pod {
     unsafe impl aya::Pod for Sent {}
     unsafe impl aya::Pod for vip_index::VipSlot {}
     unsafe impl aya::Pod for vip_index::VipIndexCtl {}
-    unsafe impl aya::Pod for vip_index::VipValues {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for GenConfig {}
     unsafe impl aya::Pod for FlowValue {}

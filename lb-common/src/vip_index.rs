@@ -7,19 +7,20 @@
 //! of its two slots, [`vip_index_slots`] of its [`vip_index_hash`] under the half's seed (a
 //! cuckoo placement the agent finds, trying seeds until every key of the
 //! [`map_names::VIPS`](crate::map_names::VIPS) map has a slot of its own: with at most 128
-//! keys in 512 slots, the first seed or two do). The value lives apart, per VIP id, in
-//! [`map_names::VIP_VALUES`](crate::map_names::VIP_VALUES): two copies and a word saying which
-//! is live ([`VipValues`]).
+//! keys in 512 slots, the first seed or two do). A VIP's value lives apart, per VIP id, in
+//! [`map_names::VIP_VALUES`](crate::map_names::VIP_VALUES), packed into one word
+//! ([`pack_vip_value`]).
 //!
-//! **Updates, without a torn read.** A VIP's value changes (a new ring, new flags): the agent
-//! writes the idle copy and flips `live` (one aligned word). The set of keys changes (a VIP
-//! added or removed): the agent lays out the idle half, seed and all, and flips
-//! [`VipIndexCtl::active`]. The program reads the flipped word first and everything else at
-//! addresses that depend on it, so it sees the old layout or the new one, never a mix. A copy
-//! or half that was live is written again only after an RCU grace period has passed since it
-//! stopped being live (no program run that could still read it is left). The hash map stays the
-//! truth the index is built from; with `active` 0 (no index laid out yet: a program just
-//! loaded over an older release's pins) the program asks the hash map.
+//! **Updates, without a torn read.** Every write the program may meet is one aligned store:
+//! a VIP's value (a new ring, new flags) is one word; a key taken out has its slot's id
+//! cleared in place; a new layout (keys added) is written into the idle half, seed and all,
+//! and goes live with one store of [`VipIndexCtl::active`], which the program reads first,
+//! reading the rest at addresses that depend on it. A half that was live is written again only
+//! after an RCU grace period has passed since it stopped being live. Until a key added to the
+//! hash map is laid out (the agent lays out at once where no grace period is owed, else when it
+//! has settled a change), [`VIP_INDEX_PENDING`] in `active` tells the program to ask the hash
+//! map for a key the index does not hold. The hash map stays the truth the index is built from;
+//! with no half live (a program just loaded over an older release's pins) the program asks it.
 use crate::{MAX_VIPS, VipKey, VipValue};
 use core::mem::size_of;
 
@@ -29,6 +30,12 @@ const _: () = assert!(VIP_INDEX_SLOTS.is_power_of_two() && VIP_INDEX_SLOTS >= 4 
 
 /// Entries of the index map: two halves.
 pub const VIP_INDEX_ENTRIES: u32 = 2 * VIP_INDEX_SLOTS;
+
+/// [`VipIndexCtl::active`]'s bits that name the live half: 0 none (ask the hash map), 1 or 2.
+pub const VIP_INDEX_HALF: u32 = 3;
+/// [`VipIndexCtl::active`]'s bit: the hash map holds keys the live half does not; a key the
+/// index does not hold is looked up there.
+pub const VIP_INDEX_PENDING: u32 = 4;
 
 /// A slot of the index: a key, and the id of its VIP plus one (0: an empty slot).
 #[repr(C)]
@@ -44,7 +51,7 @@ const _: () = assert!(size_of::<VipSlot>() == 24);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct VipIndexCtl {
-    /// 0: no index, ask the hash map; 1 or 2: half 0 or 1 is live.
+    /// The live half ([`VIP_INDEX_HALF`]) and [`VIP_INDEX_PENDING`].
     pub active: u32,
     /// Each half's seed.
     pub seeds: [u32; 2],
@@ -52,15 +59,48 @@ pub struct VipIndexCtl {
 }
 const _: () = assert!(size_of::<VipIndexCtl>() == 16);
 
-/// A VIP's value, twice: `values[live & 1]` is the live one.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct VipValues {
-    pub live: u32,
-    pub _pad: u32,
-    pub values: [VipValue; 2],
+// A packed value's fields: id 6 bits, ring size 17, the active ring 1, the forwarding mode 2,
+// the flags the rest.
+const ID_BITS: u32 = 6;
+const SIZE_SHIFT: u32 = ID_BITS;
+const SIZE_BITS: u32 = 17;
+const RING_SHIFT: u32 = SIZE_SHIFT + SIZE_BITS;
+const FORWARD_SHIFT: u32 = RING_SHIFT + 1;
+const FLAGS_SHIFT: u32 = FORWARD_SHIFT + 2;
+const _: () = assert!(MAX_VIPS <= 1 << ID_BITS && crate::RING_STRIDE < 1 << SIZE_BITS);
+
+/// `v` as one word (`None` if a field does not fit: the agent then leaves the VIP out of the
+/// index, and its packets are looked up in the hash map).
+pub const fn pack_vip_value(v: &VipValue) -> Option<u64> {
+    if v.id >= MAX_VIPS
+        || v.ring_size >= 1 << SIZE_BITS
+        || v.active_ring > 1
+        || v.forwarding > 3
+        || v._reserved != 0
+    {
+        return None;
+    }
+    Some(
+        v.id as u64
+            | (v.ring_size as u64) << SIZE_SHIFT
+            | (v.active_ring as u64) << RING_SHIFT
+            | (v.forwarding as u64) << FORWARD_SHIFT
+            | (v.flags as u64) << FLAGS_SHIFT,
+    )
 }
-const _: () = assert!(size_of::<VipValues>() == 56);
+
+/// The value [`pack_vip_value`] packed.
+#[inline(always)]
+pub const fn unpack_vip_value(w: u64) -> VipValue {
+    VipValue {
+        id: (w & ((1 << ID_BITS) - 1)) as u32,
+        ring_size: ((w >> SIZE_SHIFT) & ((1 << SIZE_BITS) - 1)) as u32,
+        active_ring: ((w >> RING_SHIFT) & 1) as u32,
+        forwarding: ((w >> FORWARD_SHIFT) & 3) as u32,
+        flags: (w >> FLAGS_SHIFT) as u32,
+        _reserved: 0,
+    }
+}
 
 /// The key's five words, as they lie in memory.
 #[inline(always)]
@@ -104,4 +144,39 @@ pub const fn vip_index_slots(h: u64) -> [u32; 2] {
 pub fn same_key(a: &VipKey, b: &VipKey) -> bool {
     let (x, y) = (words(a), words(b));
     x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_packs_and_unpacks_whole() {
+        for (id, ring_size, active_ring, forwarding, flags) in [
+            (0, 1, 0, 0, 0),
+            (MAX_VIPS - 1, crate::RING_STRIDE, 1, 3, u32::MAX),
+            (
+                17,
+                251,
+                1,
+                2,
+                crate::VIP_ACL | crate::hash::hash_flags(1, 24),
+            ),
+        ] {
+            let v = VipValue {
+                id,
+                ring_size,
+                active_ring,
+                forwarding,
+                flags,
+                _reserved: 0,
+            };
+            assert_eq!(unpack_vip_value(pack_vip_value(&v).unwrap()), v);
+        }
+        let too_big = VipValue {
+            id: MAX_VIPS,
+            ..VipValue::default()
+        };
+        assert_eq!(pack_vip_value(&too_big), None);
+    }
 }

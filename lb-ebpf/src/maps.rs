@@ -8,7 +8,7 @@ use lb_common::{
     FLOW_CACHE_ENTRIES, FLOW_STATS_COUNT, FLOWS_DEFAULT, FlowCacheEntry, FlowSlot, LIMIT_SOURCES,
     LimitKey, MAX_BACKENDS, MAX_INTERFACES, MAX_VIPS, RETIRED_ENTRIES, RINGS_ENTRIES, Sent,
     Traffic, VipFilter, VipKey, VipLimit, VipValue,
-    vip_index::{VIP_INDEX_ENTRIES, VipIndexCtl, VipSlot, VipValues},
+    vip_index::{VIP_INDEX_ENTRIES, VipIndexCtl, VipSlot},
 };
 
 /// The VIPs laid out for an inline lookup (`lb_common::vip_index`): two halves of slots.
@@ -16,12 +16,13 @@ use lb_common::{
 pub static VIP_INDEX: Array<VipSlot> =
     Array::with_max_entries(VIP_INDEX_ENTRIES, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
-/// Each VIP's value, twice, and which copy is live.
+/// Each VIP's value, packed into one word (`lb_common::vip_index::pack_vip_value`).
 #[map(name = "LB_VIP_VALUES")]
-pub static VIP_VALUES: Array<VipValues> =
+pub static VIP_VALUES: Array<u64> =
     Array::with_max_entries(MAX_VIPS, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
-/// Which half of the index is live (0: none, ask [`VIPS`]) and each half's seed.
+/// Which half of the index is live (none: ask [`VIPS`]), whether keys await a layout, and each
+/// half's seed.
 #[map(name = "LB_VIP_IDX_CTL")]
 pub static VIP_INDEX_CTL: Array<VipIndexCtl> =
     Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);

@@ -4,7 +4,10 @@
 //! balances passes, or is dropped (`agent.unbalanced`).
 use lb_common::{
     AddrKey, CONFIG_ANY_PORT_VIP, CONFIG_DROP_UNBALANCED, Counter, VipKey, VipValue,
-    vip_index::{VIP_INDEX_SLOTS, same_key, vip_index_hash, vip_index_slots},
+    vip_index::{
+        VIP_INDEX_HALF, VIP_INDEX_PENDING, VIP_INDEX_SLOTS, same_key, unpack_vip_value,
+        vip_index_hash, vip_index_slots,
+    },
 };
 
 use crate::{
@@ -13,36 +16,39 @@ use crate::{
     verdict::Verdict,
 };
 
-/// The entry of VIP `key`: from the index if one is laid out, else from the hash map.
+/// The entry of VIP `key`: from the index if one is laid out, else (or for a key added since
+/// the layout) from the hash map.
 #[inline(always)]
 fn lookup(key: &VipKey) -> Option<VipValue> {
     let ctl = VIP_INDEX_CTL.get_ptr(0)?;
-    // Safety: the map's one entry; `active` is read once, and the agent flips it with one
+    // Safety: the map's one entry; `active` is read once, and the agent writes it with one
     // aligned store.
     let active = unsafe { core::ptr::addr_of!((*ctl).active).read_volatile() };
-    if active == 0 {
-        // Safety: the value is copied out at once; the kernel keeps it alive under RCU.
-        return unsafe { VIPS.get(key) }.copied();
-    }
-    let half = (active - 1) & 1;
-    // Safety: as above; the seed of the half `active` names.
-    let seed = unsafe { (*ctl).seeds[half as usize] };
-    let base = half * VIP_INDEX_SLOTS;
-    for s in vip_index_slots(vip_index_hash(key, seed)) {
-        let Some(slot) = VIP_INDEX.get(base + s) else {
-            continue;
-        };
-        if slot.id_plus_one != 0 && same_key(&slot.key, key) {
-            let v = VIP_VALUES.get_ptr(slot.id_plus_one - 1)?;
-            // Safety: the VIP's entry; `live` read once, then the copy it names, which the
-            // agent does not write while it may be read (see `lb_common::vip_index`).
-            unsafe {
-                let live = core::ptr::addr_of!((*v).live).read_volatile() & 1;
-                return Some((*v).values[live as usize]);
+    let half = active & VIP_INDEX_HALF;
+    if half != 0 {
+        let half = (half - 1) & 1;
+        // Safety: as above; the seed of the half `active` names.
+        let seed = unsafe { (*ctl).seeds[half as usize] };
+        let base = half * VIP_INDEX_SLOTS;
+        for s in vip_index_slots(vip_index_hash(key, seed)) {
+            let Some(slot) = VIP_INDEX.get_ptr(base + s) else {
+                continue;
+            };
+            // Safety: a slot of the live half; its id is read once (the agent clears it with
+            // one store when the key goes), its key is not written while the half is live.
+            let id = unsafe { core::ptr::addr_of!((*slot).id_plus_one).read_volatile() };
+            if id != 0 && same_key(unsafe { &(*slot).key }, key) {
+                let v = VIP_VALUES.get_ptr(id - 1)?;
+                // Safety: the VIP's value, one word the agent writes with one store.
+                return Some(unpack_vip_value(unsafe { v.read_volatile() }));
             }
         }
+        if active & VIP_INDEX_PENDING == 0 {
+            return None;
+        }
     }
-    None
+    // Safety: the value is copied out at once; the kernel keeps it alive under RCU meanwhile.
+    unsafe { VIPS.get(key) }.copied()
 }
 
 #[inline(always)]

@@ -372,6 +372,8 @@ pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
     add_as(dp, "198.19.0.108", 54, PROTO_UDP, &three6, FORWARD_IPIP); // 19
     add_as(dp, "198.19.0.109", 80, PROTO_TCP, &three6, FORWARD_GUE); // 20: IPv4 in UDP in IPv6
     add_as(dp, "198.19.0.109", 54, PROTO_UDP, &three6, FORWARD_GUE); // 21
+    // As the agent does once it has applied a change: every VIP laid out in the index.
+    dp.settle_vip_index().unwrap();
     vips
 }
 

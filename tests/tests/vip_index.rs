@@ -1,7 +1,8 @@
 //! The VIP index (`lb_common::vip_index`), through BPF_PROG_TEST_RUN on the real loaded
 //! `xdp_lb`: the program finds VIPs in the array the agent lays out, not in the hash map; a
-//! ring or flags change reaches it; the most VIPs an instance serves, fragments' entries too,
-//! each find their own; and a load over pinned maps without an index lays one out.
+//! ring or flags change reaches it at once; a VIP added where a layout would wait is found in
+//! the hash map until the agent settles; the most VIPs an instance serves, fragments' entries
+//! too, each find their own; and a load over pinned maps without an index lays one out.
 use aya::maps::HashMap;
 use lb::dataplane::{self, Dataplane, ProgramLog, nix_ifindex};
 use lb_common::{
@@ -100,8 +101,8 @@ fn ring_and_flag_changes_reach_the_index() {
         let vips = program(&mut dp);
         let vip = &vips[0];
         let ids: Vec<u32> = vip.backends.iter().map(|b| b.0).collect();
-        // Each ring names one backend; every new flow after a change goes to it (the second
-        // and third changes write a copy that was live: each waits for a grace period).
+        // Each ring names one backend; every new flow after a change goes to it (each change
+        // one store of the VIP's packed value: none waits).
         for (round, &b) in ids.iter().chain(&ids).enumerate() {
             dp.set_vip(0, vip.served.key, &vec![b; RING as usize], false, 0)
                 .unwrap();
@@ -208,5 +209,41 @@ fn a_load_over_pins_without_an_index_lays_one_out() {
         assert_eq!(send(&mut dp, &vips[0], &p).1, Counter::Tx);
         let p = Pkt::new("198.19.0.101", 4444, PROTO_TCP).sport(8001);
         assert_eq!(send(&mut dp, &vips[4], &p).1, Counter::Tx);
+    });
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run through `cargo xtask test`"]
+fn a_vip_added_before_its_layout_is_found_in_the_hash_map_until_settled() {
+    let env = env();
+    env.ns.run(|| {
+        let mut dp = Dataplane::load(program_names::LB).expect("load xdp_lb");
+        let vips = program(&mut dp);
+        let b = vips[0].backends[0].0;
+        // The fixtures' VIPs were laid out just now: a new layout would wait for a grace
+        // period, so the new VIP waits, marked pending.
+        let key = dataplane::vip_key("198.19.2.1".parse().unwrap(), 80, PROTO_TCP);
+        let id = vips.len() as u32;
+        let t = std::time::Instant::now();
+        dp.set_vip(id, key, &vec![b; RING as usize], false, 0)
+            .unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(5),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(dp.vip_index_state().unwrap(), (true, true));
+        let syn = |port| Pkt::new("198.19.2.1", 80, PROTO_TCP).sport(port);
+        assert_eq!(send(&mut dp, &vips[0], &syn(100)), (XDP_TX, Counter::Tx, b));
+        // It is the hash map that answered: without its entry, nothing does.
+        let value = vips_map(&mut dp).get(&key, 0).unwrap();
+        vips_map(&mut dp).remove(&key).unwrap();
+        assert_eq!(send(&mut dp, &vips[0], &syn(101)).1, Counter::PassNotVip);
+        vips_map(&mut dp).insert(key, value, 0).unwrap();
+        // Settled: laid out, nothing pending, and the index answers without the hash map.
+        dp.settle_vip_index().unwrap();
+        assert_eq!(dp.vip_index_state().unwrap(), (true, false));
+        vips_map(&mut dp).remove(&key).unwrap();
+        assert_eq!(send(&mut dp, &vips[0], &syn(102)), (XDP_TX, Counter::Tx, b));
     });
 }

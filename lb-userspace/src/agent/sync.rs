@@ -206,6 +206,8 @@ impl Agent {
         for vip in vips.iter().filter(|v| only.is_none_or(|n| n == v.name)) {
             self.sync_vip(vip)?;
         }
+        // VIPs added above reach the index now, with one wait at most for all of them.
+        self.dp.settle_vip_index()?;
         self.sync_checkers();
         self.hops.follow(self.backend_addresses());
         self.started = true;

@@ -1,28 +1,32 @@
 //! The VIP index the program looks VIPs up in (`lb_common::vip_index`): laid out here from the
-//! VIP hash map, which stays the truth, whenever its keys change; each VIP's value written
-//! whenever it changes. Nothing is written that a program run may still read: a copy or a half
-//! that was live is written again only after an RCU grace period.
-use std::sync::atomic::{AtomicU32, Ordering};
+//! VIP hash map, which stays the truth; each VIP's value written as one word whenever it
+//! changes, a key taken out cleared in place, keys added laid out into the idle half. A half
+//! that was live is written again only after an RCU grace period: where one is owed, the keys
+//! added wait (the program asks the hash map for them meanwhile) until the agent settles its
+//! changes ([`Dataplane::settle_vip_index`]), so that a drain or a ring change never waits.
+use std::{
+    collections::BTreeSet,
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+};
 
 use aya::maps::HashMap;
 use lb_common::{
-    MAX_VIPS, VipKey, VipValue, map_names,
+    VipKey, VipValue, map_names,
     vip_index::{
-        VIP_INDEX_SLOTS, VipIndexCtl, VipSlot, VipValues, vip_index_hash, vip_index_slots,
+        VIP_INDEX_HALF, VIP_INDEX_PENDING, VIP_INDEX_SLOTS, VipIndexCtl, VipSlot, pack_vip_value,
+        vip_index_hash, vip_index_slots,
     },
 };
 
 use super::{Dataplane, DataplaneError, Result, error::map_err, grace::Grace, mmap::Values};
 
-/// The index's maps, mapped, and what was made live since the last grace period.
+/// The index's maps, mapped, and what is owed.
 pub(super) struct VipIndex {
     ctl: Values<VipIndexCtl>,
     slots: Values<VipSlot>,
-    values: Values<VipValues>,
+    values: Values<u64>,
     /// A half went live since the last grace period: the other one may still be read.
     half_flipped: bool,
-    /// Per VIP id: a copy went live since the last grace period.
-    value_flipped: Vec<bool>,
 }
 
 /// Tries this many seeds before giving up (each fails with a probability far below one in a
@@ -64,8 +68,45 @@ pub fn lay_out(keys: &[(VipKey, u32)]) -> Option<(u32, Vec<VipSlot>)> {
     (1..=SEEDS).find_map(|seed| place(keys, seed).map(|h| (seed, h)))
 }
 
+/// A key and its VIP id, ordered for comparing sets.
+type Entry = ([u8; 16], u16, u8, u8, u32);
+
+fn entry(k: &VipKey, id: u32) -> Entry {
+    (k.addr, k.port_be, k.proto, k.family, id)
+}
+
 fn mmap_err(name: &'static str) -> impl FnOnce(std::io::Error) -> DataplaneError {
     move |source| DataplaneError::Mmap { name, source }
+}
+
+impl VipIndex {
+    fn active(&self) -> u32 {
+        // Safety: the control entry's word, read alone.
+        unsafe { std::ptr::addr_of!((*self.ctl.at(0)).active).read_volatile() }
+    }
+
+    fn set_active(&mut self, active: u32) {
+        // Safety: the control entry's word of the live, writable mapping: one aligned store,
+        // after every store it makes live.
+        unsafe { AtomicU32::from_ptr(std::ptr::addr_of_mut!((*self.ctl.at(0)).active)) }
+            .store(active, Ordering::Release);
+    }
+
+    /// The live half's first slot, if a half is live.
+    fn live_base(&self) -> Option<usize> {
+        match self.active() & VIP_INDEX_HALF {
+            0 => None,
+            h => Some((h as usize - 1) * VIP_INDEX_SLOTS as usize),
+        }
+    }
+
+    fn wait_grace(&mut self) -> Result<()> {
+        Grace::new()
+            .and_then(|g| g.wait())
+            .map_err(|e| DataplaneError::Limit(format!("waiting for RCU: {e}")))?;
+        self.half_flipped = false;
+        Ok(())
+    }
 }
 
 impl Dataplane {
@@ -79,49 +120,47 @@ impl Dataplane {
             ) else {
                 return Ok(None);
             };
+            let ctl: Values<VipIndexCtl> =
+                Values::new(c).map_err(mmap_err(map_names::VIP_INDEX_CTL))?;
+            // Pinned maps an earlier agent laid out: the half it made live last may be read
+            // (a half never made live is read by nothing).
+            let half_flipped = ctl.get(0).active & VIP_INDEX_HALF != 0;
             self.vip_index = Some(VipIndex {
-                ctl: Values::new(c).map_err(mmap_err(map_names::VIP_INDEX_CTL))?,
+                ctl,
                 slots: Values::new(s).map_err(mmap_err(map_names::VIP_INDEX))?,
                 values: Values::new(v).map_err(mmap_err(map_names::VIP_VALUES))?,
-                // Pinned maps an earlier agent wrote: what it made live last may still be read.
-                half_flipped: true,
-                value_flipped: vec![true; MAX_VIPS as usize],
+                half_flipped,
             });
         }
         Ok(self.vip_index.as_mut())
     }
 
-    /// Makes `value` VIP `id`'s live value in the index: written into its idle copy, which
-    /// then goes live.
+    /// Makes `value` VIP `id`'s value in the index: one store of its packed word.
     pub(super) fn index_vip_value(&mut self, id: u32, value: VipValue) -> Result<()> {
         let Some(ix) = self.vip_index()? else {
             return Ok(());
         };
-        let i = id as usize;
-        if i >= ix.values.len() {
+        let word = pack_vip_value(&value).ok_or_else(|| {
+            DataplaneError::Limit(format!("VIP id {id}: {value:?} does not fit the index"))
+        })?;
+        if id as usize >= ix.values.len() {
             return Err(DataplaneError::Limit(format!(
-                "VIP id {id} over {MAX_VIPS}"
+                "VIP id {id} outside the index"
             )));
         }
-        if ix.value_flipped[i] {
-            wait_grace(ix)?;
-        }
-        let live = ix.values.get(i).live & 1;
-        let idle = live ^ 1;
-        let p = ix.values.at(i);
-        // Safety: the idle copy of entry `i` of the live mapping; no program reads it (it
-        // is not live, and a grace period has passed since it was).
-        unsafe {
-            std::ptr::addr_of_mut!((*p).values[idle as usize]).write_volatile(value);
-            AtomicU32::from_ptr(std::ptr::addr_of_mut!((*p).live)).store(idle, Ordering::Release);
-        }
-        ix.value_flipped[i] = true;
+        // Safety: entry `id` of the live, writable mapping: one aligned store.
+        unsafe { AtomicU64::from_ptr(ix.values.at(id as usize)) }.store(word, Ordering::Release);
         Ok(())
     }
 
-    /// Lays the index out anew from the VIP hash map's keys, if they differ from the live
-    /// half's, and makes it live. Every key's VIP must have its value in the index already.
-    pub(super) fn rebuild_vip_index(&mut self) -> Result<()> {
+    /// Brings the index to the VIP hash map's keys: keys taken out are cleared in place; keys
+    /// added are laid out with the rest in the idle half, which then goes live, unless that
+    /// would wait for a grace period and `wait` is false: then the program asks the hash map
+    /// for the keys the index lacks until [`Dataplane::settle_vip_index`].
+    fn update_vip_index(&mut self, wait: bool) -> Result<()> {
+        if self.ebpf.map(map_names::VIP_INDEX).is_none() {
+            return Ok(());
+        }
         let keys = {
             let m: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
             let mut keys = Vec::new();
@@ -131,14 +170,41 @@ impl Dataplane {
             }
             keys
         };
+        let want: BTreeSet<Entry> = keys.iter().map(|(k, id)| entry(k, *id)).collect();
         let Some(ix) = self.vip_index()? else {
             return Ok(());
         };
-        let ctl = ix.ctl.get(0);
-        let live = live_keys(ix, &ctl);
-        let mut want = keys.clone();
-        want.sort_by_key(|(k, id)| (k.addr, k.port_be, k.proto, k.family, *id));
-        if live.as_ref() == Some(&want) {
+        let mut missing = want.clone();
+        if let Some(base) = ix.live_base() {
+            for i in base..base + VIP_INDEX_SLOTS as usize {
+                let slot = ix.slots.get(i);
+                if slot.id_plus_one == 0 {
+                    continue;
+                }
+                if !missing.remove(&entry(&slot.key, slot.id_plus_one - 1)) {
+                    // Gone from the map: out of the index, with one store.
+                    let p = ix.slots.at(i);
+                    // Safety: the slot's id word in the live, writable mapping.
+                    unsafe { AtomicU32::from_ptr(std::ptr::addr_of_mut!((*p).id_plus_one)) }
+                        .store(0, Ordering::Release);
+                }
+            }
+        }
+        let active = ix.active();
+        if want.is_empty() && ix.live_base().is_none() {
+            // Nothing to lay out: the program asks the (empty) hash map.
+            return Ok(());
+        }
+        if missing.is_empty() && ix.live_base().is_some() {
+            if active & VIP_INDEX_PENDING != 0 {
+                ix.set_active(active & VIP_INDEX_HALF);
+            }
+            return Ok(());
+        }
+        if ix.half_flipped && !wait {
+            if active & VIP_INDEX_HALF != 0 && active & VIP_INDEX_PENDING == 0 {
+                ix.set_active(active | VIP_INDEX_PENDING);
+            }
             return Ok(());
         }
         let (seed, half) = lay_out(&keys).ok_or_else(|| {
@@ -148,22 +214,38 @@ impl Dataplane {
             ))
         })?;
         if ix.half_flipped {
-            wait_grace(ix)?;
+            ix.wait_grace()?;
         }
-        let idle = if ctl.active == 1 { 1 } else { 0 };
+        let idle = if active & VIP_INDEX_HALF == 1 { 1 } else { 0 };
         let base = idle * VIP_INDEX_SLOTS as usize;
         for (i, slot) in half.into_iter().enumerate() {
             ix.slots.set(base + i, slot);
         }
         let p = ix.ctl.at(0);
-        // Safety: entry 0 of the live mapping: the idle half's seed (read by no program), then
-        // the control word, one aligned atomic store after everything it makes live.
-        unsafe {
-            std::ptr::addr_of_mut!((*p).seeds[idle]).write_volatile(seed);
-            AtomicU32::from_ptr(std::ptr::addr_of_mut!((*p).active))
-                .store(idle as u32 + 1, Ordering::Release);
-        }
+        // Safety: the idle half's seed in the live mapping, which no program reads.
+        unsafe { std::ptr::addr_of_mut!((*p).seeds[idle]).write_volatile(seed) };
+        ix.set_active(idle as u32 + 1);
         ix.half_flipped = true;
+        Ok(())
+    }
+
+    /// The index brought to the VIP map's keys without waiting ([`Dataplane::set_vip`],
+    /// [`Dataplane::remove_vip`]).
+    pub(super) fn refresh_vip_index(&mut self) -> Result<()> {
+        self.update_vip_index(false)
+    }
+
+    /// Lays out the keys added since the index last went live, waiting for a grace period if
+    /// one is owed: the agent calls it once it has applied a change, so that a change of many
+    /// VIPs waits at most once.
+    pub fn settle_vip_index(&mut self) -> Result<()> {
+        let active = match self.vip_index()? {
+            Some(ix) => ix.active(),
+            None => return Ok(()),
+        };
+        if active & VIP_INDEX_PENDING != 0 || active & VIP_INDEX_HALF == 0 {
+            self.update_vip_index(true)?;
+        }
         Ok(())
     }
 
@@ -177,17 +259,26 @@ impl Dataplane {
         for (_, v) in self.vips()? {
             self.index_vip_value(v.id, v)?;
         }
-        self.rebuild_vip_index()
+        self.update_vip_index(true)
+    }
+
+    /// Whether the program looks VIPs up in the index, and whether keys await a layout (tests).
+    pub fn vip_index_state(&mut self) -> Result<(bool, bool)> {
+        Ok(match self.vip_index()? {
+            Some(ix) => {
+                let a = ix.active();
+                (a & VIP_INDEX_HALF != 0, a & VIP_INDEX_PENDING != 0)
+            }
+            None => (false, false),
+        })
     }
 
     /// Whether the program looks VIPs up in the index (tests).
     pub fn vip_index_live(&mut self) -> Result<bool> {
-        Ok(self
-            .vip_index()?
-            .is_some_and(|ix| ix.ctl.get(0).active != 0))
+        Ok(self.vip_index_state()?.0)
     }
 
-    /// Turns the index off or on again as laid out (tests: the program then asks the hash map).
+    /// Turns the index off, or on again as laid out (tests: the program then asks the hash map).
     pub fn set_vip_index_live(&mut self, on: bool) -> Result<()> {
         let Some(ix) = self.vip_index()? else {
             return Ok(());
@@ -203,34 +294,10 @@ impl Dataplane {
     }
 }
 
-/// The live half's keys and ids, sorted; `None` without one.
-fn live_keys(ix: &VipIndex, ctl: &VipIndexCtl) -> Option<Vec<(VipKey, u32)>> {
-    if ctl.active == 0 {
-        return None;
-    }
-    let base = (ctl.active as usize - 1) * VIP_INDEX_SLOTS as usize;
-    let mut keys: Vec<(VipKey, u32)> = (0..VIP_INDEX_SLOTS as usize)
-        .map(|i| ix.slots.get(base + i))
-        .filter(|s| s.id_plus_one != 0)
-        .map(|s| (s.key, s.id_plus_one - 1))
-        .collect();
-    keys.sort_by_key(|(k, id)| (k.addr, k.port_be, k.proto, k.family, *id));
-    Some(keys)
-}
-
-fn wait_grace(ix: &mut VipIndex) -> Result<()> {
-    Grace::new()
-        .and_then(|g| g.wait())
-        .map_err(|e| DataplaneError::Limit(format!("waiting for RCU: {e}")))?;
-    ix.half_flipped = false;
-    ix.value_flipped.fill(false);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_common::{FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+    use lb_common::{FAMILY_V4, FAMILY_V6, MAX_VIPS, PROTO_TCP, PROTO_UDP};
 
     fn key(i: u32) -> VipKey {
         let mut addr = [0u8; 16];

@@ -102,7 +102,7 @@ impl Dataplane {
         // The index: the value first, then the keys (a new VIP's key goes live in the index
         // with its value already there).
         self.index_vip_value(id, value)?;
-        self.rebuild_vip_index()
+        self.refresh_vip_index()
     }
 
     /// The live entry of a VIP, if it has one.
@@ -122,7 +122,7 @@ impl Dataplane {
         let mut vips: HashMap<_, VipKey, VipValue> = self.map_hash(map_names::VIPS)?;
         remove_if_there(&mut vips, &key.for_fragments())?;
         vips.remove(key).map_err(map_err(map_names::VIPS))?;
-        self.rebuild_vip_index()?;
+        self.refresh_vip_index()?;
         if key.port_be == 0 && !self.vips()?.iter().any(|(k, _)| k.port_be == 0) {
             self.update_config(|c| c.flags &= !CONFIG_ANY_PORT_VIP)?;
         }
