@@ -6,9 +6,11 @@
 //! outcome's total is what the program counted in [`crate::map_names::STATS`] plus every
 //! backend's sent packets of that outcome; a VIP's, its own entry (the packets it did not
 //! forward) plus its backends'; the flow hits, the hits counted apart (a hit not forwarded)
-//! plus every backend's. So that none of these totals ever goes down, the agent moves a
-//! removed backend's sent counts into [`crate::map_names::RETIRED`] (its VIP's entry and the
-//! outcomes' and hits' entries) before it zeroes them, and adds that map in too.
+//! plus every backend's. So that none of these totals ever goes down, a removed backend's
+//! cleared entry keeps its VIP id, marked [`crate::BACKEND_RETIRING`], and its counts stay its
+//! VIP's; once no program run can still count for it (an RCU grace period later), the agent
+//! moves them into [`crate::map_names::RETIRED`] (its VIP's entry and the outcomes' and hits'
+//! entries), which it adds in too, and only then zeroes them.
 use core::mem::size_of;
 
 /// Packets and bytes: the value of every counter map (per CPU).

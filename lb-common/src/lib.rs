@@ -335,6 +335,11 @@ pub const BACKEND_DRAIN: u8 = 2;
 /// (`on_down = "keep"`): written with [`BACKEND_UP`], so the data path honours them; the ring
 /// gives it none. Only the agent reads it (a restart must not take the backend as healthy).
 pub const BACKEND_HELD: u8 = 4;
+/// [`Backend::state`] bit of an entry the agent cleared (its family 0: the program sends the
+/// backend nothing): what the backend was sent has yet to move into the retired totals
+/// ([`map_names::RETIRED`]), and the entry keeps its `vip_id` until then. Only the agent reads
+/// it.
+pub const BACKEND_RETIRING: u8 = 8;
 
 /// Value of [`map_names::BACKENDS`], indexed by backend id.
 #[repr(C)]

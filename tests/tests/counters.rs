@@ -153,17 +153,25 @@ fn totals_keep_what_removed_backends_were_sent() {
         let (&gone, &its) = used.iter().next().unwrap();
         assert_eq!(sent(&dp, gone).tx.packets, its);
 
-        // Removed: its entry cleared and, once no program run can count for it, its sent
-        // counts moved to the retired totals.
+        // Removed: its entry cleared, marked retiring with its VIP, its counts still its VIP's.
         dp.clear_backends(&[gone]).unwrap();
+        assert_eq!(dp.backend_totals(gone).unwrap().packets, its);
+        assert_eq!(totals(&dp), start, "removed");
+        // Loaded anew over the pinned maps before it was retired: the mark is pinned too.
+        drop(dp);
+        let mut dp = load();
+        assert_eq!(totals(&dp), start, "loaded anew, not retired yet");
+        // Retired (once no program run can count for it): its sent counts moved into the
+        // pinned retired totals.
+        assert_eq!(dp.retire_backends().unwrap(), 1);
+        assert_eq!(dp.retire_backends().unwrap(), 0, "retired once");
         assert_eq!(sent(&dp, gone), Sent::default());
         assert_eq!(dp.backend_totals(gone).unwrap().packets, 0);
-        assert_eq!(totals(&dp), start, "removed");
+        assert_eq!(totals(&dp), start, "retired");
         // Its id given again (zeroed for its new backend): the totals stay.
         dp.reset_backend_counters(gone).unwrap();
         assert_eq!(totals(&dp), start, "id given again");
-
-        // Loaded anew over the pinned maps: the retired totals are pinned too.
+        // Loaded anew again: the retired totals are pinned.
         drop(dp);
         let mut dp = load();
         assert_eq!(totals(&dp), start, "loaded anew");

@@ -88,6 +88,13 @@ fn stats_and_metrics_count_exactly_the_traffic_sent() {
         .collect();
     let (mut agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
 
+    // The agent samples the counters once a second for the rates, each against the sample
+    // before: the burst must come after a first sample, or none would show it. A rate of the
+    // health checks' traffic (passed to the kernel) says the sampling has begun.
+    lab::wait_for(Duration::from_secs(5), "the agent's first rates", || {
+        lab::stats(&sock).outcomes.iter().any(|o| o.pps > 0.0)
+    });
+
     // One packet per request, each from a fresh socket: a new flow, unless the kernel gave
     // the socket a port an earlier request had (then a flow-table hit).
     const N: u32 = 120;
@@ -246,6 +253,18 @@ fn stats_and_metrics_count_exactly_the_traffic_sent() {
         );
         if round == "removed" {
             assert_eq!(dns.backends.len(), BACKENDS4.len() - 1, "{dns:?}");
+            // Its counts move into the retired totals within the agent's next second.
+            lab::wait_for(
+                Duration::from_secs(5),
+                "the removed backend retired",
+                || {
+                    agent
+                        .log_text()
+                        .contains("removed backends' counters retired")
+                },
+            );
+            let now = lab::stats(&sock);
+            assert_eq!(now.vips[0].packets, N as u64, "retired: {:?}", now.vips[0]);
             assert!(agent.stop().expect("agent exit").success());
             (agent, _) = lab::start_agent(&topo.lb, &cfg, &tmp);
         }

@@ -341,6 +341,16 @@ impl Running {
                                 .check_outliers(std::time::Instant::now())
                                 .context("passive health")
                         })
+                        .and_then(|()| {
+                            let n = agent
+                                .dp
+                                .retire_backends()
+                                .context("retiring removed backends' counters")?;
+                            if n > 0 {
+                                tracing::info!(backends = n, "removed backends' counters retired");
+                            }
+                            Ok(())
+                        })
                         .and_then(|()| agent.sample_rates().context("sampling counters for rates"))
                 }
                 Some(ev) = i.net.recv() => match ev {

@@ -4,8 +4,8 @@ use std::os::fd::AsFd;
 
 use aya::maps::{Array, Map, PerCpuArray, PerCpuValues};
 use lb_common::{
-    Backend, Counter, FLOW_HITS, FLOW_INSERTS, MAX_BACKENDS, MAX_VIPS, RETIRED_ENTRIES,
-    RETIRED_HITS, RETIRED_REDIRECT, RETIRED_TX, Sent, Traffic, map_names,
+    BACKEND_RETIRING, Backend, Counter, FLOW_HITS, FLOW_INSERTS, MAX_BACKENDS, MAX_VIPS,
+    RETIRED_ENTRIES, RETIRED_HITS, RETIRED_REDIRECT, RETIRED_TX, Sent, Traffic, map_names,
 };
 
 use super::{Dataplane, DataplaneError, Result, error::map_err, grace::Grace, sys};
@@ -156,7 +156,13 @@ impl Dataplane {
             Some(fd) => sys::read_all::<Backend>(fd, MAX_BACKENDS, 1)
                 .map_err(|e| read_error(map_names::BACKENDS, e))?
                 .iter()
-                .map(|b| if b.family != 0 { b.vip_id } else { NO_VIP })
+                .map(|b| {
+                    if b.family != 0 || b.state & BACKEND_RETIRING != 0 {
+                        b.vip_id
+                    } else {
+                        NO_VIP
+                    }
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -237,33 +243,57 @@ impl Dataplane {
         Ok(values.iter().copied().fold(Sent::default(), plus_sent))
     }
 
-    /// Clears the entries of backends `ids` (the program sends them nothing from then on),
-    /// waits until no program run can still count a packet for them, and retires what they
-    /// were sent: it moves into the removed backends' totals of their VIPs, the outcomes and
-    /// the flow hits, so that none of those goes down.
+    /// Clears the entries of backends `ids`: the program sends them nothing from then on.
+    /// What they were sent stays in their VIPs' totals: each entry keeps its VIP id, marked
+    /// [`BACKEND_RETIRING`], until [`Dataplane::retire_backends`] moves the counts into the
+    /// retired totals (pinned, so an agent stopped in between leaves the mark for the next).
     pub fn clear_backends(&mut self, ids: &[u32]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut owners = Vec::with_capacity(ids.len());
-        {
-            let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
-            for &id in ids {
-                let old = m.get(&id, 0).map_err(map_err(map_names::BACKENDS))?;
-                owners.push((id, (old.family != 0).then_some(old.vip_id)));
-                m.set(id, Backend::default(), 0)
-                    .map_err(map_err(map_names::BACKENDS))?;
-            }
-        }
-        if self.ebpf.map(map_names::BACKEND_SENT).is_none() {
-            return Ok(());
-        }
-        let wait = |e: std::io::Error| DataplaneError::Limit(format!("waiting for RCU: {e}"));
-        Grace::new().and_then(|g| g.wait()).map_err(wait)?;
-        for (id, vip) in owners {
-            self.retire(id, vip)?;
+        let keeps_counts = self.ebpf.map(map_names::BACKEND_SENT).is_some();
+        let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
+        for &id in ids {
+            let old = m.get(&id, 0).map_err(map_err(map_names::BACKENDS))?;
+            let cleared = if keeps_counts && old.family != 0 {
+                Backend {
+                    state: BACKEND_RETIRING,
+                    vip_id: old.vip_id,
+                    ..Backend::default()
+                }
+            } else {
+                Backend::default()
+            };
+            m.set(id, cleared, 0)
+                .map_err(map_err(map_names::BACKENDS))?;
         }
         Ok(())
+    }
+
+    /// Retires the backends [`Dataplane::clear_backends`] cleared: once no program run can
+    /// still count a packet for them (an RCU grace period, waited for here), what they were
+    /// sent moves into the retired totals of their VIPs, the outcomes and the flow hits, and
+    /// their entries are emptied. The agent calls it once a second; a change waits for none.
+    /// The number retired.
+    pub fn retire_backends(&mut self) -> Result<usize> {
+        let Some(fd) = array_fd(&self.ebpf, map_names::BACKENDS)? else {
+            return Ok(0);
+        };
+        let retiring: Vec<(u32, u32)> = sys::read_all::<Backend>(fd, MAX_BACKENDS, 1)
+            .map_err(|e| read_error(map_names::BACKENDS, e))?
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.family == 0 && b.state & BACKEND_RETIRING != 0)
+            .map(|(id, b)| (id as u32, b.vip_id))
+            .collect();
+        if retiring.is_empty() {
+            return Ok(0);
+        }
+        wait_grace()?;
+        for &(id, vip) in &retiring {
+            self.retire(id, Some(vip))?;
+            let mut m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
+            m.set(id, Backend::default(), 0)
+                .map_err(map_err(map_names::BACKENDS))?;
+        }
+        Ok(retiring.len())
     }
 
     /// Moves what backend `id` was sent into the retired totals (its VIP's too where `vip`
@@ -333,7 +363,15 @@ impl Dataplane {
     /// in the outcomes' totals.
     pub fn reset_backend_counters(&mut self, id: u32) -> Result<()> {
         if self.ebpf.map(map_names::BACKEND_SENT).is_some() {
-            self.retire(id, None)?;
+            // An id given again before its backend was retired: retired now, with its VIP.
+            let m: Array<_, Backend> = self.map_array(map_names::BACKENDS)?;
+            let old = m.get(&id, 0).map_err(map_err(map_names::BACKENDS))?;
+            if old.family == 0 && old.state & BACKEND_RETIRING != 0 {
+                wait_grace()?;
+                self.retire(id, Some(old.vip_id))?;
+            } else {
+                self.retire(id, None)?;
+            }
         }
         self.zero::<Traffic>(map_names::BACKEND_STATS, id)?;
         self.zero::<u64>(map_names::BACKEND_FLOWS, id)?;
@@ -499,6 +537,12 @@ impl Dataplane {
             .iter()
             .sum())
     }
+}
+
+fn wait_grace() -> Result<()> {
+    Grace::new()
+        .and_then(|g| g.wait())
+        .map_err(|e| DataplaneError::Limit(format!("waiting for RCU: {e}")))
 }
 
 fn read_error(name: &'static str, e: std::io::Error) -> DataplaneError {
