@@ -153,7 +153,13 @@ pub async fn start(
         },
         settle: Settle::default(),
         file_tick: tokio::time::interval(FILE_CHECK),
-        rate_tick: tokio::time::interval(RATE_PERIOD),
+        rate_tick: {
+            // A late tick pushes the next one back: each rate is over a period of at least
+            // RATE_PERIOD, never a shorter catch-up one.
+            let mut t = tokio::time::interval(RATE_PERIOD);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        },
     };
     let ready = format!(
         "{} VIP(s) on {}; control socket {}",
