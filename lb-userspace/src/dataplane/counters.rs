@@ -8,7 +8,7 @@ use lb_common::{
     RETIRED_ENTRIES, RETIRED_HITS, RETIRED_REDIRECT, RETIRED_TX, Sent, Traffic, map_names,
 };
 
-use super::{Dataplane, DataplaneError, Result, error::map_err, grace::Grace, sys};
+use super::{Dataplane, DataplaneError, Result, error::map_err, grace::wait_grace, sys};
 
 /// Totals of a counter over all CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -225,11 +225,7 @@ impl Dataplane {
     /// Counters of backend `id`.
     pub fn backend_totals(&self, id: u32) -> Result<Totals> {
         let own = self.sum(map_names::BACKEND_STATS, id)?;
-        let sent = self.sent_of(id)?.total();
-        Ok(Totals {
-            packets: own.packets + sent.packets,
-            bytes: own.bytes + sent.bytes,
-        })
+        Ok(plus(own, self.sent_of(id)?.total()).into())
     }
 
     /// What backend `id` was sent, summed over CPUs (nothing, in an object without the map).
@@ -391,17 +387,14 @@ impl Dataplane {
         m.set(index, values, 0).map_err(map_err(name))
     }
 
-    fn sum(&self, name: &'static str, index: u32) -> Result<Totals> {
+    fn sum(&self, name: &'static str, index: u32) -> Result<Traffic> {
         let map = self
             .ebpf
             .map(name)
             .ok_or(DataplaneError::MissingMap(name))?;
         let m: PerCpuArray<_, Traffic> = PerCpuArray::try_from(map).map_err(map_err(name))?;
         let values = m.get(&index, 0).map_err(map_err(name))?;
-        Ok(values.iter().fold(Totals::default(), |t, v| Totals {
-            packets: t.packets + v.packets,
-            bytes: t.bytes + v.bytes,
-        }))
+        Ok(values.iter().copied().fold(Traffic::default(), plus))
     }
 }
 
@@ -447,10 +440,7 @@ pub(super) fn take_grown(maps: &std::path::Path) -> Result<Vec<Grown>> {
             for i in 0..have {
                 let v = m.get(&i, 0).map_err(map_err(name))?;
                 g.traffic
-                    .push(v.iter().fold(Traffic::default(), |a, t| Traffic {
-                        packets: a.packets + t.packets,
-                        bytes: a.bytes + t.bytes,
-                    }));
+                    .push(v.iter().copied().fold(Traffic::default(), plus));
             }
         } else {
             let m: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(name))?;
@@ -537,12 +527,6 @@ impl Dataplane {
             .iter()
             .sum())
     }
-}
-
-fn wait_grace() -> Result<()> {
-    Grace::new()
-        .and_then(|g| g.wait())
-        .map_err(|e| DataplaneError::Limit(format!("waiting for RCU: {e}")))
 }
 
 fn read_error(name: &'static str, e: std::io::Error) -> DataplaneError {

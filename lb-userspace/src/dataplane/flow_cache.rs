@@ -6,7 +6,9 @@ use std::path::Path;
 use aya::maps::MapData;
 use lb_common::{FLOW_CACHE_ENTRIES, FlowCacheEntry, map_names};
 
-use super::{Dataplane, DataplaneError, Result, error::map_err, grace::Grace, mmap::FlowCache};
+use super::{
+    Dataplane, DataplaneError, Result, error::map_err, grace::wait_grace, mmap::FlowCache,
+};
 
 /// Unpins a pinned flow cache of another layout (an older or newer release's): the load makes
 /// one of this layout, which starts empty as every load's does.
@@ -53,10 +55,7 @@ impl Dataplane {
     /// After flows were taken out of the table: waits until every program run that may have
     /// read their entries (and copied them into the cache) has ended, then empties the cache.
     pub(super) fn forget_cached_flows(&mut self) -> Result<()> {
-        let wait = |e: std::io::Error| {
-            DataplaneError::Limit(format!("waiting for running programs to end: {e}"))
-        };
-        Grace::new().and_then(|g| g.wait()).map_err(wait)?;
+        wait_grace()?;
         self.wipe_flow_cache()
     }
 }

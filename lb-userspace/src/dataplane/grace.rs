@@ -51,6 +51,14 @@ impl Grace {
     }
 }
 
+/// Returns once every program run that began before the call has ended (a fresh [`Grace`]'s
+/// wait), for the data path's callers.
+pub(super) fn wait_grace() -> super::Result<()> {
+    Grace::new().and_then(|g| g.wait()).map_err(|e| {
+        super::DataplaneError::Limit(format!("waiting for running programs to end: {e}"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use lb_common::{
     },
 };
 
-use super::{Dataplane, DataplaneError, Result, error::map_err, grace::Grace, mmap::Values};
+use super::{Dataplane, DataplaneError, Result, error::map_err, grace::wait_grace, mmap::Values};
 
 /// The index's maps, mapped, and what is owed.
 pub(super) struct VipIndex {
@@ -101,9 +101,7 @@ impl VipIndex {
     }
 
     fn wait_grace(&mut self) -> Result<()> {
-        Grace::new()
-            .and_then(|g| g.wait())
-            .map_err(|e| DataplaneError::Limit(format!("waiting for RCU: {e}")))?;
+        wait_grace()?;
         self.half_flipped = false;
         Ok(())
     }
