@@ -253,6 +253,20 @@ pub fn env() -> Env {
     Env { ns }
 }
 
+/// `xdp_lb` loaded as the agent loads it, with a flow table of 1024 entries and its maps
+/// pinned under `pin_dir/maps/` (made here if missing): what an earlier load pinned there is
+/// reused. `what` names the load in a failure.
+pub fn load_pinned(pin_dir: &std::path::Path, what: &str) -> Dataplane {
+    std::fs::create_dir_all(pin_dir.join("maps")).expect("the pin folder");
+    Dataplane::load_pinned(
+        1024,
+        pin_dir,
+        lb::dataplane::ProgramLog::Off,
+        lb_common::TCP_IDLE_DEFAULT_S,
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
 pub fn program(dp: &mut Dataplane) -> Vec<Vip> {
     dp.set_sources(Some(Ipv4Addr::from(SRC4)), Some(Ipv6Addr::from(SRC6)))
         .unwrap();

@@ -4,7 +4,7 @@
 //! the program loaded anew over the pinned maps (`lb_common::counter`). Against the agent and
 //! its metrics: `observability::stats_and_metrics_count_exactly_the_traffic_sent`.
 use aya::maps::PerCpuArray;
-use lb::dataplane::{Dataplane, ProgramLog, nix_ifindex};
+use lb::dataplane::{Dataplane, nix_ifindex};
 use lb_common::{Counter, MAX_BACKENDS, PROTO_TCP, Sent, Traffic, map_names, program_names};
 use lb_tests::{TempDir, fixture::*};
 
@@ -125,17 +125,8 @@ fn a_packet_sent_updates_its_backends_counter_alone() {
 fn totals_keep_what_removed_backends_were_sent() {
     let env = env();
     let tmp = TempDir::new("counters");
-    std::fs::create_dir_all(tmp.pin_dir().join("maps")).unwrap();
     env.ns.run(|| {
-        let load = || {
-            Dataplane::load_pinned(
-                1024,
-                &tmp.pin_dir(),
-                ProgramLog::Off,
-                lb_common::TCP_IDLE_DEFAULT_S,
-            )
-            .expect("load xdp_lb")
-        };
+        let load = || load_pinned(&tmp.pin_dir(), "load xdp_lb");
         let mut dp = load();
         let vips = program(&mut dp);
         let vip = &vips[0];

@@ -1,7 +1,7 @@
 //! An upgrade from a release whose flow table was the kernel's LRU hash map (`LB_FLOWS`): its
 //! flows move into today's table at start and keep their backends. One whose configuration
 //! map was smaller (before the GUE port): it is made anew, and GUE works.
-use lb::dataplane::{Dataplane, ProgramLog, nix_ifindex};
+use lb::dataplane::nix_ifindex;
 use lb_common::{FAMILY_V4, FlowKey, FlowValue, PROTO_TCP, map_names};
 use lb_tests::{TempDir, fixture::*};
 
@@ -55,13 +55,7 @@ fn flows_of_the_old_lru_table_keep_their_backend() {
         ));
     }
     env.ns.run(|| {
-        let mut dp = Dataplane::load_pinned(
-            1024,
-            &tmp.pin_dir(),
-            ProgramLog::Off,
-            lb_common::TCP_IDLE_DEFAULT_S,
-        )
-        .expect("load xdp_lb");
+        let mut dp = load_pinned(&tmp.pin_dir(), "load xdp_lb");
         assert_eq!(dp.adopted_flows(), Some((40, 40)));
         assert!(!old.exists(), "the old table's pin is still there");
         let vips = program(&mut dp);
@@ -109,13 +103,10 @@ fn a_configuration_map_of_an_older_size_is_made_anew() {
     };
     assert_eq!(value_size(), 28);
     env.ns.run(|| {
-        let mut dp = Dataplane::load_pinned(
-            1024,
+        let mut dp = load_pinned(
             &tmp.pin_dir(),
-            ProgramLog::Off,
-            lb_common::TCP_IDLE_DEFAULT_S,
-        )
-        .expect("load xdp_lb over the older configuration map");
+            "load xdp_lb over the older configuration map",
+        );
         let vips = program(&mut dp);
         let ifindex = nix_ifindex("eth0").unwrap();
         let p = Pkt::new("198.19.0.107", 80, PROTO_TCP).sport(40000);

@@ -4,7 +4,7 @@
 //! the hash map until the agent settles; the most VIPs an instance serves, fragments' entries
 //! too, each find their own; and a load over pinned maps without an index lays one out.
 use aya::maps::HashMap;
-use lb::dataplane::{self, Dataplane, ProgramLog, nix_ifindex};
+use lb::dataplane::{self, Dataplane, nix_ifindex};
 use lb_common::{
     Counter, MAX_VIPS, PROTO_TCP, PROTO_UDP, VipKey, VipValue, map_names, program_names,
 };
@@ -181,17 +181,8 @@ fn a_load_over_pins_without_an_index_lays_one_out() {
     let env = env();
     let tmp = TempDir::new("vipindex");
     let maps = tmp.pin_dir().join("maps");
-    std::fs::create_dir_all(&maps).unwrap();
     env.ns.run(|| {
-        let load = || {
-            Dataplane::load_pinned(
-                1024,
-                &tmp.pin_dir(),
-                ProgramLog::Off,
-                lb_common::TCP_IDLE_DEFAULT_S,
-            )
-            .expect("load xdp_lb")
-        };
+        let load = || load_pinned(&tmp.pin_dir(), "load xdp_lb");
         let mut dp = load();
         let vips = program(&mut dp);
         drop(dp);
